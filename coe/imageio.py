@@ -1,0 +1,104 @@
+"""Safe loading of user-supplied images and text.
+
+Every file here may come from an untrusted user, so each failure becomes a one-line
+``InputError`` (exit 2) instead of a traceback, and image size is checked from the
+header before any pixel data is decoded (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from PIL import Image
+
+from coe.errors import InputError
+
+MiB = 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_IMAGE_BYTES = 50 * MiB
+DEFAULT_MAX_TEXT_BYTES = 10 * MiB
+
+
+def _regular_file(path: str | os.PathLike, *, kind: str, max_bytes: int) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{kind} not found: {p}")
+    if p.is_dir():
+        raise InputError(f"{kind} path is a directory, not a file: {p}")
+    if not p.is_file():
+        # FIFOs and devices would block or stream forever.
+        raise InputError(f"{kind} path is not a regular file: {p}")
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"{kind} too large: {p} ({size} bytes, limit {max_bytes})")
+    return p
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    # Transparent pixels are often black underneath; flatten onto white so drawn
+    # diagrams stay legible for OCR and captioning.
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background.alpha_composite(rgba)
+        return background.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> Image.Image:
+    """Open an image file as an RGB ``PIL.Image`` or raise ``InputError`` with one line."""
+    p = _regular_file(path, kind="image", max_bytes=max_bytes)
+    with warnings.catch_warnings():
+        # PIL only warns between MAX_IMAGE_PIXELS and twice that; make it fatal.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(p) as probe:
+                width, height = probe.size
+                if width * height > max_pixels:
+                    raise InputError(f"image too large: {p} ({width}x{height} pixels, "
+                                     f"limit {max_pixels})")
+                probe.verify()
+            # verify() leaves the image unusable, so decode from a fresh handle.
+            with Image.open(p) as img:
+                img.load()
+                return _to_rgb(img)
+        except InputError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InputError(f"image too large: {p} ({_reason(exc)})") from exc
+        except Exception as exc:  # any decoder failure means the same thing to the user
+            raise InputError(f"not a readable image: {p} ({_reason(exc)})") from exc
+
+
+def check_text(value: object, *, name: str, max_chars: int) -> str:
+    """Return ``value`` if it is usable text, else raise ``InputError`` naming ``name``."""
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be text, got {type(value).__name__}")
+    if "\x00" in value:
+        raise InputError(f"{name} contains a NUL character")
+    if len(value) > max_chars:
+        raise InputError(f"{name} too long: {len(value)} characters (limit {max_chars})")
+    return value
+
+
+def read_text_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> str:
+    """Read a UTF-8 text file (a leading BOM is dropped); anything else is an ``InputError``."""
+    p = _regular_file(path, kind="text file", max_bytes=max_bytes)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read text file: {p} ({_reason(exc)})") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text: {p} (invalid byte 0x{data[exc.start]:02x} "
+                         f"at offset {exc.start})") from exc

@@ -1,0 +1,40 @@
+"""Human-readable output of a generated item."""
+
+from __future__ import annotations
+
+import random
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+
+def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
+    options = [(item.answer, True)] + [(d, False) for d in item.distractors]
+    random.Random(shuffle_seed).shuffle(options)  # a fixed shuffle so reruns print the same layout
+    lines = [f"[bold]{item.question}[/bold]", ""]
+    for letter, (text, correct) in zip("ABCDEFGHIJ", options):
+        mark = "  [green]✔ correct[/green]" if correct else ""
+        lines.append(f"  {letter}. {text}{mark}")
+    if item.rationale:
+        lines += ["", f"[italic]Rationale:[/italic] {item.rationale}"]
+    if item.repaired:
+        lines += ["", f"[yellow]Filled from exemplars after validation:[/yellow] {', '.join(item.repaired)}"]
+    console.print(Panel("\n".join(lines), title=f"MCQ · {item.model}", expand=False))
+    if item.exemplars:
+        t = Table(title="Exemplars that guided it", show_lines=False)
+        for col in ("id", "score", "question", "answer"):
+            t.add_column(col)
+        for e in item.exemplars:
+            t.add_row(e["id"], f"{e['score']:.3f}", e["question"], e["answer"])
+        console.print(t)
+    t = Table(title=f"Trace ({item.seconds:.1f} s)")
+    t.add_column("node")
+    t.add_column("seconds", justify="right")
+    t.add_column("notes")
+    for step in item.trace:
+        notes = step.get("skipped") or ("; ".join(step.get("problems", [])) or step.get("repair", ""))
+        if step.get("usage"):
+            notes = f"{step['usage']['prompt_tokens']}+{step['usage']['completion_tokens']} tokens {notes}".strip()
+        t.add_row(step["node"], f"{step.get('seconds', 0):.2f}", str(notes)[:80])
+    console.print(t)

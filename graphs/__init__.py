@@ -1,0 +1,6 @@
+"""The CoE LangGraph: ``from coe.graphs import graph`` gives a compiled Runnable."""
+
+from .build import build_graph, graph
+from .services import GraphSettings, Services
+
+__all__ = ["build_graph", "graph", "GraphSettings", "Services"]

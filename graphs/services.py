@@ -1,0 +1,69 @@
+"""Runtime services (model, retriever, image reader) handed to the graph through RunnableConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from pydantic import BaseModel
+
+
+class GraphSettings(BaseModel):
+    """Per-run switches, read from ``config["configurable"]``; every field can be overridden there."""
+
+    n_distractors: int = 3
+    mode: str = "json"          # "json" (schema-constrained) or "coe" (paper's free-text shapes)
+    use_exemplars: bool = True  # ablation: zero-shot when False
+    use_rationale: bool = True  # ablation: distractors without the chain of thought
+    k: int = 4
+    max_retries: int = 2        # re-asks of the distractor step before repairing from exemplars
+    exclude_splits: list[str] = []
+
+
+@dataclass
+class Services:
+    llm: Any
+    retriever: Any = None
+    image_reader: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def settings_from(config: RunnableConfig | None) -> GraphSettings:
+    conf = (config or {}).get("configurable", {}) or {}
+    return GraphSettings(**{k: v for k, v in conf.items() if k in GraphSettings.model_fields})
+
+
+def services_from(config: RunnableConfig | None) -> Services:
+    conf = (config or {}).get("configurable", {}) or {}
+    services = conf.get("services")
+    if services is None:
+        services = default_services(conf.get("model"))
+    return services
+
+
+@cache
+def default_services(model: str | None = None) -> Services:
+    """The offline CPU default: llama.cpp GGUF, MiniLM ONNX over Chroma, OCR + dataset caption."""
+    from coe.datasets import ScienceQA
+    from coe.errors import ConfigError
+    from coe.modelstore import resolve_llm
+    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+    from coe.plugins.llm.llamacpp import LlamaCppLLM
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.plugins.vision.ocr_caption import OcrCaptionReader
+    from coe.retrieval.retriever import ExemplarRetriever
+
+    name, path = resolve_llm(model)
+    llm = LlamaCppLLM(path, model_id=name)
+    store = ChromaStore()
+    if store.get_marker("index-default") is None:
+        raise ConfigError("the exemplar index is not built; run `coe index build`")
+    retriever = ExemplarRetriever(MiniLMOnnxEmbedder(), store)
+    try:
+        dataset = ScienceQA()
+        dataset.get  # noqa: B018 - touch to fail early when the folder is absent
+    except ConfigError:
+        dataset = None
+    return Services(llm=llm, retriever=retriever, image_reader=OcrCaptionReader(dataset=dataset))

@@ -1,0 +1,61 @@
+"""all-MiniLM-L6-v2 as an int8 ONNX graph on onnxruntime: sentence embeddings with no PyTorch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from coe.errors import ConfigError
+
+
+class MiniLMOnnxEmbedder:
+    name = "minilm-onnx"
+    dim = 384
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, *, max_length: int = 128,
+                 batch_size: int = 64, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        if model_dir is None:
+            from coe.modelstore import resolve_embedder
+            model_dir = resolve_embedder("minilm-l6-v2-int8")
+        model_dir = Path(model_dir)
+        onnx_path, tok_path = model_dir / "model.onnx", model_dir / "tokenizer.json"
+        for p in (onnx_path, tok_path):
+            if not p.is_file():
+                raise ConfigError(f"embedding model file missing: {p} (run `coe models pull minilm-l6-v2-int8`)")
+        self.model_id = "all-MiniLM-L6-v2-onnx-int8"
+        self.batch_size = batch_size
+        self._tok = Tokenizer.from_file(str(tok_path))
+        self._tok.enable_truncation(max_length)
+        self._tok.enable_padding(pad_id=0, pad_token="[PAD]")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        # Sorting by length keeps padding (and wasted compute) small within each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            enc = self._tok.encode_batch([texts[i] or " " for i in idx])
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+            types = np.array([e.type_ids for e in enc], dtype=np.int64)
+            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                              "token_type_ids": types})[0]
+            m = mask[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            out.append((idx, pooled.astype(np.float32)))
+        result = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for idx, vecs in out:
+            result[idx] = vecs
+        return result

@@ -1,0 +1,110 @@
+"""The contract every LLM backend implements: messages (text + images) in, text or schema-bound JSON out."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ImageRef(BaseModel):
+    """An image attached to a message, by path or as encoded bytes (PNG/JPEG)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path | None = None
+    data: bytes | None = None
+    mime: str = "image/png"
+
+    def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise ValueError("ImageRef needs a path or data")
+        return Path(self.path).read_bytes()
+
+    def data_uri(self) -> str:
+        return f"data:{self.mime};base64," + base64.b64encode(self.read_bytes()).decode("ascii")
+
+    @classmethod
+    def from_pil(cls, image) -> "ImageRef":
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return cls(data=buf.getvalue(), mime="image/png")
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+    images: list[ImageRef] = Field(default_factory=list)
+
+
+class GenerationRequest(BaseModel):
+    messages: list[Message]
+    json_schema: dict[str, Any] | None = None
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    stop: list[str] = Field(default_factory=list)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Generation(BaseModel):
+    text: str
+    data: Any = None  # parsed JSON when the request had a json_schema and the text parsed
+    usage: Usage = Field(default_factory=Usage)
+    seconds: float = 0.0
+    model: str = ""
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class LLMPlugin(Protocol):
+    """A text(+vision) generator. ``supports_images`` False means callers must describe images as text."""
+
+    name: str
+    model_id: str
+    supports_images: bool
+    supports_json_schema: bool
+
+    def generate(self, request: GenerationRequest) -> Generation: ...
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]: ...
+
+
+def parse_json_text(text: str) -> Any:
+    """Parse JSON from model text, tolerating code fences and prose around one top-level object."""
+    s = text.strip()
+    if s.startswith("```"):
+        s = s.strip("`")
+        s = s[s.find("\n") + 1:] if "\n" in s else s
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError:
+        pass
+    start = min((i for i in (s.find("{"), s.find("[")) if i >= 0), default=-1)
+    if start < 0:
+        raise ValueError("no JSON object in model output")
+    decoder = json.JSONDecoder()
+    obj, _ = decoder.raw_decode(s[start:])
+    return obj
+
+
+class SequentialBatchMixin:
+    """Default batch call for backends without native batching: one request after another."""
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
+        return [self.generate(r) for r in requests]  # type: ignore[attr-defined]

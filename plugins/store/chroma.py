@@ -1,0 +1,102 @@
+"""Chroma vector store: PersistentClient on a local directory by default, HttpClient when a URL is given."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from coe.errors import ConfigError
+
+from .protocol import Hit
+
+_MARKERS = "coe-markers"
+
+
+class ChromaStore:
+    name = "chroma"
+
+    def __init__(self, path: str | os.PathLike | None = None, *, url: str | None = None,
+                 prefix: str = "coe") -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False)
+        url = url or os.environ.get("COE_CHROMA_URL")
+        if url:
+            parsed = urlparse(url)
+            if not parsed.hostname:
+                raise ConfigError(f"invalid Chroma URL: {url}")
+            self._client = chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000,
+                                               ssl=parsed.scheme == "https", settings=settings)
+            self.location = url
+        else:
+            from coe.paths import chroma_dir
+            root = os.fspath(path or chroma_dir())
+            os.makedirs(root, exist_ok=True)
+            self._client = chromadb.PersistentClient(path=root, settings=settings)
+            self.location = root
+        self.prefix = prefix
+        self._cols: dict[str, Any] = {}
+
+    def _col(self, name: str):
+        full = f"{self.prefix}-{name}"
+        if full not in self._cols:
+            # embedding_function=None: Chroma's default function would try to download a model.
+            self._cols[full] = self._client.get_or_create_collection(
+                full, embedding_function=None, metadata={"hnsw:space": "cosine"})
+        return self._cols[full]
+
+    def upsert(self, collection, ids, embeddings, metadatas, documents) -> None:
+        self._col(collection).upsert(ids=list(ids), embeddings=np.asarray(embeddings, dtype=np.float32),
+                                     metadatas=list(metadatas), documents=list(documents))
+
+    def query(self, collection, embedding, n, where=None) -> list[Hit]:
+        col = self._col(collection)
+        count = col.count()
+        if count == 0:
+            return []
+        res = col.query(query_embeddings=np.asarray(embedding, dtype=np.float32)[None, :],
+                        n_results=min(n, count), where=where or None,
+                        include=["distances", "metadatas", "documents"])
+        return [Hit(id=i, similarity=1.0 - float(d), metadata=m or {}, document=doc)
+                for i, d, m, doc in zip(res["ids"][0], res["distances"][0], res["metadatas"][0],
+                                        res["documents"][0])]
+
+    def get_embeddings(self, collection, ids) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        res = self._col(collection).get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(res["ids"], res["embeddings"])}
+
+    def get_records(self, collection, ids) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        res = self._col(collection).get(ids=list(ids), include=["metadatas", "documents"])
+        return {i: {"metadata": m or {}, "document": d}
+                for i, m, d in zip(res["ids"], res["metadatas"], res["documents"])}
+
+    def existing_ids(self, collection) -> set[str]:
+        return set(self._col(collection).get(include=[])["ids"])
+
+    def count(self, collection) -> int:
+        return self._col(collection).count()
+
+    def get_marker(self, key: str) -> dict[str, Any] | None:
+        res = self._col(_MARKERS).get(ids=[key], include=["metadatas"])
+        return (res["metadatas"][0] or {}) if res["ids"] else None
+
+    def set_marker(self, key: str, value: dict[str, Any]) -> None:
+        # Chroma records need a vector; markers carry a constant one-dimensional placeholder.
+        self._col(_MARKERS).upsert(ids=[key], embeddings=np.ones((1, 1), dtype=np.float32),
+                                   metadatas=[value], documents=[key])
+
+    def reset(self, collection) -> None:
+        full = f"{self.prefix}-{collection}"
+        self._cols.pop(full, None)
+        try:
+            self._client.delete_collection(full)
+        except Exception:  # absent collection: nothing to reset
+            pass

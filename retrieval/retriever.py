@@ -1,0 +1,155 @@
+"""Three-stage contextualized exemplar retrieval: contextualize → recall per field → fused rerank."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .answer_types import answer_type, compatible
+from .exemplars import Exemplar
+from .index import FIELDS
+
+
+class RetrievalQuery(BaseModel):
+    answer: str
+    question: str | None = None
+    context: str = ""
+    image_text: str = ""
+    subject: str | None = None
+    grade: str | None = None
+    exclude_ids: list[str] = Field(default_factory=list)
+    exclude_splits: list[str] = Field(default_factory=list)
+
+
+class RetrievalSettings(BaseModel):
+    k: int = 4
+    recall_n: int = 40
+    # Fusion weights per signal; the question signal counts less when the question is only inferred.
+    weights: dict[str, float] = {"answer": 0.35, "question": 0.35, "context": 0.30}
+    inferred_question_weight: float = 0.15
+    # A signal below its floor is treated as noise and contributes nothing.
+    floors: dict[str, float] = {"answer": 0.25, "question": 0.25, "context": 0.20}
+    min_score: float = 0.05
+    type_penalty: float = 0.5
+    metadata_bonus: float = 0.05
+    diversity: float = 0.15
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s.lower()).strip()
+
+
+class ExemplarRetriever:
+    def __init__(self, embedder, store, *, bank: str = "default",
+                 settings: RetrievalSettings | None = None) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.bank = bank
+        self.settings = settings or RetrievalSettings()
+
+    # Stage 1 -------------------------------------------------------------
+    def contextualize(self, q: RetrievalQuery) -> dict[str, tuple[str, float]]:
+        """Text per field to embed, with the weight its signal carries in the fused score."""
+        s = self.settings
+        material = " ".join(t for t in (q.context, q.image_text) if t.strip())
+        texts: dict[str, tuple[str, float]] = {"answer": (q.answer, s.weights["answer"])}
+        if q.question and q.question.strip():
+            texts["question"] = (q.question, s.weights["question"])
+        elif material:
+            texts["question"] = (f"{material} {q.answer}", s.inferred_question_weight)
+        if material:
+            texts["context"] = (material, s.weights["context"])
+        return texts
+
+    # Stage 2 -------------------------------------------------------------
+    def recall(self, vectors: dict[str, np.ndarray], q: RetrievalQuery) -> set[str]:
+        where = {"split": {"$nin": list(q.exclude_splits)}} if q.exclude_splits else None
+        ids: set[str] = set()
+        for field, vec in vectors.items():
+            for hit in self.store.query(f"{self.bank}-{field}", vec, self.settings.recall_n, where=where):
+                ids.add(hit.id)
+        return ids - set(q.exclude_ids)
+
+    # Stage 3 -------------------------------------------------------------
+    def rerank(self, candidates: set[str], vectors: dict[str, np.ndarray],
+               weights: dict[str, float], q: RetrievalQuery) -> list[Exemplar]:
+        s = self.settings
+        ids = sorted(candidates)
+        if not ids:
+            return []
+        sims: dict[str, dict[str, float]] = {i: {} for i in ids}
+        question_vecs: dict[str, np.ndarray] = {}
+        for field in FIELDS:
+            embs = self.store.get_embeddings(f"{self.bank}-{field}", ids)
+            if field == "question":
+                question_vecs = embs
+            if field in vectors:
+                for i, e in embs.items():
+                    sims[i][field] = float(np.dot(vectors[field], e))
+        records = self.store.get_records(f"{self.bank}-answer", ids)
+        want_type = answer_type(q.answer)
+        total_w = sum(weights.values())
+        scored: list[Exemplar] = []
+        for i in ids:
+            meta = records.get(i, {}).get("metadata")
+            if meta is None or meta.get("split") in q.exclude_splits:
+                continue
+            ex = Exemplar.from_metadata(i, meta)
+            signals = {f: round(v, 4) for f, v in sims[i].items()}
+            fused = sum(weights[f] * v for f, v in sims[i].items() if f in weights and v >= s.floors[f])
+            score = fused / total_w
+            if not compatible(want_type, ex.answer_type):
+                score *= s.type_penalty
+            if q.subject and ex.subject == q.subject:
+                score += s.metadata_bonus
+            if q.grade and ex.grade == q.grade:
+                score += s.metadata_bonus
+            if score < s.min_score:
+                continue
+            scored.append(ex.model_copy(update={"score": round(score, 4), "signals": signals}))
+        scored.sort(key=lambda e: (-e.score, e.id))
+        return self._diverse(scored, question_vecs)
+
+    def _diverse(self, scored: list[Exemplar], qvecs: dict[str, np.ndarray]) -> list[Exemplar]:
+        """Greedy MMR over question embeddings; exact (question, answer) repeats are dropped outright."""
+        chosen: list[Exemplar] = []
+        seen: set[tuple[str, str]] = set()
+        pool = list(scored)
+        while pool and len(chosen) < self.settings.k:
+            best, best_val = None, -1e9
+            for ex in pool[: 4 * self.settings.k + len(chosen)]:
+                if (_norm(ex.question), _norm(ex.answer)) in seen:
+                    continue
+                redundancy = max((float(np.dot(qvecs[ex.id], qvecs[c.id])) for c in chosen
+                                  if ex.id in qvecs and c.id in qvecs), default=0.0)
+                val = ex.score - self.settings.diversity * max(redundancy, 0.0)
+                if val > best_val:
+                    best, best_val = ex, val
+            if best is None:
+                break
+            pool.remove(best)
+            seen.add((_norm(best.question), _norm(best.answer)))
+            chosen.append(best)
+            pool = [e for e in pool if (_norm(e.question), _norm(e.answer)) not in seen]
+        return chosen
+
+    def retrieve(self, q: RetrievalQuery) -> tuple[list[Exemplar], dict]:
+        t0 = time.perf_counter()
+        texts = self.contextualize(q)
+        fields = list(texts)
+        embs = self.embedder.embed([texts[f][0] for f in fields])
+        vectors = {f: embs[n] for n, f in enumerate(fields)}
+        weights = {f: texts[f][1] for f in fields}
+        t1 = time.perf_counter()
+        candidates = self.recall(vectors, q)
+        t2 = time.perf_counter()
+        result = self.rerank(candidates, vectors, weights, q)
+        t3 = time.perf_counter()
+        info = {"query_texts": {f: texts[f][0] for f in fields}, "weights": weights,
+                "candidates": len(candidates),
+                "stage_seconds": {"contextualize": round(t1 - t0, 4), "recall": round(t2 - t1, 4),
+                            "rerank": round(t3 - t2, 4)}}
+        return result, info

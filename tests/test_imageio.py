@@ -1,0 +1,164 @@
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from coe.errors import InputError
+from coe.imageio import check_text, load_image, read_text_file
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height but whose pixel data is garbage."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", b"not zlib data") + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def png(tmp_path) -> Path:
+    path = tmp_path / "ok.png"
+    img = Image.effect_noise((120, 80), 64).convert("RGB")
+    img.save(path)
+    return path
+
+
+def test_ok_image(png):
+    img = load_image(png)
+    assert img.mode == "RGB" and img.size == (120, 80)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "1", "CMYK"])
+def test_other_modes_become_rgb(tmp_path, mode):
+    path = tmp_path / ("x.jpg" if mode == "CMYK" else "x.png")
+    Image.new(mode, (10, 10)).save(path)
+    assert load_image(path).mode == "RGB"
+
+
+def test_transparency_is_flattened_onto_white(tmp_path):
+    path = tmp_path / "clear.png"
+    Image.new("RGBA", (4, 4), (0, 0, 0, 0)).save(path)
+    assert load_image(path).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="image not found: .*nope.png"):
+        load_image(tmp_path / "nope.png")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(InputError, match="directory"):
+        load_image(tmp_path)
+
+
+def test_text_file_renamed_png(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("just some text\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"not a readable image: .*notes.png \(.+\)"):
+        load_image(path)
+
+
+def test_truncated_png(tmp_path, png):
+    path = tmp_path / "cut.png"
+    data = png.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="not a readable image"):
+        load_image(path)
+
+
+def test_over_byte_limit(png):
+    with pytest.raises(InputError, match="image too large: .*bytes"):
+        load_image(png, max_bytes=100)
+
+
+@pytest.mark.parametrize(("width", "height", "detail"), [
+    (8000, 6000, "8000x6000 pixels, limit 40000000"),  # over our limit, under PIL's
+    (20000, 20000, "400000000 pixels"),  # PIL refuses this one while opening
+])
+def test_huge_dimensions_rejected_from_header(tmp_path, width, height, detail):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(width, height))
+    assert path.stat().st_size < 200
+    # The pixel data is not even valid zlib, so reaching "too large" proves nothing was decoded.
+    with pytest.raises(InputError, match=rf"image too large: .*bomb.png \(.*{detail}"):
+        load_image(path)
+
+
+def test_pixel_limit_is_configurable(png):
+    with pytest.raises(InputError, match="120x80 pixels, limit 5000"):
+        load_image(png, max_pixels=5000)
+
+
+def test_real_bomb_png_is_rejected(tmp_path):
+    path = tmp_path / "bomb1.png"
+    Image.new("1", (20000, 20000)).save(path)
+    with pytest.raises(InputError, match="image too large"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("side", [10000, 20000])
+def test_pil_bomb_guard_becomes_input_error(tmp_path, side):
+    # With our own limit lifted, PIL's warning (10000^2) and error (20000^2) still stop it.
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(side, side))
+    with pytest.raises(InputError, match="image too large"):
+        load_image(path, max_pixels=10**12)
+    assert not any(f[2] is Image.DecompressionBombWarning and f[0] == "error"
+                   for f in warnings.filters)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=600), st.booleans())
+def test_arbitrary_bytes_never_escape_as_other_errors(data, png_signature):
+    if png_signature:
+        data = b"\x89PNG\r\n\x1a\n" + data
+    fd, name = tempfile.mkstemp(suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            assert load_image(name).mode == "RGB"
+        except InputError:
+            pass
+    finally:
+        os.unlink(name)
+
+
+def test_check_text():
+    assert check_text("hello", name="answer", max_chars=5) == "hello"
+    with pytest.raises(InputError, match="answer must be text, got int"):
+        check_text(3, name="answer", max_chars=5)
+    with pytest.raises(InputError, match="answer contains a NUL"):
+        check_text("a\x00b", name="answer", max_chars=5)
+    with pytest.raises(InputError, match="answer too long: 6 characters"):
+        check_text("abcdef", name="answer", max_chars=5)
+
+
+def test_read_text_file(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffPhotosynthesis – light → sugar\n".encode())
+    assert read_text_file(path) == "Photosynthesis – light → sugar\n"
+
+
+def test_read_text_file_rejects_non_utf8(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("café".encode("latin-1"))
+    with pytest.raises(InputError) as err:
+        read_text_file(path)
+    assert str(err.value) == f"not UTF-8 text: {path} (invalid byte 0xe9 at offset 3)"
+
+
+def test_read_text_file_missing_or_directory(tmp_path):
+    with pytest.raises(InputError, match="text file not found"):
+        read_text_file(tmp_path / "none.txt")
+    with pytest.raises(InputError, match="directory"):
+        read_text_file(tmp_path)

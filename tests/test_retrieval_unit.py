@@ -1,0 +1,88 @@
+"""Retrieval mechanics on the fixture bank with a real Chroma store (hash embedder, no model)."""
+
+from coe.retrieval.answer_types import answer_type, compatible
+from coe.retrieval.index import build_index, default_bank
+from coe.retrieval.retriever import RetrievalQuery
+
+
+def test_answer_types():
+    assert answer_type("yes") == "boolean"
+    assert answer_type("42") == "number"
+    assert answer_type("1,200") == "number"
+    assert answer_type("5 meters") == "quantity"
+    assert answer_type("owl") == "word"
+    assert answer_type("a grizzly bear") == "phrase"
+    assert answer_type("The rock is hard and it will not melt in the sun.") == "sentence"
+    assert compatible("word", "phrase") and not compatible("boolean", "word")
+    assert compatible("phrase", "sentence") and not compatible("phrase", "sentence", strict=True)
+
+
+def test_bank_excludes_test_split(fixture_dataset):
+    bank = default_bank(fixture_dataset)
+    assert {e.split for e in bank} == {"train", "val"}
+    assert len(bank) == 6
+
+
+def test_rebuild_is_idempotent(fixture_index, fixture_dataset):
+    from tests.conftest import HashEmbedder
+    again = build_index(default_bank(fixture_dataset), embedder=HashEmbedder(), store=fixture_index.store)
+    assert again == {"status": "up to date", "exemplars": 6, "added": 0}
+    assert fixture_index.store.count("default-question") == 6
+
+
+def test_interrupted_build_resumes(tmp_path, fixture_dataset):
+    from coe.plugins.store.chroma import ChromaStore
+    from tests.conftest import HashEmbedder
+    store = ChromaStore(tmp_path / "c")
+    bank = default_bank(fixture_dataset)
+
+    class Boom(HashEmbedder):
+        calls = 0
+
+        def embed(self, texts):
+            Boom.calls += 1
+            if Boom.calls == 2:
+                raise KeyboardInterrupt
+            return super().embed(texts)
+    try:
+        build_index(bank, embedder=Boom(), store=store)
+    except KeyboardInterrupt:
+        pass
+    assert store.count("default-answer") == 6 and store.get_marker("index-default") is None
+    res = build_index(bank, embedder=HashEmbedder(), store=store)
+    assert res["status"] == "built" and store.count("default-question") == 6
+    assert res["added"] < 6 * 3  # the finished answer field was not embedded again
+
+
+def test_retrieves_sibling_and_reports_scores(fixture_index):
+    ex, info = fixture_index.retrieve(RetrievalQuery(
+        answer="rabbit", context="food chain grass rabbit fox", image_text="grass rabbit fox",
+        question="Which animal eats the plant?"))
+    assert ex[0].question == "Which animal eats the plant?"
+    assert all(0 <= e.score <= 1.2 for e in ex)
+    assert [e.score for e in ex] == sorted((e.score for e in ex), reverse=True)
+    assert set(info["stage_seconds"]) == {"contextualize", "recall", "rerank"}
+    assert "question" in ex[0].signals
+
+
+def test_excludes_own_id_and_splits(fixture_index):
+    q = dict(answer="milk", question="Which of these is a liquid?")
+    ex, _ = fixture_index.retrieve(RetrievalQuery(**q))
+    assert ex and ex[0].id == "5"
+    ex, _ = fixture_index.retrieve(RetrievalQuery(**q, exclude_ids=["5"]))
+    assert "5" not in {e.id for e in ex}
+    ex, _ = fixture_index.retrieve(RetrievalQuery(**q, exclude_splits=["val"]))
+    assert all(e.split != "val" for e in ex)
+
+
+def test_answer_type_penalty_orders_compatible_first(fixture_index):
+    ex, _ = fixture_index.retrieve(RetrievalQuery(answer="yes", question="Which object in the picture is larger?"))
+    for e in ex:
+        if e.question == "Which object in the picture is larger?":
+            assert e.score < e.signals["question"]  # penalised: boolean vs word answers
+
+
+def test_duplicates_are_dropped(fixture_index):
+    ex, _ = fixture_index.retrieve(RetrievalQuery(answer="hot", question="What is the opposite of cold?"))
+    keys = [(e.question.lower(), e.answer.lower()) for e in ex]
+    assert len(keys) == len(set(keys))
