@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from coe.plugins.llm.protocol import ImageRef
 
 from .llm_call import call_and_parse
-from .parsing import list_field, text_field
+from .parsing import drop_repeated_sentences, list_field, text_field
 from .prompting import render
 
 MODES = ("json", "coe")
@@ -36,14 +36,15 @@ def distractor_schema(n: int) -> dict:
 
 
 def _run(stage: str, llm, item: ItemInput, exemplars: list, mode: str, schema: dict, parse, max_tokens: int,
-         **fields: str) -> tuple[Any, dict[str, Any]]:
+         repeat_penalty: float = 1.0, **fields: str) -> tuple[Any, dict[str, Any]]:
     if mode not in MODES:
         raise ValueError(f"unknown output mode {mode!r}; use one of {MODES}")
     images = item.images if getattr(llm, "supports_images", False) else []
     messages, prompt_id = render(stage, mode, exemplars=exemplars, context=item.context,
                                  image_text=item.image_text, answer=item.answer, images=images, **fields)
     value, trace = call_and_parse(llm, messages, schema=schema if mode == "json" else None,
-                                  max_tokens=max_tokens, what=stage, parse=parse)
+                                  max_tokens=max_tokens, what=stage, parse=parse,
+                                  repeat_penalty=repeat_penalty)
     trace["prompt_id"] = prompt_id
     return value, trace
 
@@ -57,8 +58,9 @@ def generate_question(llm, item: ItemInput, exemplars: list, *, mode: str = "jso
 def generate_rationale(llm, item: ItemInput, question: str, exemplars: list, *, mode: str = "json",
                        max_tokens: int = 160) -> tuple[str, dict[str, Any]]:
     return _run("rationale", llm, item, exemplars, mode, _string_schema("rationale"),
-                lambda d, t: text_field(d, t, "rationale", mode, "Rationale", 2000, salvage=True),
-                max_tokens, question=question)
+                lambda d, t: drop_repeated_sentences(
+                    text_field(d, t, "rationale", mode, "Rationale", 2000, salvage=True)),
+                max_tokens, repeat_penalty=1.15, question=question)
 
 
 def generate_distractors(llm, item: ItemInput, question: str, rationale: str | None, exemplars: list,

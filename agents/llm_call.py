@@ -11,7 +11,7 @@ from coe.plugins.llm.protocol import GenerationRequest, Message
 
 
 def call_and_parse(llm, messages: list[Message], *, parse: Callable[[Any, str], Any],
-                   schema: dict | None, max_tokens: int, attempts: int = 2,
+                   schema: dict | None, max_tokens: int, attempts: int = 2, repeat_penalty: float = 1.0,
                    what: str = "output") -> tuple[Any, dict]:
     """Call the model and parse its reply; ``parse(data, text)`` raises ValueError when unusable.
 
@@ -23,7 +23,8 @@ def call_and_parse(llm, messages: list[Message], *, parse: Callable[[Any, str], 
     last_error = ""
     for attempt in range(attempts):
         gen = llm.generate(GenerationRequest(messages=messages, json_schema=schema, max_tokens=max_tokens,
-                                             temperature=0.0 if attempt == 0 else 0.7, seed=attempt))
+                                             temperature=0.0 if attempt == 0 else 0.7, seed=attempt,
+                                             repeat_penalty=repeat_penalty))
         trace["raw"].append(gen.text)
         trace["usage"]["prompt_tokens"] += gen.usage.prompt_tokens
         trace["usage"]["completion_tokens"] += gen.usage.completion_tokens

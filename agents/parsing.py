@@ -80,3 +80,15 @@ def list_field(data: Any, text: str, key: str, mode: str) -> list:
     if not isinstance(value, list):
         raise ValueError(f"{key} is not a list")
     return value
+
+
+def drop_repeated_sentences(text: str) -> str:
+    """Small models loop; a sentence said twice is kept once."""
+    seen: set[str] = set()
+    kept = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        key = re.sub(r"\W+", " ", sentence.lower()).strip()
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(sentence)
+    return " ".join(kept)

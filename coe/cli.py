@@ -121,6 +121,17 @@ def generate(
         show_item(item, Console())
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    # typer may vendor its own copy of click; its usage errors are distinct classes.
+    classes: list[type[BaseException]] = [click.exceptions.UsageError]
+    try:
+        from typer._click.exceptions import UsageError as TyperUsageError
+        classes.append(TyperUsageError)
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
 def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
@@ -129,10 +140,12 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     try:
         rv = app(args=argv, standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except _usage_errors() as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # help is already printed
+            sys.exit(0)
         print(f"coe: error: {_one_line(exc.format_message())}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         print("coe: aborted", file=sys.stderr)
         sys.exit(130)
     except CoeError as exc:

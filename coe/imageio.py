@@ -83,6 +83,10 @@ def check_text(value: object, *, name: str, max_chars: int) -> str:
     """Return ``value`` if it is usable text, else raise ``InputError`` naming ``name``."""
     if not isinstance(value, str):
         raise InputError(f"{name} must be text, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # undecodable argv bytes arrive as lone surrogates
+        raise InputError(f"{name} is not valid UTF-8 text") from exc
     if "\x00" in value:
         raise InputError(f"{name} contains a NUL character")
     if len(value) > max_chars:

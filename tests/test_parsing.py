@@ -60,3 +60,9 @@ def test_truncated_rationale_keeps_complete_sentences():
         text_field(None, cut, "rationale", "json", "Rationale", 100)
     assert salvage_truncated('{"rationale": "no full stop', "rationale") is None
     assert salvage_truncated('{"other": "A. B', "rationale") is None
+
+
+def test_repeated_sentences_are_dropped():
+    from coe.agents.parsing import drop_repeated_sentences
+    text = "Copepods eat algae. The arrow shows it. Copepods eat algae. The arrow shows it!"
+    assert drop_repeated_sentences(text) == "Copepods eat algae. The arrow shows it."

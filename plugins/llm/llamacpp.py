@@ -50,7 +50,7 @@ class LlamaCppLLM(SequentialBatchMixin):
         with self._lock:
             out = self._llm.create_chat_completion(
                 messages=messages, max_tokens=request.max_tokens, temperature=request.temperature,
-                top_p=request.top_p, stop=request.stop or None, **kwargs)
+                top_p=request.top_p, repeat_penalty=request.repeat_penalty, stop=request.stop or None, **kwargs)
         seconds = time.perf_counter() - start
         choice = out["choices"][0]
         text = choice["message"].get("content") or ""

@@ -50,6 +50,7 @@ class GenerationRequest(BaseModel):
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = 0
+    repeat_penalty: float = 1.0  # > 1 discourages loops in long free text; backends may ignore it
     stop: list[str] = Field(default_factory=list)
 
 

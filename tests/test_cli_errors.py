@@ -1,0 +1,94 @@
+"""Bad input: one clear line on stderr and exit 2, before any model is loaded."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.conftest import FIXTURE
+
+GOOD_IMAGE = str(FIXTURE / "images/test/7/image.png")
+
+
+def run(args, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COE_HOME": kw.pop("home", os.environ.get("COE_HOME", ""))}
+    if not env["COE_HOME"]:
+        env.pop("COE_HOME")
+    return subprocess.run([sys.executable, "-m", "coe.cli", *args], capture_output=True, timeout=120, **kw)
+
+
+def one_line_exit2(proc, needle):
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, (proc.returncode, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert needle in err, err
+    assert proc.stdout == b""
+
+
+@pytest.fixture
+def files(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    corrupt = tmp_path / "corrupt.png"
+    Image.new("RGB", (64, 64), "white").save(corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:60])
+    huge = tmp_path / "huge.png"
+    Image.new("1", (20000, 20000)).save(huge)
+    latin1 = tmp_path / "ctx.txt"
+    latin1.write_bytes("caf\xe9 au lait".encode("latin-1"))
+    return {"text": text, "corrupt": corrupt, "huge": huge, "latin1": latin1, "dir": tmp_path}
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("missing", "image not found"),
+    ("dir", "directory"),
+    ("text", "not a readable image"),
+    ("corrupt", "not a readable image"),
+    ("huge", "too large"),
+    ("empty_answer", "answer is empty"),
+    ("long_context", "context"),
+    ("latin1", "not UTF-8"),
+    ("n_zero", "--n-distractors"),
+    ("no_answer", "--answer"),
+])
+def test_bad_input(files, case, needle):
+    base = ["generate", "--answer", "fox", "--image", GOOD_IMAGE]
+    args = {
+        "missing": ["generate", "--answer", "fox", "--image", str(files["dir"] / "nope.png")],
+        "dir": ["generate", "--answer", "fox", "--image", str(files["dir"])],
+        "text": ["generate", "--answer", "fox", "--image", str(files["text"])],
+        "corrupt": ["generate", "--answer", "fox", "--image", str(files["corrupt"])],
+        "huge": ["generate", "--answer", "fox", "--image", str(files["huge"])],
+        "empty_answer": ["generate", "--answer", "   ", "--image", GOOD_IMAGE],
+        "long_context": base + ["--context", "x" * 5000],
+        "latin1": base + ["--context-file", str(files["latin1"])],
+        "n_zero": base + ["--n-distractors", "0"],
+        "no_answer": ["generate", "--image", GOOD_IMAGE],
+    }[case]
+    one_line_exit2(run(args), needle)
+
+
+def test_non_utf8_argument_is_rejected():
+    proc = run([b"generate", b"--answer", b"caf\xe9", b"--image", GOOD_IMAGE.encode()])
+    one_line_exit2(proc, "UTF-8")
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    from coe.modelstore import is_pulled
+    if not is_pulled("qwen2.5-coder-0.5b-instruct-q4"):
+        pytest.fail("run `coe models pull qwen2.5-coder-0.5b-instruct-q4` first (make test does)")
+    env_home = tmp_path / "home"
+    models = os.environ.get("COE_MODELS_DIR") or os.path.expanduser("~/.cache/coe/models")
+    proc = subprocess.run([sys.executable, "-m", "coe.cli", "generate", "--answer", "fox", "--image", GOOD_IMAGE,
+                           "--model", "qwen2.5-coder-0.5b-instruct-q4"], capture_output=True, timeout=120,
+                          env={**os.environ, "COE_HOME": str(env_home), "COE_MODELS_DIR": models})
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "coe index build" in err and len(err.strip().splitlines()) == 1
+
+
+def test_hub_id_offline_fails_fast():
+    proc = run(["generate", "--answer", "fox", "--image", GOOD_IMAGE, "--model", "Qwen/Qwen2-VL-2B-Instruct"])
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "offline" in err and len(err.strip().splitlines()) == 1
