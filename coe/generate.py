@@ -72,9 +72,11 @@ def generate_item(*, image: str | None, answer: str, context: str = "", question
             final.setdefault("trace", []).extend(trace)
             if stream:
                 stream(node, update)
+    from coe.graphs.services import settings_from
+    k = settings_from(config).k
     exemplars = [{"id": e["id"], "score": e["score"], "question": e["question"], "answer": e["answer"],
-                  "distractors": e.get("distractors", []), "signals": e.get("signals", {})}
-                 for e in final.get("exemplars", [])]
+                  "distractors": e.get("distractors", []), "signals": e.get("signals", {}), "in_prompt": i < k}
+                 for i, e in enumerate(final.get("exemplars", []))]
     return MCQItem(question=final["question"], answer=state["answer"], distractors=final["distractors"],
                    rationale=final.get("rationale"), exemplars=exemplars,
                    model=final.get("model") or getattr(services.llm, "model_id", ""),

@@ -25,7 +25,7 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
         t = Table(title="Exemplars that guided it", show_lines=False)
         for col in ("id", "score", "question", "answer"):
             t.add_column(col)
-        for e in item.exemplars:
+        for e in [e for e in item.exemplars if e.get("in_prompt", True)]:
             t.add_row(e["id"], f"{e['score']:.3f}", e["question"], e["answer"])
         console.print(t)
     t = Table(title=f"Trace ({item.seconds:.1f} s)")

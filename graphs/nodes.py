@@ -9,6 +9,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from coe.agents.generation import ItemInput, generate_distractors, generate_question, generate_rationale
+from coe.agents.candidates import candidate_pool
 from coe.agents.validation import fill_from_exemplars, validate_distractors
 from coe.errors import ModelOutputError
 from coe.plugins.llm.protocol import ImageRef
@@ -26,15 +27,28 @@ def _item(state: CoEState) -> ItemInput:
                      images=images)
 
 
-def _exemplars(state: CoEState) -> list[Exemplar]:
-    return [Exemplar(**e) for e in state.get("exemplars", [])]
+def _exemplars(state: CoEState, config: RunnableConfig | None = None) -> list[Exemplar]:
+    """The exemplars shown in prompts: the top k of those retrieved (the rest only feed the pool)."""
+    k = settings_from(config).k if config is not None else None
+    return [Exemplar(**e) for e in state.get("exemplars", [])][:k]
+
+
+def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
+    s = settings_from(config)
+    if not s.use_pool:
+        return []
+    material = " ".join((state.get("context", ""), state.get("image_text", "")))
+    pool = candidate_pool(state["answer"], [Exemplar(**e) for e in state.get("exemplars", [])], material,
+                          limit=max(12, 2 * n))
+    return [c.text for c in pool]
 
 
 def describe_image(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     path = state.get("image_path")
-    if not path:
-        return {"image_text": "", "trace": [{"node": "describe_image", "seconds": 0.0, "skipped": "no image"}]}
+    if not path:  # a caller may bring its own image text (e.g. a dataset caption when the file is absent)
+        return {"image_text": state.get("image_text", ""),
+                "trace": [{"node": "describe_image", "seconds": 0.0, "skipped": "no image"}]}
     from coe.imageio import load_image
 
     reader = services_from(config).image_reader
@@ -53,12 +67,12 @@ def retrieve(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     if not s.use_exemplars:
         return {"exemplars": [], "trace": [{"node": "retrieve", "seconds": 0.0, "skipped": "ablation: no exemplars"}]}
     retriever = services_from(config).retriever
-    retriever.settings = retriever.settings.model_copy(update={"k": s.k})
+
     q = RetrievalQuery(answer=state["answer"], question=state.get("question_given"),
                        context=state.get("context", ""), image_text=state.get("image_text", ""),
                        subject=state.get("subject"), grade=state.get("grade"),
                        exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits)
-    found, info = retriever.retrieve(q)
+    found, info = retriever.retrieve(q, k=max(s.k, s.pool_k if s.use_pool else 0))
     return {"exemplars": [e.model_dump() for e in found],
             "trace": [{"node": "retrieve", "seconds": round(time.perf_counter() - t0, 3), **info,
                        "exemplars": [{"id": e.id, "score": e.score, "signals": e.signals} for e in found]}]}
@@ -70,7 +84,7 @@ def question(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
         return {"question": given.strip(),
                 "trace": [{"node": "question", "seconds": 0.0, "skipped": "question given by user"}]}
     s, llm = settings_from(config), services_from(config).llm
-    value, trace = generate_question(llm, _item(state), _exemplars(state), mode=s.mode)
+    value, trace = generate_question(llm, _item(state), _exemplars(state, config), mode=s.mode)
     return {"question": value, "model": llm.model_id, "trace": [{"node": "question", **trace}]}
 
 
@@ -78,7 +92,7 @@ def rationale(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     s, llm = settings_from(config), services_from(config).llm
     if not s.use_rationale:
         return {"rationale": None, "trace": [{"node": "rationale", "seconds": 0.0, "skipped": "ablation: no rationale"}]}
-    value, trace = generate_rationale(llm, _item(state), state["question"], _exemplars(state), mode=s.mode)
+    value, trace = generate_rationale(llm, _item(state), state["question"], _exemplars(state, config), mode=s.mode)
     return {"rationale": value, "model": llm.model_id, "trace": [{"node": "rationale", **trace}]}
 
 
@@ -88,7 +102,9 @@ def distractors(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     attempt = state.get("attempts", 0) + 1
     try:
         value, trace = generate_distractors(llm, _item(state), state["question"], state.get("rationale"),
-                                            _exemplars(state), n, mode=s.mode, feedback=state.get("feedback", ""))
+                                            _exemplars(state, config), n, mode=s.mode,
+                                            feedback=state.get("feedback", ""), candidates=_pool(state, config, n),
+                                            choose=s.choose_from_pool)
     except ModelOutputError as exc:
         # An unparsable reply counts as a failed attempt; validation decides on retry or repair.
         trace = {**getattr(exc, "trace", {}), "error": str(exc)}
@@ -108,7 +124,9 @@ def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     if verdict.valid:
         update["distractors"] = verdict.kept
     elif state.get("attempts", 0) > s.max_retries:
-        filled, added = fill_from_exemplars(verdict.kept, state["answer"], n, _exemplars(state))
+        pool = [Exemplar(id="pool", question="", answer="", distractors=_pool(state, config, n))]
+        filled, added = fill_from_exemplars(verdict.kept, state["answer"], n,
+                                            pool + [Exemplar(**e) for e in state.get("exemplars", [])])
         final = validate_distractors(filled, state["answer"], n)
         entry.update({"repair": "filled from exemplars", "filled": added, "valid_after_repair": final.valid})
         if not final.valid:

@@ -75,7 +75,7 @@ class ExemplarRetriever:
 
     # Stage 3 -------------------------------------------------------------
     def rerank(self, candidates: set[str], vectors: dict[str, np.ndarray],
-               weights: dict[str, float], q: RetrievalQuery) -> list[Exemplar]:
+               weights: dict[str, float], q: RetrievalQuery, k: int | None = None) -> list[Exemplar]:
         s = self.settings
         ids = sorted(candidates)
         if not ids:
@@ -111,16 +111,16 @@ class ExemplarRetriever:
                 continue
             scored.append(ex.model_copy(update={"score": round(score, 4), "signals": signals}))
         scored.sort(key=lambda e: (-e.score, e.id))
-        return self._diverse(scored, question_vecs)
+        return self._diverse(scored, question_vecs, k or self.settings.k)
 
-    def _diverse(self, scored: list[Exemplar], qvecs: dict[str, np.ndarray]) -> list[Exemplar]:
+    def _diverse(self, scored: list[Exemplar], qvecs: dict[str, np.ndarray], k: int) -> list[Exemplar]:
         """Greedy MMR over question embeddings; exact (question, answer) repeats are dropped outright."""
         chosen: list[Exemplar] = []
         seen: set[tuple[str, str]] = set()
         pool = list(scored)
-        while pool and len(chosen) < self.settings.k:
+        while pool and len(chosen) < k:
             best, best_val = None, -1e9
-            for ex in pool[: 4 * self.settings.k + len(chosen)]:
+            for ex in pool[: 4 * k + len(chosen)]:
                 if (_norm(ex.question), _norm(ex.answer)) in seen:
                     continue
                 redundancy = max((float(np.dot(qvecs[ex.id], qvecs[c.id])) for c in chosen
@@ -136,7 +136,8 @@ class ExemplarRetriever:
             pool = [e for e in pool if (_norm(e.question), _norm(e.answer)) not in seen]
         return chosen
 
-    def retrieve(self, q: RetrievalQuery) -> tuple[list[Exemplar], dict]:
+    def retrieve(self, q: RetrievalQuery, k: int | None = None) -> tuple[list[Exemplar], dict]:
+        """Top ``k`` (default ``settings.k``) exemplars with scores, and what each stage did."""
         t0 = time.perf_counter()
         texts = self.contextualize(q)
         fields = list(texts)
@@ -146,7 +147,7 @@ class ExemplarRetriever:
         t1 = time.perf_counter()
         candidates = self.recall(vectors, q)
         t2 = time.perf_counter()
-        result = self.rerank(candidates, vectors, weights, q)
+        result = self.rerank(candidates, vectors, weights, q, k)
         t3 = time.perf_counter()
         info = {"query_texts": {f: texts[f][0] for f in fields}, "weights": weights,
                 "candidates": len(candidates),

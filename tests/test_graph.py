@@ -155,3 +155,17 @@ def test_prompt_injection_in_context_stays_data(fixture_index):
     prompt = llm.requests[0].messages[1].content
     assert prompt.count("</context>") == prompt.count("<context>") == 1
     assert "<system>" not in prompt and "‹system›" in prompt
+
+
+def test_distractors_choose_from_the_exemplar_pool(fixture_index):
+    llm = scripted([{"distractors": ["snake", "owl"]}])
+    out = run(llm, fixture_index)
+    req = llm.requests[-1]
+    items = req.json_schema["properties"]["distractors"]["items"]
+    assert "enum" in items and {"snake", "owl"} <= set(items["enum"]) and "rabbit" not in items["enum"]
+    assert "Candidate options from similar items" in req.messages[-1].content
+    assert out["distractors"] == ["snake", "owl"]
+    llm = scripted([{"distractors": ["snake", "owl"]}])
+    run(llm, fixture_index, use_pool=False)
+    assert "enum" not in llm.requests[-1].json_schema["properties"]["distractors"]["items"]
+    assert "Candidate options" not in llm.requests[-1].messages[-1].content

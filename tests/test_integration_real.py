@@ -91,7 +91,7 @@ def test_cli_json_contract_on_real_test_image(real_index, dataset, pid, context,
     assert isinstance(item["rationale"], str) and item["rationale"]
     assert validate_distractors(item["distractors"], answer, 3).valid
     assert normalize(answer) not in {normalize(d) for d in item["distractors"]}
-    assert 1 <= len(item["exemplars"]) <= 4
+    assert 1 <= sum(e["in_prompt"] for e in item["exemplars"]) <= 4 and len(item["exemplars"]) <= 10
     for ex in item["exemplars"]:
         assert {"id", "score", "question", "answer"} <= set(ex) and ex["id"] in ids
         assert dataset.get(ex["id"]).split in ("train", "val")

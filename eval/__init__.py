@@ -1,0 +1,1 @@
+"""Evaluation on ScienceQA: CoE-compatible scores, per-distractor scores, baselines and reports."""

@@ -1,0 +1,100 @@
+"""``coe eval``: one command from a sample of ScienceQA to a report comparing variants."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from coe.errors import InputError
+
+from .items import TASKS, load_items, sample
+from .predict import VARIANTS
+from .report import MAIN_METRICS, write_report
+from .runner import machine, run_variant
+from .scoring import EMBED_MATCH_THRESHOLD, Scorer, aggregate
+
+
+def parse_variants(text: str) -> list[str]:
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise InputError(f"unknown variant(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(VARIANTS)}")
+    return variants
+
+
+def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str | None, variants: str,
+        report: str | None, data: str | None, seed: int, console: Console) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from coe.datasets import ScienceQA
+    from coe.graphs.services import Services, default_llm, retrieval_services
+    from coe.progress import make_progress
+
+    tasks = list(TASKS) if task == "all" else [task]
+    if task not in (*TASKS, "all"):
+        raise InputError(f"--task must be one of {', '.join(TASKS)}, all")
+    if split not in ("val", "test"):
+        raise InputError("--split must be val or test")
+    if limit is not None and limit < 1:
+        raise InputError("--limit must be positive")
+    chosen = parse_variants(variants)
+    dataset = ScienceQA(data)
+    base = retrieval_services()
+    llm = default_llm(model) if any(VARIANTS[v] is not None for v in chosen) else None
+    services = Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
+    model_id = getattr(llm, "model_id", "none (model-free variants only)")
+    scorer = Scorer(base.retriever.embedder)
+    t0 = time.perf_counter()
+    runs: list[dict[str, Any]] = []
+    n_items = 0
+    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=console) as bar:
+        bars: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in bars:
+                bars[name] = bar.add_task(name, total=total)
+            bar.update(bars[name], completed=done)
+
+        for t in tasks:
+            items = sample(load_items(dataset, split, t), limit, stratify=stratify, seed=seed)
+            n_items = max(n_items, len(items))
+            by_pid = {i.pid: i for i in items}
+            for v in chosen:
+                r = run_variant(t, v, items, services, model_id, progress=progress)
+                r["scores"] = aggregate([(by_pid[pid], scorer.score(t, by_pid[pid], p))
+                                         for pid, p in r["predictions"].items()])
+                runs.append(r)
+    meta = {"split": split, "tasks": tasks, "n_items": n_items, "stratify": stratify, "seed": seed,
+            "model": model_id, "machine": machine(), "wall_seconds": time.perf_counter() - t0,
+            "command": "coe " + " ".join(sys.argv[1:]), "embed_threshold": EMBED_MATCH_THRESHOLD,
+            "variants": chosen}
+    path = write_report(Path(report), runs, meta) if report else None
+    return {"meta": meta, "runs": runs, "report": str(path) if path else None}
+
+
+def print_summary(result: dict[str, Any], console: Console) -> None:
+    """Metrics as rows and variants as columns, so the table fits a terminal."""
+    for task in result["meta"]["tasks"]:
+        runs = [r for r in result["runs"] if r["task"] == task]
+        t = Table(title=f"{task.upper()} · {result['meta']['split']} · n={result['meta']['n_items']} · "
+                        f"{result['meta']['model']}")
+        t.add_column("metric")
+        for r in runs:
+            t.add_column(r["variant"], justify="right")
+        for k in MAIN_METRICS[task]:
+            t.add_row(k, *[f"{r['scores']['overall'].get(k, float('nan')):.3f}" for r in runs])
+        t.add_row("s/item", *[f"{r['item_seconds'] / max(r['scores']['n'], 1):.1f}" for r in runs])
+        console.print(t)
+    if result["report"]:
+        console.print(f"report: {result['report']}")
+
+
+def as_json(result: dict[str, Any]) -> dict[str, Any]:
+    return {"meta": result["meta"], "report": result["report"],
+            "runs": [{k: v for k, v in r.items() if k != "predictions"} for r in result["runs"]]}

@@ -1,0 +1,85 @@
+"""Run variants over a sample, resumably: each finished item is cached by id and configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from coe.agents.prompting import PROMPT_VERSION
+from coe.paths import coe_home
+
+from .items import EvalItem
+from .predict import VARIANTS, predict
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("COE_EVAL_CACHE") or coe_home() / "eval-cache")
+
+
+def config_id(task: str, split: str, variant: str, model: str) -> str:
+    cfg = {"task": task, "split": split, "variant": variant, "settings": VARIANTS[variant],
+           "model": model if VARIANTS[variant] is not None else None, "prompts": PROMPT_VERSION}
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{variant}-{digest}"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False))
+    os.replace(tmp, path)  # a crash never leaves a half-written cache entry
+
+
+def image_text_for(item: EvalItem, reader, cache: Path) -> str:
+    """OCR + caption of the real image when it is here, else the dataset's caption and OCR text."""
+    path = cache / "image_text" / f"{item.split}-{item.pid}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["text"]
+    text = item.dataset_image_text
+    if item.image_path is not None and reader is not None:
+        from coe.imageio import load_image
+        text = reader.describe(load_image(item.image_path), source_path=item.image_path).as_prompt_text()
+    _write_json(path, {"text": text})
+    return text
+
+
+def run_variant(task: str, variant: str, items: list[EvalItem], services, model: str, *,
+                cache: Path | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
+    cache = cache or cache_root()
+    cid = config_id(task, items[0].split if items else "", variant, model)
+    folder = cache / task / cid
+    preds: dict[str, dict] = {}
+    computed = 0
+    t0 = time.perf_counter()
+    for n, item in enumerate(items):
+        path = folder / f"{item.pid}.json"
+        if path.is_file():
+            preds[item.pid] = json.loads(path.read_text())
+        else:
+            image_text = image_text_for(item, services.image_reader, cache)
+            preds[item.pid] = predict(task, variant, item, services, image_text)
+            _write_json(path, preds[item.pid])
+            computed += 1
+        if progress:
+            progress(f"{task}/{variant}", n + 1, len(items))
+    return {"variant": variant, "task": task, "config_id": cid, "predictions": preds,
+            "computed": computed, "cached": len(items) - computed,
+            "wall_seconds": round(time.perf_counter() - t0, 1),
+            "item_seconds": sum(p.get("seconds", 0.0) for p in preds.values())}
+
+
+def machine() -> dict[str, Any]:
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    try:
+        with open("/proc/meminfo") as f:
+            info["memory_gb"] = round(int(f.readline().split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return info

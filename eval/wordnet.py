@@ -1,0 +1,57 @@
+"""WordNet 3.0 for NLTK's METEOR, assembled from Debian's wordnet-base and wordnet-sense-index.
+
+Debian ships the database files but not the ``lexnames`` table NLTK's reader needs; that table is a fixed
+part of WordNet 3.0 (see lexnames(5WN)), so it is written here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from coe.errors import ConfigError
+from coe.paths import coe_home
+
+DEBIAN_WORDNET = Path("/usr/share/wordnet")
+REQUIRED = ["data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb", "index.adj",
+            "index.adv", "noun.exc", "verb.exc", "adj.exc", "adv.exc", "index.sense"]
+LEXNAMES = """adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body
+noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive
+noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process noun.quantity noun.relation
+noun.shape noun.state noun.substance noun.time verb.body verb.change verb.cognition verb.communication
+verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception
+verb.possession verb.social verb.stative verb.weather adj.ppl""".split()
+_SYNTACTIC = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
+
+
+def lexnames_text() -> str:
+    return "".join(f"{i:02d}\t{name}\t{_SYNTACTIC[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES))
+
+
+def nltk_data_dir() -> Path:
+    return Path(os.environ.get("COE_NLTK_DATA") or coe_home() / "nltk_data")
+
+
+def ensure_wordnet(source: Path = DEBIAN_WORDNET) -> Path:
+    """Build (once) ``<nltk_data>/corpora/wordnet`` and put it on NLTK's search path."""
+    import nltk
+
+    root = nltk_data_dir()
+    target = root / "corpora" / "wordnet"
+    if not (target / "lexnames").is_file():
+        missing = [f for f in REQUIRED if not (source / f).is_file()]
+        if missing:
+            raise ConfigError(f"WordNet files missing in {source} ({', '.join(missing[:3])}…); install the Debian "
+                              "packages wordnet-base and wordnet-sense-index (make test does)")
+        tmp = target.with_name("wordnet.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in source.iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        (tmp / "lexnames").write_text(lexnames_text())
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    if str(root) not in nltk.data.path:
+        nltk.data.path.insert(0, str(root))
+    return target
