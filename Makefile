@@ -12,13 +12,13 @@ DEMO_PID ?= 85
 DEMO_CONTEXT ?= Below is a food web from Little Rock Lake, a freshwater lake ecosystem in Wisconsin.
 DEMO_ANSWER ?= copepod
 
-.PHONY: demo test setup models index clean-venv
+.PHONY: demo test setup models index system-deps browser setup-vlm bench-vl-quick clean-venv
 
 demo: index
 	$(BIN)/coe generate --image $(DATA)/images/test/$(DEMO_PID)/image.png \
 		--context "$(DEMO_CONTEXT)" --answer "$(DEMO_ANSWER)"
 
-test: models
+test: models system-deps browser setup-vlm
 	$(BIN)/python -m pytest
 
 setup: $(VENV)/.installed
@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	@echo "==> creating $(VENV) and installing coe (llama-cpp-python compiles from source: several minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar on -e ".[llamacpp,test]"
+	$(BIN)/python -m pip install --progress-bar on -e ".[llamacpp,openai,eval,test,ui-test]"
 	@touch $@
 
 models: setup
@@ -38,6 +38,37 @@ models: setup
 index: models
 	@echo "==> indexing the ScienceQA train+val exemplar bank into Chroma (skipped when up to date)"
 	$(BIN)/coe index build --data $(DATA)
+
+# Debian packages the tests need: WordNet 3.0 for METEOR (the project adds the lexnames table itself).
+system-deps:
+	@if [ ! -f /usr/share/wordnet/data.noun ] || [ ! -f /usr/share/wordnet/index.sense ]; then \
+		echo "==> installing WordNet (Debian: wordnet-base wordnet-sense-index)"; \
+		apt-get update -qq && apt-get install -y -qq wordnet-base wordnet-sense-index; \
+	fi
+
+# Chromium for the review console's browser test (Playwright drives Debian's build; nothing is downloaded
+# by Playwright itself).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "==> installing Chromium (Debian: chromium)"; \
+		apt-get update -qq && apt-get install -y -qq chromium; \
+	fi
+
+# The transformers Qwen2-VL plugin (coe[vlm]) and its CPU tests. VLM_TORCH names the torch to install
+# first: by default the CPU build of 2.13.0 that this kind of machine keeps on disk (pip's find-links), so
+# no CUDA wheels are pulled; a GPU machine overrides it (e.g. VLM_TORCH=torch).
+VLM_TORCH ?= torch==2.13.0
+setup-vlm: $(VENV)/.installed-vlm
+
+$(VENV)/.installed-vlm: $(VENV)/.installed
+	@echo "==> installing the transformers Qwen-VL plugin's dependencies (torch CPU, transformers, peft)"
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install $(VLM_TORCH)
+	$(BIN)/python -m pip install -e ".[vlm]"
+	@touch $@
+
+# The Qwen2-VL batching benchmark: tiny model on the CPU (quick), or the 7B shape on a GPU (bench/README.md).
+bench-vl-quick: setup-vlm
+	$(BIN)/python bench/qwen2vl_batch.py --quick --out out/bench-vl-quick.json
 
 clean-venv:
 	rm -rf $(VENV)

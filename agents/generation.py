@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from coe.plugins.llm.protocol import ImageRef
 
-from .llm_call import call_and_parse
+from .llm_call import PendingCall, run_call
 from .parsing import drop_repeated_sentences, list_field, text_field
 from .prompting import render
 
@@ -28,47 +28,78 @@ def _string_schema(key: str) -> dict:
     return {"type": "object", "properties": {key: {"type": "string"}}, "required": [key]}
 
 
-def distractor_schema(n: int) -> dict:
+def distractor_schema(n: int, choices: list[str] | None = None) -> dict:
+    """``choices`` restricts every distractor to that list (the model chooses instead of inventing)."""
+    items = {"type": "string", "enum": list(choices)} if choices else {"type": "string"}
     return {"type": "object",
-            "properties": {"distractors": {"type": "array", "minItems": n, "maxItems": n,
-                                           "items": {"type": "string"}}},
+            "properties": {"distractors": {"type": "array", "minItems": n, "maxItems": n, "items": items}},
             "required": ["distractors"]}
 
 
-def _run(stage: str, llm, item: ItemInput, exemplars: list, mode: str, schema: dict, parse, max_tokens: int,
-         repeat_penalty: float = 1.0, **fields: str) -> tuple[Any, dict[str, Any]]:
+def _prepare(stage: str, llm, item: ItemInput, exemplars: list, mode: str, schema: dict, parse, max_tokens: int,
+             repeat_penalty: float = 1.0, **fields: str) -> PendingCall:
     if mode not in MODES:
         raise ValueError(f"unknown output mode {mode!r}; use one of {MODES}")
     images = item.images if getattr(llm, "supports_images", False) else []
     messages, prompt_id = render(stage, mode, exemplars=exemplars, context=item.context,
                                  image_text=item.image_text, answer=item.answer, images=images, **fields)
-    value, trace = call_and_parse(llm, messages, schema=schema if mode == "json" else None,
-                                  max_tokens=max_tokens, what=stage, parse=parse,
-                                  repeat_penalty=repeat_penalty)
-    trace["prompt_id"] = prompt_id
-    return value, trace
+    return PendingCall(messages, parse=parse, schema=schema if mode == "json" else None, max_tokens=max_tokens,
+                       what=stage, repeat_penalty=repeat_penalty, extra={"prompt_id": prompt_id})
+
+
+# The request halves: each returns a PendingCall (prompt rendered, parser attached) that ``run_call``
+# drives; benchmarks and batch runners send many items' requests (``call.request()``) in one batch.
+
+def question_call(llm, item: ItemInput, exemplars: list, *, mode: str = "json", max_tokens: int = 80) -> PendingCall:
+    return _prepare("question", llm, item, exemplars, mode, _string_schema("question"),
+                    lambda d, t: text_field(d, t, "question", mode, "Question", 400), max_tokens)
+
+
+def rationale_call(llm, item: ItemInput, question: str, exemplars: list, *, mode: str = "json",
+                   max_tokens: int = 160) -> PendingCall:
+    return _prepare("rationale", llm, item, exemplars, mode, _string_schema("rationale"),
+                    lambda d, t: drop_repeated_sentences(
+                        text_field(d, t, "rationale", mode, "Rationale", 2000, salvage=True)),
+                    max_tokens, repeat_penalty=1.15, question=question)
+
+
+def distractors_call(llm, item: ItemInput, question: str, rationale: str | None, exemplars: list, n: int, *,
+                     mode: str = "json", feedback: str = "", candidates: list[str] | None = None,
+                     choose: bool = False, max_tokens: int = 120) -> PendingCall:
+    """``candidates`` are offered in the prompt; with ``choose`` (and enough of them) the JSON schema
+    only admits those strings, so the model chooses instead of inventing."""
+    rationale_line = f"Rationale of the new item: {rationale}\n" if rationale else ""
+    feedback_line = (f"Your previous distractors were rejected: {feedback}. Fix these problems.\n"
+                     if feedback else "")
+    candidates = list(candidates or [])
+    choose = choose and len(candidates) >= n and mode == "json"
+    candidates_line = ""
+    if candidates:
+        verb = f"Choose exactly {n} of them" if choose else "Prefer these where they fit"
+        listed = " ".join(f"({i}) {c}" for i, c in enumerate(candidates, 1))
+        candidates_line = (f"Candidate options from similar items, most likely first: {listed}\n"
+                           f"{verb}, favouring options that appear in the new item's material.\n")
+    call = _prepare("distractors", llm, item, exemplars, mode, distractor_schema(n, candidates if choose else None),
+                    lambda d, t: list_field(d, t, "distractors", mode), max_tokens, question=question,
+                    rationale_line=rationale_line, candidates_line=candidates_line, feedback=feedback_line,
+                    n=str(n))
+    call.extra.update({"candidates": candidates, "constrained_to_candidates": choose})
+    return call
 
 
 def generate_question(llm, item: ItemInput, exemplars: list, *, mode: str = "json",
                       max_tokens: int = 80) -> tuple[str, dict[str, Any]]:
-    return _run("question", llm, item, exemplars, mode, _string_schema("question"),
-                lambda d, t: text_field(d, t, "question", mode, "Question", 400), max_tokens)
+    return run_call(llm, question_call(llm, item, exemplars, mode=mode, max_tokens=max_tokens))
 
 
 def generate_rationale(llm, item: ItemInput, question: str, exemplars: list, *, mode: str = "json",
                        max_tokens: int = 160) -> tuple[str, dict[str, Any]]:
-    return _run("rationale", llm, item, exemplars, mode, _string_schema("rationale"),
-                lambda d, t: drop_repeated_sentences(
-                    text_field(d, t, "rationale", mode, "Rationale", 2000, salvage=True)),
-                max_tokens, repeat_penalty=1.15, question=question)
+    return run_call(llm, rationale_call(llm, item, question, exemplars, mode=mode, max_tokens=max_tokens))
 
 
 def generate_distractors(llm, item: ItemInput, question: str, rationale: str | None, exemplars: list,
-                         n: int, *, mode: str = "json", feedback: str = "",
-                         max_tokens: int = 120) -> tuple[list, dict[str, Any]]:
-    rationale_line = f"Rationale of the new item: {rationale}\n" if rationale else ""
-    feedback_line = (f"Your previous distractors were rejected: {feedback}. Fix these problems.\n"
-                     if feedback else "")
-    return _run("distractors", llm, item, exemplars, mode, distractor_schema(n),
-                lambda d, t: list_field(d, t, "distractors", mode), max_tokens,
-                question=question, rationale_line=rationale_line, feedback=feedback_line, n=str(n))
+                         n: int, *, mode: str = "json", feedback: str = "", candidates: list[str] | None = None,
+                         choose: bool = False, max_tokens: int = 120) -> tuple[list, dict[str, Any]]:
+    return run_call(llm, distractors_call(llm, item, question, rationale, exemplars, n, mode=mode,
+                                          feedback=feedback, candidates=candidates, choose=choose,
+                                          max_tokens=max_tokens))

@@ -10,35 +10,79 @@ from coe.errors import ModelOutputError
 from coe.plugins.llm.protocol import GenerationRequest, Message
 
 
+class PendingCall:
+    """One model call with parse retries, split into halves so many calls can share a batched request:
+    ``request()`` gives the next attempt's request, ``feed(generation)`` parses the reply, and
+    ``result()`` returns the value and trace fragment (or raises once the attempts are spent)."""
+
+    def __init__(self, messages: list[Message], *, parse: Callable[[Any, str], Any], schema: dict | None,
+                 max_tokens: int, attempts: int = 2, repeat_penalty: float = 1.0, what: str = "output",
+                 extra: dict[str, Any] | None = None) -> None:
+        self.messages, self.parse, self.schema = messages, parse, schema
+        self.max_tokens, self.attempts, self.repeat_penalty, self.what = max_tokens, attempts, repeat_penalty, what
+        self.extra = extra or {}  # added to the trace once the call is finished (e.g. the prompt id)
+        self.trace: dict[str, Any] = {
+            "messages": [{"role": m.role, "content": m.content, "images": len(m.images)} for m in messages],
+            "raw": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0}}
+        self.attempt = 0
+        self.done = False
+        self.value: Any = None
+        self.last_error = ""
+        self.elapsed = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.done or self.attempt >= self.attempts
+
+    def request(self) -> GenerationRequest:
+        return GenerationRequest(messages=self.messages, json_schema=self.schema, max_tokens=self.max_tokens,
+                                 temperature=0.0 if self.attempt == 0 else 0.7, seed=self.attempt,
+                                 repeat_penalty=self.repeat_penalty)
+
+    def feed(self, gen, seconds: float = 0.0) -> bool:
+        """Record one reply; True when it parsed."""
+        self.elapsed += seconds
+        self.trace["raw"].append(gen.text)
+        self.trace["usage"]["prompt_tokens"] += gen.usage.prompt_tokens
+        self.trace["usage"]["completion_tokens"] += gen.usage.completion_tokens
+        self.trace["model"] = gen.model
+        self.attempt += 1
+        try:
+            self.value = self.parse(gen.data, gen.text)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.last_error = str(exc)
+            self.trace.setdefault("parse_errors", []).append(self.last_error)
+            return False
+        self.done = True
+        self.trace["parsed"] = self.value
+        return True
+
+    def result(self) -> tuple[Any, dict]:
+        self.trace["seconds"] = round(self.elapsed, 3)
+        if self.done:
+            self.trace["attempts"] = self.attempt
+            self.trace.update(self.extra)
+            return self.value, self.trace
+        err = ModelOutputError(f"model {self.what} unusable after {self.attempts} attempts: {self.last_error}")
+        err.trace = self.trace
+        raise err
+
+
 def call_and_parse(llm, messages: list[Message], *, parse: Callable[[Any, str], Any],
                    schema: dict | None, max_tokens: int, attempts: int = 2, repeat_penalty: float = 1.0,
                    what: str = "output") -> tuple[Any, dict]:
     """Call the model and parse its reply; ``parse(data, text)`` raises ValueError when unusable.
 
     Returns the parsed value and a trace fragment (prompt, raw replies, usage, seconds)."""
-    trace: dict[str, Any] = {"messages": [{"role": m.role, "content": m.content, "images": len(m.images)}
-                                          for m in messages],
-                             "raw": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0}}
-    start = time.perf_counter()
-    last_error = ""
-    for attempt in range(attempts):
-        gen = llm.generate(GenerationRequest(messages=messages, json_schema=schema, max_tokens=max_tokens,
-                                             temperature=0.0 if attempt == 0 else 0.7, seed=attempt,
-                                             repeat_penalty=repeat_penalty))
-        trace["raw"].append(gen.text)
-        trace["usage"]["prompt_tokens"] += gen.usage.prompt_tokens
-        trace["usage"]["completion_tokens"] += gen.usage.completion_tokens
-        trace["model"] = gen.model
-        try:
-            value = parse(gen.data, gen.text)
-            trace["parsed"] = value
-            trace["seconds"] = round(time.perf_counter() - start, 3)
-            trace["attempts"] = attempt + 1
-            return value, trace
-        except (ValueError, KeyError, TypeError) as exc:
-            last_error = str(exc)
-            trace.setdefault("parse_errors", []).append(last_error)
-    trace["seconds"] = round(time.perf_counter() - start, 3)
-    err = ModelOutputError(f"model {what} unusable after {attempts} attempts: {last_error}")
-    err.trace = trace
-    raise err
+    call = PendingCall(messages, parse=parse, schema=schema, max_tokens=max_tokens, attempts=attempts,
+                       repeat_penalty=repeat_penalty, what=what)
+    return run_call(llm, call)
+
+
+def run_call(llm, call: PendingCall) -> tuple[Any, dict]:
+    """Drive one pending call with single ``generate`` requests until it parses or runs out of attempts."""
+    while not call.finished:
+        start = time.perf_counter()
+        gen = llm.generate(call.request())
+        call.feed(gen, time.perf_counter() - start)
+    return call.result()

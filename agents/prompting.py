@@ -33,7 +33,8 @@ def data_block(tag: str, text: str, max_chars: int = 2000) -> str:
 
 
 def material_block(context: str, image_text: str) -> str:
-    return "\n".join([data_block("context", context), data_block("image_text", image_text.replace("\n", " "))])
+    # Bounded so the shared prompt prefix stays short: prompt evaluation dominates CPU time per item.
+    return "\n".join([data_block("context", context, 1200), data_block("image_text", image_text, 800)])
 
 
 def numbered(options: list[str]) -> str:
@@ -45,7 +46,7 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " …"
 
 
-def exemplar_block(exemplars: list, *, context_chars: int = 220, rationale_chars: int = 320) -> str:
+def exemplar_block(exemplars: list, *, context_chars: int = 180, rationale_chars: int = 260) -> str:
     """Each exemplar in full (context, question, answer, rationale, distractors): every stage reads the
     part it needs, and the block is identical across stages."""
     if not exemplars:

@@ -85,7 +85,7 @@ def generate(
     context_file: Optional[str] = typer.Option(None, "--context-file", help="Read the context from a UTF-8 file."),
     question: Optional[str] = typer.Option(None, "--question", help="Use this question instead of generating one."),
     n_distractors: int = typer.Option(3, "--n-distractors", help="How many wrong options to write."),
-    model: Optional[str] = typer.Option(None, "--model", help="Preset name, local .gguf path or hub id."),
+    model: Optional[str] = typer.Option(None, "--model", help="Preset, .gguf path, hub id or openai:MODEL@URL."),
     mode: str = typer.Option("json", "--mode", help="json (schema-constrained) or coe (paper's text shapes)."),
     subject: Optional[str] = typer.Option(None, "--subject", help="Known subject, a retrieval hint."),
     grade: Optional[str] = typer.Option(None, "--grade", help="Known grade (e.g. grade5), a retrieval hint."),
@@ -116,11 +116,126 @@ def generate(
                          n_distractors=n_distractors, subject=subject, grade=grade, services=services,
                          stream=stream, mode=mode, use_exemplars=not no_exemplars,
                          use_rationale=not no_rationale)
+    _record(item, inputs={"image": image, "context": context, "answer": answer, "question": question,
+                          "n_distractors": n_distractors, "subject": subject, "grade": grade},
+            settings={"model": model, "mode": mode, "use_exemplars": not no_exemplars,
+                      "use_rationale": not no_rationale})
     if as_json:
         print(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
     else:
         from coe.render import show_item
         show_item(item, Console())
+
+
+def _record(item, *, inputs: dict, settings: dict) -> None:
+    """Keep the item and its trace in the local run history (``coe ui`` lists them); never fatal."""
+    from coe.history import record_item
+
+    try:
+        record_item(item.model_dump(mode="json"), source="cli", inputs=inputs, settings=settings)
+    except OSError as exc:
+        err.print(f"[yellow]warning: run not recorded in the history: {exc}[/yellow]")
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(8501, "--port", help="Port on 127.0.0.1."),
+    headless: bool = typer.Option(False, "--headless", help="Do not open a browser."),
+) -> int:
+    """Open the review console (Streamlit) on localhost."""
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    from coe.errors import ConfigError
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("the console needs streamlit: pip install 'coe[ui]'")
+    import coe.ui
+
+    script = Path(coe.ui.__file__).resolve().parent / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+           "--server.headless", "true" if headless else "false"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(sys.executable, cmd)  # Streamlit takes over this process, and its signals
+    return subprocess.call(cmd)
+
+
+@app.command("eval")
+def eval_command(
+    task: str = typer.Option("dg", "--task", help="qg, rg, dg or all."),
+    split: str = typer.Option("test", "--split", help="val or test."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a sample of this many items."),
+    stratify: bool = typer.Option(False, "--stratify", help="Sample proportionally per context type × subject."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model for the model-based variants."),
+    variant: str = typer.Option("copy,coe", "--variant",
+                                help="Comma-separated: copy, zero-shot, no-cot, coe, coe-paper-prompts."),
+    report: Optional[str] = typer.Option(None, "--report", help="Write report.md, report.json and plots here."),
+    data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
+) -> None:
+    """Score variants on ScienceQA (resumable: finished items are cached)."""
+    from coe.eval import command
+
+    result = command.run(task=task, split=split, limit=limit, stratify=stratify, model=model, variants=variant,
+                         report=report, data=data, seed=seed, console=err)
+    if as_json:
+        print(json.dumps(command.as_json(result), default=str))
+    else:
+        command.print_summary(result, Console())
+
+
+@app.command("bench")
+def bench_command(
+    models: str = typer.Option("qwen2.5-coder-0.5b-instruct-q4", "--models",
+                               help="Comma-separated models to time per stage (empty: skip)."),
+    items: int = typer.Option(5, "--items", help="Test items per model for the stage timings."),
+    sizes: str = typer.Option("1000,5000,20000", "--bank-sizes", help="Bank sizes for retrieval latency."),
+    queries: int = typer.Option(200, "--queries", help="Retrieval queries per bank size."),
+    data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+) -> None:
+    """Time each stage per model, retrieval p50/p95 by bank size, index build rate and peak RSS."""
+    from coe.datasets import ScienceQA
+    from coe.errors import InputError
+    from coe.eval import bench
+    from coe.eval.items import load_items, sample
+    from coe.eval.runner import machine
+    from coe.graphs.services import retrieval_services
+
+    try:
+        bank_sizes = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError as exc:
+        raise InputError("--bank-sizes takes comma-separated integers") from exc
+    dataset = ScienceQA(data)
+    result: dict = {"machine": machine()}
+    model_list = [m.strip() for m in models.split(",") if m.strip()]
+    if model_list:
+        chosen = sample(load_items(dataset, "test", "dg"), items, stratify=True)
+        with err.status("timing stages…"):
+            result["stages"] = bench.bench_stages(model_list, chosen, retrieval_services())
+    with err.status("timing retrieval…"):
+        result["retrieval"] = bench.bench_retrieval(dataset, bank_sizes, queries)
+    result["peak_rss_mb"] = bench.peak_rss_mb()
+    if as_json:
+        print(json.dumps(result, indent=1, default=float))
+        return
+    out = Console()
+    for row in result.get("stages", []):
+        out.print(f"[bold]{row['model']}[/bold]: {row['seconds_per_item']:.1f} s/item "
+                  f"({row['items_per_s']:.3f} items/s) over {row['items']} items")
+        for stage, sec in row["stage_seconds"].items():
+            out.print(f"  {stage:15s} {sec:7.2f} s  {row['stage_items_per_s'][stage]:8.2f} items/s")
+    r = result["retrieval"]
+    out.print(f"embedding {r['bank_available']} exemplars: {r['embed_items_per_s']:.0f} items/s")
+    for s in r["sizes"]:
+        out.print(f"bank {s['bank']:6d} (asked {s['requested']}): retrieval p50 {s['p50_ms']:.1f} ms, "
+                  f"p95 {s['p95_ms']:.1f} ms over {s['queries']} queries; index build {s['build_items_per_s']:.0f} items/s")
+    out.print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:

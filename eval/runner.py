@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from coe.agents.candidates import POOL_VERSION
 from coe.agents.prompting import PROMPT_VERSION
 from coe.paths import coe_home
 
@@ -24,7 +25,8 @@ def cache_root() -> Path:
 
 def config_id(task: str, split: str, variant: str, model: str) -> str:
     cfg = {"task": task, "split": split, "variant": variant, "settings": VARIANTS[variant],
-           "model": model if VARIANTS[variant] is not None else None, "prompts": PROMPT_VERSION}
+           "model": model if VARIANTS[variant] is not None else None, "prompts": PROMPT_VERSION,
+           "pool": POOL_VERSION if VARIANTS[variant] is not None else None}
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
     return f"{variant}-{digest}"
 

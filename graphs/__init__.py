@@ -1,6 +1,7 @@
 """The CoE LangGraph: ``from coe.graphs import graph`` gives a compiled Runnable."""
 
+from .batch import generate_items
 from .build import build_graph, graph
 from .services import GraphSettings, Services
 
-__all__ = ["build_graph", "graph", "GraphSettings", "Services"]
+__all__ = ["build_graph", "generate_items", "graph", "GraphSettings", "Services"]

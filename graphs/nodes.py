@@ -39,7 +39,7 @@ def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
         return []
     material = " ".join((state.get("context", ""), state.get("image_text", "")))
     pool = candidate_pool(state["answer"], [Exemplar(**e) for e in state.get("exemplars", [])], material,
-                          limit=max(12, 2 * n))
+                          question=state.get("question", ""), limit=max(12, 2 * n))
     return [c.text for c in pool]
 
 

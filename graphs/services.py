@@ -17,7 +17,10 @@ class GraphSettings(BaseModel):
     mode: str = "json"          # "json" (schema-constrained) or "coe" (paper's free-text shapes)
     use_exemplars: bool = True  # ablation: zero-shot when False
     use_rationale: bool = True  # ablation: distractors without the chain of thought
-    k: int = 4
+    k: int = 4                  # exemplars shown in each prompt
+    pool_k: int = 10            # exemplars whose options form the distractor candidate pool
+    use_pool: bool = True       # offer pooled candidate options to the distractor step
+    choose_from_pool: bool = True  # constrain distractors to the pool when it is large enough
     max_retries: int = 2        # re-asks of the distractor step before repairing from exemplars
     exclude_splits: list[str] = []
 
@@ -43,27 +46,43 @@ def services_from(config: RunnableConfig | None) -> Services:
     return services
 
 
+def default_llm(model: str | None = None) -> Any:
+    """``openai:MODEL[@URL]`` → an OpenAI-compatible server; anything else → llama.cpp in process."""
+    from coe.plugins.llm.openai_compat import OpenAICompatLLM, is_openai_spec
+
+    if is_openai_spec(model):
+        return OpenAICompatLLM.from_spec(model)
+    from coe.modelstore import resolve_llm
+    from coe.plugins.llm.llamacpp import LlamaCppLLM
+
+    name, path = resolve_llm(model)
+    return LlamaCppLLM(path, model_id=name)
+
+
 @cache
 def default_services(model: str | None = None) -> Services:
-    """The offline CPU default: llama.cpp GGUF, MiniLM ONNX over Chroma, OCR + dataset caption."""
+    """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), MiniLM ONNX over Chroma,
+    OCR + dataset caption."""
+    base = retrieval_services()  # checks the index before the (slow) model load
+    return Services(llm=default_llm(model), retriever=base.retriever, image_reader=base.image_reader)
+
+
+@cache
+def retrieval_services() -> Services:
+    """Everything but the LLM: what model-free baselines and retrieval benchmarks need."""
     from coe.datasets import ScienceQA
     from coe.errors import ConfigError
-    from coe.modelstore import resolve_llm
     from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
-    from coe.plugins.llm.llamacpp import LlamaCppLLM
     from coe.plugins.store.chroma import ChromaStore
     from coe.plugins.vision.ocr_caption import OcrCaptionReader
     from coe.retrieval.retriever import ExemplarRetriever
 
-    name, path = resolve_llm(model)
-    llm = LlamaCppLLM(path, model_id=name)
     store = ChromaStore()
     if store.get_marker("index-default") is None:
         raise ConfigError("the exemplar index is not built; run `coe index build`")
     retriever = ExemplarRetriever(MiniLMOnnxEmbedder(), store)
     try:
         dataset = ScienceQA()
-        dataset.get  # noqa: B018 - touch to fail early when the folder is absent
-    except ConfigError:
+    except ConfigError:  # no dataset: OCR alone describes images
         dataset = None
-    return Services(llm=llm, retriever=retriever, image_reader=OcrCaptionReader(dataset=dataset))
+    return Services(llm=None, retriever=retriever, image_reader=OcrCaptionReader(dataset=dataset))

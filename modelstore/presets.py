@@ -36,10 +36,11 @@ class Artifact:
 @dataclass(frozen=True)
 class Preset:
     name: str
-    kind: str  # "gguf": one file; "files": a directory of files
+    kind: str  # "gguf": one file; "files": a directory of files; "hub": a model hub repo (see HUB_PRESETS)
     role: str
     description: str
     artifacts: tuple[Artifact, ...]
+    hub_id: str | None = None  # kind "hub": the repo id, fetched by the hub client (never while offline)
 
     @property
     def size(self) -> int:
@@ -89,3 +90,16 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 
 # Tried in order when no model is named: the larger model writes noticeably better distractors.
 default_llm_order: list[str] = ["qwen2.5-coder-1.5b-instruct-q4", "qwen2.5-coder-0.5b-instruct-q4"]
+
+# Vision-language models for the transformers backend, fetched from the model hub by their repo id (or
+# read from a local copy: a directory with config.json, passed as the model, or put at MODELS_DIR/NAME).
+# Kept apart from PRESETS, whose entries are pulled as verified wheels.
+HUB_PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("qwen2.5-vl-7b", "hub", "vlm", "Qwen2.5-VL-7B-Instruct (transformers, bf16 ~16.6 GB; GPU)", (),
+           hub_id="Qwen/Qwen2.5-VL-7B-Instruct"),
+    Preset("qwen2-vl-2b", "hub", "vlm", "Qwen2-VL-2B-Instruct (transformers, bf16 ~4.4 GB)", (),
+           hub_id="Qwen/Qwen2-VL-2B-Instruct"),
+    Preset("qwen-vl-chat", "hub", "vlm",
+           "Qwen-VL-Chat, legacy (its own remote code: trust_remote_code=True, transformers 4.32-4.44)", (),
+           hub_id="Qwen/Qwen-VL-Chat"),
+)}

@@ -1,0 +1,212 @@
+"""The CoE graph with a human review step: interrupt after validation, resume with a decision.
+
+``build_review_graph(checkpointer)`` runs the same nodes as :func:`coe.graphs.build_graph` and then
+stops in ``review`` with ``interrupt()``, handing the item to the caller. The caller resumes the same
+thread with one of::
+
+    Command(resume={"action": "accept", "edits": {"question": ..., "answer": ..., "distractors": [...]}})
+    Command(resume={"action": "regenerate_distractors", "keep": ["kept option", ...],
+                    "edits": {"question": ..., "answer": ...}})
+
+``accept`` validates the (edited) item and ends, or interrupts again listing the problems.
+``regenerate_distractors`` goes back to the distractor node, which writes only the options that are
+not kept (the kept ones are fixed; an option the reviewer replaced counts as invalid if it comes back),
+re-validates with the usual retries and repair, and interrupts again. A checkpointer and a ``thread_id``
+are required.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from coe.agents.validation import clean_option, normalize, validate_distractors
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+
+from . import nodes
+from .services import settings_from
+from .state import CoEState
+
+ACTIONS = ("accept", "regenerate_distractors")
+
+# What each node reads from the state; recorded as the trace entry's ``inputs``.
+NODE_INPUTS: dict[str, tuple[str, ...]] = {
+    "describe_image": ("image_path",),
+    "retrieve": ("answer", "question_given", "context", "image_text", "subject", "grade", "exclude_ids"),
+    "question": ("answer", "question_given", "context", "image_text", "exemplars"),
+    "rationale": ("answer", "question", "context", "image_text", "exemplars"),
+    "distractors": ("answer", "question", "rationale", "n_distractors", "feedback", "keep", "review_note",
+                    "attempts", "exemplars"),
+    "validate": ("answer", "candidate_distractors", "n_distractors", "attempts", "rejected"),
+}
+
+
+class ReviewState(CoEState, total=False):
+    keep: list[str]            # distractors the reviewer keeps while the others are rewritten
+    rejected: list[str]        # distractors the reviewer replaced: they may not come back
+    review_note: str           # what the reviewer rejected, passed to the distractor prompt
+    review_problems: list[str]  # why the last review decision was refused
+    reviewed: bool             # accepted by the reviewer
+
+
+def _inputs(name: str, state: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in NODE_INPUTS.get(name, ()):
+        if key not in state:
+            continue
+        value = state[key]
+        if key == "exemplars":
+            value = [e.get("id") for e in value or []]
+        out[key] = value
+    return out
+
+
+def _recording(name: str, fn: Callable[[Any, RunnableConfig], dict[str, Any]]):
+    """Wrap a node so each of its trace entries also records the state fields the node read."""
+
+    def node(state: ReviewState, config: RunnableConfig) -> dict[str, Any]:
+        update = fn(state, config)
+        inputs = _inputs(name, state)
+        update["trace"] = [{**entry, "inputs": inputs} for entry in update.get("trace", [])]
+        return update
+
+    node.__name__ = name
+    return node
+
+
+def distractors_keeping(state: ReviewState, config: RunnableConfig) -> dict[str, Any]:
+    """The distractor node, writing only the options the reviewer did not keep."""
+    keep = list(state.get("keep") or [])
+    note = state.get("review_note") or ""
+    if not keep and not note:
+        return nodes.distractors(state, config)
+    n = state.get("n_distractors") or settings_from(config).n_distractors
+    feedback = "; ".join(part for part in (note, state.get("feedback", "")) if part)
+    if len(keep) >= n:
+        attempt = state.get("attempts", 0) + 1
+        return {"candidate_distractors": keep[:n], "attempts": attempt,
+                "trace": [{"node": "distractors", "attempt": attempt, "seconds": 0.0, "kept": keep,
+                           "skipped": "every distractor kept"}]}
+    view = {**state, "n_distractors": n - len(keep), "feedback": feedback}
+    update = nodes.distractors(view, config)
+    update["candidate_distractors"] = keep + list(update.get("candidate_distractors") or [])
+    update["trace"] = [{**entry, "kept": keep} for entry in update.get("trace", [])]
+    return update
+
+
+def validate_unrejected(state: ReviewState, config: RunnableConfig) -> dict[str, Any]:
+    """The validate node, also refusing options the reviewer replaced earlier in this thread."""
+    rejected = {normalize(r) for r in state.get("rejected") or []}
+    candidates = list(state.get("candidate_distractors") or [])
+    back = [c for c in candidates if isinstance(c, str) and normalize(clean_option(c)) in rejected]
+    if not back:
+        return nodes.validate(state, config)
+    update = nodes.validate({**state, "candidate_distractors": [c for c in candidates if c not in back]}, config)
+    complaints = [f"{clean_option(c)!r} was rejected by the reviewer" for c in back]
+    if not update.get("valid"):  # the re-ask names them
+        update["feedback"] = "; ".join(part for part in (*complaints, update.get("feedback", "")) if part)
+    update["trace"] = [{**entry, "problems": [*complaints, *entry.get("problems", [])]}
+                       for entry in update.get("trace", [])]
+    return update
+
+
+def _text(value: Any) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def review(state: ReviewState, config: RunnableConfig) -> Command:
+    """Hand the item to a person; apply their decision when the thread is resumed."""
+    decision = interrupt({
+        "question": state.get("question"), "answer": state.get("answer"),
+        "distractors": state.get("distractors", []), "rationale": state.get("rationale"),
+        "repaired": state.get("repaired", []), "problems": state.get("review_problems", []),
+        "actions": list(ACTIONS),
+    })
+    t0 = time.perf_counter()
+    decision = decision if isinstance(decision, dict) else {"action": decision}
+    action = decision.get("action")
+    edits = dict(decision.get("edits") or {})
+    n = state.get("n_distractors") or settings_from(config).n_distractors
+    question = _text(edits.get("question", state.get("question")))
+    answer = _text(edits.get("answer", state.get("answer")))
+    entry: dict[str, Any] = {"node": "review", "action": action, "edits": edits}
+    problems: list[str] = []
+    if not question:
+        problems.append("the question is empty")
+    if not answer:
+        problems.append("the answer is empty")
+    if action not in ACTIONS:
+        problems.append(f"unknown review action {action!r} (use one of {', '.join(ACTIONS)})")
+
+    if not problems and action == "accept":
+        verdict = validate_distractors(list(edits.get("distractors", state.get("distractors", []))), answer, n)
+        entry.update({"valid": verdict.valid, "problems": verdict.problems,
+                      "seconds": round(time.perf_counter() - t0, 3)})
+        if verdict.valid:
+            return Command(goto=END, update={
+                "question": question, "answer": answer, "distractors": verdict.kept, "valid": True,
+                "reviewed": True, "review_problems": [], "trace": [entry]})
+        problems = verdict.problems
+    elif not problems:
+        keep = [clean_option(k) for k in decision.get("keep") or [] if _text(k)]
+        checked = validate_distractors(keep, answer, len(keep))
+        if not checked.valid:
+            problems = [f"kept options: {p}" for p in checked.problems]
+        elif len(keep) >= n:
+            problems = [f"all {n} distractors are kept: nothing to regenerate"]
+        else:
+            kept = {normalize(k) for k in keep}
+            rejected = [d for d in state.get("distractors", []) if normalize(d) not in kept]
+            # every option replaced so far in this thread, unless the reviewer now keeps it
+            seen = {normalize(d) for d in rejected}
+            earlier = [d for d in state.get("rejected") or []
+                       if normalize(d) not in kept and normalize(d) not in seen]
+            rejected = [*earlier, *rejected]
+            parts = []
+            if rejected:
+                parts.append("the reviewer rejected " + ", ".join(repr(d) for d in rejected))
+            if keep:
+                parts.append("the item already has " + ", ".join(repr(k) for k in keep)
+                             + " (do not repeat them)")
+            note = "; ".join(parts) or "the reviewer asked for new distractors"
+            entry.update({"keep": keep, "rejected": rejected, "valid": True, "problems": [],
+                          "seconds": round(time.perf_counter() - t0, 3)})
+            return Command(goto="distractors", update={
+                "question": question, "answer": answer, "keep": keep, "rejected": rejected,
+                "review_note": note, "feedback": "",
+                "attempts": 0, "candidate_distractors": [], "valid": False, "repaired": [],
+                "reviewed": False, "review_problems": [], "trace": [entry]})
+    entry.update({"valid": False, "problems": problems, "seconds": round(time.perf_counter() - t0, 3)})
+    return Command(goto="review", update={"review_problems": problems, "trace": [entry]})
+
+
+def after_validate(state: ReviewState) -> str:
+    return "review" if state.get("valid") else "retry"
+
+
+def build_review_graph(checkpointer=None):
+    """The CoE flow followed by an interrupting ``review`` node; needs a checkpointer to resume.
+
+    Without one an in-memory checkpointer is used (state lives as long as the compiled graph)."""
+    if checkpointer is None:
+        from langgraph.checkpoint.memory import InMemorySaver
+        checkpointer = InMemorySaver()
+    g = StateGraph(ReviewState)
+    g.add_node("describe_image", _recording("describe_image", nodes.describe_image))
+    g.add_node("retrieve", _recording("retrieve", nodes.retrieve))
+    g.add_node("question", _recording("question", nodes.question))
+    g.add_node("rationale", _recording("rationale", nodes.rationale))
+    g.add_node("distractors", _recording("distractors", distractors_keeping))
+    g.add_node("validate", _recording("validate", validate_unrejected))
+    g.add_node("review", review, destinations=("distractors", "review", END))
+    g.add_edge(START, "describe_image")
+    g.add_edge("describe_image", "retrieve")
+    g.add_edge("retrieve", "question")
+    g.add_edge("question", "rationale")
+    g.add_edge("rationale", "distractors")
+    g.add_edge("distractors", "validate")
+    g.add_conditional_edges("validate", after_validate, {"review": "review", "retry": "distractors"})
+    return g.compile(checkpointer=checkpointer, name="coe-review")

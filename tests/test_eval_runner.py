@@ -1,0 +1,107 @@
+"""Sampling, variants, resumable caching and the report, on the fixture with the scripted backend."""
+
+import json
+
+from coe.eval.items import EvalItem, load_items, sample
+from coe.eval.report import write_report
+from coe.eval.runner import run_variant
+from coe.eval.scoring import Scorer, aggregate
+from coe.graphs import Services
+from coe.plugins.llm.scripted import ScriptedLLM
+from tests.conftest import HashEmbedder
+
+
+def _item(pid, ctype, subject):
+    return EvalItem(pid=str(pid), split="test", question="q", answer="a", gold_distractors=["b"], context="",
+                    image_path=None, dataset_image_text="", gold_rationale="", subject=subject,
+                    grade_band="unknown", context_type=ctype)
+
+
+def test_stratified_sample_is_proportional_and_deterministic():
+    items = [_item(i, "IMG" if i < 60 else "TXT" if i < 90 else "NO", None) for i in range(100)]
+    a = sample(items, 10, stratify=True, seed=1)
+    assert [i.pid for i in a] == [i.pid for i in sample(items, 10, stratify=True, seed=1)]
+    kinds = [i.context_type for i in a]
+    assert (kinds.count("IMG"), kinds.count("TXT"), kinds.count("NO")) == (6, 3, 1)
+    assert len(sample(items, 500)) == 100
+
+
+def test_items_from_fixture(fixture_dataset):
+    items = {i.pid: i for i in load_items(fixture_dataset, "test", "dg")}
+    assert items["7"].context_type in ("IMG", "IMG+TXT") and items["7"].gold_distractors
+    assert items["8"].context_type in ("TXT", "NO")
+
+
+class Reader:
+    name = "stub"
+
+    def describe(self, image, source_path=None):
+        from coe.plugins.vision.protocol import ImageText
+        return ImageText(ocr_text="grass rabbit fox", source="stub")
+
+
+def test_variants_cache_and_resume(tmp_path, fixture_dataset, fixture_index):
+    items = load_items(fixture_dataset, "test", "dg")
+    calls = []
+
+    def reply(request):
+        calls.append(request)
+        task = request.messages[-1].content
+        if "distractors" in task:
+            n = request.json_schema["properties"]["distractors"]["minItems"]
+            return {"distractors": [f"wrong {i}" for i in range(n)]}
+        return {"rationale": "Because it is so."}
+    services = Services(llm=ScriptedLLM(reply), retriever=fixture_index, image_reader=Reader())
+    first = run_variant("dg", "coe", items, services, "scripted", cache=tmp_path)
+    assert first["computed"] == len(items) and calls
+    n_calls = len(calls)
+    again = run_variant("dg", "coe", items, services, "scripted", cache=tmp_path)
+    assert again["cached"] == len(items) and len(calls) == n_calls  # nothing recomputed
+    assert again["predictions"] == first["predictions"]
+    no_cot = run_variant("dg", "no-cot", items, services, "scripted", cache=tmp_path)
+    assert no_cot["config_id"] != first["config_id"]
+    assert all(p.get("rationale") is None for p in no_cot["predictions"].values())
+    copy = run_variant("dg", "copy", items, services, "scripted", cache=tmp_path)
+    assert all(isinstance(p["distractors"], list) for p in copy["predictions"].values())
+
+
+def test_interrupted_run_keeps_finished_items(tmp_path, fixture_dataset, fixture_index):
+    items = load_items(fixture_dataset, "test", "dg")
+    assert len(items) >= 2
+
+    def boom_on_second(request, state={"n": 0}):
+        if "rationale" in request.messages[-1].content.rsplit("</image_text>", 1)[-1]:
+            state["n"] += 1
+            if state["n"] == 2:
+                raise KeyboardInterrupt
+            return {"rationale": "Because."}
+        n = request.json_schema["properties"]["distractors"]["minItems"]
+        return {"distractors": [f"x{i}" for i in range(n)]}
+    services = Services(llm=ScriptedLLM(boom_on_second), retriever=fixture_index, image_reader=Reader())
+    try:
+        run_variant("dg", "coe", items, services, "scripted", cache=tmp_path)
+    except KeyboardInterrupt:
+        pass
+    cached = list((tmp_path / "dg").glob("coe-*/*.json"))
+    assert len(cached) == 1 and json.loads(cached[0].read_text())["distractors"]
+    assert not list((tmp_path / "dg").glob("coe-*/*.tmp"))
+
+
+def test_scores_and_report(tmp_path, fixture_dataset):
+    items = load_items(fixture_dataset, "test", "dg")
+    scorer = Scorer(HashEmbedder())
+    perfect = {i.pid: {"distractors": i.gold_distractors} for i in items}
+    rows = [(i, scorer.score("dg", i, perfect[i.pid])) for i in items]
+    agg = aggregate(rows)
+    assert agg["overall"]["bleu4"] > 0.99 and agg["overall"]["recall_exact"] == 1.0 and agg["overall"]["valid"] == 1.0
+    broken = aggregate([(i, scorer.score("dg", i, {"distractors": None})) for i in items])
+    assert broken["overall"]["parse_failure"] == 1.0 and broken["overall"]["valid"] == 0.0
+    runs = [{"task": "dg", "variant": "coe", "scores": agg, "item_seconds": 1.0, "config_id": "coe-x"},
+            {"task": "dg", "variant": "copy", "scores": broken, "item_seconds": 0.1, "config_id": "copy-x"}]
+    meta = {"split": "test", "tasks": ["dg"], "n_items": len(items), "stratify": True, "seed": 0, "model": "m",
+            "machine": {"cpus": 2}, "wall_seconds": 1.0, "command": "coe eval", "embed_threshold": 0.85}
+    path = write_report(tmp_path / "rep", runs, meta)
+    text = path.read_text()
+    assert "| coe |" in text and "not BLEURT" in text and "0.393" in text and "Targets" in text
+    assert (tmp_path / "rep" / "dg_overall.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["meta"]["n_items"] == len(items)

@@ -1,0 +1,104 @@
+"""Scripted services for the console tests: ``COE_UI_SERVICES=tests.ui_support:services``.
+
+The language model is a :class:`ScriptedLLM` whose distractors come from a fixed pool, skipping any
+option the prompt already mentions (kept or rejected by the reviewer), so regenerations differ.
+Retrieval runs over the hand-written fixture bank in a real Chroma store with a hash embedder.
+``GATE`` can hold one stage (rationale or distractors) until a test opens it, to cancel a run in flight.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import threading
+from functools import cache
+
+from coe.graphs import Services
+from coe.plugins.llm.scripted import ScriptedLLM
+
+POOL = ["grass", "hawk", "owl", "worm", "mouse", "snake", "frog", "deer", "beetle", "moss", "fern", "heron"]
+QUESTION = "Which organism is eaten by the fox?"
+RATIONALE = "In a food chain, arrows point from food to eater. The fox eats the rabbit."
+
+
+class Gate:
+    """Closed: the model call of ``stage`` waits until ``open()`` (or 30 s)."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self.reached = threading.Event()
+        self.stage = "rationale"
+
+    def close(self, stage: str = "rationale") -> None:
+        self.stage = stage
+        self._open.clear()
+        self.reached.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def wait(self, stage: str) -> None:
+        if stage == self.stage and not self._open.is_set():
+            self.reached.set()
+            self._open.wait(30)
+
+
+GATE = Gate()
+
+
+class StubReader:
+    name = "stub"
+
+    def describe(self, image, source_path=None):
+        from coe.plugins.vision.protocol import ImageText
+        return ImageText(caption="a food chain", ocr_text="grass rabbit fox", ocr_lines=["grass", "rabbit", "fox"],
+                         source="stub")
+
+
+def stage_of(request) -> str:
+    task = request.messages[-1].content.rsplit("</image_text>", 1)[-1]
+    if "write the question" in task or "generate a question" in task:
+        return "question"
+    return "rationale" if "rationale for" in task or "explain step by step" in task else "distractors"
+
+
+def reply(request):
+    stage = stage_of(request)
+    GATE.wait(stage)
+    if stage == "question":
+        return {"question": QUESTION}
+    if stage == "rationale":
+        return {"rationale": RATIONALE}
+    prompt = request.messages[-1].content
+    if request.json_schema is not None:
+        n = request.json_schema["properties"]["distractors"]["minItems"]
+    else:
+        n = int(re.search(r"(\d+) distractors", prompt.split("Question of the new item:")[-1]).group(1))
+    # options the reviewer kept or rejected (and the validator's complaints) are named in the feedback line
+    feedback = re.search(r"Your previous distractors were rejected: (.*)", prompt)
+    named = feedback.group(1).lower() if feedback else ""
+    picks = [w for w in POOL if not re.search(rf"\b{w}\b", named)][:n]
+    if request.json_schema is None:
+        return "\n".join(f"({i + 1}) {w}" for i, w in enumerate(picks))
+    return {"distractors": picks}
+
+
+@cache
+def _retriever():
+    from coe.datasets import ScienceQA
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.index import build_index, default_bank
+    from coe.retrieval.retriever import ExemplarRetriever
+
+    from tests.conftest import FIXTURE, HashEmbedder
+
+    store = ChromaStore(tempfile.mkdtemp(prefix="coe-ui-chroma-"))
+    embedder = HashEmbedder()
+    build_index(default_bank(ScienceQA(FIXTURE)), embedder=embedder, store=store)
+    return ExemplarRetriever(embedder, store)
+
+
+def services(model: str | None = None) -> Services:
+    return Services(llm=ScriptedLLM(reply, model_id=f"scripted-{model or 'default'}"), retriever=_retriever(),
+                    image_reader=StubReader())

@@ -1,0 +1,304 @@
+"""Console runs without Streamlit: one review-graph thread per run, driven by a worker thread.
+
+A :class:`Run` is one item being written and reviewed. Its graph state lives in the checkpointer
+under ``thread_id = run_id``; each step (first generation, every review decision) is a :class:`Job`
+that streams the graph in a background thread, collects the node updates for the page to show,
+stops between nodes when cancelled, and records the run in the local history when it ends.
+Graph steps of all sessions share one lock, because they share one model instance.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from coe import history
+from coe.errors import CoeError, ConfigError
+
+log = logging.getLogger(__name__)
+
+SERVICES_ENV = "COE_UI_SERVICES"  # "module:function" returning Services for a model name (tests)
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "Full CoE": {"mode": "json", "use_exemplars": True, "use_rationale": True},
+    "No exemplars (zero-shot)": {"mode": "json", "use_exemplars": False, "use_rationale": True},
+    "No rationale": {"mode": "json", "use_exemplars": True, "use_rationale": False},
+    "Paper prompt shapes (free text)": {"mode": "coe", "use_exemplars": True, "use_rationale": True},
+}
+
+# Graph steps run one at a time across sessions: the model (llama.cpp, OCR) is one shared instance.
+STEP_LOCK = threading.Lock()
+
+
+def load_services(model: str | None):
+    """Services from ``$COE_UI_SERVICES`` (``module:function``) when set, else the CPU default."""
+    spec = os.environ.get(SERVICES_ENV, "").strip()
+    if not spec:
+        from coe.graphs.services import default_services
+        return default_services(model)
+    module, _, name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name or "services")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{SERVICES_ENV}={spec!r} does not name a function ({exc})") from exc
+    return factory(model)
+
+
+def llm_presets() -> list[str]:
+    """Names of pulled language-model presets (the default is the first pulled in preset order)."""
+    try:
+        from coe.modelstore import list_models
+        return [m["name"] for m in list_models() if m.get("role") == "llm" and m.get("status") == "pulled"]
+    except Exception:  # a broken model folder must not take the page down
+        log.exception("listing models failed")
+        return []
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def summarize(node: str, update: dict[str, Any]) -> dict[str, Any]:
+    """What the progress list shows for one node update."""
+    trace = (update or {}).get("trace") or []
+    seconds = sum(float(t.get("seconds") or 0) for t in trace)
+    tokens = sum(sum((t.get("usage") or {}).values()) for t in trace)
+    text = ""
+    if node == "retrieve":
+        text = f"{len(update.get('exemplars') or [])} exemplars"
+    elif node == "question":
+        text = update.get("question") or ""
+    elif node == "rationale":
+        text = update.get("rationale") or ""
+    elif node == "distractors":
+        text = ", ".join(map(str, update.get("candidate_distractors") or []))
+    elif node in ("validate", "review"):
+        entry = trace[-1] if trace else {}
+        text = "valid" if entry.get("valid") else "; ".join(entry.get("problems") or [])
+        if entry.get("repair"):
+            text += f" (repaired: {', '.join(entry.get('filled') or [])})"
+        if node == "review":
+            text = f"{entry.get('action')}: {text}"
+    skipped = next((t.get("skipped") for t in trace if t.get("skipped")), None)
+    return {"node": node, "seconds": round(seconds, 3), "tokens": tokens, "text": text, "skipped": skipped}
+
+
+def expected_next(node: str | None, update: dict[str, Any] | None) -> str:
+    """The node that most likely runs after ``node`` (for the 'running' label only)."""
+    order = ["describe_image", "retrieve", "question", "rationale", "distractors", "validate"]
+    if node is None:
+        return "describe_image"
+    if node == "validate":
+        return "review" if (update or {}).get("valid") else "distractors"
+    if node == "review":
+        return "distractors"
+    return order[order.index(node) + 1] if node in order[:-1] else "review"
+
+
+@dataclass
+class Job:
+    """One stream of the graph: from the input (or a resume command) to the next interrupt or the end."""
+
+    kind: str                      # "generate" or the review action
+    first_node: str
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"        # running | review | accepted | cancelled | error
+    error: str | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return not self.done.is_set()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def next_node(self) -> str:
+        if not self.updates:
+            return self.first_node
+        last = self.updates[-1]
+        return expected_next(last["node"], last.get("_update"))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+
+class Run:
+    """One item: inputs, settings, its graph thread and its record in the history."""
+
+    def __init__(self, graph, services, state: dict[str, Any], *, settings: dict[str, Any], variant: str,
+                 model: str | None, source: str = "ui", run_id: str | None = None) -> None:
+        self.graph = graph
+        self.services = services
+        self.state = state
+        self.settings = settings
+        self.variant = variant
+        self.model = model
+        self.source = source
+        self.run_id = run_id or history.new_run_id()
+        self.created = history._now()
+        self.round = 0
+        self.job: Job | None = None
+        self.status = "new"
+        self.error: str | None = None
+        self.config = {"configurable": {"thread_id": self.run_id, "services": services, **settings}}
+        self.notice: str | None = None
+        self._final: dict[str, Any] | None = None
+
+    # -- driving ------------------------------------------------------------------------
+
+    def start(self) -> Job:
+        return self._launch("generate", dict(self.state), "describe_image")
+
+    def resume(self, decision: dict[str, Any]) -> Job:
+        from langgraph.types import Command
+
+        if self.job is not None and self.job.running:
+            raise CoeError("the run is still busy")
+        before = dict(self.snapshot().values or {})
+        return self._launch(decision.get("action", "?"), Command(resume=decision), "review", before)
+
+    def cancel(self) -> None:
+        """Stop after the step in progress (a model call cannot be cut short)."""
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+
+    @property
+    def cancelling(self) -> bool:
+        return self.job is not None and self.job.running and self.job.cancel_event.is_set()
+
+    def _launch(self, kind: str, graph_input: Any, first: str, before: dict | None = None) -> Job:
+        job = Job(kind=kind, first_node=first)
+        self.job, self.status, self.error, self.notice = job, "running", None, None
+        job.thread = threading.Thread(target=self._work, args=(job, graph_input, before), daemon=True,
+                                      name=f"coe-run-{self.run_id}")
+        job.thread.start()
+        return job
+
+    def _work(self, job: Job, graph_input: Any, before: dict | None) -> None:
+        stream = self.graph.stream(graph_input, self.config, stream_mode="updates")
+        status = "running"
+        try:
+            while True:
+                if job.cancel_event.is_set():
+                    status = "cancelled"
+                    break
+                with STEP_LOCK:
+                    chunk = next(stream, None)
+                if chunk is None:
+                    break
+                for node, update in chunk.items():
+                    if node == "__interrupt__":
+                        continue
+                    job.updates.append({**summarize(node, update or {}), "_update": update or {}})
+            if status != "cancelled":
+                status = "review" if self.snapshot().next else "accepted"
+        except CoeError as exc:
+            status, job.error = "error", _one_line(exc)
+        except Exception as exc:  # shown on the page as one line; details go to the server log
+            log.exception("run %s failed", self.run_id)
+            status, job.error = "error", f"{type(exc).__name__}: {_one_line(exc)}"
+        finally:
+            stream.close()
+            if status in ("cancelled", "error") and before is not None:
+                # a review step that was cancelled or failed: back to the item as it was before it
+                try:
+                    self._restore(before, status)
+                    self.notice = ("Cancelled" if status == "cancelled" else "That step failed") + \
+                        ": the item is as it was before it."
+                    status = "review"
+                except Exception as exc:
+                    log.exception("restoring run %s failed", self.run_id)
+                    status, job.error = "error", f"{type(exc).__name__}: {_one_line(exc)}"
+            elif status == "cancelled":
+                self.notice = "Cancelled."
+            job.status = status
+            self.status, self.error = status, job.error
+            if status == "review":
+                self.round += 1  # new review widgets, showing the new values
+            try:
+                self.record()
+            except OSError:
+                log.exception("recording run %s failed", self.run_id)
+            if status in ("accepted", "cancelled", "error"):
+                self.forget()
+            job.finished = time.time()
+            job.done.set()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _restore(self, before: dict[str, Any], why: str) -> None:
+        """Put the item back as it was when the run last waited for review, and wait there again.
+
+        The interrupted steps stay in the trace, followed by a ``review`` entry saying why."""
+        keys = ("question", "answer", "distractors", "candidate_distractors", "attempts", "repaired",
+                "review_problems")
+        values: dict[str, Any] = {k: before[k] for k in keys if k in before}
+        values.update({"keep": before.get("keep", []), "rejected": before.get("rejected", []),
+                       "review_note": before.get("review_note", ""),
+                       "feedback": before.get("feedback", ""), "valid": True, "reviewed": False,
+                       "trace": [{"node": "review", "action": why, "seconds": 0.0,
+                                  "note": "the item is back as it was before the decision"}]})
+        self.graph.update_state(self.config, values, as_node="validate")
+        for _ in self.graph.stream(None, self.config, stream_mode="updates"):
+            pass  # runs only the review node, which interrupts again
+
+    def snapshot(self):
+        return self.graph.get_state(self.config)
+
+    def values(self) -> dict[str, Any]:
+        if self._final is not None:
+            return self._final
+        return dict(self.snapshot().values or {})
+
+    def review_request(self) -> dict[str, Any] | None:
+        """The interrupt's payload while the run waits for a review decision."""
+        for task in self.snapshot().tasks or ():
+            for intr in task.interrupts or ():
+                return dict(intr.value)
+        return None
+
+    def item(self) -> dict[str, Any]:
+        v = self.values()
+        exemplars = [{"id": e.get("id"), "score": e.get("score"), "question": e.get("question"),
+                      "answer": e.get("answer"), "distractors": e.get("distractors", []),
+                      "has_image": e.get("has_image", False), "signals": e.get("signals", {})}
+                     for e in v.get("exemplars") or []]
+        model = v.get("model") or getattr(getattr(self.services, "llm", None), "model_id", "")
+        return {"question": v.get("question"), "answer": v.get("answer"),
+                "distractors": v.get("distractors") or [], "rationale": v.get("rationale"),
+                "exemplars": exemplars, "model": model, "image": self.state.get("image_path"),
+                "repaired": v.get("repaired") or [], "reviewed": bool(v.get("reviewed")),
+                "variant": self.variant}
+
+    def trace(self) -> list[dict[str, Any]]:
+        return list(self.values().get("trace") or [])
+
+    def record_dict(self) -> dict[str, Any]:
+        item = self.item()
+        return {"run_id": self.run_id, "created": self.created, "source": self.source, "status": self.status,
+                "variant": self.variant, "inputs": {k: v for k, v in self.state.items()},
+                "settings": {"model": self.model, **self.settings}, "item": item, "trace": self.trace(),
+                **({"error": self.error} if self.error else {})}
+
+    def record(self) -> str:
+        return history.save_run(self.record_dict())
+
+    def forget(self) -> None:
+        """Keep the final values, drop the thread from the checkpointer (it is over)."""
+        try:
+            self._final = dict(self.snapshot().values or {})
+            saver = getattr(self.graph, "checkpointer", None)
+            if saver is not None and hasattr(saver, "delete_thread"):
+                saver.delete_thread(self.run_id)
+        except Exception:
+            log.exception("dropping thread %s failed", self.run_id)
