@@ -8,20 +8,23 @@ from . import nodes
 from .state import CoEState
 
 
+STEPS = ("describe_image", "retrieve", "question", "rationale", "distractors", "validate")
+
+
+def add_steps(g: StateGraph, functions: dict | None = None, wrap=lambda name, fn: fn) -> StateGraph:
+    """Add the CoE steps in order, START → … → validate; ``functions`` overrides some of ``nodes``'
+    functions and ``wrap`` decorates each. The caller adds the edges out of ``validate``."""
+    functions = functions or {}
+    for name in STEPS:
+        g.add_node(name, wrap(name, functions.get(name, getattr(nodes, name))))
+    g.add_edge(START, STEPS[0])
+    for a, b in zip(STEPS, STEPS[1:]):
+        g.add_edge(a, b)
+    return g
+
+
 def build_graph(checkpointer=None):
-    g = StateGraph(CoEState)
-    g.add_node("describe_image", nodes.describe_image)
-    g.add_node("retrieve", nodes.retrieve)
-    g.add_node("question", nodes.question)
-    g.add_node("rationale", nodes.rationale)
-    g.add_node("distractors", nodes.distractors)
-    g.add_node("validate", nodes.validate)
-    g.add_edge(START, "describe_image")
-    g.add_edge("describe_image", "retrieve")
-    g.add_edge("retrieve", "question")
-    g.add_edge("question", "rationale")
-    g.add_edge("rationale", "distractors")
-    g.add_edge("distractors", "validate")
+    g = add_steps(StateGraph(CoEState))
     g.add_conditional_edges("validate", nodes.after_validate, {"done": END, "retry": "distractors"})
     return g.compile(checkpointer=checkpointer, name="coe")
 

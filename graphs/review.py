@@ -23,10 +23,11 @@ from typing import Any
 
 from coe.agents.validation import clean_option, normalize, validate_distractors
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 from langgraph.types import Command, interrupt
 
 from . import nodes
+from .build import add_steps
 from .services import settings_from
 from .state import CoEState
 
@@ -194,19 +195,8 @@ def build_review_graph(checkpointer=None):
     if checkpointer is None:
         from langgraph.checkpoint.memory import InMemorySaver
         checkpointer = InMemorySaver()
-    g = StateGraph(ReviewState)
-    g.add_node("describe_image", _recording("describe_image", nodes.describe_image))
-    g.add_node("retrieve", _recording("retrieve", nodes.retrieve))
-    g.add_node("question", _recording("question", nodes.question))
-    g.add_node("rationale", _recording("rationale", nodes.rationale))
-    g.add_node("distractors", _recording("distractors", distractors_keeping))
-    g.add_node("validate", _recording("validate", validate_unrejected))
+    g = add_steps(StateGraph(ReviewState),
+                  {"distractors": distractors_keeping, "validate": validate_unrejected}, _recording)
     g.add_node("review", review, destinations=("distractors", "review", END))
-    g.add_edge(START, "describe_image")
-    g.add_edge("describe_image", "retrieve")
-    g.add_edge("retrieve", "question")
-    g.add_edge("question", "rationale")
-    g.add_edge("rationale", "distractors")
-    g.add_edge("distractors", "validate")
     g.add_conditional_edges("validate", after_validate, {"review": "review", "retry": "distractors"})
     return g.compile(checkpointer=checkpointer, name="coe-review")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from coe.errors import ConfigError
 
-from .protocol import Generation, GenerationRequest, SequentialBatchMixin, Usage, parse_json_text
+from .protocol import Generation, GenerationRequest, SequentialBatchMixin, Usage, schema_data
 
 
 class LlamaCppLLM(SequentialBatchMixin):
@@ -54,12 +54,7 @@ class LlamaCppLLM(SequentialBatchMixin):
         seconds = time.perf_counter() - start
         choice = out["choices"][0]
         text = choice["message"].get("content") or ""
-        data = None
-        if request.json_schema is not None:
-            try:
-                data = parse_json_text(text)
-            except ValueError:
-                data = None  # callers validate and repair; a truncated object is reported there
+        data = schema_data(text, request.json_schema)
         usage = out.get("usage") or {}
         return Generation(text=text, data=data, seconds=seconds, model=self.model_id,
                           finish_reason=choice.get("finish_reason"),

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from coe.errors import ConfigError, InputError
 
-from .protocol import Generation, GenerationRequest, Message, Usage, parse_json_text
+from .protocol import Generation, GenerationRequest, Message, Usage, schema_data
 
 log = logging.getLogger(__name__)
 
@@ -302,12 +302,7 @@ class OpenAICompatLLM:
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ConfigError(f"OpenAI-compatible server at {self.base_url} sent no choices: "
                               f"{_one_line(json.dumps(out), 160)}") from exc
-        data = None
-        if request.json_schema is not None:
-            try:
-                data = parse_json_text(text)
-            except ValueError:
-                data = None  # callers validate and repair; a truncated object is reported there
+        data = schema_data(text, request.json_schema)
         usage = out.get("usage") or {}
         return Generation(text=text, data=data, seconds=seconds, model=out.get("model") or self.model_id,
                           finish_reason=choice.get("finish_reason"),

@@ -104,6 +104,17 @@ def parse_json_text(text: str) -> Any:
     return obj
 
 
+def schema_data(text: str, schema: dict | None) -> Any:
+    """The parsed JSON of a reply to a schema-bound request; None when there was no schema or no JSON.
+    Callers validate and repair: a truncated object is reported there, not here."""
+    if schema is None:
+        return None
+    try:
+        return parse_json_text(text)
+    except ValueError:
+        return None
+
+
 class SequentialBatchMixin:
     """Default batch call for backends without native batching: one request after another."""
 
