@@ -70,7 +70,23 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
                 r["scores"] = aggregate([(by_pid[pid], scorer.score(t, by_pid[pid], p))
                                          for pid, p in r["predictions"].items()])
                 runs.append(r)
-    meta = {"split": split, "tasks": tasks, "n_items": n_items, "stratify": stratify, "seed": seed,
+    notes = []
+    if "dg" in tasks and any(v in ("coe", "no-cot") for v in chosen):
+        from .diagnostics import pool_coverage
+        from .runner import cache_root, image_text_for
+
+        items = sample(load_items(dataset, split, "dg"), limit, stratify=stratify, seed=seed)
+        texts = {i.pid: image_text_for(i, services.image_reader, cache_root()) for i in items}
+        cov = pool_coverage(items, services, texts)
+        notes.append(f"- Candidate pool coverage (DG): {cov['gold_in_pool']:.1%} of the {cov['gold']} gold "
+                     f"distractors are among the candidates offered to the model, {cov['gold_in_top_n']:.1%} "
+                     "among its top n. Exact recall above the first figure needs options the exemplars do not "
+                     "hold (a larger or better-matched exemplar bank, or a stronger model that writes them); "
+                     "recall between the two figures is the model's choice at work.")
+        notes.append("- BLEU-4 and ROUGE-L on the numbered list also reward the gold order of the options, which "
+                     "ScienceQA varies between items of one template; no generator can recover it, so these two stay below 1 "
+                     "even when every gold option is found.")
+    meta = {"split": split, "tasks": tasks, "n_items": n_items, "stratify": stratify, "seed": seed, "notes": notes,
             "model": model_id, "machine": machine(), "wall_seconds": time.perf_counter() - t0,
             "command": "coe " + " ".join(sys.argv[1:]), "embed_threshold": EMBED_MATCH_THRESHOLD,
             "variants": chosen}

@@ -105,3 +105,12 @@ def test_scores_and_report(tmp_path, fixture_dataset):
     assert "| coe |" in text and "not BLEURT" in text and "0.393" in text and "Targets" in text
     assert (tmp_path / "rep" / "dg_overall.png").stat().st_size > 1000
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["meta"]["n_items"] == len(items)
+
+
+def test_pool_coverage_counts_gold_options_offered(fixture_dataset, fixture_index):
+    from coe.eval.diagnostics import pool_coverage
+    items = load_items(fixture_dataset, "test", "dg")
+    services = Services(llm=None, retriever=fixture_index, image_reader=Reader())
+    cov = pool_coverage(items, services, {})
+    assert cov["gold"] == sum(len(i.gold_distractors) for i in items)
+    assert 0.0 <= cov["gold_in_top_n"] <= cov["gold_in_pool"] <= 1.0
