@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -13,6 +14,7 @@ from .parsing import drop_repeated_sentences, list_field, text_field
 from .prompting import render
 
 MODES = ("json", "coe")
+_UNSAFE_ENUM = re.compile(r'["\\\x00-\x1f]')
 
 
 class ItemInput(BaseModel):
@@ -72,14 +74,17 @@ def distractors_call(llm, item: ItemInput, question: str, rationale: str | None,
     feedback_line = (f"Your previous distractors were rejected: {feedback}. Fix these problems.\n"
                      if feedback else "")
     candidates = list(candidates or [])
-    choose = choose and len(candidates) >= n and mode == "json"
+    # llama.cpp's schema-to-grammar conversion breaks (and can crash the process) on enum strings with
+    # quotes, backslashes or control characters, so only plain strings can be enforced by the schema.
+    enforceable = [c for c in candidates if not _UNSAFE_ENUM.search(c)]
+    choose = choose and len(enforceable) >= n and mode == "json"
     candidates_line = ""
     if candidates:
         verb = f"Choose exactly {n} of them" if choose else "Prefer these where they fit"
         listed = " ".join(f"({i}) {c}" for i, c in enumerate(candidates, 1))
         candidates_line = (f"Candidate options from similar items, most likely first: {listed}\n"
                            f"{verb}, favouring options that appear in the new item's material.\n")
-    call = _prepare("distractors", llm, item, exemplars, mode, distractor_schema(n, candidates if choose else None),
+    call = _prepare("distractors", llm, item, exemplars, mode, distractor_schema(n, enforceable if choose else None),
                     lambda d, t: list_field(d, t, "distractors", mode), max_tokens, question=question,
                     rationale_line=rationale_line, candidates_line=candidates_line, feedback=feedback_line,
                     n=str(n))

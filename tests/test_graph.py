@@ -169,3 +169,12 @@ def test_distractors_choose_from_the_exemplar_pool(fixture_index):
     run(llm, fixture_index, use_pool=False)
     assert "enum" not in llm.requests[-1].json_schema["properties"]["distractors"]["items"]
     assert "Candidate options" not in llm.requests[-1].messages[-1].content
+
+
+def test_candidates_with_quotes_are_offered_but_not_enforced():
+    from coe.agents.generation import ItemInput, distractors_call
+    call = distractors_call(ScriptedLLM([]), ItemInput(answer="a story"), "Which is a title?", None, [], 2,
+                            candidates=['"The Raven"', "The Bells", "Annabel Lee", "back\\slash"], choose=True)
+    enum = call.schema["properties"]["distractors"]["items"]["enum"]
+    assert enum == ["The Bells", "Annabel Lee"]
+    assert '"The Raven"' in call.messages[-1].content
