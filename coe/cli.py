@@ -172,7 +172,7 @@ def eval_command(
     stratify: bool = typer.Option(False, "--stratify", help="Sample proportionally per context type × subject."),
     model: Optional[str] = typer.Option(None, "--model", help="Model for the model-based variants."),
     variant: str = typer.Option("copy,coe", "--variant",
-                                help="Comma-separated: copy, zero-shot, no-cot, coe, coe-paper-prompts."),
+                                help="Comma-separated: copy, zero-shot, no-cot, coe, coe-paper-prompts, pool-rank."),
     report: Optional[str] = typer.Option(None, "--report", help="Write report.md, report.json and plots here."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),

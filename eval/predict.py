@@ -19,6 +19,7 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "no-cot": {"use_rationale": False},
     "coe": {},
     "coe-paper-prompts": {"mode": "coe", "use_pool": False},
+    "pool-rank": {"use_rationale": False, "pool_selection": "rank"},  # the pool's ranking picks, not the LLM
 }
 
 

@@ -100,10 +100,17 @@ def distractors(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     s, llm = settings_from(config), services_from(config).llm
     n = state.get("n_distractors") or s.n_distractors
     attempt = state.get("attempts", 0) + 1
+    pool = _pool(state, config, n)
+    if s.choose_from_pool and s.pool_selection == "rank" and attempt == 1 and len(pool) >= n:
+        # The pool's own ranking picks; the model writes distractors only when the pool falls short or
+        # validation sends the step back.
+        return {"candidate_distractors": pool[:n], "attempts": attempt,
+                "trace": [{"node": "distractors", "attempt": attempt, "seconds": 0.0, "source": "pool ranking",
+                           "candidates": pool, "parsed": pool[:n]}]}
     try:
         value, trace = generate_distractors(llm, _item(state), state["question"], state.get("rationale"),
                                             _exemplars(state, config), n, mode=s.mode,
-                                            feedback=state.get("feedback", ""), candidates=_pool(state, config, n),
+                                            feedback=state.get("feedback", ""), candidates=pool,
                                             choose=s.choose_from_pool)
     except ModelOutputError as exc:
         # An unparsable reply counts as a failed attempt; validation decides on retry or repair.

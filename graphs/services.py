@@ -21,6 +21,9 @@ class GraphSettings(BaseModel):
     pool_k: int = 10            # exemplars whose options form the distractor candidate pool
     use_pool: bool = True       # offer pooled candidate options to the distractor step
     choose_from_pool: bool = True  # constrain distractors to the pool when it is large enough
+    # Who chooses among the pool: "model" lets the LLM choose under the schema's enum; "rank" takes the
+    # pool's top n and calls the model only when the pool falls short (see the evaluation report).
+    pool_selection: str = "model"
     max_retries: int = 2        # re-asks of the distractor step before repairing from exemplars
     exclude_splits: list[str] = []
 

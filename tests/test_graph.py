@@ -178,3 +178,12 @@ def test_candidates_with_quotes_are_offered_but_not_enforced():
     enum = call.schema["properties"]["distractors"]["items"]["enum"]
     assert enum == ["The Bells", "Annabel Lee"]
     assert '"The Raven"' in call.messages[-1].content
+
+
+def test_pool_rank_selection_skips_the_model_when_the_pool_suffices(fixture_index):
+    llm = scripted([])
+    out = run(llm, fixture_index, pool_selection="rank", use_rationale=False)
+    assert [stage_of(r) for r in llm.requests] == ["question"]
+    assert out["valid"] and len(out["distractors"]) == 2
+    step = next(t for t in out["trace"] if t["node"] == "distractors")
+    assert step["source"] == "pool ranking" and step["parsed"] == out["distractors"]
