@@ -66,8 +66,9 @@ def default_llm(model: str | None = None) -> Any:
 def default_services(model: str | None = None) -> Services:
     """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), MiniLM ONNX over Chroma,
     OCR + dataset caption."""
-    base = retrieval_services()  # checks the index before the (slow) model load
-    return Services(llm=default_llm(model), retriever=base.retriever, image_reader=base.image_reader)
+    llm = default_llm(model)  # a bad model spec (e.g. a hub id offline) is the first thing reported
+    base = retrieval_services()
+    return Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
 
 
 @cache
