@@ -12,6 +12,7 @@ from coe.plugins.llm.protocol import ImageRef
 from .llm_call import PendingCall, run_call
 from .parsing import drop_repeated_sentences, list_field, text_field
 from .prompting import render
+from .validation import normalize
 
 MODES = ("json", "coe")
 _UNSAFE_ENUM = re.compile(r'["\\\x00-\x1f]')
@@ -53,8 +54,12 @@ def _prepare(stage: str, llm, item: ItemInput, exemplars: list, mode: str, schem
 # drives; benchmarks and batch runners send many items' requests (``call.request()``) in one batch.
 
 def question_call(llm, item: ItemInput, exemplars: list, *, mode: str = "json", max_tokens: int = 80) -> PendingCall:
-    return _prepare("question", llm, item, exemplars, mode, _string_schema("question"),
-                    lambda d, t: text_field(d, t, "question", mode, "Question", 400), max_tokens)
+    def parse(d, t):
+        question = text_field(d, t, "question", mode, "Question", 400)
+        if normalize(question) == normalize(item.answer):
+            raise ValueError("the question only restates the answer")
+        return question
+    return _prepare("question", llm, item, exemplars, mode, _string_schema("question"), parse, max_tokens)
 
 
 def rationale_call(llm, item: ItemInput, question: str, exemplars: list, *, mode: str = "json",

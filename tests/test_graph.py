@@ -187,3 +187,13 @@ def test_pool_rank_selection_skips_the_model_when_the_pool_suffices(fixture_inde
     assert out["valid"] and len(out["distractors"]) == 2
     step = next(t for t in out["trace"] if t["node"] == "distractors")
     assert step["source"] == "pool ranking" and step["parsed"] == out["distractors"]
+
+
+def test_a_question_that_restates_the_answer_is_asked_again(fixture_index):
+    replies = [{"question": "Rabbit."}, {"question": "Which animal does the fox eat?"},
+               {"rationale": "The fox eats the rabbit."}, {"distractors": ["grass", "hawk"]}]
+    llm = ScriptedLLM(replies)
+    out = run(llm, fixture_index)
+    assert out["question"] == "Which animal does the fox eat?"
+    step = next(t for t in out["trace"] if t["node"] == "question")
+    assert step["attempts"] == 2 and "restates the answer" in step["parse_errors"][0]
