@@ -21,6 +21,7 @@ def peak_rss_mb() -> float:
 
 def bench_stages(models: list[str], items: list[EvalItem], retrieval) -> list[dict[str, Any]]:
     """Full items (question, rationale, distractors) through the graph; per-stage seconds from the trace."""
+    from coe.errors import ModelOutputError
     from coe.graphs import graph
     from coe.graphs.services import Services, default_llm
 
@@ -30,22 +31,30 @@ def bench_stages(models: list[str], items: list[EvalItem], retrieval) -> list[di
         services = Services(llm=llm, retriever=retrieval.retriever, image_reader=retrieval.image_reader)
         per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
         totals = []
+        failures = 0
         for item in items:
             t0 = time.perf_counter()
-            out = graph.invoke({"answer": item.answer, "context": item.context,
-                                "image_path": str(item.image_path) if item.image_path else None,
-                                "n_distractors": max(len(item.gold_distractors), 1), "exclude_ids": [item.pid]},
-                               config={"configurable": {"services": services, "exclude_splits": ["test"]}})
+            try:
+                out = graph.invoke({"answer": item.answer, "context": item.context,
+                                    "image_path": str(item.image_path) if item.image_path else None,
+                                    "n_distractors": max(len(item.gold_distractors), 1),
+                                    "exclude_ids": [item.pid]},
+                                   config={"configurable": {"services": services, "exclude_splits": ["test"]}})
+            except ModelOutputError:
+                failures += 1  # the item failed loudly, as it should; its time still counts
+                totals.append(time.perf_counter() - t0)
+                continue
             totals.append(time.perf_counter() - t0)
             seen: dict[str, float] = {}
             for t in out["trace"]:
                 seen[t["node"]] = seen.get(t["node"], 0.0) + float(t.get("seconds", 0.0))
             for s in STAGES:
                 per_stage[s].append(seen.get(s, 0.0))
-        rows.append({"model": llm.model_id, "items": len(items), "seconds_per_item": float(np.mean(totals)),
+        rows.append({"model": llm.model_id, "items": len(items), "failed": failures,
+                     "seconds_per_item": float(np.mean(totals)),
                      "items_per_s": len(items) / sum(totals),
-                     "stage_seconds": {s: float(np.mean(v)) for s, v in per_stage.items()},
-                     "stage_items_per_s": {s: (1.0 / np.mean(v) if np.mean(v) > 0 else float("inf"))
+                     "stage_seconds": {s: float(np.mean(v)) if v else 0.0 for s, v in per_stage.items()},
+                     "stage_items_per_s": {s: (1.0 / np.mean(v) if v and np.mean(v) > 0 else float("inf"))
                                            for s, v in per_stage.items()}})
         del llm
     return rows
