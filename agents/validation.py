@@ -79,23 +79,31 @@ def validate_distractors(distractors: list, answer: str, n: int) -> Verdict:
     return Verdict(valid=valid, problems=problems, kept=kept[:n])
 
 
-def fill_from_exemplars(kept: list[str], answer: str, n: int, exemplars: list) -> tuple[list[str], list[str]]:
-    """Complete the list with answer-type-compatible options taken from the retrieved exemplars.
+def exemplar_options(exemplars: list) -> list[str]:
+    """Each exemplar's distractors and answer, in order (an exemplar's answer is a wrong option for a
+    different item unless it equals that item's answer, which filling skips)."""
+    return [o for ex in exemplars for o in [*ex.distractors, ex.answer]]
 
-    Candidates come from each exemplar's distractors and answer (an exemplar's answer is a wrong
-    option here unless it equals ours). Returns (distractors, the ones that were filled in)."""
+
+def fill_from_options(kept: list[str], answer: str, n: int, options: list[str]) -> tuple[list[str], list[str]]:
+    """Complete the list with answer-type-compatible options, in the order given.
+    Returns (distractors, the ones that were filled in)."""
     want = answer_type(answer)
     seen = {normalize(answer)} | {normalize(d) for d in kept}
     out, filled = list(kept), []
-    for ex in exemplars:
-        for cand in [*ex.distractors, ex.answer]:
-            if len(out) >= n:
-                return out, filled
-            c = clean_option(cand)
-            if (is_placeholder(c) or normalize(c) in seen or not compatible(want, answer_type(c), strict=True)
-                    or len(c.split()) > 2 * len(answer.split()) + 2):
-                continue
-            seen.add(normalize(c))
-            out.append(c)
-            filled.append(c)
+    for cand in options:
+        if len(out) >= n:
+            break
+        c = clean_option(cand)
+        if (is_placeholder(c) or normalize(c) in seen or not compatible(want, answer_type(c), strict=True)
+                or len(c.split()) > 2 * len(answer.split()) + 2):
+            continue
+        seen.add(normalize(c))
+        out.append(c)
+        filled.append(c)
     return out, filled
+
+
+def fill_from_exemplars(kept: list[str], answer: str, n: int, exemplars: list) -> tuple[list[str], list[str]]:
+    """Complete the list from the retrieved exemplars' options (see ``fill_from_options``)."""
+    return fill_from_options(kept, answer, n, exemplar_options(exemplars))

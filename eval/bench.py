@@ -68,7 +68,7 @@ def bench_retrieval(dataset, sizes: list[int], queries: int = 200) -> dict[str, 
     from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
     from coe.plugins.store.chroma import ChromaStore
     from coe.retrieval.exemplars import Exemplar
-    from coe.retrieval.index import FIELDS, field_text
+    from coe.retrieval.index import FIELDS, embed_unique, field_text
     from coe.retrieval.retriever import ExemplarRetriever, RetrievalQuery
 
     bank = [Exemplar.from_problem(p) for s in ("train", "val", "test") for p in dataset.split(s)]
@@ -78,11 +78,7 @@ def bench_retrieval(dataset, sizes: list[int], queries: int = 200) -> dict[str, 
     t0 = time.perf_counter()
     vectors = {}
     for f in FIELDS:
-        texts = [field_text(e, f) or " " for e in bank]
-        uniq = list(dict.fromkeys(texts))
-        vecs = embedder.embed(uniq)
-        pos = {t: i for i, t in enumerate(uniq)}
-        vectors[f] = vecs[[pos[t] for t in texts]]
+        vectors[f] = embed_unique(embedder, [field_text(e, f) or " " for e in bank])
     embed_seconds = time.perf_counter() - t0
     test_items = [i for i in load_items(dataset, "test", "dg")][:queries]
     out: dict[str, Any] = {"bank_available": len(bank), "embed_seconds": embed_seconds,

@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 
 from coe.agents.generation import ItemInput, generate_distractors, generate_question, generate_rationale
 from coe.agents.candidates import candidate_pool
-from coe.agents.validation import fill_from_exemplars, validate_distractors
+from coe.agents.validation import exemplar_options, fill_from_options, validate_distractors
 from coe.errors import ModelOutputError
 from coe.plugins.llm.protocol import ImageRef
 from coe.retrieval.exemplars import Exemplar
@@ -131,9 +131,8 @@ def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     if verdict.valid:
         update["distractors"] = verdict.kept
     elif state.get("attempts", 0) > s.max_retries:
-        pool = [Exemplar(id="pool", question="", answer="", distractors=_pool(state, config, n))]
-        filled, added = fill_from_exemplars(verdict.kept, state["answer"], n,
-                                            pool + [Exemplar(**e) for e in state.get("exemplars", [])])
+        options = _pool(state, config, n) + exemplar_options([Exemplar(**e) for e in state.get("exemplars", [])])
+        filled, added = fill_from_options(verdict.kept, state["answer"], n, options)
         final = validate_distractors(filled, state["answer"], n)
         entry.update({"repair": "filled from exemplars", "filled": added, "valid_after_repair": final.valid})
         if not final.valid:

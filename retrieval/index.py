@@ -29,7 +29,7 @@ def fingerprint(exemplars: list[Exemplar], embedder_id: str) -> str:
     return h.hexdigest()
 
 
-def _embed_unique(embedder, texts: list[str]) -> np.ndarray:
+def embed_unique(embedder, texts: list[str]) -> np.ndarray:
     """Many ScienceQA answers and questions repeat; embed each distinct string once."""
     uniq = list(dict.fromkeys(texts))
     vecs = embedder.embed(uniq)
@@ -59,7 +59,7 @@ def build_index(exemplars: Iterable[Exemplar], *, embedder, store, bank: str = "
         for start in range(0, total, BATCH):
             chunk = todo[start:start + BATCH]
             texts = [field_text(ex, field) for ex in chunk]
-            store.upsert(col, [ex.id for ex in chunk], _embed_unique(embedder, texts),
+            store.upsert(col, [ex.id for ex in chunk], embed_unique(embedder, texts),
                          [ex.to_metadata() for ex in chunk], texts)
             added += len(chunk)
             if progress:
