@@ -54,16 +54,18 @@ browser:
 		apt-get update -qq && apt-get install -y -qq chromium; \
 	fi
 
-# The transformers Qwen2-VL plugin (coe[vlm]) and its CPU tests. VLM_TORCH names the torch to install
-# first: by default the CPU build of 2.13.0 that this kind of machine keeps on disk (pip's find-links), so
-# no CUDA wheels are pulled; a GPU machine overrides it (e.g. VLM_TORCH=torch).
-VLM_TORCH ?= torch==2.13.0
+# The transformers Qwen2-VL plugin (coe[vlm]), the open_clip image embedder (coe[clip]) and their CPU
+# tests. VLM_TORCH names the torch pair to install first. open_clip needs torchvision, and none installs
+# beside the CPU torch 2.13.0 build that this kind of machine keeps on disk, so the default is the
+# 2.14.1 / 0.29.1 pair (PyPI's CUDA build, which runs on the CPU too); a GPU machine may override it
+# (e.g. VLM_TORCH="torch torchvision"). Skipped when torch and torchvision already import together.
+VLM_TORCH ?= torch==2.14.1 torchvision==0.29.1
 setup-vlm: $(VENV)/.installed-vlm
 
 $(VENV)/.installed-vlm: $(VENV)/.installed
-	@echo "==> installing the transformers Qwen-VL plugin's dependencies (torch CPU, transformers, peft)"
-	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install $(VLM_TORCH)
-	$(BIN)/python -m pip install -e ".[vlm]"
+	@echo "==> installing torch, torchvision, transformers, peft and open_clip (Qwen-VL plugin, image embedder)"
+	$(BIN)/python -c 'import torch, torchvision' 2>/dev/null || $(BIN)/python -m pip install $(VLM_TORCH)
+	$(BIN)/python -m pip install -e ".[vlm,clip]"
 	@touch $@
 
 # The Qwen2-VL batching benchmark: tiny model on the CPU (quick), or the 7B shape on a GPU (bench/README.md).

@@ -39,16 +39,32 @@ ASSETS = REPO / "bench" / "assets"
 
 
 def import_coe():
-    """Import coe installed, or straight from this checkout (the folders map to ``coe.*`` as in pyproject)."""
+    """Import coe installed, or straight from this checkout, mapping ``coe.*`` to folders as pyproject's
+    ``package-dir`` does (``coe.datasets`` lives in ``dataset_loaders/``)."""
     try:
         import coe.agents.generation  # noqa: F401
+        return
     except ImportError:
-        sys.path.insert(0, str(REPO))
-        for name in [m for m in sys.modules if m == "coe" or m.startswith("coe.")]:
-            del sys.modules[name]
-        import coe
-        coe.__path__.append(str(REPO))  # coe.agents -> agents/, coe.plugins -> plugins/, ...
-        import coe.agents.generation  # noqa: F401
+        pass
+    import importlib.util
+    import tomllib
+
+    for name in [m for m in sys.modules if m == "coe" or m.startswith("coe.")]:
+        del sys.modules[name]
+    with (REPO / "pyproject.toml").open("rb") as f:
+        mapping = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+
+    class CheckoutFinder:  # packages load on first import, as installed ones do (the GPU image lacks langchain)
+        @staticmethod
+        def find_spec(fullname, path=None, target=None):
+            if fullname not in mapping:
+                return None
+            folder = REPO / mapping[fullname]
+            return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
+                                                          submodule_search_locations=[str(folder)])
+
+    sys.meta_path.insert(0, CheckoutFinder)
+    import coe.agents.generation  # noqa: F401
 
 
 # --- inputs -------------------------------------------------------------------------------------------
@@ -257,6 +273,43 @@ def run_decode(llm, items, tokens, device, *, static: bool, short: int, long: in
     return floor, t_l, warm, prompt, "long run incl. prefill (difference too noisy)"
 
 
+def run_graph_decode(llm, items, tokens, device, *, short: int, long: int, repeats: int):
+    """Batch-1 decode rate of the plugin's CUDA-graph decoder (``graph_decode.py``), by difference as above,
+    and how many of its first ``long`` greedy tokens equal ``generate()``'s."""
+    import torch
+
+    from coe.plugins.llm.protocol import GenerationRequest
+
+    item, exemplars = items[0]
+    base = stage_request("question", llm, item, exemplars, {}, tokens)
+
+    def once(n: int) -> float:
+        req = GenerationRequest(**{**base.model_dump(), "max_tokens": n})
+        sync(device)
+        t0 = time.perf_counter()
+        gen = llm.generate(req)
+        sync(device)
+        assert gen.usage.completion_tokens == n, (gen.usage.completion_tokens, n)
+        return time.perf_counter() - t0
+
+    t_warm = time.perf_counter()
+    once(short), once(long)  # compile and capture
+    warm = time.perf_counter() - t_warm
+    if not llm.graph_decode:
+        raise RuntimeError("graph decoding fell back to generate() (see warnings above)")
+    decoder = llm._decoders[max(llm._decoders)]  # the one whose cache holds prompt + long
+    shorts = sorted(once(short) for _ in range(repeats))
+    longs = sorted(once(long) for _ in range(repeats))
+    t_s, t_l = shorts[len(shorts) // 2], longs[len(longs) // 2]
+    inputs = llm.encode([GenerationRequest(**{**base.model_dump(), "max_tokens": long})])
+    with torch.inference_mode():
+        ref = llm.model.generate(**inputs, max_new_tokens=long, min_new_tokens=long, do_sample=False,
+                                 pad_token_id=llm.tokenizer.pad_token_id)[0, inputs["input_ids"].shape[1]:].tolist()
+    got = decoder.generate(inputs, long, ignore_eos=True)
+    same = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got)))
+    return (long - short) / (t_l - t_s), t_l, warm, inputs["input_ids"].shape[1], decoder.mode, same
+
+
 # --- main ----------------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -279,7 +332,13 @@ def main(argv=None) -> int:
     ap.add_argument("--decode-tokens", default=None, help="short,long new tokens for the decode rate (16,144)")
     ap.add_argument("--compile-everywhere", action="store_true",
                     help="compile the static-cache decode step on the CPU too (transformers compiles on CUDA only)")
-    ap.add_argument("--skip", default="", help="comma list of modes to skip: seed,batched,decode,decode-eager")
+    ap.add_argument("--graph-compile-modes", default="default",
+                    help="torch.compile modes to try for the graph decoder's step, in order (e.g. "
+                    "default,max-autotune-no-cudagraphs)")
+    ap.add_argument("--inductor-tuning", action="store_true",
+                    help="Inductor's coordinate-descent tuning of the generated kernels (slower compile)")
+    ap.add_argument("--skip", default="", help="comma list of modes to skip: seed,batched,decode,decode-eager,"
+                    "decode-graph")
     ap.add_argument("--budget-s", type=float, default=float(os.environ.get("BENCH_BUDGET_S", 520)),
                     help="skip configurations not started within this many seconds")
     args = ap.parse_args(argv)
@@ -294,6 +353,9 @@ def main(argv=None) -> int:
     from coe.plugins.llm.vl_random import build_processor, make_config, random_model
 
     quick = args.quick
+    if args.inductor_tuning:
+        import torch._inductor.config as inductor_config
+        inductor_config.coordinate_descent_tuning = True
     device = args.device or ("cuda" if torch.cuda.is_available() and not quick else "cpu")
     shape = args.shape or ("tiny" if quick else "7b")
     batches = [int(b) for b in (args.batches or ("2,4" if quick else "8,32,64")).split(",")]
@@ -336,7 +398,7 @@ def main(argv=None) -> int:
         f"({step_bytes / 1e9:.2f} GB read per decode step), init {results['model']['init_seconds']}s on {device}")
     processor = build_processor(tok, "qwen2_vl")
     llm = TransformersVLLM.from_parts(model, processor, model_id=f"qwen2-vl-{shape}-random",
-                                      max_batch_size=max(batches), ignore_eos=True)
+                                      max_batch_size=max(batches), ignore_eos=True, graph_decode=False)
     try:  # the processor must turn a real prompt into model inputs; else use coe's PIL-based one
         llm.encode([stage_request("question", llm, *items[0], {}, tokens)])
     except Exception as exc:
@@ -347,7 +409,7 @@ def main(argv=None) -> int:
         processor = LightQwen2VLProcessor(tok, _image_processor("qwen2_vl", 56 * 56, 28 * 28 * 1280),
                                           tok.chat_template, with_token_types=True)
         llm = TransformersVLLM.from_parts(model, processor, model_id=f"qwen2-vl-{shape}-random",
-                                          max_batch_size=max(batches), ignore_eos=True)
+                                          max_batch_size=max(batches), ignore_eos=True, graph_decode=False)
     results["config"]["processor"] = type(llm.processor).__name__
     log(f"processor: {type(llm.processor).__name__} (image processor {type(llm.processor.image_processor).__name__})")
     if args.compile_everywhere:
@@ -427,10 +489,27 @@ def main(argv=None) -> int:
                 f"({hbm_bound:.1f} tokens/s), peak {rec['peak_mem_gb']} GB, warm-up {warm:.1f}s")
         attempt(name, decode)
 
+    for compile_mode in args.graph_compile_modes.split(","):
+        def graph_decode(compile_mode=compile_mode):
+            fast = TransformersVLLM.from_parts(model, llm.processor, model_id=llm.model_id, ignore_eos=True,
+                                               graph_decode=True)
+            fast.graph_compile_mode = compile_mode
+            rate, t_long, warm, prompt, mode, same = run_graph_decode(fast, items, tokens, device, short=short,
+                                                                      long=long, repeats=reps)
+            rec = row("decode-graph", 1, t_long, 0, long, 0, prompt_len=prompt, warmup_seconds=round(warm, 1),
+                      method="difference", cache=mode, tokens_equal_to_generate=f"{same}/{long}")
+            rec.update(tokens_per_s=round(rate, 1), hbm_bound_tokens_per_s=round(hbm_bound, 1),
+                       fraction_of_hbm_bound=round(rate / hbm_bound, 3), ms_per_token=round(1000 / rate, 3))
+            save()
+            log(f"{'decode-graph':>14} batch   1: {rate:.1f} tokens/s = {rate / hbm_bound:.1%} of the HBM bound, "
+                f"{mode}, first {same}/{long} greedy tokens equal generate()'s, warm-up {warm:.1f}s")
+        attempt(f"decode-graph:{compile_mode}", graph_decode)
+
     # summary
     by = {(r["mode"], r["batch"]): r for r in results["rows"]}
     best = max((r for r in results["rows"] if r["mode"] == "batched"), key=lambda r: r["items_per_s"], default=None)
-    dec = by.get(("decode", 1))
+    dec = max((r for r in results["rows"] if r["mode"] in ("decode", "decode-graph")),
+              key=lambda r: r["fraction_of_hbm_bound"], default=None)
     results["targets"] = {
         "batched_speedup_vs_seed": best.get("speedup_vs_seed") if best else None, "target_speedup": 10.0,
         "decode_fraction_of_hbm_bound": dec["fraction_of_hbm_bound"] if dec else None, "target_fraction": 0.70,

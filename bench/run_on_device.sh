@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Run the Qwen2-VL benchmark on a GPU machine without network, from a checkout that carries
-# bench/wheels and bench/assets (made by bench/prepare_device.sh). Uses the machine's own CUDA torch;
-# the wheels go to a private folder put first on PYTHONPATH, the machine's environment is not changed.
-#   bench/run_on_device.sh [bench args...]      # results: $OUT/bench.json and $OUT/bench.log
+# Run the GPU benchmarks on a machine without network, from a checkout that carries bench/wheels and
+# bench/assets (made by bench/prepare_device.sh). Uses the machine's own CUDA torch; the wheels go to a
+# private folder put first on PYTHONPATH, the machine's environment is not changed.
+#   bench/run_on_device.sh [generation bench args...]
+# results: $OUT/bench.json + bench.log (qwen2vl_batch.py: batching and decode speed) and
+#          $OUT/finetune.json + finetune.log (finetune_lora.py: LoRA s/it and memory; FT_ARGS, or SKIP_FT=1)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -37,4 +39,12 @@ if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 nvidia-smi --query-gpu=name,memory.total,clocks.max.memory --format=csv 2>/dev/null | tee "$OUT_DIR/gpu.txt"
 "$PY" bench/qwen2vl_batch.py --out "$OUT_DIR/bench.json" "${EXTRA[@]}" "$@" 2>&1 | tee "$OUT_DIR/bench.log"
-exit "${PIPESTATUS[0]}"
+rc=${PIPESTATUS[0]}
+if [ -z "${SKIP_FT:-}" ]; then
+  # shellcheck disable=SC2086  # FT_ARGS is a list of words
+  "$PY" bench/finetune_lora.py --out "$OUT_DIR/finetune.json" "${EXTRA[@]}" ${FT_ARGS:-} 2>&1 \
+    | tee "$OUT_DIR/finetune.log"
+  ft=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] && rc=$ft
+fi
+exit "$rc"

@@ -19,6 +19,8 @@ models_app = typer.Typer(no_args_is_help=True, help="List and pull local model f
 index_app = typer.Typer(no_args_is_help=True, help="Build the exemplar index.")
 app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index")
+finetune_app = typer.Typer(no_args_is_help=True, help="Fine-tune a Qwen2-VL model (LoRA / Q-LoRA) on CoE prompts.")
+app.add_typer(finetune_app, name="finetune")
 
 err = Console(stderr=True)
 
@@ -43,12 +45,48 @@ def models_pull(name: str = typer.Argument(..., help="Preset name (see `coe mode
     print(path)
 
 
+@models_app.command("tiny-vl")
+def models_tiny_vl(
+    out: str = typer.Option(..., "--out", help="Directory for the checkpoint."),
+    family: str = typer.Option("qwen2_vl", "--family", help="qwen2_vl or qwen2_5_vl."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a tiny random-weight Qwen2-VL checkpoint (real Qwen2 tokenizer from the pulled 0.5B GGUF) to try
+    the transformers backend and fine-tuning on a CPU. Its outputs are noise: it has never been trained."""
+    from pathlib import Path
+
+    from coe.errors import ConfigError, InputError
+    from coe.modelstore import resolve_llm
+
+    if family not in ("qwen2_vl", "qwen2_5_vl"):
+        raise InputError("--family must be qwen2_vl or qwen2_5_vl")
+    try:
+        from coe.plugins.llm.vl_random import load_qwen2_tokenizer, save_random_checkpoint
+    except ImportError as exc:
+        raise ConfigError(f"needs `pip install 'coe[vlm]'` ({exc})") from None
+    target = Path(out).expanduser()
+    if (target / "config.json").is_file():
+        err.print(f"{target} already holds a checkpoint; left as it is")
+    else:
+        _, gguf = resolve_llm("qwen2.5-coder-0.5b-instruct-q4")
+        save_random_checkpoint(target, load_qwen2_tokenizer(gguf), family=family, seed=seed)
+    print(target)
+
+
 @index_app.command("build")
 def index_build(
     splits: str = typer.Option("train,val", help="Comma-separated ScienceQA splits for the exemplar bank."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     chroma: Optional[str] = typer.Option(None, "--chroma-dir", help="Chroma directory (or $COE_CHROMA_DIR)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the index is up to date."),
+    image_embedder: Optional[str] = typer.Option(
+        None, "--image-embedder", envvar="COE_IMAGE_EMBEDDER",
+        help="Also build the image collection with this image embedder plugin (e.g. open-clip)."),
+    image_model: Optional[str] = typer.Option(
+        None, "--image-model", envvar="COE_IMAGE_MODEL", help="Its architecture (open-clip: e.g. ViT-B-32)."),
+    image_weights: Optional[str] = typer.Option(
+        None, "--image-weights", envvar="COE_IMAGE_WEIGHTS",
+        help="Its weights: a local checkpoint file or directory (or a hub tag when online)."),
 ) -> None:
     """Embed the exemplar bank into Chroma (re-running only adds what is missing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -56,13 +94,17 @@ def index_build(
     from coe.progress import make_progress
 
     from coe.datasets import ScienceQA
+    from coe.plugins.embed.configured import configured_image_embedder
     from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
     from coe.plugins.store.chroma import ChromaStore
-    from coe.retrieval.index import build_index, default_bank
+    from coe.retrieval.index import build_image_index, build_index, default_bank, exemplar_images
 
-    bank = default_bank(ScienceQA(data), tuple(s.strip() for s in splits.split(",") if s.strip()))
+    dataset = ScienceQA(data)
+    bank = default_bank(dataset, tuple(s.strip() for s in splits.split(",") if s.strip()))
     store = ChromaStore(chroma)
     embedder = MiniLMOnnxEmbedder()
+    # Loaded before any embedding, so a bad image model spec fails before minutes of text indexing.
+    images = configured_image_embedder(image_embedder, model=image_model, pretrained=image_weights)
     with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=err) as bar:
         tasks: dict[str, int] = {}
@@ -73,8 +115,95 @@ def index_build(
             bar.update(tasks[field], completed=done, total=total)
 
         result = build_index(bank, embedder=embedder, store=store, progress=progress, force=force)
+        if images is not None:
+            image_result = build_image_index(bank, exemplar_images(dataset, bank), image_embedder=images,
+                                             store=store, progress=progress, force=force)
     err.print(f"index {result['status']}: {result['exemplars']} exemplars "
               f"({result['added']} records added) in {store.location}")
+    if images is not None:
+        err.print(f"image index {image_result['status']} with {images.model_id}: "
+                  f"{image_result['added']} records added"
+                  + (f", {image_result['unreadable']} unreadable images" if image_result["unreadable"] else ""))
+
+
+@finetune_app.command("prepare")
+def finetune_prepare(
+    out: str = typer.Option(..., "--out", help="Output directory (one sub-folder per stage unless --multitask)."),
+    stages: str = typer.Option("qg,rg,dg", "--stages", help="Comma-separated stages: qg, rg, dg."),
+    multitask: bool = typer.Option(False, "--multitask", help="One mixed dataset over all stages."),
+    split: str = typer.Option("train", "--split", help="train or val."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="A seeded sample of this many items."),
+    k: int = typer.Option(4, "--k", help="Exemplars shown per prompt (the graph's default)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer",
+                                            help="Model directory or Qwen2 .gguf for token counts."),
+    data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Training records from the exemplar bank, with the graph's own prompts and retrieval."""
+    from coe.finetune import command
+
+    summary = command.prepare(stages=stages, multitask=multitask, split=split, out=out, limit=limit, data=data,
+                              k=k, seed=seed, tokenizer=tokenizer, console=err)
+    if as_json:
+        print(command.dump(summary))
+    else:
+        command.print_prepare(summary, Console())
+
+
+@finetune_app.command("train")
+def finetune_train(
+    base: str = typer.Option(..., "--base", help="Base model: hub preset, local checkpoint directory or repo id."),
+    data: str = typer.Option(..., "--data", help="A dataset directory from `coe finetune prepare`."),
+    out: str = typer.Option(..., "--out", help="Output directory (checkpoints, train_log.jsonl, adapter/)."),
+    qlora: bool = typer.Option(False, "--qlora/--lora", help="Q-LoRA (4-bit base, CUDA) or LoRA (default)."),
+    epochs: float = typer.Option(2.0, "--epochs"),
+    max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many optimizer steps (overrides epochs)."),
+    lr: float = typer.Option(1e-5, "--lr"),
+    lora_r: int = typer.Option(64, "--lora-r"),
+    lora_alpha: int = typer.Option(16, "--lora-alpha"),
+    lora_dropout: float = typer.Option(0.05, "--lora-dropout"),
+    warmup_ratio: float = typer.Option(0.01, "--warmup-ratio"),
+    weight_decay: float = typer.Option(0.1, "--weight-decay"),
+    batch_size: int = typer.Option(1, "--batch-size"),
+    grad_accum: int = typer.Option(8, "--grad-accum"),
+    max_length: int = typer.Option(2048, "--max-length", help="Longer records (image tokens included) are dropped."),
+    save_steps: int = typer.Option(200, "--save-steps"),
+    logging_steps: int = typer.Option(10, "--logging-steps"),
+    gradient_checkpointing: bool = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on a GPU that has it, else fp32), bf16, fp16, fp32."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Cap on image pixels per image."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --out."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """LoRA / Q-LoRA on the language model (vision tower frozen), loss on the assistant's tokens only."""
+    from coe.finetune import command
+
+    options = dict(base=base, data=data, out=out, method="qlora" if qlora else "lora", epochs=epochs,
+                   max_steps=max_steps, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                   warmup_ratio=warmup_ratio, weight_decay=weight_decay, batch_size=batch_size,
+                   grad_accum=grad_accum, max_length=max_length, save_steps=save_steps,
+                   logging_steps=logging_steps, gradient_checkpointing=gradient_checkpointing, dtype=dtype,
+                   max_pixels=max_pixels, resume=resume, seed=seed)
+    summary = command.train(options, err)
+    if as_json:
+        print(command.dump(summary))
+    else:
+        loss = f"mean logged loss {summary['train_loss']:.4f}, " if summary["train_loss"] is not None else ""
+        Console().print(f"adapter saved to {summary['adapter']} after {summary['global_step']} steps "
+                        f"({loss}{summary['seconds']:.0f}s); evaluate it with `coe eval --model transformers:{summary['adapter']}`", highlight=False)
+
+
+@finetune_app.command("merge")
+def finetune_merge(
+    adapter: str = typer.Option(..., "--adapter", help="An adapter directory from `coe finetune train`."),
+    out: str = typer.Option(..., "--out", help="New directory for the merged checkpoint."),
+) -> None:
+    """Fold an adapter into its base model and save a standalone checkpoint."""
+    from coe.finetune import command
+
+    print(command.merge(adapter, out, err))
 
 
 @app.command()

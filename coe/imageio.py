@@ -7,6 +7,7 @@ header before any pixel data is decoded (decompression bombs).
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -57,26 +58,46 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> Image.Image:
     """Open an image file as an RGB ``PIL.Image`` or raise ``InputError`` with one line."""
     p = _regular_file(path, kind="image", max_bytes=max_bytes)
+    return _decode(lambda: Image.open(p), str(p), max_pixels)
+
+
+def load_image_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES, label: str = "image bytes") -> Image.Image:
+    """``load_image`` for an encoded image already in memory (an upload, a database blob)."""
+    if len(data) > max_bytes:
+        raise InputError(f"image too large: {label} ({len(data)} bytes, limit {max_bytes})")
+    return _decode(lambda: Image.open(io.BytesIO(data)), label, max_pixels)
+
+
+def check_image(img: Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS, label: str = "image") -> Image.Image:
+    """An image the caller already decoded, held to the same pixel limit and returned as RGB."""
+    width, height = img.size
+    if width * height > max_pixels:
+        raise InputError(f"image too large: {label} ({width}x{height} pixels, limit {max_pixels})")
+    return _to_rgb(img)
+
+
+def _decode(open_image, label: str, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
         # PIL only warns between MAX_IMAGE_PIXELS and twice that; make it fatal.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(p) as probe:
+            with open_image() as probe:
                 width, height = probe.size
                 if width * height > max_pixels:
-                    raise InputError(f"image too large: {p} ({width}x{height} pixels, "
+                    raise InputError(f"image too large: {label} ({width}x{height} pixels, "
                                      f"limit {max_pixels})")
                 probe.verify()
             # verify() leaves the image unusable, so decode from a fresh handle.
-            with Image.open(p) as img:
+            with open_image() as img:
                 img.load()
                 return _to_rgb(img)
         except InputError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise InputError(f"image too large: {p} ({_reason(exc)})") from exc
+            raise InputError(f"image too large: {label} ({_reason(exc)})") from exc
         except Exception as exc:  # any decoder failure means the same thing to the user
-            raise InputError(f"not a readable image: {p} ({_reason(exc)})") from exc
+            raise InputError(f"not a readable image: {label} ({_reason(exc)})") from exc
 
 
 def check_text(value: object, *, name: str, max_chars: int) -> str:

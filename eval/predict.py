@@ -79,7 +79,10 @@ def predict_graph(task: str, item: EvalItem, services, settings: dict[str, Any],
                 "attempts": out.get("attempts", 1)}
     steps = [nodes.describe_image, nodes.retrieve] + ([nodes.question] if task == "qg" else [])
     for step in steps:
-        update = step(state, config)
+        try:
+            update = step(state, config)
+        except ModelOutputError as exc:  # a question that failed loudly scores as invalid, the run goes on
+            return {"question": None, "error": str(exc), "usage": _usage(state["trace"])}
         state["trace"] = state["trace"] + update.pop("trace", [])
         state.update(update)
     if task == "qg":

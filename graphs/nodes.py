@@ -71,7 +71,8 @@ def retrieve(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     q = RetrievalQuery(answer=state["answer"], question=state.get("question_given"),
                        context=state.get("context", ""), image_text=state.get("image_text", ""),
                        subject=state.get("subject"), grade=state.get("grade"),
-                       exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits)
+                       exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits,
+                       image_path=state.get("image_path"))
     found, info = retriever.retrieve(q, k=max(s.k, s.pool_k if s.use_pool else 0))
     return {"exemplars": [e.model_dump() for e in found],
             "trace": [{"node": "retrieve", "seconds": round(time.perf_counter() - t0, 3), **info,

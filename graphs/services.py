@@ -50,11 +50,17 @@ def services_from(config: RunnableConfig | None) -> Services:
 
 
 def default_llm(model: str | None = None) -> Any:
-    """``openai:MODEL[@URL]`` → an OpenAI-compatible server; anything else → llama.cpp in process."""
+    """``openai:MODEL[@URL]`` → an OpenAI-compatible server; ``transformers:PRESET|DIR`` → the transformers
+    Qwen2-VL backend (a checkpoint, or a fine-tuned adapter directory on its base); anything else →
+    llama.cpp in process."""
     from coe.plugins.llm.openai_compat import OpenAICompatLLM, is_openai_spec
 
     if is_openai_spec(model):
         return OpenAICompatLLM.from_spec(model)
+    if model and model.startswith("transformers:"):
+        from coe.plugins.llm.transformers_vl import TransformersVLLM
+
+        return TransformersVLLM(model.removeprefix("transformers:"))
     from coe.modelstore import resolve_llm
     from coe.plugins.llm.llamacpp import LlamaCppLLM
 
@@ -73,9 +79,11 @@ def default_services(model: str | None = None) -> Services:
 
 @cache
 def retrieval_services() -> Services:
-    """Everything but the LLM: what model-free baselines and retrieval benchmarks need."""
+    """Everything but the LLM: what model-free baselines and retrieval benchmarks need. The image signal of
+    retrieval is on only when ``COE_IMAGE_EMBEDDER`` names an image embedder (see ``configured_image_embedder``)."""
     from coe.datasets import ScienceQA
     from coe.errors import ConfigError
+    from coe.plugins.embed.configured import configured_image_embedder
     from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
     from coe.plugins.store.chroma import ChromaStore
     from coe.plugins.vision.ocr_caption import OcrCaptionReader
@@ -84,7 +92,7 @@ def retrieval_services() -> Services:
     store = ChromaStore()
     if store.get_marker("index-default") is None:
         raise ConfigError("the exemplar index is not built; run `coe index build`")
-    retriever = ExemplarRetriever(MiniLMOnnxEmbedder(), store)
+    retriever = ExemplarRetriever(MiniLMOnnxEmbedder(), store, image_embedder=configured_image_embedder())
     try:
         dataset = ScienceQA()
     except ConfigError:  # no dataset: OCR alone describes images

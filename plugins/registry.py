@@ -10,6 +10,7 @@ from coe.errors import ConfigError
 GROUPS = {
     "llm": "coe.llm",
     "text_embedder": "coe.text_embedders",
+    "image_embedder": "coe.image_embedders",
     "image_reader": "coe.image_readers",
     "vector_store": "coe.vector_stores",
 }

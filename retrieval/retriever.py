@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from .answer_types import answer_type, compatible
 from .exemplars import Exemplar
-from .index import FIELDS
+from .index import FIELDS, IMAGE_FIELD
 
 
 class RetrievalQuery(BaseModel):
@@ -22,16 +23,22 @@ class RetrievalQuery(BaseModel):
     grade: str | None = None
     exclude_ids: list[str] = Field(default_factory=list)
     exclude_splits: list[str] = Field(default_factory=list)
+    # Used only by a retriever with an image embedder: the query image for the image collection.
+    image_path: Path | None = None
 
 
 class RetrievalSettings(BaseModel):
     k: int = 4
     recall_n: int = 40
     # Fusion weights per signal; the question signal counts less when the question is only inferred.
-    weights: dict[str, float] = {"answer": 0.35, "question": 0.35, "context": 0.30}
+    weights: dict[str, float] = {"answer": 0.35, "question": 0.35, "context": 0.30, "image": 0.30}
     inferred_question_weight: float = 0.15
     # A signal below its floor is treated as noise and contributes nothing.
-    floors: dict[str, float] = {"answer": 0.25, "question": 0.25, "context": 0.20}
+    # "image" compares the query image with exemplar images; "image_text" with exemplars that the image
+    # collection holds as text-tower vectors (no image file), whose cross-modal similarities run lower.
+    # Both are untuned guesses, not yet calibrated against real CLIP weights.
+    floors: dict[str, float] = {"answer": 0.25, "question": 0.25, "context": 0.20, "image": 0.50,
+                                "image_text": 0.20}
     min_score: float = 0.05
     type_penalty: float = 0.5
     metadata_bonus: float = 0.05
@@ -44,11 +51,27 @@ def _norm(s: str) -> str:
 
 class ExemplarRetriever:
     def __init__(self, embedder, store, *, bank: str = "default",
-                 settings: RetrievalSettings | None = None) -> None:
+                 settings: RetrievalSettings | None = None, image_embedder=None) -> None:
         self.embedder = embedder
         self.store = store
         self.bank = bank
         self.settings = settings or RetrievalSettings()
+        self.image_embedder = image_embedder
+        if image_embedder is not None:
+            self._check_image_index()
+
+    def _check_image_index(self) -> None:
+        from coe.errors import ConfigError
+
+        marker = self.store.get_marker(f"index-{self.bank}-{IMAGE_FIELD}")
+        want = self.image_embedder.model_id
+        if marker is None:
+            raise ConfigError("the exemplar image index is not built; run `coe index build --image-embedder "
+                              "NAME` with the same image model and weights")
+        if marker.get("embedder") != want:
+            # Vectors of two different models are not comparable, even when their sizes agree.
+            raise ConfigError(f"the exemplar image index was built with {marker.get('embedder')}, not {want}; "
+                              "rebuild it with `coe index build --image-embedder NAME --force`")
 
     # Stage 1 -------------------------------------------------------------
     def contextualize(self, q: RetrievalQuery) -> dict[str, tuple[str, float]]:
@@ -82,7 +105,11 @@ class ExemplarRetriever:
             return []
         sims: dict[str, dict[str, float]] = {i: {} for i in ids}
         question_vecs: dict[str, np.ndarray] = {}
-        for field in FIELDS:
+        cross_modal: set[str] = set()
+        if IMAGE_FIELD in vectors:
+            images = self.store.get_records(f"{self.bank}-{IMAGE_FIELD}", ids)
+            cross_modal = {i for i, r in images.items() if r["metadata"].get("modality") == "text"}
+        for field in FIELDS + ((IMAGE_FIELD,) if IMAGE_FIELD in vectors else ()):
             embs = self.store.get_embeddings(f"{self.bank}-{field}", ids)
             if field == "question":
                 question_vecs = embs
@@ -99,7 +126,8 @@ class ExemplarRetriever:
                 continue
             ex = Exemplar.from_metadata(i, meta)
             signals = {f: round(v, 4) for f, v in sims[i].items()}
-            fused = sum(weights[f] * v for f, v in sims[i].items() if f in weights and v >= s.floors[f])
+            fused = sum(weights[f] * v for f, v in sims[i].items()
+                        if f in weights and v >= self._floor(f, i in cross_modal))
             score = fused / total_w
             if not compatible(want_type, ex.answer_type):
                 score *= s.type_penalty
@@ -112,6 +140,11 @@ class ExemplarRetriever:
             scored.append(ex.model_copy(update={"score": round(score, 4), "signals": signals}))
         scored.sort(key=lambda e: (-e.score, e.id))
         return self._diverse(scored, question_vecs, k or self.settings.k)
+
+    def _floor(self, field: str, cross_modal: bool) -> float:
+        if field == IMAGE_FIELD and cross_modal:
+            return self.settings.floors.get("image_text", 0.0)
+        return self.settings.floors.get(field, 0.0)
 
     def _diverse(self, scored: list[Exemplar], qvecs: dict[str, np.ndarray], k: int) -> list[Exemplar]:
         """Greedy MMR over question embeddings; exact (question, answer) repeats are dropped outright."""
@@ -144,6 +177,10 @@ class ExemplarRetriever:
         embs = self.embedder.embed([texts[f][0] for f in fields])
         vectors = {f: embs[n] for n, f in enumerate(fields)}
         weights = {f: texts[f][1] for f in fields}
+        use_image = self.image_embedder is not None and bool(q.image_path)
+        if use_image:
+            vectors[IMAGE_FIELD] = self.image_embedder.embed_images([q.image_path])[0]
+            weights[IMAGE_FIELD] = self.settings.weights.get(IMAGE_FIELD, 0.0)
         t1 = time.perf_counter()
         candidates = self.recall(vectors, q)
         t2 = time.perf_counter()
@@ -153,4 +190,6 @@ class ExemplarRetriever:
                 "candidates": len(candidates),
                 "stage_seconds": {"contextualize": round(t1 - t0, 4), "recall": round(t2 - t1, 4),
                             "rerank": round(t3 - t2, 4)}}
+        if use_image:
+            info["query_image"] = {"path": str(q.image_path), "embedder": self.image_embedder.model_id}
         return result, info

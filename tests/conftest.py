@@ -48,3 +48,29 @@ def fixture_index(tmp_path, fixture_dataset):
     embedder = HashEmbedder()
     build_index(default_bank(fixture_dataset), embedder=embedder, store=store)
     return ExemplarRetriever(embedder, store)
+
+
+GGUF_PRESET = "qwen2.5-coder-0.5b-instruct-q4"
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer():
+    """The real Qwen2 tokenizer, read from the pulled 0.5B GGUF, with the VL special tokens."""
+    pytest.importorskip("transformers")
+    from coe.modelstore import is_pulled, resolve_llm
+    from coe.plugins.llm.vl_random import load_qwen2_tokenizer
+
+    if not is_pulled(GGUF_PRESET):
+        pytest.fail(f"needs the {GGUF_PRESET} model (coe models pull {GGUF_PRESET})")
+    _, gguf = resolve_llm(GGUF_PRESET)
+    return load_qwen2_tokenizer(gguf)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(qwen_tokenizer, tmp_path_factory):
+    """Tiny random Qwen2-VL and Qwen2.5-VL checkpoints saved to disk, loadable by the plugin's real path."""
+    from coe.plugins.llm.vl_random import save_random_checkpoint
+
+    root = tmp_path_factory.mktemp("vl")
+    return {family: save_random_checkpoint(root / family, qwen_tokenizer, family=family, seed=0)
+            for family in ("qwen2_vl", "qwen2_5_vl")}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from coe.errors import InputError
-from coe.imageio import check_text, load_image, read_text_file
+from coe.imageio import check_image, check_text, load_image, load_image_bytes, read_text_file
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -114,6 +114,19 @@ def test_pil_bomb_guard_becomes_input_error(tmp_path, side):
         load_image(path, max_pixels=10**12)
     assert not any(f[2] is Image.DecompressionBombWarning and f[0] == "error"
                    for f in warnings.filters)
+
+
+def test_bytes_and_decoded_images_get_the_same_checks(png):
+    assert load_image_bytes(png.read_bytes()).size == (120, 80)
+    with pytest.raises(InputError, match="image too large: upload .120x80 pixels, limit 5000"):
+        load_image_bytes(png.read_bytes(), max_pixels=5000, label="upload")
+    with pytest.raises(InputError, match=r"image too large: image bytes \(\d+ bytes, limit 10\)"):
+        load_image_bytes(png.read_bytes(), max_bytes=10)
+    with pytest.raises(InputError, match="not a readable image: image bytes"):
+        load_image_bytes(_png_header_only(64, 64))
+    assert check_image(Image.new("LA", (8, 8))).mode == "RGB"
+    with pytest.raises(InputError, match="image too large: image .30x30 pixels, limit 800"):
+        check_image(Image.new("RGB", (30, 30)), max_pixels=800)
 
 
 @settings(max_examples=60, deadline=None)

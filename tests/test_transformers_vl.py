@@ -19,7 +19,6 @@ transformers = pytest.importorskip("transformers")
 from coe.errors import ConfigError, InputError  # noqa: E402
 from coe.plugins.llm.protocol import GenerationRequest, ImageRef, Message  # noqa: E402
 
-GGUF_PRESET = "qwen2.5-coder-0.5b-instruct-q4"
 SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]}
 
 
@@ -35,26 +34,6 @@ def request(text: str, images=(), *, max_tokens: int = 6, **kw) -> GenerationReq
     return GenerationRequest(messages=[Message(role="system", content="You write quiz questions."),
                                        Message(role="user", content=text, images=list(images))],
                              max_tokens=max_tokens, **kw)
-
-
-@pytest.fixture(scope="session")
-def qwen_tokenizer():
-    from coe.modelstore import is_pulled, resolve_llm
-    from coe.plugins.llm.vl_random import load_qwen2_tokenizer
-
-    if not is_pulled(GGUF_PRESET):
-        pytest.skip(f"needs the {GGUF_PRESET} model (coe models pull {GGUF_PRESET})")
-    _, gguf = resolve_llm(GGUF_PRESET)
-    return load_qwen2_tokenizer(gguf)
-
-
-@pytest.fixture(scope="session")
-def checkpoints(qwen_tokenizer, tmp_path_factory):
-    from coe.plugins.llm.vl_random import save_random_checkpoint
-
-    root = tmp_path_factory.mktemp("vl")
-    return {family: save_random_checkpoint(root / family, qwen_tokenizer, family=family, seed=0)
-            for family in ("qwen2_vl", "qwen2_5_vl")}
 
 
 @pytest.fixture(scope="session")
@@ -335,3 +314,29 @@ def test_graph_batch_api_makes_one_generate_call_per_stage(llm, monkeypatch, fix
     assert calls == [3, 3, 3]  # question, rationale, distractors: one generate call each for all items
     assert all(o["valid"] and o["distractors"] == ["grass", "hawk"] for o in out)
     assert out[0]["trace"][2]["messages"][1]["images"] == 1  # the image went to the model
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_graph_decoder_step_equals_generate(checkpoints, family):
+    """The static-cache decode step (captured as a CUDA graph on a GPU, run eagerly here) gives generate()'s
+    greedy tokens, with and without the repetition penalty, and stops at end-of-sequence the same way."""
+    from coe.plugins.llm.graph_decode import GraphDecoder
+    from coe.plugins.llm.transformers_vl import TransformersVLLM
+
+    fast = TransformersVLLM(checkpoints[family], dtype="fp32", device="cpu", graph_decode=True)
+    slow = TransformersVLLM(checkpoints[family], dtype="fp32", device="cpu", graph_decode=False)
+    assert fast.graph_decode and not slow.graph_decode
+    for penalty in (1.0, 1.3):
+        req = request("Describe the picture in detail.", [image(56, seed=3)], max_tokens=24, repeat_penalty=penalty)
+        a, b = fast.generate(req), slow.generate(req)
+        assert (a.text, a.usage.completion_tokens, a.finish_reason) == (b.text, b.usage.completion_tokens,
+                                                                        b.finish_reason)
+    assert fast._decoders, "the fast path was not taken"
+
+    inputs = slow.encode([request("Name a planet.", max_tokens=12)])
+    dec = GraphDecoder(slow.model, 128)
+    first = dec.generate(inputs, 12, ignore_eos=True)
+    stop_at = first[4]  # pretend the fifth token ends the sequence
+    assert dec.generate(inputs, 12, eos_token_ids=[stop_at]) == first[:first.index(stop_at) + 1]
+    with pytest.raises(ValueError, match="exceed"):
+        dec.generate(inputs, 500)

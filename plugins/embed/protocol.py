@@ -16,3 +16,23 @@ class TextEmbedder(Protocol):
     def embed(self, texts: list[str]) -> np.ndarray:
         """Return a float32 array of shape (len(texts), dim), each row of unit length."""
         ...
+
+
+@runtime_checkable
+class ImageEmbedder(Protocol):
+    """Images and texts into one space (a CLIP-style pair of towers), so either can query the other.
+
+    Plugins take ``model`` and ``pretrained`` keyword arguments, which is how the CLI and services build one.
+    """
+
+    name: str
+    model_id: str
+    dim: int
+
+    def embed_images(self, images: list) -> np.ndarray:
+        """Images (``PIL.Image``, file paths or encoded bytes) to float32 (len(images), dim), unit rows."""
+        ...
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Texts through the text tower to float32 (len(texts), dim), unit rows."""
+        ...

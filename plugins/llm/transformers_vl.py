@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from coe.errors import ConfigError
+from coe.errors import ConfigError, InputError
 
 from .protocol import Generation, GenerationRequest, ImageRef, Message, Usage, parse_json_text
 
@@ -263,6 +263,78 @@ def load_processor(path: Path, *, min_pixels: int | None = None, max_pixels: int
     return processor
 
 
+def adapter_base(spec: str | os.PathLike) -> str | None:
+    """The base model a peft adapter directory was trained on, or None when ``spec`` is no adapter."""
+    path = Path(spec).expanduser()
+    conf = path / "adapter_config.json"
+    if not path.is_dir() or not conf.is_file() or (path / "config.json").is_file():
+        return None
+    try:
+        base = json.loads(conf.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"unreadable adapter_config.json in {path}: {exc}") from None
+    if not base:
+        raise ConfigError(f"{conf} names no base model (base_model_name_or_path); pass the base model "
+                          "and the adapter separately")
+    return str(base)
+
+
+def adapter_label(adapter: str | os.PathLike) -> str:
+    """The adapter's folder name and a digest of its weights: results of two trainings never share a
+    cache key, however their folders are named."""
+    import hashlib
+
+    path = Path(adapter).expanduser()
+    digest = hashlib.sha256()
+    for name in ("adapter_model.safetensors", "adapter_model.bin"):
+        f = path / name
+        if f.is_file():
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            break
+    return f"{path.resolve().name}-{digest.hexdigest()[:8]}"
+
+
+def load_model(path: Path, *, dtype, device: str, device_map: Any = None, load_in_4bit: bool = False,
+               attn_implementation: str | None = None, label: str | None = None):
+    """A native Qwen2-VL / Qwen2.5-VL checkpoint (never remote code), on ``device`` or per ``device_map``.
+    4-bit (bitsandbytes NF4) quantizes the language model only: the vision tower and ``lm_head`` stay
+    in ``dtype``."""
+    import transformers
+
+    label = label or path.name
+    model_type = _model_type(path)
+    if model_type not in NATIVE_MODEL_TYPES:
+        if model_type == "qwen":
+            raise ConfigError(f"{label} is the legacy Qwen-VL-Chat, which runs the model repo's own code; "
+                              "use the qwen-vl-chat plugin (QwenVLChatLLM) with trust_remote_code=True")
+        raise ConfigError(f"{label}: model_type {model_type!r} is not a Qwen2-VL model "
+                          f"({', '.join(NATIVE_MODEL_TYPES)})")
+    kwargs: dict[str, Any] = {"trust_remote_code": False}
+    kwargs["dtype" if _version("transformers") >= (4, 56) else "torch_dtype"] = dtype
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if load_in_4bit:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError("4-bit loading needs bitsandbytes (pip install bitsandbytes) "
+                              "and a CUDA GPU") from None
+        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["visual", "lm_head"])
+        device_map = device_map or "auto"
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    cls = (transformers.Qwen2_5_VLForConditionalGeneration if model_type == "qwen2_5_vl"
+           else transformers.Qwen2VLForConditionalGeneration)
+    model = cls.from_pretrained(str(path), **kwargs)
+    if device_map is None:
+        model.to(device)
+    return model
+
+
 # --- the plugin -------------------------------------------------------------------------------------
 
 class TransformersVLLM:
@@ -285,61 +357,42 @@ class TransformersVLLM:
                  load_in_4bit: bool = False, adapter: str | os.PathLike | None = None,
                  attn_implementation: str | None = None, max_batch_size: int = 16,
                  min_pixels: int | None = None, max_pixels: int | None = None, json_hint: bool = False,
-                 ignore_eos: bool = False, model_path: str | os.PathLike | None = None) -> None:
+                 ignore_eos: bool = False, model_path: str | os.PathLike | None = None,
+                 graph_decode: bool | None = None) -> None:
         try:
             import torch
             import transformers
         except ImportError as exc:
             raise ConfigError("the transformers backend needs `pip install 'coe[vlm]'`") from exc
+        spec = str(model_path or model)
+        base = adapter_base(spec)
+        if base is not None:  # a trained adapter directory: its base model plus the adapter
+            adapter, spec = adapter or spec, base
         from coe.modelstore.hub import resolve_vlm
 
-        name, path = resolve_vlm(str(model_path or model))
-        model_type = _model_type(path)
-        if model_type not in NATIVE_MODEL_TYPES:
-            if model_type == "qwen":
-                raise ConfigError(f"{name} is the legacy Qwen-VL-Chat, which runs the model repo's own code; "
-                                  "use the qwen-vl-chat plugin (QwenVLChatLLM) with trust_remote_code=True")
-            raise ConfigError(f"{name}: model_type {model_type!r} is not a Qwen2-VL model "
-                              f"({', '.join(NATIVE_MODEL_TYPES)})")
-        self.model_id = model_id or name
+        name, path = resolve_vlm(spec)
+        self.model_id = model_id or (f"{name}+{adapter_label(adapter)}" if adapter is not None else name)
         self.model_path = path
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = _torch_dtype(dtype, self.device)
         self.max_batch_size = max(1, int(max_batch_size))
         self.json_hint = json_hint
         self._lock = threading.Lock()
-
-        kwargs: dict[str, Any] = {"trust_remote_code": False}
-        kwargs["dtype" if _version("transformers") >= (4, 56) else "torch_dtype"] = self.dtype
-        if attn_implementation:
-            kwargs["attn_implementation"] = attn_implementation
-        if load_in_4bit:
-            try:
-                import bitsandbytes  # noqa: F401
-            except ImportError:
-                raise ConfigError("load_in_4bit needs bitsandbytes (pip install bitsandbytes) "
-                                  "and a CUDA GPU") from None
-            kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=self.dtype)
-            device_map = device_map or "auto"
-        if device_map is not None:
-            kwargs["device_map"] = device_map
-        cls = (transformers.Qwen2_5_VLForConditionalGeneration if model_type == "qwen2_5_vl"
-               else transformers.Qwen2VLForConditionalGeneration)
-        self.model = cls.from_pretrained(str(path), **kwargs)
-        if device_map is None:
-            self.model.to(self.device)
-        else:
+        self.model = load_model(path, dtype=self.dtype, device=self.device, device_map=device_map,
+                                load_in_4bit=load_in_4bit, attn_implementation=attn_implementation,
+                                label=name)
+        if device_map is not None or load_in_4bit:
             self.device = str(next(self.model.parameters()).device)
         processor = load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels,
                                    with_token_types=_takes_token_types(self.model))
-        self._setup(self.model, processor, ignore_eos=ignore_eos)
+        self._setup(self.model, processor, ignore_eos=ignore_eos, graph_decode=graph_decode)
         if adapter is not None:
             self.load_adapter(adapter)
 
     @classmethod
     def from_parts(cls, model, processor, *, model_id: str = "qwen2-vl", max_batch_size: int = 16,
-                   json_hint: bool = False, ignore_eos: bool = False) -> "TransformersVLLM":
+                   json_hint: bool = False, ignore_eos: bool = False,
+                   graph_decode: bool | None = None) -> "TransformersVLLM":
         """Wrap a model and processor already in memory (benchmarks, tests): no loading, no hub."""
         self = cls.__new__(cls)
         self.model_id, self.model_path = model_id, None
@@ -351,11 +404,18 @@ class TransformersVLLM:
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = "<|endoftext|>"
-        self._setup(model, processor, ignore_eos=ignore_eos)
+        self._setup(model, processor, ignore_eos=ignore_eos, graph_decode=graph_decode)
         return self
 
-    def _setup(self, model, processor, *, ignore_eos: bool) -> None:
+    def _setup(self, model, processor, *, ignore_eos: bool, graph_decode: bool | None = None) -> None:
+        from . import graph_decode as gd
+
         self.model = model.eval()
+        # One greedy sequence decodes through a captured CUDA graph (graph_decode.py); None: on CUDA only.
+        on_cuda = str(next(model.parameters()).device).startswith("cuda")
+        self.graph_decode = (on_cuda if graph_decode is None else graph_decode) and gd.supported(model)
+        self._decoders: dict[int, Any] = {}
+        self.graph_compile_mode: str | None = None  # torch.compile mode of the decode step (None: default)
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.ignore_eos = ignore_eos  # decode exactly max_tokens (benchmarks)
@@ -386,6 +446,27 @@ class TransformersVLLM:
         self._base_model = self.model.unload()
         self.model = self._base_model.eval()
         self.adapter = None
+
+    def save_merged(self, out_dir: str | os.PathLike) -> Path:
+        """Fold the loaded adapter into the base weights and save a standalone checkpoint (model and
+        processor) that loads without peft."""
+        from .vl_random import save_processor
+
+        if self.adapter is None:
+            raise ConfigError("no adapter is loaded: nothing to merge")
+        out = Path(out_dir).expanduser()
+        if out.exists() and any(out.iterdir()):
+            raise InputError(f"{out} exists and is not empty; choose a new directory")
+        tmp = out.with_name(out.name + ".partial")
+        merged = self.model.merge_and_unload()
+        merged.save_pretrained(tmp)
+        save_processor(self.processor, tmp)
+        if out.exists():
+            out.rmdir()
+        tmp.replace(out)
+        self.model = self._base_model = merged.eval()
+        self.adapter, self._decoders = None, {}
+        return out
 
     # -- generation --
 
@@ -441,6 +522,28 @@ class TransformersVLLM:
             kwargs["repetition_penalty"] = first.repeat_penalty
         return kwargs
 
+    def _graph_decode(self, inputs, request: GenerationRequest):
+        """New tokens by the CUDA-graph decoder, laid out as ``generate`` returns them; None when it cannot
+        serve this request (it then stays off: ``generate`` is always correct)."""
+        import torch
+
+        from .graph_decode import GraphDecoder
+
+        n = inputs["input_ids"].shape[1] + request.max_tokens
+        bucket = -(-n // 512) * 512  # one cache (and one captured graph) serves every length up to it
+        try:
+            if bucket not in self._decoders:
+                self._decoders[bucket] = GraphDecoder(self.model, bucket, compile_mode=self.graph_compile_mode)
+            ids = self._decoders[bucket].generate(inputs, request.max_tokens, eos_token_ids=self._eos_ids,
+                                                  ignore_eos=self.ignore_eos,
+                                                  repetition_penalty=request.repeat_penalty or 1.0)
+        except Exception as exc:  # compile or capture failure on an unusual setup: fall back for good
+            import warnings
+            warnings.warn(f"graph decoding disabled ({type(exc).__name__}: {exc}); using generate()")
+            self.graph_decode, self._decoders = False, {}
+            return None
+        return torch.cat([inputs["input_ids"], torch.tensor([ids], device=inputs["input_ids"].device)], dim=1)
+
     def _run(self, requests: list[GenerationRequest]) -> list[Generation]:
         import torch
 
@@ -448,10 +551,14 @@ class TransformersVLLM:
         with self._lock:
             inputs = self.encode(requests)
             kwargs = self._generate_kwargs(requests)
-            if kwargs["do_sample"] and requests[0].seed is not None:
-                torch.manual_seed(requests[0].seed)  # one RNG stream for the batch
-            with torch.inference_mode():
-                out = self.model.generate(**inputs, **kwargs)
+            out = None
+            if self.graph_decode and len(requests) == 1 and not kwargs["do_sample"] and self.adapter is None:
+                out = self._graph_decode(inputs, requests[0])
+            if out is None:
+                if kwargs["do_sample"] and requests[0].seed is not None:
+                    torch.manual_seed(requests[0].seed)  # one RNG stream for the batch
+                with torch.inference_mode():
+                    out = self.model.generate(**inputs, **kwargs)
         seconds = time.perf_counter() - start
         prompt_len = inputs["input_ids"].shape[1]
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()

@@ -1,0 +1,27 @@
+"""The image embedder retrieval uses, if any: named on the command line or by ``COE_IMAGE_EMBEDDER``.
+
+Off by default: OCR text stays the offline CPU path, and an image index is built only on request.
+"""
+
+from __future__ import annotations
+
+import os
+
+from coe.plugins import registry
+
+
+def configured_image_embedder(name: str | None = None, *, model: str | None = None,
+                              pretrained: str | None = None):
+    """An image embedder plugin built from the arguments, each falling back to its variable
+    (``COE_IMAGE_EMBEDDER``, ``COE_IMAGE_MODEL``, ``COE_IMAGE_WEIGHTS``); ``None`` when no name is set."""
+    name = name or os.environ.get("COE_IMAGE_EMBEDDER", "").strip()
+    if not name or name == "none":
+        return None
+    kwargs = {}
+    model = model or os.environ.get("COE_IMAGE_MODEL", "").strip()
+    pretrained = pretrained or os.environ.get("COE_IMAGE_WEIGHTS", "").strip()
+    if model:
+        kwargs["model"] = model
+    if pretrained:
+        kwargs["pretrained"] = pretrained
+    return registry.create("image_embedder", name, **kwargs)
