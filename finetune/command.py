@@ -120,6 +120,9 @@ def merge(adapter: str, out: str, console: Console) -> Path:
 
     if adapter_base(adapter) is None:
         raise InputError(f"{adapter} is not a LoRA adapter directory (adapter_config.json naming its base)")
+    target = Path(out).expanduser()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"{target} exists and is not an empty directory; choose a new one")
     with console.status("loading the base model and the adapter…"):
         llm = TransformersVLLM(adapter, dtype="auto")
     with console.status("merging and saving…"):
