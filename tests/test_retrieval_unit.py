@@ -86,3 +86,29 @@ def test_duplicates_are_dropped(fixture_index):
     ex, _ = fixture_index.retrieve(RetrievalQuery(answer="hot", question="What is the opposite of cold?"))
     keys = [(e.question.lower(), e.answer.lower()) for e in ex]
     assert len(keys) == len(set(keys))
+
+
+def test_recall_filters_an_overfetch_and_asks_chroma_only_when_excluded_items_crowd_the_top():
+    import numpy as np
+
+    from coe.plugins.store.protocol import Hit
+    from coe.retrieval.retriever import ExemplarRetriever, RetrievalSettings
+
+    class Store:
+        def __init__(self, splits):
+            self.splits, self.calls = splits, []
+
+        def query(self, collection, embedding, n, where=None, documents=True):
+            self.calls.append(where)
+            ids = [i for i, s in self.splits if where is None or s not in where["split"]["$nin"]]
+            return [Hit(id=i, similarity=1.0, metadata={"split": dict(self.splits)[i]}) for i in ids[:n]]
+
+    mixed = Store([("a", "train"), ("b", "val"), ("c", "train"), ("d", "train"), ("e", "train")])
+    r = ExemplarRetriever(None, mixed, settings=RetrievalSettings(recall_n=2))
+    got = r.recall({"answer": np.zeros(3)}, RetrievalQuery(answer="x", exclude_splits=["val"], exclude_ids=["a"]))
+    assert got == {"c", "d"} and mixed.calls == [None]  # one unfiltered query sufficed
+
+    crowded = Store([("v1", "val"), ("v2", "val"), ("v3", "val"), ("v4", "val"), ("t1", "train"), ("t2", "train")])
+    r = ExemplarRetriever(None, crowded, settings=RetrievalSettings(recall_n=2))
+    got = r.recall({"answer": np.zeros(3)}, RetrievalQuery(answer="x", exclude_splits=["val"]))
+    assert got == {"t1", "t2"} and crowded.calls == [None, {"split": {"$nin": ["val"]}}]

@@ -53,17 +53,17 @@ class ChromaStore:
         self._col(collection).upsert(ids=list(ids), embeddings=np.asarray(embeddings, dtype=np.float32),
                                      metadatas=list(metadatas), documents=list(documents))
 
-    def query(self, collection, embedding, n, where=None) -> list[Hit]:
+    def query(self, collection, embedding, n, where=None, *, documents: bool = True) -> list[Hit]:
         col = self._col(collection)
         count = col.count()
         if count == 0:
             return []
         res = col.query(query_embeddings=np.asarray(embedding, dtype=np.float32)[None, :],
                         n_results=min(n, count), where=where or None,
-                        include=["distances", "metadatas", "documents"])
+                        include=["distances", "metadatas"] + (["documents"] if documents else []))
+        docs = res["documents"][0] if documents else [None] * len(res["ids"][0])
         return [Hit(id=i, similarity=1.0 - float(d), metadata=m or {}, document=doc)
-                for i, d, m, doc in zip(res["ids"][0], res["distances"][0], res["metadatas"][0],
-                                        res["documents"][0])]
+                for i, d, m, doc in zip(res["ids"][0], res["distances"][0], res["metadatas"][0], docs)]
 
     def get_embeddings(self, collection, ids) -> dict[str, np.ndarray]:
         if not ids:
