@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from coe.agents.candidates import candidate_pool
 from coe.agents.generation import ItemInput, distractors_call, question_call, rationale_call
 from coe.errors import InputError
+from coe.eval.items import EvalItem
 from coe.plugins.llm.protocol import ImageRef
 from coe.retrieval.retriever import RetrievalQuery
 
@@ -54,11 +55,10 @@ def stage_ready(p, stage: str) -> bool:
 
 
 def _item_input(p) -> ItemInput:
-    hint = "" if p.hint_missing else p.hint.strip()
-    image_text = " ".join(t for t in (f"Image caption: {p.caption}" if p.caption else "",
-                                      f"Text in the image: {p.ocr_text}" if p.ocr_text else "") if t)
+    """The item as evaluation presents it to the graph: hint as context, dataset caption and OCR as image text."""
+    item = EvalItem.from_problem(p)
     images = [ImageRef(path=Path(p.image_path))] if p.image_path and Path(p.image_path).is_file() else []
-    return ItemInput(answer=p.answer, context=hint, image_text=image_text, images=images)
+    return ItemInput(answer=p.answer, context=item.context, image_text=item.dataset_image_text, images=images)
 
 
 def _conversation(call, target: dict) -> tuple[list[dict[str, Any]], list[str]]:
