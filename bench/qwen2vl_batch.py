@@ -236,8 +236,26 @@ def decode_bytes(model) -> tuple[int, int]:
     return total, per_step
 
 
+def rate_by_difference(once, short: int, long: int, repeats: int, after_warmup=None):
+    """(tokens/s, median seconds of the long run, warm-up seconds, method): (long - short) tokens over the
+    difference of the median times, so the prefill cancels; after two warm-up runs (compile, capture,
+    allocator). ``once(n)`` decodes n tokens and returns its seconds."""
+    t_warm = time.perf_counter()
+    once(short), once(long)
+    warm = time.perf_counter() - t_warm
+    if after_warmup is not None:
+        after_warmup()
+    shorts = sorted(once(short) for _ in range(repeats))
+    longs = sorted(once(long) for _ in range(repeats))
+    t_s, t_l = shorts[len(shorts) // 2], longs[len(longs) // 2]
+    floor = long / t_l  # prefill included: a lower bound
+    if t_l > t_s and (long - short) / (t_l - t_s) < 20 * floor:
+        return (long - short) / (t_l - t_s), t_l, warm, "difference"
+    return floor, t_l, warm, "long run incl. prefill (difference too noisy)"
+
+
 def run_decode(llm, items, tokens, device, *, static: bool, short: int, long: int, repeats: int):
-    """Batch-1 decode rate by difference: (long - short) tokens / (t_long - t_short), prefill cancelled."""
+    """Batch-1 decode rate of ``generate()`` (dynamic cache, or a static one transformers compiles)."""
     import torch
     from transformers import StaticCache
 
@@ -261,16 +279,7 @@ def run_decode(llm, items, tokens, device, *, static: bool, short: int, long: in
         assert out.shape[1] - prompt == n, (out.shape, prompt, n)
         return time.perf_counter() - t0
 
-    t_warm = time.perf_counter()
-    once(short), once(long)  # compile / capture / allocator warm-up
-    warm = time.perf_counter() - t_warm
-    shorts = sorted(once(short) for _ in range(repeats))
-    longs = sorted(once(long) for _ in range(repeats))
-    t_s, t_l = shorts[len(shorts) // 2], longs[len(longs) // 2]
-    floor = long / t_l  # prefill included: a lower bound
-    if t_l > t_s and (long - short) / (t_l - t_s) < 20 * floor:
-        return (long - short) / (t_l - t_s), t_l, warm, prompt, "difference"
-    return floor, t_l, warm, prompt, "long run incl. prefill (difference too noisy)"
+    return (*rate_by_difference(once, short, long, repeats), prompt)
 
 
 def run_graph_decode(llm, items, tokens, device, *, short: int, long: int, repeats: int):
@@ -292,22 +301,19 @@ def run_graph_decode(llm, items, tokens, device, *, short: int, long: int, repea
         assert gen.usage.completion_tokens == n, (gen.usage.completion_tokens, n)
         return time.perf_counter() - t0
 
-    t_warm = time.perf_counter()
-    once(short), once(long)  # compile and capture
-    warm = time.perf_counter() - t_warm
-    if not llm.graph_decode:
-        raise RuntimeError("graph decoding fell back to generate() (see warnings above)")
+    def still_graph():
+        if not llm.graph_decode:
+            raise RuntimeError("graph decoding fell back to generate() (see warnings above)")
+
+    rate, t_l, warm, method = rate_by_difference(once, short, long, repeats, after_warmup=still_graph)
     decoder = llm._decoders[max(llm._decoders)]  # the one whose cache holds prompt + long
-    shorts = sorted(once(short) for _ in range(repeats))
-    longs = sorted(once(long) for _ in range(repeats))
-    t_s, t_l = shorts[len(shorts) // 2], longs[len(longs) // 2]
     inputs = llm.encode([GenerationRequest(**{**base.model_dump(), "max_tokens": long})])
     with torch.inference_mode():
         ref = llm.model.generate(**inputs, max_new_tokens=long, min_new_tokens=long, do_sample=False,
                                  pad_token_id=llm.tokenizer.pad_token_id)[0, inputs["input_ids"].shape[1]:].tolist()
     got = decoder.generate(inputs, long, ignore_eos=True)
     same = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got)))
-    return (long - short) / (t_l - t_s), t_l, warm, inputs["input_ids"].shape[1], decoder.mode, same
+    return rate, t_l, warm, method, inputs["input_ids"].shape[1], decoder.mode, same
 
 
 # --- main ----------------------------------------------------------------------------------------------
@@ -474,19 +480,23 @@ def main(argv=None) -> int:
         attempt(f"batched:{b}", batched)
 
     reps = 2 if quick else 3
+
+    def decode_row(name, rate, t_long, warm, method, prompt, note="", **extra):
+        rec = row(name, 1, t_long, 0, long, 0, prompt_len=prompt, warmup_seconds=round(warm, 1), method=method,
+                  **extra)
+        rec.update(tokens_per_s=round(rate, 1), hbm_bound_tokens_per_s=round(hbm_bound, 1),
+                   fraction_of_hbm_bound=round(rate / hbm_bound, 3), ms_per_token=round(1000 / rate, 3))
+        save()
+        log(f"{name:>14} batch   1: {rate:.1f} tokens/s = {rate / hbm_bound:.1%} of the HBM bound "
+            f"({hbm_bound:.1f} tokens/s), peak {rec['peak_mem_gb']} GB{note}, warm-up {warm:.1f}s")
+
     for name, static in (("decode-eager", False), ("decode", True)):
         def decode(name=name, static=static):
-            rate, t_long, warm, prompt, method = run_decode(llm, items, tokens, device, static=static,
+            rate, t_long, warm, method, prompt = run_decode(llm, items, tokens, device, static=static,
                                                             short=short, long=long, repeats=reps)
-            rec = row(name, 1, t_long, 0, long, 0, prompt_len=prompt, warmup_seconds=round(warm, 1), method=method,
-                      cache=("static+compiled" if device.startswith("cuda") or args.compile_everywhere
-                             else "static") if static else "dynamic")
-            rec.update(tokens_per_s=round(rate, 1), hbm_bound_tokens_per_s=round(hbm_bound, 1),
-                       fraction_of_hbm_bound=round(rate / hbm_bound, 3),
-                       ms_per_token=round(1000 / rate, 3))
-            save()
-            log(f"{name:>14} batch   1: {rate:.1f} tokens/s = {rate / hbm_bound:.1%} of the HBM bound "
-                f"({hbm_bound:.1f} tokens/s), peak {rec['peak_mem_gb']} GB, warm-up {warm:.1f}s")
+            decode_row(name, rate, t_long, warm, method, prompt,
+                       cache=("static+compiled" if device.startswith("cuda") or args.compile_everywhere
+                              else "static") if static else "dynamic")
         attempt(name, decode)
 
     for compile_mode in args.graph_compile_modes.split(","):
@@ -494,15 +504,11 @@ def main(argv=None) -> int:
             fast = TransformersVLLM.from_parts(model, llm.processor, model_id=llm.model_id, ignore_eos=True,
                                                graph_decode=True)
             fast.graph_compile_mode = compile_mode
-            rate, t_long, warm, prompt, mode, same = run_graph_decode(fast, items, tokens, device, short=short,
-                                                                      long=long, repeats=reps)
-            rec = row("decode-graph", 1, t_long, 0, long, 0, prompt_len=prompt, warmup_seconds=round(warm, 1),
-                      method="difference", cache=mode, tokens_equal_to_generate=f"{same}/{long}")
-            rec.update(tokens_per_s=round(rate, 1), hbm_bound_tokens_per_s=round(hbm_bound, 1),
-                       fraction_of_hbm_bound=round(rate / hbm_bound, 3), ms_per_token=round(1000 / rate, 3))
-            save()
-            log(f"{'decode-graph':>14} batch   1: {rate:.1f} tokens/s = {rate / hbm_bound:.1%} of the HBM bound, "
-                f"{mode}, first {same}/{long} greedy tokens equal generate()'s, warm-up {warm:.1f}s")
+            rate, t_long, warm, method, prompt, mode, same = run_graph_decode(
+                fast, items, tokens, device, short=short, long=long, repeats=reps)
+            decode_row("decode-graph", rate, t_long, warm, method, prompt,
+                       note=f", {mode}, first {same}/{long} greedy tokens equal generate()'s",
+                       cache=mode, tokens_equal_to_generate=f"{same}/{long}")
         attempt(f"decode-graph:{compile_mode}", graph_decode)
 
     # summary
