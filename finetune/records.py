@@ -115,13 +115,11 @@ def build_records(dataset, retriever, *, split: str = "train", stages: Iterable[
     if limit is not None and limit < len(problems):
         problems = random.Random(seed).sample(problems, limit)
         problems.sort(key=lambda p: int(p.pid) if p.pid.isdigit() else p.pid)
-    # Exemplars come from the train split only: never val/test, never the item itself.
-    other = sorted({"train", "val", "test", split} - {"train"})
     records: list[Record] = []
     for n, p in enumerate(problems, 1):
         item = _item_input(p)
         q = RetrievalQuery(answer=p.answer, context=item.context, image_text=item.image_text,
-                           exclude_ids=[p.pid], exclude_splits=other)
+                           exclude_ids=[p.pid], exclude_splits=["val", "test"])  # train exemplars only
         exemplars, _ = retriever.retrieve(q, k=max(k, pool_k))
         records.extend(records_for(p, exemplars, stages, k=k))
         if progress is not None:

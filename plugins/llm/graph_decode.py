@@ -125,10 +125,8 @@ class GraphDecoder:
             for t, s in zip(self._state(), saved):  # the warm-up must not count as decoding
                 t.copy_(s)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph):  # recorded, not run: the state stays as restored above
             step()
-        for t, s in zip(self._state(), saved):
-            t.copy_(s)
         self.graph = graph
         self.mode = "cuda-graph" + (f"+compiled({self.compile_mode})" if compiled else "")
 
