@@ -30,9 +30,12 @@ def _images(record) -> list:
 
 
 def prompt_text(processor, record) -> str:
-    conversation = [{"role": m["role"], "content": [{"type": p["type"], **({"text": p["text"]} if p["type"] == "text" else {})}
-                                                    for p in m["content"]]}
-                    for m in record.messages[:-1]]
+    """The chat-templated prompt (all but the assistant's reply), ending with the generation prompt."""
+    def part(p: dict[str, Any]) -> dict[str, Any]:
+        # Image parts lose their path: the processor gets the pixels separately, as at inference.
+        return {"type": "text", "text": p["text"]} if p["type"] == "text" else {"type": p["type"]}
+
+    conversation = [{"role": m["role"], "content": [part(p) for p in m["content"]]} for m in record.messages[:-1]]
     return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
 
