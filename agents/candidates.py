@@ -120,3 +120,11 @@ def candidate_pool(answer: str, exemplars: list, material: str = "", *, question
         c.score = round(c.score, 4)
     ranked = sorted(pool.items(), key=lambda kv: (-kv[1].score, order[kv[0]]))
     return [c for _, c in ranked[:limit]]
+
+
+def distractor_pool(answer: str, exemplars: list, context: str = "", image_text: str = "", *, question: str = "",
+                    n: int = 3) -> list[Candidate]:
+    """The pool the distractor step is offered for one item: the exemplars' options, boosted where the item's
+    material (context and image text) names them. Public so diagnostics and fine-tuning records use exactly it."""
+    return candidate_pool(answer, exemplars, " ".join((context, image_text)), question=question,
+                          limit=max(12, 2 * n))

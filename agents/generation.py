@@ -53,13 +53,16 @@ def _prepare(stage: str, llm, item: ItemInput, exemplars: list, mode: str, schem
 # The request halves: each returns a PendingCall (prompt rendered, parser attached) that ``run_call``
 # drives; benchmarks and batch runners send many items' requests (``call.request()``) in one batch.
 
-def question_call(llm, item: ItemInput, exemplars: list, *, mode: str = "json", max_tokens: int = 80) -> PendingCall:
+def question_call(llm, item: ItemInput, exemplars: list, *, mode: str = "json", max_tokens: int = 80,
+                  feedback: str = "") -> PendingCall:
     def parse(d, t):
         question = text_field(d, t, "question", mode, "Question", 400)
         if normalize(question) == normalize(item.answer):
             raise ValueError("the question only restates the answer")
         return question
-    return _prepare("question", llm, item, exemplars, mode, _string_schema("question"), parse, max_tokens)
+    feedback_line = f"A previous question was rejected: {feedback}. Write a better one.\n" if feedback else ""
+    return _prepare("question", llm, item, exemplars, mode, _string_schema("question"), parse, max_tokens,
+                    feedback=feedback_line)
 
 
 def rationale_call(llm, item: ItemInput, question: str, exemplars: list, *, mode: str = "json",
@@ -97,9 +100,40 @@ def distractors_call(llm, item: ItemInput, question: str, rationale: str | None,
     return call
 
 
-def generate_question(llm, item: ItemInput, exemplars: list, *, mode: str = "json",
-                      max_tokens: int = 80) -> tuple[str, dict[str, Any]]:
-    return run_call(llm, question_call(llm, item, exemplars, mode=mode, max_tokens=max_tokens))
+def generate_question(llm, item: ItemInput, exemplars: list, *, mode: str = "json", max_tokens: int = 80,
+                      feedback: str = "") -> tuple[str, dict[str, Any]]:
+    return run_call(llm, question_call(llm, item, exemplars, mode=mode, max_tokens=max_tokens, feedback=feedback))
+
+
+def sample_questions(llm, item: ItemInput, exemplars: list, k: int, *, seed: int = 0, mode: str = "json",
+                     feedback: str = "", temperature: float = 0.8) -> tuple[list[str], list[dict[str, Any]]]:
+    """``k`` sampled questions (seeded), for generate-several-keep-best; unparsable samples are dropped."""
+    out, traces = [], []
+    for i in range(k):
+        call = question_call(llm, item, exemplars, mode=mode, feedback=feedback)
+        call.attempts = 1
+        gen = llm.generate(call.request().model_copy(update={"temperature": temperature, "seed": seed * 1000 + i + 1}))
+        if call.feed(gen, gen.seconds):
+            out.append(call.value)
+        traces.append({"raw": call.trace["raw"], "usage": call.trace["usage"], "seconds": round(gen.seconds, 3)})
+    return out, traces
+
+
+def notes_call(llm, item: ItemInput, question: str, distractors: list[str], exemplars: list, *,
+               max_tokens: int = 40) -> PendingCall:
+    """One short misconception note per distractor (why a student would pick it), in the given order."""
+    n = len(distractors)
+
+    def parse(d, t):
+        notes = list_field(d, t, "notes", "json")
+        if len(notes) != n or not all(isinstance(x, str) and x.strip() for x in notes):
+            raise ValueError(f"expected {n} notes")
+        return [" ".join(x.split())[:300] for x in notes]
+    schema = {"type": "object", "properties": {"notes": {"type": "array", "minItems": n, "maxItems": n,
+                                                         "items": {"type": "string"}}}, "required": ["notes"]}
+    from .prompting import numbered
+    return _prepare("notes", llm, item, exemplars, "json", schema, parse, max_tokens * max(n, 1),
+                    question=question, options=numbered(distractors), n=str(n))
 
 
 def generate_rationale(llm, item: ItemInput, question: str, exemplars: list, *, mode: str = "json",

@@ -23,16 +23,17 @@ _PLACEHOLDERS = [
 ]
 
 
-def normalize(text: str) -> str:
-    """Case, punctuation, articles and whitespace do not make two options different."""
+def normalize(text: str, *, articles: bool = False) -> str:
+    """Case, punctuation, articles and whitespace do not make two options different. ``articles=True`` keeps
+    the articles, for finding a phrase inside a text ("sample A" must not shrink to "sample")."""
     t = unicodedata.normalize("NFKC", text).lower().translate(_PUNCT)
-    t = _ARTICLES.sub(" ", t)
+    if not articles:
+        t = _ARTICLES.sub(" ", t)
     return re.sub(r"\s+", " ", t).strip()
 
 
 def is_placeholder(text: str) -> bool:
-    # Articles stay in: "N/A" must not shrink to "n".
-    light = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).lower().translate(_PUNCT)).strip()
+    light = normalize(text, articles=True)  # articles stay in: "N/A" must not shrink to "n"
     return not normalize(text) or any(p.search(light) for p in _PLACEHOLDERS)
 
 

@@ -220,9 +220,13 @@ def generate(
     grade: Optional[str] = typer.Option(None, "--grade", help="Known grade (e.g. grade5), a retrieval hint."),
     no_exemplars: bool = typer.Option(False, "--no-exemplars", help="Ablation: zero-shot."),
     no_rationale: bool = typer.Option(False, "--no-rationale", help="Ablation: no chain of thought."),
+    difficulty: str = typer.Option("medium", "--difficulty", help="easy, medium or hard: steers distractor choice."),
+    seed: int = typer.Option(0, "--seed", help="Another seed gives another alternative for the same input."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip verification (the item is 'unverified')."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 3 when the item is flagged (or unverified)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Write one multiple-choice item for an image + context + answer."""
+    """Write one multiple-choice item for an image + context + answer, verified by an answering agent."""
     from coe.errors import InputError
     from coe.generate import check_inputs, generate_item
     from coe.graphs.services import default_services
@@ -232,6 +236,8 @@ def generate(
         context = read_text_file(context_file)
     if mode not in ("json", "coe"):
         raise InputError("--mode must be json or coe")
+    if difficulty not in ("easy", "medium", "hard"):
+        raise InputError("--difficulty must be easy, medium or hard")
     check_inputs(image=image, context=context, answer=answer, question=question, n_distractors=n_distractors)
     with err.status("loading models…"):
         services = default_services(model)
@@ -244,16 +250,20 @@ def generate(
     item = generate_item(image=image, answer=answer, context=context, question=question,
                          n_distractors=n_distractors, subject=subject, grade=grade, services=services,
                          stream=stream, mode=mode, use_exemplars=not no_exemplars,
-                         use_rationale=not no_rationale)
+                         use_rationale=not no_rationale, difficulty=difficulty, seed=seed, verify=not no_verify)
     _record(item, inputs={"image": image, "context": context, "answer": answer, "question": question,
                           "n_distractors": n_distractors, "subject": subject, "grade": grade},
             settings={"model": model, "mode": mode, "use_exemplars": not no_exemplars,
-                      "use_rationale": not no_rationale})
+                      "use_rationale": not no_rationale, "difficulty": difficulty, "seed": seed,
+                      "verify": not no_verify})
     if as_json:
         print(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
     else:
         from coe.render import show_item
         show_item(item, Console())
+    if strict and item.status != "verified":
+        from coe.errors import FlaggedItem
+        raise FlaggedItem(f"the item is {item.status}" + (f": {'; '.join(item.reasons)}" if item.reasons else ""))
 
 
 def _record(item, *, inputs: dict, settings: dict) -> None:
@@ -295,23 +305,28 @@ def ui(
 
 @app.command("eval")
 def eval_command(
-    task: str = typer.Option("dg", "--task", help="qg, rg, dg or all."),
+    task: str = typer.Option("dg", "--task", help="qg, rg, dg, verify, all, or a comma-separated mix (e.g. all,verify)."),
     split: str = typer.Option("test", "--split", help="val or test."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a sample of this many items."),
     stratify: bool = typer.Option(False, "--stratify", help="Sample proportionally per context type × subject."),
     model: Optional[str] = typer.Option(None, "--model", help="Model for the model-based variants."),
     variant: str = typer.Option("copy,coe", "--variant",
-                                help="Comma-separated: copy, zero-shot, no-cot, coe, coe-paper-prompts, pool-rank."),
+                                help="Comma-separated: copy, pool-rank, zero-shot, coe-paper-prompts, greedy, no-cot, "
+                                     "coe, coe-no-cot."),
     report: Optional[str] = typer.Option(None, "--report", help="Write report.md, report.json and plots here."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    known_false: str = typer.Option("wrong_template,second_key,key_in_question,unrelated_question", "--known-false",
+                                    help="Known-false item kinds for --task verify."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95 % intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
 ) -> None:
     """Score variants on ScienceQA (resumable: finished items are cached)."""
     from coe.eval import command
 
     result = command.run(task=task, split=split, limit=limit, stratify=stratify, model=model, variants=variant,
-                         report=report, data=data, seed=seed, console=err)
+                         report=report, data=data, seed=seed, console=err, known_false=known_false,
+                         resamples=resamples)
     if as_json:
         print(json.dumps(command.as_json(result), default=str))
     else:

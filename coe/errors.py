@@ -23,3 +23,13 @@ class ModelOutputError(CoeError):
     """The model's output could not be parsed, validated or repaired."""
 
     exit_code = 1
+
+
+class QuestionMismatch(InputError):
+    """A given question that the given answer does not answer (judged by the answering agent)."""
+
+
+class FlaggedItem(CoeError):
+    """``--strict``: the item was generated but flagged by verification."""
+
+    exit_code = 3

@@ -25,6 +25,11 @@ class MCQItem(BaseModel):
     model: str = ""
     image: str | None = None
     repaired: list[str] = Field(default_factory=list)
+    distractor_notes: list[str] = Field(default_factory=list)
+    status: str = "unverified"      # verified | flagged | unverified (verification off)
+    reasons: list[str] = Field(default_factory=list)
+    difficulty: str | None = None
+    verification: dict[str, Any] = Field(default_factory=dict)
     seconds: float = 0.0
     trace: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -81,4 +86,7 @@ def generate_item(*, image: str | None, answer: str, context: str = "", question
                    rationale=final.get("rationale"), exemplars=exemplars,
                    model=final.get("model") or getattr(services.llm, "model_id", ""),
                    image=state["image_path"], repaired=final.get("repaired", []),
+                   distractor_notes=final.get("distractor_notes", []), status=final.get("status", "unverified"),
+                   reasons=final.get("reasons", []), difficulty=final.get("difficulty"),
+                   verification=final.get("verification", {}),
                    seconds=round(time.perf_counter() - t0, 3), trace=final.get("trace", []))

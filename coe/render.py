@@ -13,11 +13,27 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
     options = [(item.answer, True)] + [(d, False) for d in item.distractors]
     random.Random(shuffle_seed).shuffle(options)  # a fixed shuffle so reruns print the same layout
     lines = [f"[bold]{item.question}[/bold]", ""]
+    v = item.verification or {}
+    probs, also = v.get("option_probs", {}), v.get("also_correct", {})
+    notes = dict(zip(item.distractors, item.distractor_notes))
     for letter, (text, correct) in zip("ABCDEFGHIJ", options):
-        mark = "  [green]✔ correct[/green]" if correct else ""
-        lines.append(f"  {letter}. {text}{mark}")
+        mark = "  [green](correct)[/green]" if correct else ""
+        check = ""
+        if text in probs:
+            check = f"  [dim]student {probs[text]:.2f}" + (f", also-correct {also[text]:.2f}" if text in also else "") + "[/dim]"
+        lines.append(f"  {letter}. {text}{mark}{check}")
+        if text in notes:
+            lines.append(f"      [dim italic]why tempting: {notes[text]}[/dim italic]")
     if item.rationale:
         lines += ["", f"[italic]Rationale:[/italic] {item.rationale}"]
+    if item.status == "verified":
+        lines += ["", f"[green]Verified[/green] · difficulty {item.difficulty} · key probability {v.get('key_prob', 0):.2f}"]
+    elif item.status == "flagged":
+        lines += ["", "[bold red]Flagged — check before use:[/bold red]", *[f"  - {r}" for r in item.reasons]]
+    else:
+        lines += ["", "[yellow]Not verified[/yellow] (verification was off)"]
+    for w in v.get("warnings", []):
+        lines.append(f"  [yellow]note:[/yellow] {w}")
     if item.repaired:
         lines += ["", f"[yellow]Filled from exemplars after validation:[/yellow] {', '.join(item.repaired)}"]
     console.print(Panel("\n".join(lines), title=f"MCQ · {item.model}", expand=False))

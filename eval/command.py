@@ -12,9 +12,12 @@ from rich.table import Table
 
 from coe.errors import InputError
 
+from .bootstrap import RESAMPLES, with_ci
 from .items import TASKS, load_items, sample
+from .known_false import KINDS
 from .predict import VARIANTS
 from .report import MAIN_METRICS, write_report
+from .report_verify import verify_tables
 from .runner import machine, run_variant
 from .scoring import EMBED_MATCH_THRESHOLD, Scorer, aggregate
 
@@ -27,17 +30,37 @@ def parse_variants(text: str) -> list[str]:
     return variants
 
 
+def parse_tasks(text: str) -> list[str]:
+    """``qg``, ``rg``, ``dg``, ``verify``, ``all`` (the three generation tasks) or a comma-separated mix."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in names if t not in (*TASKS, "verify", "all")]
+    if unknown or not names:
+        raise InputError(f"--task must be one or more of {', '.join(TASKS)}, verify, all (comma-separated)")
+    tasks = [t for t in (*TASKS, "verify") if t in names or (t in TASKS and "all" in names)]
+    return tasks
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise InputError(f"unknown known-false kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+    return kinds
+
+
 def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str | None, variants: str,
-        report: str | None, data: str | None, seed: int, console: Console) -> dict[str, Any]:
+        report: str | None, data: str | None, seed: int, console: Console, known_false: str = ",".join(KINDS),
+        resamples: int = RESAMPLES) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from coe.datasets import ScienceQA
     from coe.graphs.services import Services, default_llm, retrieval_services
     from coe.progress import make_progress
 
-    tasks = list(TASKS) if task == "all" else [task]
-    if task not in (*TASKS, "all"):
-        raise InputError(f"--task must be one of {', '.join(TASKS)}, all")
+    tasks = parse_tasks(task)
+    kinds = parse_kinds(known_false)
+    if resamples < 1:
+        raise InputError("--resamples must be positive")
     if split not in ("val", "test"):
         raise InputError("--split must be val or test")
     if limit is not None and limit < 1:
@@ -45,7 +68,8 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
     chosen = parse_variants(variants)
     dataset = ScienceQA(data)
     base = retrieval_services()
-    llm = default_llm(model) if any(VARIANTS[v] is not None for v in chosen) else None
+    needs_model = "verify" in tasks or any(VARIANTS[v] is not None for v in chosen)
+    llm = default_llm(model) if needs_model else None
     services = Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
     model_id = getattr(llm, "model_id", "none (model-free variants only)")
     scorer = Scorer(base.retriever.embedder)
@@ -61,15 +85,23 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
                 bars[name] = bar.add_task(name, total=total)
             bar.update(bars[name], completed=done)
 
-        for t in tasks:
+        for t in [t for t in tasks if t in TASKS]:
             items = sample(load_items(dataset, split, t), limit, stratify=stratify, seed=seed)
             n_items = max(n_items, len(items))
             by_pid = {i.pid: i for i in items}
             for v in chosen:
                 r = run_variant(t, v, items, services, model_id, progress=progress)
                 r["scores"] = aggregate([(by_pid[pid], scorer.score(t, by_pid[pid], p))
-                                         for pid, p in r["predictions"].items()])
+                                         for pid, p in r["predictions"].items()], seed=seed, resamples=resamples)
                 runs.append(r)
+        verify = None
+        if "verify" in tasks:
+            from .verify_task import run_verify
+
+            items = sample(load_items(dataset, split, "dg"), limit, stratify=stratify, seed=seed)
+            n_items = max(n_items, len(items))
+            verify = run_verify(items, dataset, services, model_id, chosen, seed=seed, kinds=kinds,
+                                resamples=resamples, progress=progress)
     notes = []
     if "dg" in tasks and any(v in ("coe", "no-cot") for v in chosen):
         from .diagnostics import pool_coverage
@@ -89,14 +121,14 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
     meta = {"split": split, "tasks": tasks, "n_items": n_items, "stratify": stratify, "seed": seed, "notes": notes,
             "model": model_id, "machine": machine(), "wall_seconds": time.perf_counter() - t0,
             "command": "coe " + " ".join(sys.argv[1:]), "embed_threshold": EMBED_MATCH_THRESHOLD,
-            "variants": chosen}
-    path = write_report(Path(report), runs, meta) if report else None
-    return {"meta": meta, "runs": runs, "report": str(path) if path else None}
+            "variants": chosen, "resamples": resamples}
+    path = write_report(Path(report), runs, meta, verify) if report else None
+    return {"meta": meta, "runs": runs, "verify": verify, "report": str(path) if path else None}
 
 
 def print_summary(result: dict[str, Any], console: Console) -> None:
     """Metrics as rows and variants as columns, so the table fits a terminal."""
-    for task in result["meta"]["tasks"]:
+    for task in [t for t in result["meta"]["tasks"] if t in TASKS]:
         runs = [r for r in result["runs"] if r["task"] == task]
         t = Table(title=f"{task.upper()} · {result['meta']['split']} · n={result['meta']['n_items']} · "
                         f"{result['meta']['model']}")
@@ -104,13 +136,21 @@ def print_summary(result: dict[str, Any], console: Console) -> None:
         for r in runs:
             t.add_column(r["variant"], justify="right")
         for k in MAIN_METRICS[task]:
-            t.add_row(k, *[f"{r['scores']['overall'].get(k, float('nan')):.3f}" for r in runs])
+            t.add_row(k, *[with_ci(r["scores"]["overall"].get(k, float("nan")), r["scores"].get("ci", {}).get(k))
+                           for r in runs])
         t.add_row("s/item", *[f"{r['item_seconds'] / max(r['scores']['n'], 1):.1f}" for r in runs])
+        console.print(t)
+    for title, _, header, rows in verify_tables(result.get("verify") or {}):
+        t = Table(title=f"{title} · {result['meta']['split']} · {result['meta']['model']}")
+        for i, h in enumerate(header):
+            t.add_column(h, justify="left" if i == 0 else "right")
+        for row in rows:
+            t.add_row(*[str(c) for c in row])
         console.print(t)
     if result["report"]:
         console.print(f"report: {result['report']}")
 
 
 def as_json(result: dict[str, Any]) -> dict[str, Any]:
-    return {"meta": result["meta"], "report": result["report"],
+    return {"meta": result["meta"], "report": result["report"], "verify": result.get("verify"),
             "runs": [{k: v for k, v in r.items() if k != "predictions"} for r in result["runs"]]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import cache
 from typing import Any
 
 from coe.agents.validation import clean_option, normalize
@@ -13,13 +14,19 @@ from coe.retrieval.retriever import RetrievalQuery
 from .items import EvalItem
 
 # Graph settings per variant; "copy" uses no model at all.
+# Notes are not scored, and eval's given questions are gold ones: neither is spent time on here.
+_EVAL = {"write_notes": False, "check_given_question": False}
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "copy": None,
-    "zero-shot": {"use_exemplars": False, "use_pool": False},
-    "no-cot": {"use_rationale": False},
-    "coe": {},
-    "coe-paper-prompts": {"mode": "coe", "use_pool": False},
-    "pool-rank": {"use_rationale": False, "pool_selection": "rank"},  # the pool's ranking picks, not the LLM
+    "pool-rank": {"use_rationale": False, "pool_selection": "rank", "verify": False},  # no model: the pool's ranking
+    "zero-shot": {"use_exemplars": False, "use_pool": False, "verify": False},
+    "coe-paper-prompts": {"mode": "coe", "use_pool": False, "verify": False, "pool_selection": "model"},
+    # The first version: the model writes one question / chooses the distractors, nothing checks them.
+    "greedy": {"pool_selection": "model", "verify": False},
+    "no-cot": {"use_rationale": False, "pool_selection": "model", "verify": False},
+    # Generate several, keep the best, verified (the default graph).
+    "coe": {**_EVAL},
+    "coe-no-cot": {**_EVAL, "use_rationale": False},
 }
 
 
@@ -59,40 +66,43 @@ def predict_copy(task: str, item: EvalItem, retriever, image_text: str) -> dict[
 
 def predict_graph(task: str, item: EvalItem, services, settings: dict[str, Any], image_text: str,
                   use_image: bool) -> dict[str, Any]:
-    from coe.graphs import graph, nodes
+    """Run the graph itself for one task: QG ends after the question step, RG after the rationale step
+    (given the gold question), DG runs the whole item (given the gold question)."""
 
     n = len(item.gold_distractors)
     state: dict[str, Any] = {
         "answer": item.answer, "context": item.context, "image_text": image_text,
         "image_path": str(item.image_path) if use_image and item.image_path else None,
-        "question_given": None if task == "qg" else item.question, "n_distractors": n,
-        "exclude_ids": [item.pid], "trace": []}
+        "question_given": None if task == "qg" else item.question, "n_distractors": max(n, 1),
+        "exclude_ids": [item.pid]}
     config = {"configurable": {"services": services, "n_distractors": max(n, 1),
                                "exclude_splits": exclude_splits(item.split), **settings}}
-    if task == "dg":
-        try:
-            out = graph.invoke(state, config=config)
-        except ModelOutputError as exc:
-            return {"distractors": None, "error": str(exc)}
-        return {"distractors": out["distractors"], "rationale": out.get("rationale"),
-                "repaired": out.get("repaired", []), "usage": _usage(out["trace"]),
-                "attempts": out.get("attempts", 1)}
-    steps = [nodes.describe_image, nodes.retrieve] + ([nodes.question] if task == "qg" else [])
-    for step in steps:
-        try:
-            update = step(state, config)
-        except ModelOutputError as exc:  # a question that failed loudly scores as invalid, the run goes on
-            return {"question": None, "error": str(exc), "usage": _usage(state["trace"])}
-        state["trace"] = state["trace"] + update.pop("trace", [])
-        state.update(update)
-    if task == "qg":
-        return {"question": state["question"], "usage": _usage(state["trace"])}
-    state["question"] = item.question
+    if task == "rg":
+        config["configurable"]["use_rationale"] = True
     try:
-        update = nodes.rationale(state, {**config, "configurable": {**config["configurable"], "use_rationale": True}})
-    except ModelOutputError as exc:
-        return {"rationale": None, "error": str(exc)}
-    return {"rationale": update["rationale"], "usage": _usage(state["trace"] + update["trace"])}
+        out = _task_graph(task).invoke(state, config=config)
+    except ModelOutputError as exc:  # a step that failed loudly scores as invalid; the run goes on
+        return {TASK_FIELD[task]: None, "error": str(exc)}
+    result: dict[str, Any] = {TASK_FIELD[task]: out.get(TASK_FIELD[task]), "usage": _usage(out.get("trace", []))}
+    if task == "dg":
+        result.update({"rationale": out.get("rationale"), "repaired": out.get("repaired", []),
+                       "status": out.get("status"), "reasons": out.get("reasons", []),
+                       "verification": out.get("verification")})
+    if task == "qg":
+        q = next((t for t in out.get("trace", []) if t.get("node") == "question"), {})
+        result["candidates"] = [{"text": c["text"], "source": c["source"], "score": c.get("score")}
+                                for c in q.get("candidates", [])]
+    return result
+
+
+TASK_FIELD = {"qg": "question", "rg": "rationale", "dg": "distractors"}
+_UNTIL = {"qg": "question", "rg": "rationale", "dg": None}
+
+
+@cache
+def _task_graph(task: str):
+    from coe.graphs.build import build_graph
+    return build_graph(until=_UNTIL[task])
 
 
 def _usage(trace: list[dict]) -> dict[str, int]:

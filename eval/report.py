@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .bootstrap import RESAMPLES, with_ci
+from .report_verify import verify_tables
+
 # Published Chain-of-Exemplar reproduction on the full ScienceQA test split (external numbers):
 # Qwen-VL-Chat + CoE LoRA, 2 epochs, one V100; and a variant with their retrieval fix.
 PUBLISHED = [
@@ -18,7 +21,7 @@ DG_TARGETS = {"bleu4": 0.50, "rougeL": 0.70, "meteor": 0.78, "recall_exact": 0.5
 MAIN_METRICS = {
     "dg": ["bleu4", "rougeL", "meteor", "semantic", "p_at_1_exact", "recall_exact", "f1_at_3_exact",
            "p_at_1_embed", "recall_embed", "f1_at_3_embed", "valid"],
-    "qg": ["bleu4", "rougeL", "meteor", "semantic", "valid"],
+    "qg": ["bleu4", "rougeL", "meteor", "semantic", "valid", "template_exact", "template_near", "states_key"],
     "rg": ["bleu4", "rougeL", "meteor", "semantic", "valid"],
 }
 VALIDITY = ["valid", "parse_failure", "wrong_count", "duplicates", "equals_answer", "placeholders"]
@@ -34,6 +37,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _cell(scores: dict[str, Any], k: str) -> str:
+    """An overall mean with its bootstrap interval: ``0.512 [0.47, 0.55]``."""
+    return with_ci(scores["overall"].get(k, float("nan")), scores.get("ci", {}).get(k))
 
 
 def _plot(path: Path, title: str, labels: list[str], series: dict[str, list[float]]) -> None:
@@ -54,7 +62,8 @@ def _plot(path: Path, title: str, labels: list[str], series: dict[str, list[floa
     plt.close(fig)
 
 
-def write_report(out_dir: Path, runs: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+def write_report(out_dir: Path, runs: list[dict[str, Any]], meta: dict[str, Any],
+                 verify: dict[str, Any] | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = ["# coe evaluation report", "",
           f"Split **{meta['split']}**, sample of **{meta['n_items']}** items"
@@ -67,7 +76,9 @@ def write_report(out_dir: Path, runs: list[dict[str, Any]], meta: dict[str, Any]
           "Distractor lists are compared as the numbered list `(1) a\\n(2) b\\n`. `semantic` is the cosine of "
           "MiniLM (all-MiniLM-L6-v2) sentence embeddings — it is **not BLEURT**, which cannot be run offline. "
           f"Per-distractor scores match options exactly after normalisation, or by embedding cosine ≥ "
-          f"{meta['embed_threshold']}.", ""]
+          f"{meta['embed_threshold']}.",
+          f"Overall means carry a 95 % percentile-bootstrap interval over items ({meta.get('resamples', RESAMPLES):,} "
+          f"resamples, seed {meta['seed']}): `0.512 [0.47, 0.55]`.", ""]
     for task in meta["tasks"]:
         task_runs = [r for r in runs if r["task"] == task]
         if not task_runs:
@@ -75,12 +86,14 @@ def write_report(out_dir: Path, runs: list[dict[str, Any]], meta: dict[str, Any]
         metrics = MAIN_METRICS[task]
         md += [f"## {task.upper()}", "", _table(
             ["variant", "n", *metrics, "s/item", "config"],
-            [[r["variant"], r["scores"]["n"], *[r["scores"]["overall"].get(k, float("nan")) for k in metrics],
+            [[r["variant"], r["scores"]["n"], *[_cell(r["scores"], k) for k in metrics],
               r["item_seconds"] / max(r["scores"]["n"], 1), r["config_id"]] for r in task_runs]), ""]
+        if task == "qg":
+            md += [_template_note(task_runs[0]["scores"]["overall"].get("states_key_gold", float("nan"))), ""]
         if task == "dg":
             md += ["Validity (share of items):", "", _table(
                 ["variant", *VALIDITY],
-                [[r["variant"], *[r["scores"]["overall"].get(k, float("nan")) for k in VALIDITY]] for r in task_runs]), ""]
+                [[r["variant"], *[_cell(r["scores"], k) for k in VALIDITY]] for r in task_runs]), ""]
             md += _targets(task_runs)
         plot = f"{task}_overall.png"
         _plot(out_dir / plot, f"{task.upper()} on {meta['split']} (n={task_runs[0]['scores']['n']})",
@@ -102,6 +115,8 @@ def write_report(out_dir: Path, runs: list[dict[str, Any]], meta: dict[str, Any]
                 md += [f"![{task} by context]({plot})", ""]
         md += ["Subject and grade are known only for part of the split (ScienceQA metadata recovered for 456 test "
                "items); the `unknown` rows cover the rest.", ""]
+    for title, note, header, rows in verify_tables(verify or {}):
+        md += [f"## {title}", "", note, "", _table(header, rows), ""]
     md += ["## Published Chain-of-Exemplar figures (external, full test split)", "",
            "These are numbers reported for the paper's reproduction on all 4,241 test items, not measured here.", "",
            _table(["system", "task", "bleu4", "meteor", "rougeL"],
@@ -111,8 +126,17 @@ def write_report(out_dir: Path, runs: list[dict[str, Any]], meta: dict[str, Any]
     path = out_dir / "report.md"
     path.write_text("\n".join(md))
     (out_dir / "report.json").write_text(json.dumps(
-        {"meta": meta, "runs": [{k: v for k, v in r.items() if k != "predictions"} for r in runs]}, indent=1))
+        {"meta": meta, "runs": [{k: v for k, v in r.items() if k != "predictions"} for r in runs],
+         "verify": verify}, indent=1))
     return path
+
+
+def _template_note(gold_states_key: float) -> str:
+    reference = ("" if math.isnan(gold_states_key)
+                 else f" (the gold questions of these items do in {gold_states_key:.1%})")
+    return ("`template_exact`: the generated question equals the gold one after normalisation; `template_near`: "
+            "their first lines are equal once the key, numbers and capitalised names are masked (same template, "
+            f"other slot fillers); `states_key`: the question contains the key as a whole word or phrase{reference}.")
 
 
 def _targets(task_runs: list[dict[str, Any]]) -> list[str]:

@@ -31,7 +31,7 @@ def config_id(task: str, split: str, variant: str, model: str) -> str:
     return f"{variant}-{digest}"
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, ensure_ascii=False))
@@ -47,7 +47,7 @@ def image_text_for(item: EvalItem, reader, cache: Path) -> str:
     if item.image_path is not None and reader is not None:
         from coe.imageio import load_image
         text = reader.describe(load_image(item.image_path), source_path=item.image_path).as_prompt_text()
-    _write_json(path, {"text": text})
+    write_json(path, {"text": text})
     return text
 
 
@@ -66,7 +66,7 @@ def run_variant(task: str, variant: str, items: list[EvalItem], services, model:
         else:
             image_text = image_text_for(item, services.image_reader, cache)
             preds[item.pid] = predict(task, variant, item, services, image_text)
-            _write_json(path, preds[item.pid])
+            write_json(path, preds[item.pid])
             computed += 1
         if progress:
             progress(f"{task}/{variant}", n + 1, len(items))

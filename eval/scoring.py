@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from . import metrics as m
+from .bootstrap import RESAMPLES, interval
 from .items import EvalItem
+from .template_match import template_scores
 
 EMBED_MATCH_THRESHOLD = 0.85  # cosine between MiniLM vectors at which two options count as the same
 
@@ -27,8 +29,11 @@ class Scorer:
             return self._dg(item, pred.get("distractors"))
         key, gold = ("question", item.question) if task == "qg" else ("rationale", item.gold_rationale)
         text = pred.get(key) or ""
-        return {**m.text_scores(text, gold), "semantic": self.semantic(text, gold),
-                "valid": float(bool(text.strip()))}
+        scores = {**m.text_scores(text, gold), "semantic": self.semantic(text, gold),
+                  "valid": float(bool(text.strip()))}
+        if task == "qg":
+            scores.update(template_scores(text, gold, item.answer))
+        return scores
 
     def _dg(self, item: EvalItem, distractors: list[str] | None) -> dict[str, float]:
         gold = item.gold_distractors
@@ -43,13 +48,17 @@ class Scorer:
         return scores
 
 
-def aggregate(rows: list[tuple[EvalItem, dict[str, float]]]) -> dict[str, Any]:
-    """Overall means and breakdowns (subject, grade band, context type) with the items each covers."""
+def aggregate(rows: list[tuple[EvalItem, dict[str, float]]], *, seed: int = 0,
+              resamples: int = RESAMPLES) -> dict[str, Any]:
+    """Overall means with 95 % bootstrap intervals (``ci``), and breakdowns (subject, grade band, context
+    type) with the items each covers. One seed for every metric and variant: variants scored on the same
+    items are resampled alike."""
     def means(group: list[dict[str, float]]) -> dict[str, float]:
         keys = group[0].keys() if group else []
         return {k: m.mean([g[k] for g in group]) for k in keys}
 
     out: dict[str, Any] = {"n": len(rows), "overall": means([s for _, s in rows]), "breakdowns": {}}
+    out["ci"] = {k: list(interval([s[k] for _, s in rows], seed=seed, resamples=resamples)) for k in out["overall"]}
     for field in ("subject", "grade_band", "context_type"):
         groups: dict[str, list[dict[str, float]]] = defaultdict(list)
         for item, s in rows:

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel
 
-from coe.agents.candidates import candidate_pool
+from coe.agents.candidates import distractor_pool
 from coe.agents.generation import ItemInput, distractors_call, question_call, rationale_call
 from coe.errors import InputError
 from coe.eval.items import EvalItem
@@ -75,7 +75,7 @@ def _conversation(call, target: dict) -> tuple[list[dict[str, Any]], list[str]]:
     return messages, images
 
 
-def records_for(p, exemplars: list, stages: Iterable[str], *, k: int = 4, pool_limit: int = 12) -> list[Record]:
+def records_for(p, exemplars: list, stages: Iterable[str], *, k: int = 4) -> list[Record]:
     """The records of one problem: one per stage it has gold output for."""
     llm, item = _PromptOnly(), _item_input(p)
     shown = exemplars[:k]
@@ -89,9 +89,8 @@ def records_for(p, exemplars: list, stages: Iterable[str], *, k: int = 4, pool_l
             call, target = rationale_call(llm, item, p.question, shown), {"rationale": _gold_rationale(p)}
         else:
             n = len(p.distractors)
-            material = " ".join((item.context, item.image_text))
-            pool = [c.text for c in candidate_pool(p.answer, exemplars, material, question=p.question,
-                                                   limit=max(pool_limit, 2 * n))]
+            pool = [c.text for c in distractor_pool(p.answer, exemplars, item.context, item.image_text,
+                                                    question=p.question, n=n)]
             call = distractors_call(llm, item, p.question, _gold_rationale(p) or None, shown, n,
                                     candidates=pool, choose=True)
             target = {"distractors": list(p.distractors)}

@@ -1,16 +1,12 @@
-"""The batch API: many items through the CoE steps, each generation stage ONE batched model call.
+"""The batch API: many items through the compiled CoE graph at once.
 
-``generate_items(items, services, **settings)`` runs the graph's own node functions for every item —
-``describe_image`` and ``retrieve`` per item, then ``question``, ``rationale``, ``distractors`` and
-``validate`` stage by stage — but the model calls that one stage makes for all items are gathered and
-sent as one ``llm.generate_batch`` call (one more per parse-retry round, and one per distractor re-ask
-round for the items the validator sent back). A backend with native batching (``TransformersVLLM``)
-then decodes the whole batch in one forward pass per token.
-
-Because the nodes themselves run (each item's node in its own thread, its model call parked until the
-stage's batch is full), every item gets exactly what the single-item graph gives it: the same prompts,
-parsers, validator, retries and repair. An item that fails gets ``error`` (and ``valid: False``)
-instead of stopping the rest.
+``generate_items(items, services, **settings)`` runs ``graph.batch`` — the same compiled graph
+``graph.invoke`` runs, items side by side in a thread pool — so every item gets exactly what the
+single-item graph gives it. Batching is the backend's business: a backend with native batching
+(``native_batching = True``, e.g. ``TransformersVLLM``) is wrapped in ``MicroBatchLLM``, which gathers
+the model calls the items make at the same time into one ``generate_batch`` call; the others
+(llama.cpp, a model server) take the concurrent calls as they come. An item that fails with a
+``CoeError`` gets ``error`` (and ``valid: False``) instead of stopping the rest.
 """
 
 from __future__ import annotations
@@ -19,160 +15,114 @@ import threading
 import time
 from dataclasses import replace
 from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
 
 from coe.errors import CoeError
-from coe.plugins.llm.protocol import Generation, GenerationRequest
+from coe.plugins.llm.microbatch import MicroBatchLLM
 
-from . import nodes
+from .build import graph
 from .services import GraphSettings, Services
 
 
-class _StageBatcher:
-    """A stand-in LLM for the node threads of one stage: each ``generate`` waits until every thread
-    still running is waiting too, then the last one in sends all their requests as ONE
-    ``generate_batch`` call and hands each thread its reply."""
+class _ItemDone(BaseCallbackHandler):
+    """Tells ``on_done`` when this item's graph run ends (its first chain run is the graph itself), so the
+    micro-batcher knows how many items are still asking."""
 
-    def __init__(self, llm, threads: int) -> None:
-        self._llm = llm
-        self._cond = threading.Condition()
-        self._running = threads
-        self._waiting: list[dict[str, Any]] = []
-        self.batches: list[int] = []  # size of each batched call
-        self.seconds = 0.0
+    run_inline = True
 
-    def __getattr__(self, name: str) -> Any:  # name, model_id, supports_images, ...
-        return getattr(self._llm, name)
+    def __init__(self, on_done) -> None:
+        self._root: UUID | None = None
+        self._on_done = on_done
 
-    def _flush_if_ready(self) -> list[dict[str, Any]] | None:
-        if self._waiting and len(self._waiting) == self._running:
-            batch, self._waiting = self._waiting, []
-            return batch
-        return None
+    def on_chain_start(self, serialized, inputs, *, run_id: UUID, **kwargs: Any) -> None:
+        if self._root is None:
+            self._root = run_id
 
-    def _send(self, batch: list[dict[str, Any]]) -> None:
-        t0 = time.perf_counter()
-        try:
-            gens = self._llm.generate_batch([slot["request"] for slot in batch])
-            if len(gens) != len(batch):
-                raise RuntimeError(f"generate_batch returned {len(gens)} replies for {len(batch)} requests")
-            for slot, gen in zip(batch, gens):
-                slot["reply"] = gen
-        except BaseException as exc:  # every waiting node sees the failure
-            for slot in batch:
-                slot["error"] = exc
-        self.seconds += time.perf_counter() - t0
-        self.batches.append(len(batch))
-        with self._cond:
-            for slot in batch:
-                slot["done"] = True
-            self._cond.notify_all()
+    def _end(self, run_id: UUID) -> None:
+        if run_id == self._root:
+            self._root = None
+            self._on_done()
 
-    def generate(self, request: GenerationRequest) -> Generation:
-        slot: dict[str, Any] = {"request": request, "done": False}
-        with self._cond:
-            self._waiting.append(slot)
-            batch = self._flush_if_ready()
-        if batch is not None:
-            self._send(batch)
-        with self._cond:
-            self._cond.wait_for(lambda: slot["done"])
-        if "error" in slot:
-            raise slot["error"]
-        return slot["reply"]
+    def on_chain_end(self, outputs, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id)
 
-    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
-        return [self.generate(r) for r in requests]
-
-    def thread_done(self) -> None:
-        with self._cond:
-            self._running -= 1
-            batch = self._flush_if_ready()
-        if batch is not None:
-            self._send(batch)
+    def on_chain_error(self, error, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id)
 
 
-def _apply(state: dict[str, Any], update: dict[str, Any]) -> None:
-    """Merge a node's update the way the graph's state reducer does (``trace`` is appended)."""
-    for key, value in update.items():
-        state[key] = state.get("trace", []) + value if key == "trace" else value
-
-
-def _run_stage(node, idxs: list[int], states: list[dict], config: dict, services: Services,
-               errors: dict[int, CoeError], stats: dict[str, Any], name: str) -> None:
-    """Run ``node`` for the items ``idxs`` together; their model calls become batched calls."""
-    if not idxs:
-        return
-    batcher = _StageBatcher(services.llm, len(idxs))
-    conf = {"configurable": {**config["configurable"], "services": replace(services, llm=batcher)}}
-    updates: dict[int, dict[str, Any]] = {}
-
-    def work(i: int) -> None:
-        try:
-            updates[i] = node(states[i], conf)
-        except CoeError as exc:
-            errors[i] = exc
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
-            errors[i] = exc  # type: ignore[assignment]
-        finally:
-            batcher.thread_done()
-
-    threads = [threading.Thread(target=work, args=(i,), name=f"coe-{name}-{i}", daemon=True) for i in idxs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in idxs:
-        if i in updates:
-            _apply(states[i], updates[i])
-        elif not isinstance(errors.get(i), CoeError):
-            raise errors.pop(i)  # a bug, not a model failure: surface it
-    entry = stats.setdefault(name, {"batched_calls": 0, "requests": 0, "seconds": 0.0})
-    entry["batched_calls"] += len(batcher.batches)
-    entry["requests"] += sum(batcher.batches)
-    entry["seconds"] = round(entry["seconds"] + batcher.seconds, 3)
+def batching_llm(llm: Any) -> MicroBatchLLM | None:
+    """The micro-batcher for ``llm``: itself when it is one, a new one when the backend batches natively."""
+    if isinstance(llm, MicroBatchLLM):
+        return llm
+    return MicroBatchLLM(llm) if getattr(llm, "native_batching", False) else None
 
 
 def generate_items(items: list[dict[str, Any]], services: Services, *, raise_errors: bool = False,
-                   stats: dict[str, Any] | None = None, **settings: Any) -> list[dict[str, Any]]:
+                   stats: dict[str, Any] | None = None, max_concurrency: int | None = None,
+                   **settings: Any) -> list[dict[str, Any]]:
     """Write one multiple-choice item per input dict (the graph's input keys: ``answer``, ``context``,
     ``image_path``, ``question_given``, ``n_distractors``, ``subject``, ``grade``, ``exclude_ids``).
 
     ``settings`` are ``GraphSettings`` fields (``n_distractors``, ``mode``, ``k``, ``max_retries``, ...).
-    ``stats``, when given, gets each stage's batched calls, requests and model seconds.
-    With ``raise_errors`` the first failed item's error is raised after the batch has run."""
+    ``max_concurrency`` items run at once (default: the micro-batch size for a natively batching
+    backend, else LangChain's default pool). ``stats``, when given, gets ``items``, ``failed``,
+    ``seconds``, ``max_concurrency`` and ``batching`` (the micro-batcher's ``stats``, or None).
+    Each result is the graph's output state; an item whose run raised a ``CoeError`` is its input plus
+    ``error`` and ``valid: False``, and with ``raise_errors`` the first such error is raised after the
+    batch. Any other exception is a bug and is raised after the batch."""
     unknown = set(settings) - set(GraphSettings.model_fields)
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
-    config = {"configurable": {**settings, "services": services}}
-    stats = stats if stats is not None else {}
-    states = [dict(item) for item in items]
-    errors: dict[int, CoeError] = {}
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    items = [dict(item) for item in items]
+    if not items:
+        return []
+    batcher = batching_llm(services.llm)
+    if batcher is not None:
+        services = replace(services, llm=batcher)
+        max_concurrency = max_concurrency or batcher.max_batch_size
+    base = {"configurable": {**settings, "services": services}}
+    if max_concurrency is not None:
+        base["max_concurrency"] = max_concurrency
+    configs: list[dict[str, Any]] = [{**base, "configurable": dict(base["configurable"])} for _ in items]
 
-    def live(idxs=None) -> list[int]:
-        return [i for i in (range(len(states)) if idxs is None else idxs) if i not in errors]
+    if batcher is not None:
+        # Items still to finish, of which at most max_concurrency run at once: when that many wait on
+        # the model, nobody else is about to ask and the batch goes without waiting out the timer.
+        remaining = [len(items)]
+        lock = threading.Lock()
 
-    for i, state in enumerate(states):  # per item, no model call
-        try:
-            _apply(state, nodes.describe_image(state, config))
-            _apply(state, nodes.retrieve(state, config))
-        except CoeError as exc:
-            errors[i] = exc
+        def item_done() -> None:
+            with lock:
+                remaining[0] -= 1
+                batcher.set_callers(min(max_concurrency, remaining[0]))
 
-    _run_stage(nodes.question, live(), states, config, services, errors, stats, "question")
-    _run_stage(nodes.rationale, live(), states, config, services, errors, stats, "rationale")
-    pending = live()
-    while pending:  # distractors ↔ validate: the items sent back are re-asked together
-        _run_stage(nodes.distractors, pending, states, config, services, errors, stats, "distractors")
-        for i in live(pending):
-            try:
-                _apply(states[i], nodes.validate(states[i], config))
-            except CoeError as exc:
-                errors[i] = exc
-        pending = [i for i in live(pending) if nodes.after_validate(states[i]) == "retry"]
+        batcher.set_callers(min(max_concurrency, len(items)))
+        for config in configs:
+            config["callbacks"] = [_ItemDone(item_done)]
 
-    for i, state in enumerate(states):
-        if i in errors:
-            state.update({"error": str(errors[i]), "valid": False})
+    t0 = time.perf_counter()
+    try:
+        outputs = graph.batch(items, configs, return_exceptions=True)
+    finally:
+        if batcher is not None:
+            batcher.set_callers(None)
+    results: list[dict[str, Any]] = []
+    errors: list[CoeError] = []
+    for item, out in zip(items, outputs):
+        if isinstance(out, CoeError):
+            errors.append(out)
+            results.append({**item, "error": str(out), "valid": False})
+        elif isinstance(out, BaseException):
+            raise out  # a bug, not a model failure: surface it
+        else:
+            results.append(out)
+    if stats is not None:
+        stats.update(items=len(items), failed=len(errors), seconds=round(time.perf_counter() - t0, 3),
+                     max_concurrency=max_concurrency, batching=batcher.stats if batcher is not None else None)
     if raise_errors and errors:
-        raise errors[min(errors)]
-    return states
+        raise errors[0]
+    return results

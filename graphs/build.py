@@ -1,32 +1,58 @@
-"""Wiring: describe_image → retrieve → question → rationale → distractors → validate (↺ distractors)."""
+"""Wiring, defined once:
+
+describe_image → retrieve → question → rationale → distractors → validate (↺ distractors) → verify →
+notes, where verify's decision may send the item back to question or to distractors (bounded rounds).
+
+``build_graph(until=STEP)`` compiles the same nodes and edges, ending after STEP: the evaluation of one
+task (QG ends after ``question``, RG after ``rationale``) runs this graph, not a copy of its steps.
+``build_graph(review=NODE)`` appends a human review node (see ``review.py``) in place of the end."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from langgraph.graph import END, START, StateGraph
 
 from . import nodes
-from .state import CoEState
+from .state import CoEInput, CoEOutput, CoEState
+
+STEPS = ("describe_image", "retrieve", "question", "rationale", "distractors", "validate", "verify", "notes")
+_LINEAR = (("describe_image", "retrieve"), ("retrieve", "question"), ("question", "rationale"),
+           ("rationale", "distractors"), ("distractors", "validate"), ("notes", END))
 
 
-STEPS = ("describe_image", "retrieve", "question", "rationale", "distractors", "validate")
-
-
-def add_steps(g: StateGraph, functions: dict | None = None, wrap=lambda name, fn: fn) -> StateGraph:
-    """Add the CoE steps in order, START → … → validate; ``functions`` overrides some of ``nodes``'
-    functions and ``wrap`` decorates each. The caller adds the edges out of ``validate``."""
+def build_graph(checkpointer=None, *, until: str | None = None, functions: dict | None = None,
+                wrap: Callable = lambda name, fn: fn, name: str = "coe", state_schema=CoEState,
+                review: Callable | None = None):
+    """``functions`` overrides some node functions and ``wrap`` decorates each (the console traces with it)."""
+    if until is not None and until not in STEPS:
+        raise ValueError(f"unknown step {until!r}; steps: {', '.join(STEPS)}")
+    steps = STEPS[: STEPS.index(until) + 1] if until else STEPS
     functions = functions or {}
-    for name in STEPS:
-        g.add_node(name, wrap(name, functions.get(name, getattr(nodes, name))))
-    g.add_edge(START, STEPS[0])
-    for a, b in zip(STEPS, STEPS[1:]):
-        g.add_edge(a, b)
-    return g
-
-
-def build_graph(checkpointer=None):
-    g = add_steps(StateGraph(CoEState))
-    g.add_conditional_edges("validate", nodes.after_validate, {"done": END, "retry": "distractors"})
-    return g.compile(checkpointer=checkpointer, name="coe")
+    # The review graph's callers read its whole state (review fields included), so it keeps the state schema.
+    g = (StateGraph(state_schema, input_schema=CoEInput, output_schema=CoEOutput) if review is None
+         else StateGraph(state_schema))
+    for step in steps:
+        g.add_node(step, wrap(step, functions.get(step, getattr(nodes, step))))
+    end = END
+    if review is not None:
+        g.add_node("review", review, destinations=("distractors", "review", END))
+        end = "review"
+    nxt = {a: b for a, b in _LINEAR}
+    g.add_edge(START, steps[0])
+    for step in steps:
+        if step in ("validate", "verify"):
+            continue  # conditional below
+        target = nxt.get(step) if nxt.get(step) in steps else end
+        g.add_edge(step, target if target is not END else end)
+    if "validate" in steps:
+        g.add_conditional_edges("validate", nodes.after_validate,
+                                {"done": "verify" if "verify" in steps else end, "retry": "distractors"})
+    if "verify" in steps:
+        g.add_conditional_edges("verify", nodes.after_verify,
+                                {"done": "notes" if "notes" in steps else end, "question": "question",
+                                 "distractors": "distractors"})
+    return g.compile(checkpointer=checkpointer, name=name if until is None else f"{name}-{until}")
 
 
 graph = build_graph()

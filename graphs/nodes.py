@@ -8,10 +8,15 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from coe.agents.generation import ItemInput, generate_distractors, generate_question, generate_rationale
-from coe.agents.candidates import candidate_pool
-from coe.agents.validation import exemplar_options, fill_from_options, validate_distractors
-from coe.errors import ModelOutputError
+from coe.agents.candidates import Candidate, distractor_pool
+from coe.agents.generation import (ItemInput, generate_distractors, generate_question, generate_rationale,
+                                   sample_questions)
+from coe.agents.selection import QuestionCandidate, exemplar_questions, rank_distractors, rank_questions
+from coe.agents.validation import clean_option, exemplar_options, fill_from_options, normalize, validate_distractors
+from coe.agents.llm_call import run_call
+from coe.agents.generation import notes_call
+from coe.agents.verify import VerifySettings, check_given_question, verification_trace, verify_item
+from coe.errors import ModelOutputError, QuestionMismatch
 from coe.plugins.llm.protocol import ImageRef
 from coe.retrieval.exemplars import Exemplar
 from coe.retrieval.retriever import RetrievalQuery
@@ -33,14 +38,19 @@ def _exemplars(state: CoEState, config: RunnableConfig | None = None) -> list[Ex
     return [Exemplar(**e) for e in state.get("exemplars", [])][:k]
 
 
-def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
-    s = settings_from(config)
-    if not s.use_pool:
+def _pool_candidates(state: CoEState, config: RunnableConfig, n: int) -> list[Candidate]:
+    """The candidate pool for this item, without options the verifier already rejected."""
+    if not settings_from(config).use_pool:
         return []
-    material = " ".join((state.get("context", ""), state.get("image_text", "")))
-    pool = candidate_pool(state["answer"], [Exemplar(**e) for e in state.get("exemplars", [])], material,
-                          question=state.get("question", ""), limit=max(12, 2 * n))
-    return [c.text for c in pool]
+    rejected = _rejected(state)
+    return [c for c in distractor_pool(state["answer"], [Exemplar(**e) for e in state.get("exemplars", [])],
+                                       state.get("context", ""), state.get("image_text", ""),
+                                       question=state.get("question", ""), n=n)
+            if normalize(c.text) not in rejected]
+
+
+def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
+    return [c.text for c in _pool_candidates(state, config, n)]
 
 
 def describe_image(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
@@ -80,12 +90,44 @@ def retrieve(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
 
 
 def question(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
-    given = state.get("question_given")
-    if given:
-        return {"question": given.strip(),
-                "trace": [{"node": "question", "seconds": 0.0, "skipped": "question given by user"}]}
+    """The question: a given one is checked (does the answer answer it at all?); otherwise several candidates
+    (greedy, sampled, exemplar questions) are ranked by the answering agent and the best is kept."""
+    t0 = time.perf_counter()
     s, llm = settings_from(config), services_from(config).llm
-    value, trace = generate_question(llm, _item(state), _exemplars(state, config), mode=s.mode)
+    given = state.get("question_given")
+    item = _item(state)
+    if given:
+        entry: dict[str, Any] = {"node": "question", "source": "given"}
+        if s.verify and s.check_given_question:
+            ok, p_yes, why = check_given_question(llm, item, given.strip(), retriever=services_from(config).retriever,
+                                                  exclude_ids=state.get("exclude_ids", []),
+                                                  exclude_splits=s.exclude_splits)
+            entry.update({"answers_question_p_yes": p_yes, "seconds": round(time.perf_counter() - t0, 3)})
+            if not ok:
+                raise QuestionMismatch(f'"{state["answer"]}" does not answer the given question "{given.strip()}": '
+                                       f"{why}; check the question and answer")
+        return {"question": given.strip(), "trace": [{**entry, "seconds": round(time.perf_counter() - t0, 3)}]}
+    exemplars = _exemplars(state, config)
+    feedback = state.get("question_feedback", "")
+    value, trace = generate_question(llm, item, exemplars, mode=s.mode, feedback=feedback)
+    candidates = [QuestionCandidate(text=value, source="model")]
+    if s.question_samples and s.verify:
+        sampled, sample_traces = sample_questions(llm, item, exemplars, s.question_samples, seed=s.seed,
+                                                  mode=s.mode, feedback=feedback)
+        candidates += [QuestionCandidate(text=q, source="model-sampled") for q in sampled]
+        trace["samples"] = sample_traces
+    if s.question_exemplars and s.verify:
+        all_exemplars = [Exemplar(**e) for e in state.get("exemplars", [])]
+        candidates += exemplar_questions(all_exemplars, state["answer"], state.get("context", ""),
+                                         limit=s.question_exemplars)
+    rejected = {normalize(q) for q in state.get("rejected_questions", [])}
+    candidates = [c for c in candidates if normalize(c.text) not in rejected] or candidates[:1]
+    if len(candidates) > 1:
+        ranked = rank_questions(llm, item, candidates, seed=s.seed, retriever=services_from(config).retriever,
+                                exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits)
+        value = ranked[0].text
+        trace["candidates"] = [c.model_dump() for c in ranked]
+    trace["seconds"] = round(time.perf_counter() - t0, 3)
     return {"question": value, "model": llm.model_id, "trace": [{"node": "question", **trace}]}
 
 
@@ -98,10 +140,12 @@ def rationale(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
 
 
 def distractors(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
+    t0 = time.perf_counter()
     s, llm = settings_from(config), services_from(config).llm
     n = state.get("n_distractors") or s.n_distractors
     attempt = state.get("attempts", 0) + 1
-    pool = _pool(state, config, n)
+    candidates = _pool_candidates(state, config, n)
+    pool = [c.text for c in candidates]
     if s.choose_from_pool and s.pool_selection == "rank" and attempt == 1 and len(pool) >= n:
         # The pool's own ranking picks; the model writes distractors only when the pool falls short or
         # validation sends the step back.
@@ -117,22 +161,43 @@ def distractors(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
         # An unparsable reply counts as a failed attempt; validation decides on retry or repair.
         trace = {**getattr(exc, "trace", {}), "error": str(exc)}
         value = []
+    if s.pool_selection == "blend" and s.verify and len(candidates) + len(value) >= n:
+        votes = [v for v in value if isinstance(v, str)]
+        choice = rank_distractors(llm, _item(state), state["question"], candidates, votes, n,
+                                  difficulty=s.difficulty, exclude=state.get("rejected_options", []), seed=s.seed)
+        if len(choice.chosen) >= n:
+            trace.update({"votes": votes, "ranking": choice.ranking, "source": "pool + model vote + student draw"})
+            value = choice.chosen
+    trace["seconds"] = round(time.perf_counter() - t0, 3)
     return {"candidate_distractors": value, "attempts": attempt, "model": llm.model_id,
             "trace": [{"node": "distractors", "attempt": attempt, **trace}]}
+
+
+def _rejected(state: CoEState) -> dict[str, str]:
+    """Options that may not come back, by normalised text, with who rejected them."""
+    out = {normalize(r): "the verifier" for r in state.get("rejected_options") or []}
+    out.update({normalize(r): "the reviewer" for r in state.get("rejected") or []})  # the review graph's
+    return out
 
 
 def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     s = settings_from(config)
     n = state.get("n_distractors") or s.n_distractors
-    verdict = validate_distractors(state.get("candidate_distractors", []), state["answer"], n)
+    rejected = _rejected(state)
+    candidates = list(state.get("candidate_distractors", []))
+    back = [c for c in candidates if isinstance(c, str) and normalize(clean_option(c)) in rejected]
+    complaints = [f"{clean_option(c)!r} was rejected by {rejected[normalize(clean_option(c))]}" for c in back]
+    verdict = validate_distractors([c for c in candidates if c not in back], state["answer"], n)
+    problems = [*complaints, *verdict.problems]
     entry: dict[str, Any] = {"node": "validate", "attempt": state.get("attempts", 0),
-                             "valid": verdict.valid, "problems": verdict.problems}
-    update: dict[str, Any] = {"valid": verdict.valid, "feedback": verdict.feedback()}
+                             "valid": verdict.valid, "problems": problems}
+    update: dict[str, Any] = {"valid": verdict.valid, "feedback": "; ".join(problems)}
     if verdict.valid:
         update["distractors"] = verdict.kept
     elif state.get("attempts", 0) > s.max_retries:
-        options = _pool(state, config, n) + exemplar_options([Exemplar(**e) for e in state.get("exemplars", [])])
+        options = [o for o in _pool(state, config, n) + exemplar_options([Exemplar(**e) for e in state.get("exemplars", [])])
+                   if normalize(o) not in rejected]
         filled, added = fill_from_options(verdict.kept, state["answer"], n, options)
         final = validate_distractors(filled, state["answer"], n)
         entry.update({"repair": "filled from exemplars", "filled": added, "valid_after_repair": final.valid})
@@ -147,3 +212,49 @@ def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
 
 def after_validate(state: CoEState) -> str:
     return "done" if state.get("valid") else "retry"
+
+
+def verify(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
+    """Take the finished item as a student would and decide: done, back to the question, or replace the
+    distractors judged correct (each bounded); what still fails ends ``flagged`` with its reasons."""
+    s, llm = settings_from(config), services_from(config).llm
+    if not s.verify:
+        return {"status": "unverified", "reasons": [], "route": "done",
+                "trace": [{"node": "verify", "seconds": 0.0, "skipped": "verification off"}]}
+    given = bool(state.get("question_given"))
+    v = verify_item(llm, _item(state), state["question"], state["distractors"], question_given=given,
+                    retriever=services_from(config).retriever, exclude_ids=state.get("exclude_ids", []),
+                    exclude_splits=s.exclude_splits, seed=s.seed, settings=VerifySettings(**{k: val for k, val in (config.get("configurable") or {}).items()
+                                                            if k in VerifySettings.model_fields}))
+    update: dict[str, Any] = {"status": v.status, "reasons": v.reasons, "difficulty": v.difficulty,
+                              "verification": v.model_dump(mode="json"), "route": "done"}
+    entry: dict[str, Any] = {"node": "verify", "seconds": v.seconds, **verification_trace(v)}
+    q_rounds, d_rounds = state.get("question_rounds", 0), state.get("distractor_rounds", 0)
+    problems, bad = v.question_problems(), v.flagged_distractors()
+    if v.status == "flagged" and problems and not given and q_rounds < s.max_question_rounds:
+        update.update({"route": "question", "question_rounds": q_rounds + 1, "attempts": 0,
+                       "question_feedback": "; ".join(problems),
+                       "rejected_questions": state.get("rejected_questions", []) + [state["question"]]})
+    elif v.status == "flagged" and bad and d_rounds < s.max_distractor_rounds:
+        update.update({"route": "distractors", "distractor_rounds": d_rounds + 1, "attempts": 0, "feedback": "",
+                       "rejected_options": state.get("rejected_options", []) + bad})
+    entry["decision"] = update["route"]
+    update["trace"] = [entry]
+    return update
+
+
+def after_verify(state: CoEState) -> str:
+    return state.get("route", "done")
+
+
+def notes(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
+    """Why a student would pick each distractor, for the reviewer and the exports."""
+    s, llm = settings_from(config), services_from(config).llm
+    if not s.write_notes:
+        return {"distractor_notes": [], "trace": [{"node": "notes", "seconds": 0.0, "skipped": "notes off"}]}
+    try:
+        value, trace = run_call(llm, notes_call(llm, _item(state), state["question"], state["distractors"],
+                                                _exemplars(state, config)))
+    except ModelOutputError as exc:  # notes are an aid to the reviewer: their absence is recorded, not fatal
+        return {"distractor_notes": [], "trace": [{"node": "notes", **getattr(exc, "trace", {}), "error": str(exc)}]}
+    return {"distractor_notes": value, "trace": [{"node": "notes", **trace}]}

@@ -23,11 +23,11 @@ from typing import Any
 
 from coe.agents.validation import clean_option, normalize, validate_distractors
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, StateGraph
+from langgraph.graph import END
 from langgraph.types import Command, interrupt
 
 from . import nodes
-from .build import add_steps
+from .build import build_graph
 from .services import settings_from
 from .state import CoEState
 
@@ -98,22 +98,6 @@ def distractors_keeping(state: ReviewState, config: RunnableConfig) -> dict[str,
     return update
 
 
-def validate_unrejected(state: ReviewState, config: RunnableConfig) -> dict[str, Any]:
-    """The validate node, also refusing options the reviewer replaced earlier in this thread."""
-    rejected = {normalize(r) for r in state.get("rejected") or []}
-    candidates = list(state.get("candidate_distractors") or [])
-    back = [c for c in candidates if isinstance(c, str) and normalize(clean_option(c)) in rejected]
-    if not back:
-        return nodes.validate(state, config)
-    update = nodes.validate({**state, "candidate_distractors": [c for c in candidates if c not in back]}, config)
-    complaints = [f"{clean_option(c)!r} was rejected by the reviewer" for c in back]
-    if not update.get("valid"):  # the re-ask names them
-        update["feedback"] = "; ".join(part for part in (*complaints, update.get("feedback", "")) if part)
-    update["trace"] = [{**entry, "problems": [*complaints, *entry.get("problems", [])]}
-                       for entry in update.get("trace", [])]
-    return update
-
-
 def _text(value: Any) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
@@ -124,7 +108,9 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
         "question": state.get("question"), "answer": state.get("answer"),
         "distractors": state.get("distractors", []), "rationale": state.get("rationale"),
         "repaired": state.get("repaired", []), "problems": state.get("review_problems", []),
-        "actions": list(ACTIONS),
+        "status": state.get("status"), "reasons": state.get("reasons", []),
+        "verification": state.get("verification", {}), "distractor_notes": state.get("distractor_notes", []),
+        "difficulty": state.get("difficulty"), "actions": list(ACTIONS),
     })
     t0 = time.perf_counter()
     decision = decision if isinstance(decision, dict) else {"action": decision}
@@ -184,10 +170,6 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
     return Command(goto="review", update={"review_problems": problems, "trace": [entry]})
 
 
-def after_validate(state: ReviewState) -> str:
-    return "review" if state.get("valid") else "retry"
-
-
 def build_review_graph(checkpointer=None):
     """The CoE flow followed by an interrupting ``review`` node; needs a checkpointer to resume.
 
@@ -195,8 +177,5 @@ def build_review_graph(checkpointer=None):
     if checkpointer is None:
         from langgraph.checkpoint.memory import InMemorySaver
         checkpointer = InMemorySaver()
-    g = add_steps(StateGraph(ReviewState),
-                  {"distractors": distractors_keeping, "validate": validate_unrejected}, _recording)
-    g.add_node("review", review, destinations=("distractors", "review", END))
-    g.add_conditional_edges("validate", after_validate, {"review": "review", "retry": "distractors"})
-    return g.compile(checkpointer=checkpointer, name="coe-review")
+    return build_graph(checkpointer, functions={"distractors": distractors_keeping},
+                       wrap=_recording, name="coe-review", state_schema=ReviewState, review=review)

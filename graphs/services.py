@@ -23,9 +23,23 @@ class GraphSettings(BaseModel):
     choose_from_pool: bool = True  # constrain distractors to the pool when it is large enough
     # Who chooses among the pool: "model" lets the LLM choose under the schema's enum; "rank" takes the
     # pool's top n and calls the model only when the pool falls short (see the evaluation report).
-    pool_selection: str = "model"
+    # "blend" (default): the pool's ranking is the prior, the model's choice a vote, and the student's draw
+    # (verify's answering agent) re-ranks them, steered by ``difficulty``.
+    pool_selection: str = "blend"
     max_retries: int = 2        # re-asks of the distractor step before repairing from exemplars
     exclude_splits: list[str] = []
+    # Generate several, keep the best (question step): exemplar questions and sampled model questions
+    # beside the greedy one, ranked by the answering agent. 0 and 0: the greedy question alone.
+    question_exemplars: int = 4
+    question_samples: int = 1
+    # Verification and its decision policy.
+    verify: bool = True
+    check_given_question: bool = True   # refuse a given question that the answer does not answer
+    max_question_rounds: int = 1        # flagged question → back to the question step, at most this often
+    max_distractor_rounds: int = 1      # distractors judged correct (or cued) → replaced, at most this often
+    difficulty: str = "medium"          # easy | medium | hard: steers distractor selection
+    seed: int = 0                       # another seed gives another alternative for the same input
+    write_notes: bool = True            # per-distractor misconception notes
 
 
 @dataclass

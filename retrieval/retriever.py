@@ -110,6 +110,19 @@ class ExemplarRetriever:
             ids.update(keep)
         return ids
 
+    def same_questions(self, question: str, *, n: int = 20, min_similarity: float = 0.9,
+                       exclude_ids: list[str] | None = None, exclude_splits: list[str] | None = None) -> list[Exemplar]:
+        """Exemplars asking (nearly) this question, most similar first, each with ``score`` = the question
+        similarity: in a templated bank, what such questions are answered with."""
+        vec = self.embedder.embed([question])[0]
+        blocked, excluded = set(exclude_ids or []), set(exclude_splits or [])
+        hits = [h for h in self.store.query(f"{self.bank}-question", vec, n + len(blocked), documents=False)
+                if h.id not in blocked and h.similarity >= min_similarity][:n]
+        records = self.store.get_records(f"{self.bank}-answer", [h.id for h in hits])
+        out = [Exemplar.from_metadata(h.id, records[h.id]["metadata"]).model_copy(update={"score": round(h.similarity, 4)})
+               for h in hits if h.id in records and records[h.id]["metadata"].get("split") not in excluded]
+        return sorted(out, key=lambda e: -e.score)
+
     # Stage 3 -------------------------------------------------------------
     def rerank(self, candidates: set[str], vectors: dict[str, np.ndarray],
                weights: dict[str, float], q: RetrievalQuery, k: int | None = None) -> list[Exemplar]:

@@ -7,8 +7,8 @@ from coe.eval.report import write_report
 from coe.eval.runner import run_variant
 from coe.eval.scoring import Scorer, aggregate
 from coe.graphs import Services
-from coe.plugins.llm.scripted import ScriptedLLM
 from tests.conftest import HashEmbedder
+from tests.verify_support import ScriptedStudent
 
 
 def _item(pid, ctype, subject):
@@ -51,7 +51,7 @@ def test_variants_cache_and_resume(tmp_path, fixture_dataset, fixture_index):
             n = request.json_schema["properties"]["distractors"]["minItems"]
             return {"distractors": [f"wrong {i}" for i in range(n)]}
         return {"rationale": "Because it is so."}
-    services = Services(llm=ScriptedLLM(reply), retriever=fixture_index, image_reader=Reader())
+    services = Services(llm=ScriptedStudent(reply), retriever=fixture_index, image_reader=Reader())
     first = run_variant("dg", "coe", items, services, "scripted", cache=tmp_path)
     assert first["computed"] == len(items) and calls
     n_calls = len(calls)
@@ -77,7 +77,7 @@ def test_interrupted_run_keeps_finished_items(tmp_path, fixture_dataset, fixture
             return {"rationale": "Because."}
         n = request.json_schema["properties"]["distractors"]["minItems"]
         return {"distractors": [f"x{i}" for i in range(n)]}
-    services = Services(llm=ScriptedLLM(boom_on_second), retriever=fixture_index, image_reader=Reader())
+    services = Services(llm=ScriptedStudent(boom_on_second), retriever=fixture_index, image_reader=Reader())
     try:
         run_variant("dg", "coe", items, services, "scripted", cache=tmp_path)
     except KeyboardInterrupt:
@@ -103,6 +103,7 @@ def test_scores_and_report(tmp_path, fixture_dataset):
     path = write_report(tmp_path / "rep", runs, meta)
     text = path.read_text()
     assert "| coe |" in text and "not BLEURT" in text and "0.393" in text and "Targets" in text
+    assert "| 1.000 [1.00, 1.00] |" in text  # overall means carry their bootstrap interval
     assert (tmp_path / "rep" / "dg_overall.png").stat().st_size > 1000
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["meta"]["n_items"] == len(items)
 

@@ -1,12 +1,20 @@
-"""The batch API: one generate_batch call per stage (and per retry round), results equal to the graph's."""
+"""The batch API runs the compiled graph for many items; a natively batching backend gets the concurrent
+model calls as batched calls (``MicroBatchLLM``). Most tests run the single-shot graph (``SINGLE_SHOT``:
+no verification, no notes), whose model calls they can count; one runs the full default graph."""
+
+import threading
+import time
 
 import pytest
 
 from coe.errors import ModelOutputError
 from coe.graphs import Services, generate_items, graph
+from coe.plugins.llm.microbatch import MicroBatchLLM
+from coe.plugins.llm.protocol import Generation, GenerationRequest, Message, Usage
 from coe.plugins.llm.scripted import ScriptedLLM
 from tests.conftest import FIXTURE
-from tests.test_graph import StubReader, stage_of
+from tests.test_graph import SINGLE_SHOT, StubReader, stage_of
+from tests.verify_support import ScriptedStudent, task_of
 
 ITEMS = [
     {"answer": "rabbit", "context": "This is a food chain from a meadow.", "n_distractors": 2,
@@ -24,95 +32,292 @@ def answer_of(request):
     return request.messages[-1].content.split("The correct answer of the new item: ", 1)[1].split("\n", 1)[0]
 
 
-class CountingLLM(ScriptedLLM):
-    """Replies depend only on the prompt, so the single-item graph and the batch see the same replies."""
-
-    def __init__(self, bad_first=(), unparsable_first=()):
-        self.bad_first, self.unparsable_first = set(bad_first), set(unparsable_first)
-        self.batch_calls: list[list[str]] = []
-        super().__init__(self.reply)
-
-    def reply(self, request):
+def replies(bad_first=(), unparsable_first=()):
+    """Replies that depend only on the prompt, so the order in which threads ask does not matter."""
+    def reply(request):
         stage, answer = stage_of(request), answer_of(request)
         if stage == "question":
-            if answer in self.unparsable_first and request.temperature == 0:
+            if answer in unparsable_first and request.temperature == 0:
                 return "I cannot answer in JSON"
             return {"question": f"Which one is the {answer}?"}
         if stage == "rationale":
             return {"rationale": f"The {answer} is the answer because of the food chain."}
-        if answer in self.bad_first and "previous distractors were rejected" not in request.messages[-1].content:
+        if answer in bad_first and "previous distractors were rejected" not in request.messages[-1].content:
             return {"distractors": [answer, "option A"]}
         return {"distractors": DISTRACTORS[answer]}
+    return reply
+
+
+class NativeLLM(ScriptedLLM):
+    """A backend whose ``generate_batch`` counts as native batching; it records each batch's stages."""
+
+    native_batching = True
+    max_batch_size = 8
+
+    def __init__(self, reply):
+        super().__init__(reply)
+        self.batches: list[list[str]] = []
 
     def generate_batch(self, requests):
-        self.batch_calls.append([stage_of(r) for r in requests])
+        self.batches.append([stage_of(r) for r in requests])
         return super().generate_batch(requests)
 
 
-def strip_seconds(state):
-    """The state without timings (``seconds``, ``stage_seconds``, ...), which differ from run to run."""
-    out = {k: v for k, v in state.items() if k != "trace"}
-    out["trace"] = [{k: v for k, v in t.items() if not k.endswith("seconds")} for t in state.get("trace", [])]
-    return out
+def strip_seconds(value):
+    """The state without timings (``seconds``, ``stage_seconds``, ... at any depth), which differ from run
+    to run."""
+    if isinstance(value, dict):
+        return {k: strip_seconds(v) for k, v in value.items() if not k.endswith("seconds")}
+    if isinstance(value, list):
+        return [strip_seconds(v) for v in value]
+    return value
 
 
-def single(llm, retriever, item, **conf):
-    services = Services(llm=llm, retriever=retriever, image_reader=StubReader())
+def single(reply, retriever, item, llm_class=ScriptedLLM, **conf):
+    services = Services(llm=llm_class(reply), retriever=retriever, image_reader=StubReader())
     return graph.invoke(dict(item), config={"configurable": {"services": services, **conf}})
 
 
-def test_one_batched_call_per_stage(fixture_index):
-    llm = CountingLLM()
-    services = Services(llm=llm, retriever=fixture_index, image_reader=StubReader())
-    stats = {}
-    out = generate_items(ITEMS, services, n_distractors=2, stats=stats)
-    assert [len(c) for c in llm.batch_calls] == [3, 4, 4]  # item 3 gave its question
-    assert [set(c) for c in llm.batch_calls] == [{"question"}, {"rationale"}, {"distractors"}]
-    assert all(o["valid"] for o in out)
-    assert [o["distractors"] for o in out] == [DISTRACTORS[i["answer"]] for i in ITEMS]
-    assert stats["question"]["batched_calls"] == 1 and stats["distractors"]["requests"] == 4
+def services_for(llm, retriever):
+    return Services(llm=llm, retriever=retriever, image_reader=StubReader())
 
 
-def test_results_equal_the_single_item_graph(fixture_index):
-    batch_llm = CountingLLM(bad_first={"fox"}, unparsable_first={"hawk"})
-    services = Services(llm=batch_llm, retriever=fixture_index, image_reader=StubReader())
-    out = generate_items(ITEMS, services, n_distractors=2)
+# --- through the graph ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", [ScriptedLLM, NativeLLM])
+def test_each_item_gets_what_invoke_gives(fixture_index, backend):
+    reply = replies(bad_first={"fox"}, unparsable_first={"hawk"})
+    out = generate_items(ITEMS, services_for(backend(reply), fixture_index), n_distractors=2, **SINGLE_SHOT)
+    assert len(out) == len(ITEMS)
     for item, got in zip(ITEMS, out):
-        want = single(CountingLLM(bad_first={"fox"}, unparsable_first={"hawk"}), fixture_index, item,
-                      n_distractors=2)
+        want = single(reply, fixture_index, item, n_distractors=2, **SINGLE_SHOT)
         assert strip_seconds(got) == strip_seconds(want)
-    # question (3), its parse retry (hawk), rationale, distractors, re-ask of fox's distractors
-    assert [len(c) for c in batch_llm.batch_calls] == [3, 1, 4, 4, 1]
+    assert [o["distractors"] for o in out] == [DISTRACTORS[i["answer"]] for i in ITEMS]
+    fox = out[1]["trace"]
+    assert [t["node"] for t in fox].count("distractors") == 2  # rejected once, asked again
 
 
-def test_ablations_and_coe_mode_match(fixture_index):
-    for conf in ({"use_exemplars": False, "use_rationale": False}, {"mode": "coe"}):
-        def reply(request):
-            stage, answer = stage_of(request), answer_of(request)
-            if conf.get("mode") == "coe":
-                return {"question": f"Question: Which is the {answer}?",
-                        "rationale": f"Rationale: It is the {answer}.",
-                        "distractors": "\n".join(f"({k}) {d}" for k, d in enumerate(DISTRACTORS[answer], 1))}[stage]
-            return {"question": {"question": f"Which is the {answer}?"},
-                    "distractors": {"distractors": DISTRACTORS[answer]}}[stage]
-        services = Services(llm=ScriptedLLM(reply), retriever=fixture_index, image_reader=StubReader())
-        out = generate_items(ITEMS, services, n_distractors=2, **conf)
+def test_coe_mode_and_ablations_match_invoke(fixture_index):
+    def coe_reply(request):
+        stage, answer = stage_of(request), answer_of(request)
+        return {"question": f"Question: Which is the {answer}?", "rationale": f"Rationale: It is the {answer}.",
+                "distractors": "\n".join(f"({k}) {d}" for k, d in enumerate(DISTRACTORS[answer], 1))}[stage]
+    for conf, reply in (({"mode": "coe", **SINGLE_SHOT}, coe_reply),
+                        ({"use_exemplars": False, "use_rationale": False, **SINGLE_SHOT}, replies())):
+        out = generate_items(ITEMS, services_for(NativeLLM(reply), fixture_index), n_distractors=2, **conf)
         for item, got in zip(ITEMS, out):
-            want = single(ScriptedLLM(reply), fixture_index, item, n_distractors=2, **conf)
-            assert strip_seconds(got) == strip_seconds(want)
+            assert strip_seconds(got) == strip_seconds(single(reply, fixture_index, item, n_distractors=2, **conf))
 
 
-def test_a_failed_item_does_not_stop_the_others(fixture_index):
+class NativeStudent(ScriptedStudent):
+    native_batching = True
+
+
+def student_reply(request):
+    task, answer = task_of(request), answer_of(request)
+    if task == "question":
+        return {"question": f"Which one is the {answer}?"}
+    if task == "rationale":
+        return {"rationale": f"The {answer} is the answer because of the food chain."}
+    if task == "notes":
+        n = request.json_schema["properties"]["notes"]["minItems"]
+        return {"notes": [f"a student may confuse it with the {answer}"] * n}
+    return {"distractors": DISTRACTORS[answer]}
+
+
+def key_of(question):
+    return "grass" if question == ITEMS[2]["question_given"] else question.removeprefix("Which one is the ")[:-1]
+
+
+def student(reply):
+    return NativeStudent(reply, prefer=lambda q, options: {key_of(q): 0.8},
+                         yes=lambda q, option: 0.9 if option == key_of(q) else 0.1)
+
+
+def test_the_full_default_graph_matches_invoke(fixture_index):
+    """Verification (option scores, passed through unbatched), sampled questions and notes included."""
+    llm = student(student_reply)
+    stats = {}
+    out = generate_items(ITEMS, services_for(llm, fixture_index), n_distractors=2, stats=stats)
+    for item, got in zip(ITEMS, out):
+        want = single(student_reply, fixture_index, item, llm_class=student, n_distractors=2)
+        assert strip_seconds(got) == strip_seconds(want)
+    assert all(o["status"] in ("verified", "flagged") and o["verification"] for o in out) and llm.scored
+    assert stats["batching"]["requests"] == len(llm.requests) and stats["batching"]["max_size"] > 1
+
+
+def test_concurrent_model_calls_are_batched(fixture_index):
+    llm = NativeLLM(replies())
+    # A long timer: the batches below can only go out early because every running item is waiting.
+    batcher = MicroBatchLLM(llm, max_wait_ms=5000)
+    stats = {}
+    t0 = time.perf_counter()
+    out = generate_items(ITEMS, services_for(batcher, fixture_index), n_distractors=2, stats=stats,
+                         max_concurrency=4, **SINGLE_SHOT)
+    assert time.perf_counter() - t0 < 4.0
+    assert all(o["valid"] for o in out)
+    # rounds of model calls: item 3 was given its question, so it is one step ahead and done one round early
+    assert [sorted(b) for b in llm.batches] == [["question"] * 3 + ["rationale"],
+                                                ["distractors"] + ["rationale"] * 3, ["distractors"] * 3]
+    assert stats["batching"]["sizes"] == [4, 4, 3] and stats["batching"]["requests"] == 11
+    assert stats["items"] == 4 and stats["failed"] == 0 and stats["max_concurrency"] == 4
+
+
+def test_concurrency_bounds_the_batch(fixture_index):
+    llm = NativeLLM(replies())
+    stats = {}
+    out = generate_items(ITEMS, services_for(MicroBatchLLM(llm, max_wait_ms=5000), fixture_index),
+                         n_distractors=2, stats=stats, max_concurrency=2, **SINGLE_SHOT)
+    assert all(o["valid"] for o in out)
+    sizes = stats["batching"]["sizes"]
+    assert max(sizes) == 2 and sum(sizes) == 11
+    solo = {}
+    generate_items(ITEMS, services_for(NativeLLM(replies()), fixture_index), n_distractors=2, stats=solo,
+                   max_concurrency=1, **SINGLE_SHOT)
+    assert solo["batching"]["sizes"] == [1] * 11
+
+
+def test_a_failed_item_carries_its_error_and_the_rest_go_on(fixture_index):
     def reply(request):
         stage, answer = stage_of(request), answer_of(request)
         if stage == "distractors":
             return {"distractors": ["option A", answer] if answer == "fox" else DISTRACTORS[answer]}
         return {"question": {"question": "Q?"}, "rationale": {"rationale": "R."}}[stage]
-    services = Services(llm=ScriptedLLM(reply), retriever=fixture_index, image_reader=StubReader())
-    out = generate_items(ITEMS, services, n_distractors=2, use_exemplars=False, max_retries=1)
-    assert out[1]["valid"] is False and "could not produce" in out[1]["error"]
-    assert all(o["valid"] for k, o in enumerate(out) if k != 1)
-    with pytest.raises(ModelOutputError):
-        generate_items(ITEMS, services, n_distractors=2, use_exemplars=False, max_retries=1, raise_errors=True)
+    for backend in (ScriptedLLM, NativeLLM):
+        services = services_for(backend(reply), fixture_index)
+        stats = {}
+        out = generate_items(ITEMS, services, n_distractors=2, use_exemplars=False, max_retries=1, stats=stats,
+                             **SINGLE_SHOT)
+        assert out[1]["valid"] is False and "could not produce" in out[1]["error"]
+        assert out[1]["answer"] == "fox"
+        assert all(o["valid"] and "error" not in o for k, o in enumerate(out) if k != 1)
+        assert stats["failed"] == 1
+        with pytest.raises(ModelOutputError, match="could not produce"):
+            generate_items(ITEMS, services, n_distractors=2, use_exemplars=False, max_retries=1, raise_errors=True,
+                           **SINGLE_SHOT)
     with pytest.raises(ValueError, match="unknown settings"):
         generate_items(ITEMS, services, nope=1)
+
+
+def test_a_bug_is_raised_after_the_batch(fixture_index):
+    def reply(request):
+        if answer_of(request) == "hawk":
+            raise RuntimeError("backend bug")
+        return replies()(request)
+    llm = ScriptedLLM(reply)
+    with pytest.raises(RuntimeError, match="backend bug"):
+        generate_items(ITEMS, services_for(llm, fixture_index), n_distractors=2, use_exemplars=False, **SINGLE_SHOT)
+    # the other items ran to the end before the error surfaced
+    assert sum(stage_of(r) == "distractors" for r in llm.requests) == 3
+
+
+# --- the micro-batcher ---------------------------------------------------------------------------------
+
+class EchoLLM:
+    """Replies with the prompt; a prompt containing "boom" fails its whole batch."""
+
+    name = "echo"
+    model_id = "echo-1"
+    supports_images = False
+    supports_json_schema = True
+    native_batching = True
+
+    def __init__(self, delay: float = 0.0, short_by: int = 0):
+        self.delay, self.short_by = delay, short_by
+        self.sizes: list[int] = []
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def generate(self, request):
+        return self.generate_batch([request])[0]
+
+    def generate_batch(self, requests):
+        self.sizes.append(len(requests))
+        time.sleep(self.delay)
+        if any("boom" in r.messages[-1].content for r in requests):
+            raise RuntimeError("backend failed")
+        gens = [Generation(text=r.messages[-1].content, model=self.model_id, usage=Usage(completion_tokens=1))
+                for r in requests]
+        return gens[:len(gens) - self.short_by]
+
+
+def req(text):
+    return GenerationRequest(messages=[Message(role="user", content=text)])
+
+
+def in_threads(fn, args):
+    """fn(arg) in one thread per arg, started together; {arg: result or exception}."""
+    results, start = {}, threading.Barrier(len(args))
+
+    def work(a):
+        start.wait()
+        try:
+            results[a] = fn(a)
+        except Exception as exc:  # noqa: BLE001 - the caller inspects it
+            results[a] = exc
+    threads = [threading.Thread(target=work, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a caller never got its reply"
+    return results
+
+
+def test_many_threads_each_get_their_own_reply():
+    backend = EchoLLM(delay=0.01)
+    mb = MicroBatchLLM(backend, max_batch_size=4, max_wait_ms=5000)
+    prompts = [f"prompt {i}" for i in range(16)]
+    mb.set_callers(len(prompts))
+    got = in_threads(lambda p: mb.generate(req(p)).text, prompts)
+    assert got == {p: p for p in prompts}
+    assert backend.sizes == [4, 4, 4, 4] and mb.stats["sizes"] == [4, 4, 4, 4]
+    assert mb.stats["batches"] == 4 and mb.stats["requests"] == 16 and mb.stats["max_size"] == 4
+    # a caller's own generate_batch keeps its order and may share a batch with others
+    mb.set_callers(2)
+    both = in_threads(lambda k: [g.text for g in mb.generate_batch([req(f"{k}-a"), req(f"{k}-b")])], ["x", "y"])
+    assert both == {"x": ["x-a", "x-b"], "y": ["y-a", "y-b"]}
+    assert mb.stats["sizes"][4:] == [4]
+
+
+def test_a_backend_error_reaches_every_caller_of_its_batch():
+    backend = EchoLLM()
+    mb = MicroBatchLLM(backend, max_wait_ms=5000)
+    mb.set_callers(3)
+    got = in_threads(lambda p: mb.generate(req(p)).text, ["a", "boom", "c"])
+    assert all(isinstance(v, RuntimeError) and "backend failed" in str(v) for v in got.values())
+    assert backend.sizes == [3]
+    mb.set_callers(1)
+    assert mb.generate(req("after")).text == "after"  # the batcher is not stuck
+    short = MicroBatchLLM(EchoLLM(short_by=1), max_wait_ms=0)
+    with pytest.raises(RuntimeError, match="returned 1 replies for 2 requests"):
+        short.generate_batch([req("a"), req("b")])
+
+
+def test_a_single_caller_waits_at_most_max_wait_ms():
+    mb = MicroBatchLLM(EchoLLM(), max_wait_ms=150)
+    t0 = time.perf_counter()
+    assert mb.generate(req("alone")).text == "alone"
+    waited = time.perf_counter() - t0
+    assert 0.14 <= waited < 0.6  # the timer, not more
+    mb.set_callers(1)  # the only caller: nobody to wait for
+    t0 = time.perf_counter()
+    mb.generate(req("alone again"))
+    assert time.perf_counter() - t0 < 0.1
+    mb.set_callers(5)  # a count too high only costs the timer, it never hangs
+    got = in_threads(lambda p: mb.generate(req(p)).text, ["p", "q"])
+    assert got == {"p": "p", "q": "q"} and mb.stats["sizes"][-1] == 2
+
+
+def test_other_attributes_are_the_backends():
+    backend = EchoLLM()
+    mb = MicroBatchLLM(backend)
+    assert (mb.name, mb.model_id, mb.supports_images, mb.native_batching) == ("echo", "echo-1", False, True)
+    assert mb.count_tokens("three small words") == 3
+    assert mb.max_batch_size == 16  # the backend has no max_batch_size of its own
+    assert MicroBatchLLM(NativeLLM(replies())).max_batch_size == 8
+    with pytest.raises(AttributeError):
+        mb.no_such_attribute
+    with pytest.raises(ValueError, match="max_wait_ms"):
+        MicroBatchLLM(backend, max_wait_ms=-1)

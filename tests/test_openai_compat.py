@@ -22,7 +22,7 @@ import pytest
 
 from coe.errors import ConfigError, InputError
 from coe.plugins.llm.openai_compat import OpenAICompatLLM, parse_model_spec
-from coe.plugins.llm.protocol import GenerationRequest, ImageRef, Message
+from coe.plugins.llm.protocol import GenerationRequest, ImageRef, Message, OptionScoreRequest, label_probs
 from tests.conftest import FIXTURE
 
 MODEL = "qwen2.5-coder-0.5b-instruct-q4"
@@ -270,6 +270,53 @@ def test_batch_keeps_order_with_bounded_concurrency(fake):
     assert fake.max_in_flight == 2
 
 
+def first_token_logprobs(top: list[tuple[str, float]], chosen: int = 0) -> dict:
+    """A reply's ``choices[0].logprobs`` for one token, as OpenAI-compatible servers send it."""
+    entries = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top]
+    return {"content": [{**entries[chosen], "top_logprobs": entries}]}
+
+
+LETTERS = OptionScoreRequest(messages=[Message(role="user", content="2 + 3?\nA) 7\nB) 5\nC) 9\nD) 4")],
+                             labels=["A", "B", "C", "D"])
+
+
+def test_score_options_reads_the_first_tokens_top_logprobs(fake):
+    reply = completion("B")
+    reply["choices"][0]["logprobs"] = first_token_logprobs(
+        [("B", -0.2), (" B", -2.5), (" A", -1.9), ("The", -3.0), ("C", -4.0)])
+    fake.then(200, reply)
+    scores = OpenAICompatLLM("m", fake.url).score_options(LETTERS)
+    body = fake.requests[0]["body"]
+    assert (body["max_tokens"], body["logprobs"], body["top_logprobs"], body["temperature"]) == (1, True, 20, 0.0)
+    assert "response_format" not in body and body["messages"][0]["content"].startswith("2 + 3?")
+    # leading spaces are stripped and the best token per label kept; D is outside the top-k
+    assert scores.method == "logprobs" and scores.logprobs == [-1.9, -0.2, -4.0, None]
+    assert scores.probs == pytest.approx(label_probs([-1.9, -0.2, -4.0, -4.0]))  # D: the lowest listed
+    assert scores.model == "served-model" and scores.usage.prompt_tokens == 7 and scores.seconds > 0
+
+
+def test_server_without_logprobs_falls_back_to_a_choice_and_remembers(fake):
+    fake.then(200, completion("B")).then(200, completion('{"choice": "B"}')).then(200, completion('{"choice": "C"}'))
+    llm = OpenAICompatLLM("m", fake.url, json_mode="json_object")
+    first = llm.score_options(LETTERS)
+    assert first.method == "choice" and first.probs == [0.0, 1.0, 0.0, 0.0]
+    assert llm.score_options(LETTERS).probs == [0.0, 0.0, 1.0, 0.0]
+    asked = [r["body"] for r in fake.requests]
+    assert asked[0]["logprobs"] is True and ["logprobs" in b for b in asked[1:]] == [False, False]
+    assert asked[1]["response_format"]["schema"]["properties"]["choice"]["enum"] == ["A", "B", "C", "D"]
+
+
+def test_server_refusing_logprobs_falls_back_to_a_choice(fake):
+    fake.then(400, {"error": {"message": "logprobs is not supported by this model"}})
+    fake.then(200, completion('{"choice": "A"}'))
+    llm = OpenAICompatLLM("m", fake.url, json_mode="json_object", **FAST)
+    assert llm.score_options(LETTERS).probs == [1.0, 0.0, 0.0, 0.0]
+    fake.then(400, {"error": {"message": "model not found"}})  # other errors are still errors
+    llm = OpenAICompatLLM("m", fake.url, **FAST)
+    with pytest.raises(ConfigError, match="HTTP 400: model not found"):
+        llm.score_options(LETTERS)
+
+
 def test_model_spec_and_default_llm(monkeypatch):
     from coe.graphs.services import default_llm
     from coe.plugins import registry
@@ -442,3 +489,34 @@ def test_cli_generate_with_openai_spec(llama_server, tmp_path):
     assert closed.returncode == 1
     errors = [line for line in closed.stderr.splitlines() if line.startswith("coe:")]
     assert len(errors) == 1 and errors[0].startswith("coe: error: cannot reach OpenAI-compatible server at ")
+
+
+@pytest.fixture(scope="module")
+def in_process():
+    from coe.modelstore import resolve_llm
+    from coe.plugins.llm.llamacpp import LlamaCppLLM
+
+    return LlamaCppLLM(resolve_llm(MODEL)[1], n_ctx=2048)
+
+
+@pytest.mark.slow
+def test_real_server_option_scores_match_in_process_llama_cpp(real_llm, in_process):
+    system = Message(role="system", content="You answer multiple-choice questions with the letter of the "
+                                            "correct option only.")
+    requests = [
+        OptionScoreRequest(messages=[system, Message(role="user", content="What is 2 + 3?\nA) 7\nB) 5\nC) 9\n"
+                                                     "D) 4\nReply with the letter only.")], labels=list("ABCD")),
+        OptionScoreRequest(messages=[system, Message(role="user", content="Which planet is closest to the sun?\n"
+                                                     "A) Mars\nB) Venus\nC) Mercury\nReply with the letter only.")],
+                           labels=list("ABC")),
+        OptionScoreRequest(messages=[Message(role="user", content="Is ice colder than steam? Reply Yes or No.")],
+                           labels=["Yes", "No"])]
+    for request in requests:
+        served, local = real_llm.score_options(request), in_process.score_options(request)
+        assert served.method == "logprobs" and None not in served.logprobs  # all labels in the top 20
+        # the same llama.cpp build, chat template and float32 log-softmax over the whole vocabulary on
+        # both sides: they agree to the digits JSON carries, not just roughly
+        assert served.probs == pytest.approx(local.probs, abs=1e-4)
+        assert served.logprobs == pytest.approx(local.logprobs, abs=1e-4)
+        assert served.usage.prompt_tokens == local.usage.prompt_tokens
+    assert real_llm._has_logprobs

@@ -285,7 +285,7 @@ def test_graph_batch_api_makes_one_generate_call_per_stage(llm, monkeypatch, fix
     prompts, processor, batching and parsing are the real ones."""
     from coe.graphs import Services, generate_items
     from tests.conftest import FIXTURE
-    from tests.test_graph import StubReader
+    from tests.test_graph import SINGLE_SHOT, StubReader
 
     calls = []
 
@@ -310,7 +310,7 @@ def test_graph_batch_api_makes_one_generate_call_per_stage(llm, monkeypatch, fix
     items = [{"answer": a, "context": "A food chain in a meadow.", "n_distractors": 2,
               "image_path": str(FIXTURE / "images/test/7/image.png")} for a in ("rabbit", "fox", "owl")]
     services = Services(llm=llm, retriever=fixture_index, image_reader=StubReader())
-    out = generate_items(items, services, n_distractors=2)
+    out = generate_items(items, services, n_distractors=2, **SINGLE_SHOT)
     assert calls == [3, 3, 3]  # question, rationale, distractors: one generate call each for all items
     assert all(o["valid"] and o["distractors"] == ["grass", "hawk"] for o in out)
     assert out[0]["trace"][2]["messages"][1]["images"] == 1  # the image went to the model

@@ -15,13 +15,15 @@ pytest.importorskip("streamlit")
 import coe.ui
 from streamlit.testing.v1 import AppTest
 
+from coe.graphs.build import STEPS
 from coe import history
 from tests import ui_support
 from tests.conftest import FIXTURE
 
 APP = str(Path(coe.ui.__file__).resolve().parent / "app.py")
 IMAGE = FIXTURE / "images/test/7/image.png"
-NODES = ["describe_image", "retrieve", "question", "rationale", "distractors", "validate"]
+NODES = list(STEPS)
+SINGLE_SHOT = "Single shot (unverified)"
 
 
 @pytest.fixture
@@ -59,7 +61,11 @@ def settle(at: AppTest) -> AppTest:
     return at
 
 
-def generate(at: AppTest, answer="rabbit", *, image: bytes | None = None, name="chain.png", wait=True, **fields):
+def generate(at: AppTest, answer="rabbit", *, image: bytes | None = None, name="chain.png", wait=True,
+             variant=SINGLE_SHOT, **fields):
+    """Generate with the scripted model; the single-shot variant by default, so the scripted distractors are
+    the item's (the verified variant re-ranks them with the candidate pool: see the verification test)."""
+    fields["variant"] = variant
     at.file_uploader(key="upload").upload(name, image if image is not None else IMAGE.read_bytes(), "image/png")
     at.text_input(key="answer").input(answer)
     for key, value in fields.items():
@@ -101,6 +107,19 @@ def png_header(width: int, height: int) -> bytes:
 
 # -- generate --------------------------------------------------------------------------------
 
+def test_full_coe_shows_the_verification_beside_each_option(app):
+    generate(app, variant="Full CoE", context="A meadow food chain: grass, rabbit, fox.")
+    run = run_of(app)
+    request = run.review_request()
+    assert request["status"] == "verified" and run.item()["status"] == "verified"
+    assert any(s.value.startswith("Verified by a student model") for s in app.success)
+    captions = [c.value for c in app.caption]
+    assert any("probability on the key: 0." in c for c in captions)
+    for d in request["distractors"]:
+        assert any("draws 0." in c and "judged also correct" in c for c in captions), d
+    assert request["distractor_notes"] and any("why tempting: a student may mix it up" in c for c in captions)
+
+
 def test_upload_generate_streams_each_node_and_waits_for_review(app):
     generate(app, context="A meadow food chain.")
     run = run_of(app)
@@ -125,7 +144,7 @@ def test_trace_view_shows_each_step_in_full_and_filters(app):
     labels = [e.label for e in app.expander]
     assert [label.split(" · ")[0] for label in labels] == [
         "1. describe_image", "2. retrieve", "3. question", "4. rationale", "5. distractors (attempt 1)",
-        "6. validate (attempt 1)"]
+        "6. validate (attempt 1)", "7. verify", "8. notes"]
     assert "285+8 tokens" in labels[2] or "tokens" in labels[2]
     question_step = app.expander[2]
     codes = [c.value for c in question_step.code]
@@ -149,7 +168,7 @@ def test_trace_view_shows_each_step_in_full_and_filters(app):
     # the filter keeps the steps that mention the text
     app.text_input(key=f"trace_{run.run_id}_filter").input("VALIDATE").run()
     assert [e.label.split(" · ")[0] for e in app.expander] == ["6. validate (attempt 1)"]
-    assert any("1 of 6 steps shown" in c.value for c in app.caption)
+    assert any("1 of 8 steps shown" in c.value for c in app.caption)
     app.text_input(key=f"trace_{run.run_id}_filter").input(ui_support.RATIONALE[:30]).run()
     assert [e.label.split(" · ")[0] for e in app.expander] == ["4. rationale", "5. distractors (attempt 1)"]
     app.text_input(key=f"trace_{run.run_id}_filter").input("no such text anywhere").run()
@@ -246,13 +265,13 @@ def test_edit_regenerate_one_then_all_then_accept_and_export(app):
     assert request["distractors"] == ["tall grass", "owl", "worm"]  # the edit kept, hawk replaced
     assert request["question"] == "What does the fox eat?"
     assert [t.value for t in app.text_input][-4:-1] == ["tall grass", "owl", "worm"]
-    assert [s.label.split(" · ")[0] for s in app.status] == ["review", "distractors", "validate"]
-    prompt = run.trace()[-2]["messages"][-1]["content"]
+    assert [s.label.split(" · ")[0] for s in app.status] == ["review", "distractors", "validate", "verify", "notes"]
+    prompt = run.trace()[-4]["messages"][-1]["content"]
     assert "write exactly 1 distractors" in prompt, prompt
     # "grass" was edited away and "hawk" is replaced; the edited and the untouched options are kept
     assert "the reviewer rejected 'grass', 'hawk'" in prompt and "already has 'tall grass', 'owl'" in prompt
     # only the distractors: no new question or rationale call
-    assert [t["node"] for t in run.trace()][-3:] == ["review", "distractors", "validate"]
+    assert [t["node"] for t in run.trace()][-5:] == ["review", "distractors", "validate", "verify", "notes"]
     app.button(key=f"regen_all_{rid}_{r2}").click().run()
     settle(app)
     run, rid, r3 = review_keys(app)
@@ -360,7 +379,7 @@ def test_history_lists_and_reopens_runs_of_the_console_and_the_cli(app):
     record = json.loads(downloaded(app.download_button(key=f"history_dl_{cli_id}")))
     assert record["run_id"] == cli_id and record["trace"][0]["node"] == "retrieve"
     app.selectbox(key="history_pick").set_value(ui_id).run()
-    assert [e.label.split(" · ")[0] for e in app.expander][-6:][0] == "1. describe_image"
+    assert [e.label.split(" · ")[0] for e in app.expander][-len(NODES):][0] == "1. describe_image"
     app.text_input(key=f"history_{ui_id}_filter").input("validate").run()
     assert any("steps shown" in c.value for c in app.caption)
 
@@ -383,7 +402,7 @@ def test_concurrent_sessions_share_the_model_but_not_their_traces(env):
         prompt = trace[4]["messages"][-1]["content"]
         assert f'of the same kind and length as "{answer}"' in prompt
         assert history.load_run(run.run_id)["inputs"]["answer"] == answer
-    assert b.trace()[2]["skipped"] == "question given by user"
+    assert b.trace()[2]["source"] == "given"
     # both keep working independently
     rid, r = a.run_id, a.round
     one.button(key=f"accept_{rid}_{r}").click().run()

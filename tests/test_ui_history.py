@@ -78,7 +78,8 @@ def test_coe_generate_records_its_run(home, monkeypatch, capsys):
     monkeypatch.setattr(services_module, "default_services", lambda model=None: ui_support.services(model))
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["generate", "--image", str(FIXTURE / "images/test/7/image.png"), "--answer", "rabbit",
-                  "--context", "A meadow food chain.", "--n-distractors", "2", "--json", "--no-rationale"])
+                  "--context", "A meadow food chain.", "--n-distractors", "2", "--json", "--no-rationale",
+                  "--no-verify"])
     assert exit_info.value.code == 0
     printed = json.loads(capsys.readouterr().out)
     runs = history.list_runs()

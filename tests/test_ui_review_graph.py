@@ -8,14 +8,14 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from tests.conftest import FIXTURE
-from tests.test_graph import StubReader, scripted, stage_of
+from tests.test_graph import SINGLE_SHOT, StubReader, scripted, stage_of
 
 IMAGE = str(FIXTURE / "images/test/7/image.png")
 
 
 def start(llm, retriever, thread="t1", **conf):
     g = build_review_graph(InMemorySaver())
-    config = {"configurable": {"thread_id": thread, "n_distractors": 2, **conf,
+    config = {"configurable": {"thread_id": thread, "n_distractors": 2, **SINGLE_SHOT, **conf,
                                "services": Services(llm=llm, retriever=retriever, image_reader=StubReader())}}
     chunks = list(g.stream({"answer": "rabbit", "context": "A meadow food chain.", "n_distractors": 2,
                             "image_path": IMAGE}, config, stream_mode="updates"))
@@ -36,7 +36,7 @@ def test_runs_the_flow_then_waits_for_review(fixture_index):
     llm = scripted([{"distractors": ["grass", "hawk"]}])
     g, config, chunks = start(llm, fixture_index)
     assert [next(iter(c)) for c in chunks] == ["describe_image", "retrieve", "question", "rationale",
-                                                "distractors", "validate", "__interrupt__"]
+                                                "distractors", "validate", "verify", "notes", "__interrupt__"]
     snap, request = waiting(g, config)
     assert snap.next == ("review",)
     assert request["distractors"] == ["grass", "hawk"] and request["question"] == "Which organism is eaten by the fox?"
@@ -52,14 +52,15 @@ def test_regenerate_one_keeps_the_rest_and_applies_edits(fixture_index):
     g, config, _ = start(llm, fixture_index)
     chunks = resume(g, config, {"action": "regenerate_distractors", "keep": ["grass"],
                                 "edits": {"question": "What does the fox eat?"}})
-    assert [next(iter(c)) for c in chunks] == ["review", "distractors", "validate", "__interrupt__"]
+    assert [next(iter(c)) for c in chunks] == ["review", "distractors", "validate", "verify", "notes",
+                                                "__interrupt__"]
     snap, request = waiting(g, config)
     assert request["distractors"] == ["grass", "owl"] and request["question"] == "What does the fox eat?"
     prompt = llm.requests[-1].messages[1].content
     assert "write exactly 1 distractors" in prompt
     assert "the reviewer rejected 'hawk'" in prompt and "already has 'grass'" in prompt
     assert "Question of the new item: What does the fox eat?" in prompt
-    assert snap.values["trace"][-2]["kept"] == ["grass"]
+    assert snap.values["trace"][-4]["kept"] == ["grass"]
 
 
 def test_regenerate_all_then_accept_ends(fixture_index):
@@ -113,7 +114,7 @@ def test_a_replaced_option_may_not_come_back(fixture_index):
     snap, request = waiting(g, config)
     assert request["distractors"] == ["grass", "owl"]
     assert "'Hawk' was rejected by the reviewer" in llm.requests[-1].messages[1].content
-    assert snap.values["trace"][-3]["problems"][0] == "'Hawk' was rejected by the reviewer"
+    assert snap.values["trace"][-5]["problems"][0] == "'Hawk' was rejected by the reviewer"
     # rejections add up over rounds, unless the reviewer keeps the option again
     resume(g, config, {"action": "regenerate_distractors", "keep": ["grass"]})
     snap, request = waiting(g, config)
@@ -127,7 +128,7 @@ def test_threads_are_independent(fixture_index):
     g = build_review_graph(saver)
     outs = {}
     for thread, pair in (("a", ["grass", "hawk"]), ("b", ["owl", "worm"])):
-        config = {"configurable": {"thread_id": thread, "services": Services(
+        config = {"configurable": {"thread_id": thread, **SINGLE_SHOT, "services": Services(
             llm=scripted([{"distractors": pair}]), retriever=fixture_index, image_reader=StubReader())}}
         list(g.stream({"answer": "rabbit", "n_distractors": 2}, config))
         outs[thread] = config

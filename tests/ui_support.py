@@ -14,7 +14,7 @@ import threading
 from functools import cache
 
 from coe.graphs import Services
-from coe.plugins.llm.scripted import ScriptedLLM
+from tests.verify_support import ScriptedStudent, task_of
 
 POOL = ["grass", "hawk", "owl", "worm", "mouse", "snake", "frog", "deer", "beetle", "moss", "fern", "heron"]
 QUESTION = "Which organism is eaten by the fox?"
@@ -56,20 +56,16 @@ class StubReader:
                          source="stub")
 
 
-def stage_of(request) -> str:
-    task = request.messages[-1].content.rsplit("</image_text>", 1)[-1]
-    if "write the question" in task or "generate a question" in task:
-        return "question"
-    return "rationale" if "rationale for" in task or "explain step by step" in task else "distractors"
-
-
 def reply(request):
-    stage = stage_of(request)
+    stage = task_of(request)
     GATE.wait(stage)
     if stage == "question":
         return {"question": QUESTION}
     if stage == "rationale":
         return {"rationale": RATIONALE}
+    if stage == "notes":
+        n = request.json_schema["properties"]["notes"]["minItems"]
+        return {"notes": [f"a student may mix it up with the rabbit ({i + 1})" for i in range(n)]}
     prompt = request.messages[-1].content
     if request.json_schema is not None:
         n = request.json_schema["properties"]["distractors"]["minItems"]
@@ -100,5 +96,8 @@ def _retriever():
 
 
 def services(model: str | None = None) -> Services:
-    return Services(llm=ScriptedLLM(reply, model_id=f"scripted-{model or 'default'}"), retriever=_retriever(),
-                    image_reader=StubReader())
+    # The student answers "rabbit" and judges only the key correct: items verify.
+    llm = ScriptedStudent(reply, prefer=lambda q, options: {"rabbit": 0.7},
+                          yes=lambda q, option: 0.9 if option == "rabbit" else 0.1)
+    llm.model_id = f"scripted-{model or 'default'}"
+    return Services(llm=llm, retriever=_retriever(), image_reader=StubReader())

@@ -268,8 +268,14 @@ def review_panel(run: Run) -> None:
         st.warning("The last decision was refused: " + "; ".join(request["problems"]))
     if request.get("repaired"):
         st.info("Filled in from exemplar options by the repair step: " + ", ".join(request["repaired"]))
+    verification_summary(request)
+    v = request.get("verification") or {}
+    probs, also = v.get("option_probs") or {}, v.get("also_correct") or {}
+    notes = dict(zip(request.get("distractors") or [], request.get("distractor_notes") or []))
     st.text_area("Question", value=request.get("question") or "", key=f"rq_{rid}_{r}")
     st.text_input("Answer", value=request.get("answer") or "", key=f"ra_{rid}_{r}")
+    if request.get("answer") in probs:
+        st.caption(f"Student model's probability on the key: {probs[request['answer']]:.2f}")
     if request.get("rationale"):
         st.caption(f"Rationale: {request['rationale']}")
     for i, d in enumerate(request.get("distractors") or []):
@@ -277,6 +283,15 @@ def review_panel(run: Run) -> None:
         c1.text_input(f"Distractor {i + 1}", value=d, key=f"rd_{rid}_{r}_{i}")
         c2.button("↻ Regenerate", key=f"regen_{rid}_{r}_{i}", help="Regenerate only this distractor",
                   on_click=regenerate, args=(i,))
+        checks = []
+        if d in probs:
+            checks.append(f"draws {probs[d]:.2f} of a student's choice")
+        if d in also:
+            checks.append(f"judged also correct with P {also[d]:.2f}" + (" — FLAGGED" if d in v.get("second_keys", []) else ""))
+        if d in notes:
+            checks.append(f"why tempting: {notes[d]}")
+        if checks:
+            c1.caption(" · ".join(checks))
     q, a, ds = _review_values(run, request)
     n = run.state.get("n_distractors") or len(ds)
     verdict = validate_distractors(ds, a, n)
@@ -290,6 +305,19 @@ def review_panel(run: Run) -> None:
               width="stretch")
     c2.button("Accept", type="primary", key=f"accept_{rid}_{r}", on_click=accept, disabled=bool(problems),
               width="stretch")
+
+
+def verification_summary(item: dict[str, Any]) -> None:
+    """The verifier's verdict in plain words: verified, or flagged with its reasons."""
+    status = item.get("status")
+    if status == "verified":
+        st.success(f"Verified by a student model · difficulty {item.get('difficulty') or '-'}")
+    elif status == "flagged":
+        st.error("Flagged — check before use:\n" + "\n".join(f"- {r}" for r in item.get("reasons") or []))
+    elif status == "unverified":
+        st.info("Not verified (verification was off).")
+    for w in (item.get("verification") or {}).get("warnings") or []:
+        st.caption(f"Note: {w}")
 
 
 def export_json(run: Run) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from coe import history
 from coe.errors import CoeError, ConfigError
+from coe.graphs.build import STEPS
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "No exemplars (zero-shot)": {"mode": "json", "use_exemplars": False, "use_rationale": True},
     "No rationale": {"mode": "json", "use_exemplars": True, "use_rationale": False},
     "Paper prompt shapes (free text)": {"mode": "coe", "use_exemplars": True, "use_rationale": True},
+    # The first version: one greedy question, the model's own choice of distractors, nothing verified.
+    "Single shot (unverified)": {"mode": "json", "pool_selection": "model", "question_exemplars": 0,
+                                 "question_samples": 0, "verify": False, "write_notes": False},
 }
 
 # Graph steps run one at a time across sessions: the model (llama.cpp, OCR) is one shared instance.
@@ -77,6 +81,8 @@ def summarize(node: str, update: dict[str, Any]) -> dict[str, Any]:
         text = update.get("rationale") or ""
     elif node == "distractors":
         text = ", ".join(map(str, update.get("candidate_distractors") or []))
+    elif node == "verify":
+        text = (update.get("status") or "") + (": " + "; ".join(update.get("reasons") or []) if update.get("reasons") else "")
     elif node in ("validate", "review"):
         entry = trace[-1] if trace else {}
         text = "valid" if entry.get("valid") else "; ".join(entry.get("problems") or [])
@@ -90,14 +96,16 @@ def summarize(node: str, update: dict[str, Any]) -> dict[str, Any]:
 
 def expected_next(node: str | None, update: dict[str, Any] | None) -> str:
     """The node that most likely runs after ``node`` (for the 'running' label only)."""
-    order = ["describe_image", "retrieve", "question", "rationale", "distractors", "validate"]
     if node is None:
-        return "describe_image"
+        return STEPS[0]
     if node == "validate":
-        return "review" if (update or {}).get("valid") else "distractors"
+        return "verify" if (update or {}).get("valid") else "distractors"
+    if node == "verify":
+        route = (update or {}).get("route", "done")
+        return "notes" if route == "done" else route
     if node == "review":
         return "distractors"
-    return order[order.index(node) + 1] if node in order[:-1] else "review"
+    return STEPS[STEPS.index(node) + 1] if node in STEPS[:-1] else "review"
 
 
 @dataclass
@@ -278,6 +286,8 @@ class Run:
                 "distractors": v.get("distractors") or [], "rationale": v.get("rationale"),
                 "exemplars": exemplars, "model": model, "image": self.state.get("image_path"),
                 "repaired": v.get("repaired") or [], "reviewed": bool(v.get("reviewed")),
+                "status": v.get("status"), "reasons": v.get("reasons") or [], "difficulty": v.get("difficulty"),
+                "verification": v.get("verification") or {}, "distractor_notes": v.get("distractor_notes") or [],
                 "variant": self.variant}
 
     def trace(self) -> list[dict[str, Any]]:

@@ -1,4 +1,11 @@
-"""llama.cpp backend (GGUF on CPU) with JSON-schema constrained decoding through llama.cpp grammars."""
+"""llama.cpp backend (GGUF on CPU) with JSON-schema constrained decoding through llama.cpp grammars.
+
+Option scoring reads the full-vocabulary logits after the prompt (no top-k cut) in a second llama.cpp
+context on the same (memory-mapped, so shared) weights: generation and scoring prompts have different
+prefixes (the item's exemplars vs. a student's view of it), and with one context each would evict the
+other's KV prefix between the interleaved calls of one item. In the scoring context the prompt is tokenized
+exactly as ``create_chat_completion`` would send it and only the part after the longest prefix already
+in its cache is evaluated."""
 
 from __future__ import annotations
 
@@ -7,9 +14,18 @@ import threading
 import time
 from pathlib import Path
 
-from coe.errors import ConfigError
+from coe.errors import ConfigError, InputError
 
-from .protocol import Generation, GenerationRequest, SequentialBatchMixin, Usage, schema_data
+from .protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
+                       Usage, label_probs, schema_data)
+
+
+class _RenderedPrompt(Exception):
+    """Carries the prompt tokens out of the chat handler, which would otherwise go on to decode."""
+
+    def __init__(self, prompt) -> None:
+        super().__init__("prompt rendered")
+        self.prompt = prompt
 
 
 class LlamaCppLLM(SequentialBatchMixin):
@@ -31,16 +47,28 @@ class LlamaCppLLM(SequentialBatchMixin):
         self.model_id = model_id or path.name
         self.model_path = path
         self._lock = threading.Lock()  # a Llama context is not safe to share between threads
-        self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1,
-                          seed=seed, verbose=verbose)
+        self._params = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1,
+                            seed=seed, verbose=verbose)
+        self._llm = Llama(**self._params)
+        self._scorer = None
+
+    def scoring_context(self):
+        """The llama.cpp context that option scoring evaluates in (created on first use; callers hold the lock)."""
+        if self._scorer is None:
+            from llama_cpp import Llama
+            self._scorer = Llama(**self._params)
+        return self._scorer
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def generate(self, request: GenerationRequest) -> Generation:
-        if any(m.images for m in request.messages):
+    def _chat_messages(self, messages) -> list[dict]:
+        if any(m.images for m in messages):
             raise ConfigError("the llama.cpp backend has no vision input; describe images as text")
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        return [{"role": m.role, "content": m.content} for m in messages]
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        messages = self._chat_messages(request.messages)
         kwargs: dict = {}
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
@@ -60,3 +88,79 @@ class LlamaCppLLM(SequentialBatchMixin):
                           finish_reason=choice.get("finish_reason"),
                           usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
                                       completion_tokens=usage.get("completion_tokens", 0)))
+
+    # -- option scoring (callers hold self._lock) --
+
+    @staticmethod
+    def _prompt_tokens(llm, messages: list[dict]) -> list[int]:
+        """The tokens ``create_chat_completion`` would decode from: its own chat handler renders and
+        tokenizes them, and is stopped where it hands them to ``create_completion``."""
+
+        def stop(*args, **kwargs):
+            raise _RenderedPrompt(kwargs.get("prompt", args[0] if args else None))
+
+        llm.create_completion = stop  # shadows the method on this instance only, until ``finally``
+        try:
+            llm.create_chat_completion(messages=messages, max_tokens=1)
+        except _RenderedPrompt as rendered:
+            prompt = rendered.prompt
+        else:
+            raise ConfigError("the llama.cpp chat handler produced no prompt to score")
+        finally:
+            del llm.create_completion
+        if isinstance(prompt, str):  # the handlers that render text rather than tokens
+            return llm.tokenize(prompt.encode("utf-8"), special=True)
+        return [int(t) for t in prompt]
+
+    @staticmethod
+    def _last_logits(llm, tokens: list[int]):
+        """Full-vocabulary logits after ``tokens``, evaluating only what the KV cache does not hold yet.
+        The last token is always evaluated again when everything else is cached: its logits are what
+        we read, and the context may have moved on since it was last decoded."""
+        import llama_cpp
+        import numpy as np
+
+        if len(tokens) >= llm.n_ctx():
+            raise InputError(f"option-scoring prompt of {len(tokens)} tokens does not fit the context "
+                             f"window of {llm.n_ctx()} tokens")
+        cached = llama_cpp.Llama.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        keep = min(cached, len(tokens) - 1)
+        memory = llama_cpp.llama_get_memory(llm.ctx)
+        if keep > 0 and llama_cpp.llama_memory_seq_rm(memory, 0, keep, -1):
+            llm.n_tokens = keep
+        else:  # nothing shared, or a model whose cache cannot be cut (recurrent): start over
+            llm.reset()
+            keep = 0
+        llm.eval(tokens[keep:])
+        row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).copy()
+
+    def _label_token_ids(self, labels: list[str]) -> list[int]:
+        """Each label's first token (a label of several tokens is scored by its first, as the reply's
+        first token); two labels that start with the same token cannot be told apart."""
+        ids = []
+        for label in labels:
+            tokens = self._llm.tokenize(label.encode("utf-8"), add_bos=False, special=False)
+            if not tokens:
+                raise InputError(f"option label {label!r} has no tokens")
+            ids.append(tokens[0])
+        if len(set(ids)) != len(ids):
+            raise InputError(f"option labels {labels} do not start with distinct tokens")
+        return ids
+
+    def score_options(self, request: OptionScoreRequest) -> OptionScores:
+        """Log-probability of each label as the first token of the assistant's reply, over the full
+        vocabulary; ``probs`` renormalize them over the labels."""
+        from llama_cpp import Llama
+
+        messages = self._chat_messages(request.messages)
+        start = time.perf_counter()
+        with self._lock:
+            ids = self._label_token_ids(request.labels)
+            llm = self.scoring_context()
+            tokens = self._prompt_tokens(llm, messages)
+            logits = self._last_logits(llm, tokens)
+        logprobs = [float(lp) for lp in Llama.logits_to_logprobs(logits)[ids]]
+        return OptionScores(labels=list(request.labels), probs=label_probs(logprobs), logprobs=logprobs,
+                            method="logprobs", model=self.model_id, usage=Usage(prompt_tokens=len(tokens)),
+                            seconds=time.perf_counter() - start)

@@ -15,6 +15,13 @@ Structured output (``json_mode``):
 
 The reply text is always parsed with ``parse_json_text`` into ``Generation.data`` (``None`` when it
 does not parse); schema conformance beyond that is checked by the callers, as for every backend.
+
+Option scoring asks for one token with ``logprobs`` and the ``top_logprobs`` (20, the OpenAI maximum) of
+that first position. A label matches a listed token whose text, stripped of surrounding whitespace, is
+the label (the best such token when several are listed). A label outside the top 20 gets ``None`` as its
+log-probability and, for ``probs``, the lowest log-probability listed: an upper bound on its own, so it
+keeps a small share rather than none. A server that sends no logprobs (or rejects the request naming
+them) is scored by ``choice_scores`` from then on, for this instance.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from urllib.parse import urlsplit
 
 from coe.errors import ConfigError, InputError
 
-from .protocol import Generation, GenerationRequest, Message, Usage, schema_data
+from .protocol import (Generation, GenerationRequest, Message, OptionScoreRequest, OptionScores, Usage,
+                       choice_scores, label_probs, schema_data)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,7 @@ IMAGES_ENV = "COE_OPENAI_IMAGES"
 JSON_MODE_ENV = "COE_OPENAI_JSON_MODE"
 SPEC_PREFIX = "openai:"
 _MAX_SERVER_MESSAGE = 300
+TOP_LOGPROBS = 20  # the most the OpenAI API (and vLLM's default limit) allows
 _SPEC = re.compile(r"^openai:(?P<model>[^@]*?)(?:@(?P<url>https?://\S+))?$")
 
 
@@ -112,6 +121,7 @@ class OpenAICompatLLM:
     Nothing touches the network at construction; call :meth:`check` to probe ``/models`` early."""
 
     name = "openai"
+    native_batching = False  # the server batches concurrent requests itself; gathering them here only adds waits
 
     def __init__(self, model: str, base_url: str | None = None, *, api_key: str | None = None,
                  supports_images: bool = True, json_mode: str = "auto", connect_timeout: float = 5.0,
@@ -141,6 +151,7 @@ class OpenAICompatLLM:
         self.extra_body = dict(extra_body or {})
         self._format = "json_schema" if json_mode == "auto" else json_mode
         self._format_lock = threading.Lock()
+        self._has_logprobs = True  # turned off for good by the first reply without them
         headers = {"Accept": "application/json"}
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if key:
@@ -308,6 +319,44 @@ class OpenAICompatLLM:
                           finish_reason=choice.get("finish_reason"),
                           usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0,
                                       completion_tokens=usage.get("completion_tokens") or 0))
+
+    def _no_logprobs(self, why: str) -> None:
+        self._has_logprobs = False
+        log.info("%s gives no token logprobs (%s); scoring options by a constrained choice", self.base_url, why)
+
+    def score_options(self, request: OptionScoreRequest) -> OptionScores:
+        """Each label's log-probability as the reply's first token, from the server's top logprobs."""
+        if not self._has_logprobs:
+            return choice_scores(self, request)
+        start = time.perf_counter()
+        payload = self._payload(GenerationRequest(messages=request.messages, max_tokens=1, temperature=0.0),
+                                self._format)
+        payload.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+        try:
+            out = self._send("POST", "/chat/completions", payload)
+        except ConfigError as exc:
+            if not re.search(r"HTTP \d{3}.*logprobs", str(exc)):  # not a refusal of logprobs
+                raise
+            self._no_logprobs(str(exc))
+            return choice_scores(self, request)
+        try:
+            first = out["choices"][0]["logprobs"]["content"][0]
+            listed = [*(first.get("top_logprobs") or []), first]
+            seen: dict[str, float] = {}
+            for entry in listed:
+                token, logprob = str(entry["token"]).strip(), float(entry["logprob"])
+                seen[token] = max(logprob, seen.get(token, logprob))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            self._no_logprobs(f"reply without choices[0].logprobs.content: {type(exc).__name__}")
+            return choice_scores(self, request)
+        logprobs = [seen.get(label.strip()) for label in request.labels]
+        floor = min(seen.values())
+        usage = out.get("usage") or {}
+        return OptionScores(labels=list(request.labels), logprobs=logprobs, method="logprobs",
+                            probs=label_probs([floor if lp is None else lp for lp in logprobs]),
+                            model=out.get("model") or self.model_id, seconds=time.perf_counter() - start,
+                            usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0,
+                                        completion_tokens=usage.get("completion_tokens") or 0))
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         """At most ``max_concurrency`` requests in flight; results in request order."""

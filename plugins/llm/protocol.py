@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -72,6 +73,30 @@ class Generation(BaseModel):
     finish_reason: str | None = None
 
 
+class OptionScoreRequest(BaseModel):
+    """Score a closed set of replies: how likely the model's reply starts with each label.
+
+    ``labels`` are short, distinct strings that each tokenize to one token after the assistant turn starts
+    (option letters "A", "B", …, or "Yes" / "No"); the prompt itself asks for a reply that is one label."""
+
+    messages: list[Message]
+    labels: list[str]
+
+
+class OptionScores(BaseModel):
+    labels: list[str]
+    probs: list[float]              # over ``labels``, summing to 1
+    logprobs: list[float | None]    # the model's log-probability of each label as the first reply token;
+                                    # None where the backend did not report it (outside its top-k)
+    method: Literal["logprobs", "choice"]  # "choice": one schema-constrained greedy reply, one-hot
+    model: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    seconds: float = 0.0
+
+    def prob(self, label: str) -> float:
+        return self.probs[self.labels.index(label)]
+
+
 @runtime_checkable
 class LLMPlugin(Protocol):
     """A text(+vision) generator. ``supports_images`` False means callers must describe images as text."""
@@ -84,6 +109,42 @@ class LLMPlugin(Protocol):
     def generate(self, request: GenerationRequest) -> Generation: ...
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]: ...
+
+    def score_options(self, request: OptionScoreRequest) -> OptionScores:
+        """Probabilities over ``request.labels`` (log-probabilities where the backend has them, else
+        ``choice_scores``). Backends without it are scored through ``score_options`` below."""
+        ...
+
+
+def label_probs(logprobs: list[float]) -> list[float]:
+    """The distribution over the labels alone: a softmax of their log-probabilities (shifted by the
+    largest, so very negative values do not underflow to an all-zero sum)."""
+    top = max(logprobs)
+    weights = [math.exp(lp - top) for lp in logprobs]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def score_options(llm, request: OptionScoreRequest) -> OptionScores:
+    """Any plugin's option scores: its own ``score_options`` when it has one, else a constrained choice."""
+    own = getattr(llm, "score_options", None)
+    return own(request) if callable(own) else choice_scores(llm, request)
+
+
+def choice_scores(llm, request: OptionScoreRequest) -> OptionScores:
+    """Option scores without log-probabilities: one greedy reply constrained to the labels by a JSON
+    schema; the chosen label gets probability 1 (an unparsable reply spreads it evenly)."""
+    schema = {"type": "object", "properties": {"choice": {"type": "string", "enum": list(request.labels)}},
+              "required": ["choice"]}
+    messages = list(request.messages)
+    last = messages[-1]
+    messages[-1] = last.model_copy(update={"content": last.content + '\nReply with JSON: {"choice": "<label>"}'})
+    gen = llm.generate(GenerationRequest(messages=messages, json_schema=schema, max_tokens=16, temperature=0.0))
+    chosen = gen.data.get("choice") if isinstance(gen.data, dict) else None
+    n = len(request.labels)
+    probs = [1.0 if label == chosen else 0.0 for label in request.labels] if chosen in request.labels else [1 / n] * n
+    return OptionScores(labels=list(request.labels), probs=probs, logprobs=[None] * n, method="choice",
+                        model=gen.model, usage=gen.usage, seconds=gen.seconds)
 
 
 def parse_json_text(text: str) -> Any:

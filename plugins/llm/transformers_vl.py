@@ -28,7 +28,8 @@ from typing import Any
 
 from coe.errors import ConfigError, InputError
 
-from .protocol import Generation, GenerationRequest, ImageRef, Message, Usage, parse_json_text
+from .protocol import (Generation, GenerationRequest, ImageRef, Message, OptionScoreRequest, OptionScores, Usage,
+                       parse_json_text)
 
 NATIVE_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 _DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
@@ -351,6 +352,7 @@ class TransformersVLLM:
     name = "transformers-vl"
     supports_images = True
     supports_json_schema = True  # validated parse + repair of the reply (no constrained decoding)
+    native_batching = True  # generate_batch decodes many requests in one generate call (MicroBatchLLM pays off)
 
     def __init__(self, model: str | os.PathLike = "qwen2-vl-2b", *, model_id: str | None = None,
                  dtype: Any = "auto", device: str | None = None, device_map: Any = None,
@@ -610,11 +612,15 @@ class TransformersVLLM:
 
     def logits(self, request: GenerationRequest):
         """Next-token logits after the prompt (diagnostics and tests)."""
-        import torch
+        from .transformers_scoring import last_logits
 
-        inputs = self.encode([request])
-        with torch.inference_mode():
-            return self.model(**inputs).logits[0, -1].float().cpu()
+        return last_logits(self, request)[0]
+
+    def score_options(self, request: OptionScoreRequest) -> OptionScores:
+        """Each label's log-probability as the reply's first token, over the full vocabulary."""
+        from .transformers_scoring import score_options
+
+        return score_options(self, request)
 
 
 def _takes_token_types(model) -> bool:

@@ -1,0 +1,43 @@
+"""Does the key fit the question? A model-free check against the exemplar bank.
+
+ScienceQA-style banks are templated: the exemplars that ask (nearly) the same question show what such a
+question is answered with — cities for "What is the capital of …?", organisms for food-web questions. A key
+unlike every option those exemplars offer (answers and distractors alike) does not answer the question:
+"copepod" for "What is the capital of France?". A question the bank does not know gives no verdict."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+FIT_FLOOR = 0.5            # below this best cosine between the key and the bank's options, the key misfits
+SAME_QUESTION = 0.9        # question cosine at which a bank question counts as the same question
+
+
+class Fit(BaseModel):
+    known: bool                      # the bank has questions like this one
+    score: float | None = None       # best cosine between the key and their options
+    closest: str | None = None
+    examples: list[str] = Field(default_factory=list)  # what such questions are answered with
+
+    @property
+    def misfit(self) -> bool:
+        return self.known and self.score is not None and self.score < FIT_FLOOR
+
+
+def answer_fit(retriever, question: str, answer: str, *, exclude_ids: list[str] | None = None,
+               exclude_splits: list[str] | None = None) -> Fit:
+    same = retriever.same_questions(question, n=20, min_similarity=SAME_QUESTION, exclude_ids=exclude_ids,
+                                    exclude_splits=exclude_splits)
+    if not same:
+        return Fit(known=False)
+    options = list(dict.fromkeys(o for e in same for o in [e.answer, *e.distractors] if o.strip()))
+    vectors = retriever.embedder.embed([answer, *options])
+    sims = vectors[1:] @ vectors[0]
+    best = int(sims.argmax())
+    return Fit(known=True, score=round(float(sims[best]), 4), closest=options[best],
+               examples=list(dict.fromkeys(e.answer for e in same))[:3])
+
+
+def misfit_reason(fit: Fit, answer: str) -> str:
+    return (f'"{answer}" is unlike what questions like this are answered with in the exemplar bank '
+            f"(e.g. {', '.join(repr(x) for x in fit.examples)}; closest {fit.closest!r}, {fit.score:.2f})")

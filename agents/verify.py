@@ -1,0 +1,228 @@
+"""The answering agent and the verification of a finished item.
+
+A student-like agent takes the item — material (pixels for vision backends, image text for text backends),
+question, options in shuffled order — and the backend scores every option (``score_options``: token
+log-probabilities where the backend has them, else a constrained choice). From its answers the item gets:
+the key's probability and whether it is the top choice, the strongest distractor, a per-option "is this also
+a correct answer?" judgement (relative to the same judgement on the key, so a model that says Yes to
+everything does not flag everything), a solve without the picture, the model-free cues, a status and an
+estimated difficulty.
+
+Every prompt of one item starts with the same material block, so llama.cpp's prefix cache evaluates it once
+for all of these calls."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from coe.plugins.llm.protocol import Message, OptionScoreRequest, OptionScores, score_options
+
+from .cues import Cue, kind_check_available, option_cues, question_cues
+from .fit import Fit, answer_fit, misfit_reason
+from .prompting import defang, load_prompt, material_block
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+VERIFY_VERSION = 1  # part of evaluation cache keys: bump when verification changes its verdicts
+
+
+class VerifySettings(BaseModel):
+    """Thresholds of the verdicts (read from the graph's configurable settings of the same names)."""
+
+    orders: int = 2               # option orders averaged per solve (position bias of small models)
+    key_margin: float = 0.15      # flag when a distractor beats the key by more than this
+    min_key_prob: float = 0.0     # flag when the key gets less than this (0: rely on the margin)
+    also_correct_yes: float = 0.5  # a distractor judged "also correct" needs P(yes) at least this ...
+    also_correct_gap: float = 0.1  # ... and within this of the key's own P(yes)
+    given_min_yes: float = 0.2    # a user-given question whose key gets P(yes) below this is refused
+    text_only: bool = True        # solve without the picture too (only when the item has one)
+
+
+class Verification(BaseModel):
+    key: str
+    status: Literal["verified", "flagged"]
+    reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    key_prob: float
+    key_top: bool
+    option_probs: dict[str, float]          # the student's probability of each option (key included)
+    strongest_distractor: str | None = None
+    strongest_prob: float = 0.0
+    key_yes: float | None = None            # P("Yes") that the key answers the question
+    also_correct: dict[str, float] = Field(default_factory=dict)  # P("Yes") per distractor
+    second_keys: list[str] = Field(default_factory=list)
+    text_only_key_prob: float | None = None
+    needs_image: bool | None = None
+    cues: list[Cue] = Field(default_factory=list)
+    fit: Fit | None = None                  # the key against what the bank answers such questions with
+    difficulty: Literal["easy", "medium", "hard"]
+    method: str = ""
+    seconds: float = 0.0
+    calls: int = 0
+
+    def flagged_distractors(self) -> list[str]:
+        """Distractors to replace: judged correct too, or flagged by a cue."""
+        cued = [c.option for c in self.cues if c.severity == "flag" and c.target == "distractor" and c.option]
+        return list(dict.fromkeys([*self.second_keys, *cued]))
+
+    def question_problems(self) -> list[str]:
+        """Reasons that point at the question rather than an option."""
+        out = [c.message for c in self.cues if c.severity == "flag" and c.target == "question"]
+        if self.fit is not None and self.fit.misfit:
+            out.append(misfit_reason(self.fit, self.key))
+        if not self.key_top and self.strongest_distractor not in self.second_keys:
+            out.append(f'a student model prefers "{self.strongest_distractor}" ({self.strongest_prob:.2f}) '
+                       f"to the key ({self.key_prob:.2f})")
+        return out
+
+
+class _Meter:
+    """Calls, seconds and usage of one verification, for its trace entry."""
+
+    def __init__(self) -> None:
+        self.calls, self.prompt_tokens, self.method = 0, 0, ""
+
+    def score(self, llm, request: OptionScoreRequest) -> OptionScores:
+        out = score_options(llm, request)
+        self.calls += 1
+        self.prompt_tokens += out.usage.prompt_tokens
+        self.method = out.method
+        return out
+
+
+def _material(item, use_image: bool, llm) -> tuple[str, list]:
+    """Pixels for a vision backend, image text otherwise; nothing of the picture when ``use_image`` is off."""
+    vision = bool(getattr(llm, "supports_images", False)) and bool(item.images)
+    if not use_image:
+        return material_block(item.context, ""), []
+    return material_block(item.context, "" if vision else item.image_text), (list(item.images) if vision else [])
+
+
+def _messages(body: str, images: list) -> list[Message]:
+    return [Message(role="system", content=load_prompt("student")),
+            Message(role="user", content=body, images=images)]
+
+
+def solve(llm, item, question: str, options: list[str], *, seed: int = 0, use_image: bool = True,
+          orders: int = 2, meter: _Meter | None = None) -> dict[str, float]:
+    """The student's probability of each option, averaged over ``orders`` shuffles of the option list
+    (the first seeded, then its reverse, then further seeded shuffles)."""
+    meter = meter or _Meter()
+    material, images = _material(item, use_image, llm)
+    rng = random.Random(seed)
+    base = list(range(len(options)))
+    rng.shuffle(base)
+    perms = [base, base[::-1]][:orders]
+    while len(perms) < orders:
+        p = list(base)
+        rng.shuffle(p)
+        perms.append(p)
+    total = {o: 0.0 for o in options}
+    for perm in perms[: max(1, orders)]:
+        labels = list(LETTERS[: len(options)])
+        listed = "\n".join(f"{labels[i]}. {defang(options[j])}" for i, j in enumerate(perm))
+        body = load_prompt("answer").format(material=material, question=defang(question), options=listed)
+        scores = meter.score(llm, OptionScoreRequest(messages=_messages(body, images), labels=labels))
+        for i, j in enumerate(perm):
+            total[options[j]] += scores.probs[i]
+    n = max(1, min(orders, len(perms)))
+    return {o: round(p / n, 6) for o, p in total.items()}
+
+
+def judge(llm, item, question: str, options: list[str], *, meter: _Meter | None = None) -> dict[str, float]:
+    """P("Yes") that each option is a correct answer to the question, judged one option at a time."""
+    meter = meter or _Meter()
+    material, images = _material(item, True, llm)
+    out = {}
+    for option in options:
+        body = load_prompt("judge").format(material=material, question=defang(question), option=defang(option))
+        scores = meter.score(llm, OptionScoreRequest(messages=_messages(body, images), labels=["Yes", "No"]))
+        out[option] = round(scores.prob("Yes"), 6)
+    return out
+
+
+def check_given_question(llm, item, question: str, settings: VerifySettings | None = None, *, retriever=None,
+                         exclude_ids: list[str] | None = None,
+                         exclude_splits: list[str] | None = None) -> tuple[bool, float, str]:
+    """Whether the teacher's answer answers the teacher's question at all: (ok, P(yes), why not). The
+    exemplar bank decides when it knows such questions; the student's judgement otherwise."""
+    settings = settings or VerifySettings()
+    yes = judge(llm, item, question, [item.answer])[item.answer]
+    if retriever is not None:
+        fit = answer_fit(retriever, question, item.answer, exclude_ids=exclude_ids, exclude_splits=exclude_splits)
+        if fit.known:
+            return not fit.misfit, yes, misfit_reason(fit, item.answer) if fit.misfit else ""
+    ok = yes >= settings.given_min_yes
+    return ok, yes, "" if ok else f"a student model judged it with P(yes) {yes:.2f}"
+
+
+def difficulty_of(key_prob: float, strongest_prob: float) -> Literal["easy", "medium", "hard"]:
+    """Easy when the student is sure of the key; hard when it is unsure or a distractor draws much."""
+    if key_prob >= 0.75 and strongest_prob < 0.15:
+        return "easy"
+    if key_prob < 0.45 or strongest_prob >= 0.3:
+        return "hard"
+    return "medium"
+
+
+def verify_item(llm, item, question: str, distractors: list[str], *, question_given: bool = False,
+                seed: int = 0, settings: VerifySettings | None = None, retriever=None,
+                exclude_ids: list[str] | None = None, exclude_splits: list[str] | None = None) -> Verification:
+    """``retriever`` (the exemplar bank) adds the model-free question-answer fit check."""
+    s = settings or VerifySettings()
+    t0 = time.perf_counter()
+    meter = _Meter()
+    key = item.answer
+    options = [key, *distractors]
+    probs = solve(llm, item, question, options, seed=seed, orders=s.orders, meter=meter)
+    key_prob = probs[key]
+    strongest = max(distractors, key=lambda d: probs[d]) if distractors else None
+    strongest_prob = probs[strongest] if strongest else 0.0
+    yes = judge(llm, item, question, options, meter=meter)
+    key_yes = yes[key]
+    also = {d: yes[d] for d in distractors}
+    second = [d for d in distractors
+              if also[d] >= s.also_correct_yes and also[d] >= key_yes - s.also_correct_gap]
+    text_only = needs_image = None
+    if s.text_only and (item.images or item.image_text):
+        text_probs = solve(llm, item, question, options, seed=seed, use_image=False, orders=s.orders, meter=meter)
+        text_only = text_probs[key]
+        needs_image = not (text_only >= max(text_probs.values()) and text_only >= 0.5)
+    fit = (answer_fit(retriever, question, key, exclude_ids=exclude_ids, exclude_splits=exclude_splits)
+           if retriever is not None else None)
+    material = " ".join((item.context, item.image_text))
+    cues = question_cues(question, key, distractors) + option_cues(question, key, distractors, material)
+    reasons: list[str] = []
+    warnings = [c.message for c in cues if c.severity == "warn"]
+    if not kind_check_available():
+        warnings.append("proper-noun kind check not made (WordNet is not set up)")
+    if needs_image is False:
+        warnings.append("answerable without the picture")
+    reasons += [c.message for c in cues if c.severity == "flag"]
+    if fit is not None and fit.misfit:
+        reasons.append(misfit_reason(fit, key))
+    reasons += [f'"{d}" may also be a correct answer (P(yes) {also[d]:.2f} vs key {key_yes:.2f})' for d in second]
+    if strongest is not None and strongest_prob > key_prob + s.key_margin:
+        reasons.append(f'a student model prefers "{strongest}" ({strongest_prob:.2f}) to the key ({key_prob:.2f})')
+    if key_prob < s.min_key_prob:
+        reasons.append(f"the key gets only {key_prob:.2f} from a student model")
+    if question_given and key_yes < s.given_min_yes and not (fit is not None and fit.known):
+        reasons.append(f'"{key}" does not seem to answer the given question (P(yes) {key_yes:.2f})')
+    return Verification(
+        key=key, fit=fit, status="flagged" if reasons else "verified", reasons=reasons, warnings=warnings,
+        key_prob=key_prob, key_top=key_prob >= max(probs.values()), option_probs=probs,
+        strongest_distractor=strongest, strongest_prob=strongest_prob, key_yes=key_yes, also_correct=also,
+        second_keys=second, text_only_key_prob=text_only, needs_image=needs_image, cues=cues,
+        difficulty=difficulty_of(key_prob, strongest_prob), method=meter.method,
+        seconds=round(time.perf_counter() - t0, 3), calls=meter.calls)
+
+
+def verification_trace(v: Verification) -> dict[str, Any]:
+    return {"status": v.status, "reasons": v.reasons, "warnings": v.warnings, "key_prob": v.key_prob,
+            "fit": v.fit.model_dump() if v.fit else None,
+            "option_probs": v.option_probs, "also_correct": v.also_correct, "key_yes": v.key_yes,
+            "text_only_key_prob": v.text_only_key_prob, "difficulty": v.difficulty, "method": v.method,
+            "calls": v.calls}

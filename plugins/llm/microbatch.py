@@ -1,0 +1,149 @@
+"""Micro-batching: concurrent ``generate`` calls from many threads become one ``generate_batch`` call.
+
+``MicroBatchLLM(llm)`` wraps a backend whose ``generate_batch`` really batches (``native_batching``,
+e.g. ``TransformersVLLM``: one forward pass per token for the whole batch). Each thread that runs the
+graph for one item calls ``generate`` as usual; the call parks until a batch goes out, and a batch goes
+out when
+
+- it holds ``max_batch_size`` requests, or
+- every caller announced with ``set_callers(n)`` is waiting (nobody else is about to ask), or
+- ``max_wait_ms`` have passed since the first waiting request, counted from when the backend was last
+  free: a lone caller is never held longer than ``max_wait_ms``.
+
+Batches go to the backend one at a time (it decodes one batch at a time anyway); requests that arrive
+meanwhile gather for the next one. Whichever waiting thread finds the batch ready sends it and hands
+every caller its own reply, or the backend's exception. Requests with different sampling settings may
+share a batch: the backend splits them (``TransformersVLLM`` groups by decoding settings).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from .protocol import Generation, GenerationRequest
+
+
+class _Slot:
+    __slots__ = ("request", "owner", "queued_at", "reply", "error", "done")
+
+    def __init__(self, request: GenerationRequest, owner: int, queued_at: float) -> None:
+        self.request, self.owner, self.queued_at = request, owner, queued_at
+        self.reply: Generation | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class MicroBatchLLM:
+    """An LLM plugin that gathers concurrent requests into batched calls of the wrapped ``llm``.
+
+    Every other attribute (``name``, ``model_id``, ``supports_images``, ``score_options``,
+    ``count_tokens``, ...) is the wrapped backend's; ``score_options`` and the like are not batched."""
+
+    def __init__(self, llm: Any, *, max_batch_size: int | None = None, max_wait_ms: float = 50.0) -> None:
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        self.llm = llm
+        self.max_batch_size = max(1, int(max_batch_size or getattr(llm, "max_batch_size", 16)))
+        self.max_wait_ms = float(max_wait_ms)
+        self._cond = threading.Condition()
+        self._pending: list[_Slot] = []
+        self._busy = False  # a batch is at the backend
+        self._free_since = float("-inf")
+        self._callers: int | None = None
+        self._sizes: list[int] = []
+        self._seconds = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "llm":  # not set yet (copy, pickle): no recursion into self.llm
+            raise AttributeError(name)
+        return getattr(self.llm, name)
+
+    # --- the callers ------------------------------------------------------------------------------------
+
+    def set_callers(self, n: int | None) -> None:
+        """How many threads are calling now (None: unknown). When all of them wait, the batch goes at
+        once instead of after ``max_wait_ms``. A count too high only delays batches up to ``max_wait_ms``;
+        one too low only makes them smaller."""
+        with self._cond:
+            self._callers = None if n is None else max(0, int(n))
+            self._cond.notify_all()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Batches sent so far: how many, their sizes in order, requests and seconds in the backend."""
+        with self._cond:
+            sizes = list(self._sizes)
+            return {"batches": len(sizes), "requests": sum(sizes), "sizes": sizes,
+                    "max_size": max(sizes, default=0),
+                    "mean_size": round(sum(sizes) / len(sizes), 3) if sizes else 0.0,
+                    "seconds": round(self._seconds, 3)}
+
+    # --- the plugin calls -------------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        return self._call([request])[0]
+
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
+        return self._call(list(requests)) if requests else []
+
+    def _call(self, requests: list[GenerationRequest]) -> list[Generation]:
+        now = time.monotonic()
+        owner = threading.get_ident()
+        slots = [_Slot(r, owner, now) for r in requests]
+        with self._cond:
+            self._pending.extend(slots)
+            self._cond.notify_all()  # the batch may now be full, or every caller waiting
+        while True:
+            with self._cond:
+                while True:
+                    if all(s.done for s in slots):
+                        for s in slots:
+                            if s.error is not None:
+                                raise s.error
+                        return [s.reply for s in slots]  # type: ignore[misc]
+                    now = time.monotonic()
+                    if self._ready(now):
+                        batch = self._pending[:self.max_batch_size]
+                        del self._pending[:self.max_batch_size]
+                        self._busy = True
+                        break
+                    self._cond.wait(self._wait_seconds(now))
+            self._send(batch)  # outside the lock: others keep queueing meanwhile
+
+    def _deadline(self) -> float:
+        return max(self._pending[0].queued_at, self._free_since) + self.max_wait_ms / 1000
+
+    def _ready(self, now: float) -> bool:
+        if self._busy or not self._pending:
+            return False
+        if len(self._pending) >= self.max_batch_size or now >= self._deadline():
+            return True
+        return self._callers is not None and len({s.owner for s in self._pending}) >= self._callers
+
+    def _wait_seconds(self, now: float) -> float | None:
+        if self._busy or not self._pending:
+            return None  # woken when the batch in flight comes back
+        return max(0.0, self._deadline() - now)
+
+    def _send(self, batch: list[_Slot]) -> None:
+        t0 = time.perf_counter()
+        try:
+            replies = self.llm.generate_batch([s.request for s in batch])
+            if len(replies) != len(batch):
+                raise RuntimeError(f"generate_batch returned {len(replies)} replies for {len(batch)} requests")
+            for slot, reply in zip(batch, replies):
+                slot.reply = reply
+        except BaseException as exc:  # every caller of this batch sees the failure
+            for slot in batch:
+                slot.error = exc
+        finally:
+            with self._cond:
+                for slot in batch:
+                    slot.done = True
+                self._busy = False
+                self._free_since = time.monotonic()
+                self._sizes.append(len(batch))
+                self._seconds += time.perf_counter() - t0
+                self._cond.notify_all()
