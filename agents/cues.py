@@ -103,14 +103,14 @@ def _shape(option: str) -> str:
     return ("upper" if o[0].isupper() else "lower") + ("." if o.endswith(".") else "")
 
 
-_WORDNET_LOCK = threading.Lock()
+# NLTK's WordNet reader seeks in shared file handles: one lookup at a time (graph.batch runs items in threads).
+_WORDNET_LOCK = threading.RLock()
 
 
 @cache
 def _wordnet():
     """NLTK's WordNet when it is set up (``coe eval`` and the tests set it up); None otherwise, in which case
     the proper-noun kind check is not made (the answer-type check still is)."""
-    # graph.batch runs items in threads: NLTK's lazy corpus loader is not safe to enter twice at once.
     with _WORDNET_LOCK:
         try:
             from coe.eval.wordnet import ensure_wordnet
@@ -137,15 +137,17 @@ def _instance_kinds(text: str) -> tuple:
     wn = _wordnet()
     if wn is None or not text[:1].isupper():
         return ()
-    return tuple({h for s in wn.synsets(text.strip().replace(" ", "_"), pos="n") for h in s.instance_hypernyms()})
+    with _WORDNET_LOCK:
+        return tuple({h for s in wn.synsets(text.strip().replace(" ", "_"), pos="n") for h in s.instance_hypernyms()})
 
 
 @cache
 def _near_kinds(kind) -> frozenset:
     out, frontier = {kind}, {kind}
-    for _ in range(KIND_STEPS):
-        frontier = {h for k in frontier for h in k.hypernyms()}
-        out |= frontier
+    with _WORDNET_LOCK:
+        for _ in range(KIND_STEPS):
+            frontier = {h for k in frontier for h in k.hypernyms()}
+            out |= frontier
     return frozenset(out)
 
 
@@ -164,7 +166,8 @@ def _senses(text: str) -> frozenset:
     wn = _wordnet()
     if wn is None:
         return frozenset()
-    return frozenset(wn.synsets(normalize(text).replace(" ", "_")))
+    with _WORDNET_LOCK:
+        return frozenset(wn.synsets(normalize(text).replace(" ", "_")))
 
 
 def same_meaning(a: str, b: str) -> bool:
