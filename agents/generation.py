@@ -120,7 +120,7 @@ def sample_questions(llm, item: ItemInput, exemplars: list, k: int, *, seed: int
 
 
 def notes_call(llm, item: ItemInput, question: str, distractors: list[str], exemplars: list, *,
-               max_tokens: int = 40) -> PendingCall:
+               max_tokens: int = 60) -> PendingCall:
     """One short misconception note per distractor (why a student would pick it), in the given order."""
     n = len(distractors)
 

@@ -38,12 +38,17 @@ class VerifySettings(BaseModel):
     also_correct_yes: float = 0.5  # a distractor judged "also correct" needs P(yes) at least this ...
     also_correct_gap: float = 0.1  # ... and within this of the key's own P(yes)
     given_min_yes: float = 0.2    # a user-given question whose key gets P(yes) below this is refused
+    confirm_margin: float = 0.1   # "verified" needs the key ahead of every distractor by this much
     text_only: bool = True        # solve without the picture too (only when the item has one)
 
 
 class Verification(BaseModel):
+    """``verified``: no check found a problem and the student model chose the key with a margin;
+    ``unconfirmed``: no problem found, but the student could not confirm the key (a weak or text-only
+    model on a question about a picture); ``flagged``: a check found a problem (``reasons``)."""
+
     key: str
-    status: Literal["verified", "flagged"]
+    status: Literal["verified", "unconfirmed", "flagged"]
     reasons: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     key_prob: float
@@ -211,8 +216,13 @@ def verify_item(llm, item, question: str, distractors: list[str], *, question_gi
         reasons.append(f"the key gets only {key_prob:.2f} from a student model")
     if question_given and key_yes < s.given_min_yes and not (fit is not None and fit.known):
         reasons.append(f'"{key}" does not seem to answer the given question (P(yes) {key_yes:.2f})')
+    status = "flagged" if reasons else "verified"
+    if status == "verified" and key_prob < strongest_prob + s.confirm_margin:
+        status = "unconfirmed"
+        warnings.insert(0, f"a student model could not confirm the key ({key_prob:.2f} against "
+                           f'{strongest_prob:.2f} for "{strongest}")')
     return Verification(
-        key=key, fit=fit, status="flagged" if reasons else "verified", reasons=reasons, warnings=warnings,
+        key=key, fit=fit, status=status, reasons=reasons, warnings=warnings,
         key_prob=key_prob, key_top=key_prob >= max(probs.values()), option_probs=probs,
         strongest_distractor=strongest, strongest_prob=strongest_prob, key_yes=key_yes, also_correct=also,
         second_keys=second, text_only_key_prob=text_only, needs_image=needs_image, cues=cues,

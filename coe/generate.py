@@ -26,7 +26,7 @@ class MCQItem(BaseModel):
     image: str | None = None
     repaired: list[str] = Field(default_factory=list)
     distractor_notes: list[str] = Field(default_factory=list)
-    status: str = "unverified"      # verified | flagged | unverified (verification off)
+    status: str = "unverified"      # verified | unconfirmed | flagged | unverified (verification off)
     reasons: list[str] = Field(default_factory=list)
     difficulty: str | None = None
     verification: dict[str, Any] = Field(default_factory=dict)

@@ -28,6 +28,9 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
         lines += ["", f"[italic]Rationale:[/italic] {item.rationale}"]
     if item.status == "verified":
         lines += ["", f"[green]Verified[/green] · difficulty {item.difficulty} · key probability {v.get('key_prob', 0):.2f}"]
+    elif item.status == "unconfirmed":
+        lines += ["", f"[yellow]Unconfirmed[/yellow] · no check found a problem, but a student model could not "
+                      f"confirm the key · difficulty {item.difficulty}"]
     elif item.status == "flagged":
         lines += ["", "[bold red]Flagged — check before use:[/bold red]", *[f"  - {r}" for r in item.reasons]]
     else:

@@ -30,7 +30,7 @@ class CoEOutput(TypedDict, total=False):
     image_text: str
     valid: bool
     repaired: list[str]
-    status: str                 # verified | flagged | unverified (verification off)
+    status: str                 # verified | unconfirmed | flagged | unverified (verification off)
     reasons: list[str]
     difficulty: str
     verification: dict[str, Any]

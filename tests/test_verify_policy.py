@@ -134,10 +134,51 @@ def test_exemplar_questions_are_candidates(fixture_index):
     assert "model" in sources and sources - {"model"}  # exemplar ids beside the model's own
     kept = [c for c in step["candidates"] if not c["dropped"]]
     assert out["question"] == max(kept, key=lambda c: c["score"])["text"]
-    # a bank question answered with other kinds of things than the key is not offered ("mouse" for the
-    # plant-eater question, under this test's bag-of-words embedder)
-    dropped = {c["text"]: c["dropped"] for c in step["candidates"] if c["dropped"]}
-    assert "unlike what questions like this are answered with" in dropped["Which animal eats the plant?"]
+
+
+class TemplateBank:
+    """A bank that knows two templates, with a toy embedder in which cities and organisms are two clusters."""
+
+    AXES = {"Paris": 0, "Boston": 0, "Denver": 0, "Madrid": 0, "copepod": 1, "rotifer": 1, "shiner": 1}
+
+    def __init__(self):
+        from coe.retrieval.exemplars import Exemplar
+        self.rows = {"What is the capital of France?": [("Paris", ["Madrid", "Boston"]), ("Denver", ["Boston"])],
+                     "Which organism is a producer in this food web?": [("rotifer", ["shiner"])]}
+        self.Exemplar = Exemplar
+        self.embedder = self
+
+    def embed(self, texts):
+        import numpy as np
+        out = np.zeros((len(texts), 3), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, self.AXES.get(t, 2)] = 1.0
+        return out
+
+    def same_questions(self, question, **kw):
+        return [self.Exemplar(id=f"{question}-{i}", question=question, answer=a, distractors=d, score=1.0)
+                for i, (a, d) in enumerate(self.rows.get(question, []))]
+
+
+def test_the_bank_tells_whether_the_key_fits_the_question():
+    from coe.agents.fit import answer_fit
+
+    bank = TemplateBank()
+    assert answer_fit(bank, "What is the capital of France?", "copepod").misfit
+    fits = answer_fit(bank, "What is the capital of France?", "Paris")
+    assert fits.known and not fits.misfit and fits.closest == "Paris"
+    assert not answer_fit(bank, "Which organism is a producer in this food web?", "copepod").misfit
+    assert not answer_fit(bank, "Who wrote Hamlet?", "copepod").known  # a question the bank does not know
+
+
+def test_a_given_question_the_bank_says_the_key_cannot_answer_is_refused():
+    from coe.agents.generation import ItemInput
+    from coe.agents.verify import check_given_question
+
+    llm = ScriptedStudent(lambda r: {}, yes=lambda q, o: 0.9)  # the student alone would let it through
+    ok, p_yes, why = check_given_question(llm, ItemInput(answer="copepod"), "What is the capital of France?",
+                                          retriever=TemplateBank())
+    assert not ok and p_yes == 0.9 and "unlike what questions like this are answered with" in why
 
 
 def test_blend_ranking_and_difficulty_steer_the_choice(fixture_index):

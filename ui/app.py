@@ -312,6 +312,8 @@ def verification_summary(item: dict[str, Any]) -> None:
     status = item.get("status")
     if status == "verified":
         st.success(f"Verified by a student model · difficulty {item.get('difficulty') or '-'}")
+    elif status == "unconfirmed":
+        st.warning("Unconfirmed: no check found a problem, but a student model could not confirm the key.")
     elif status == "flagged":
         st.error("Flagged — check before use:\n" + "\n".join(f"- {r}" for r in item.get("reasons") or []))
     elif status == "unverified":
