@@ -18,12 +18,14 @@ from .items import EvalItem
 _EVAL = {"write_notes": False, "check_given_question": False}
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "copy": None,
-    "pool-rank": {"use_rationale": False, "pool_selection": "rank", "verify": False},  # no model: the pool's ranking
-    "zero-shot": {"use_exemplars": False, "use_pool": False, "verify": False},
-    "coe-paper-prompts": {"mode": "coe", "use_pool": False, "verify": False, "pool_selection": "model"},
+    # no model: the pool's ranking
+    "pool-rank": {"use_rationale": False, "pool_selection": "rank", "verify": False, "write_notes": False},
+    "zero-shot": {"use_exemplars": False, "use_pool": False, "verify": False, "write_notes": False},
+    "coe-paper-prompts": {"mode": "coe", "use_pool": False, "verify": False, "pool_selection": "model",
+                          "write_notes": False},
     # The first version: the model writes one question / chooses the distractors, nothing checks them.
-    "greedy": {"pool_selection": "model", "verify": False},
-    "no-cot": {"use_rationale": False, "pool_selection": "model", "verify": False},
+    "greedy": {"pool_selection": "model", "verify": False, "write_notes": False},
+    "no-cot": {"use_rationale": False, "pool_selection": "model", "verify": False, "write_notes": False},
     # Generate several, keep the best, verified (the default graph).
     "coe": {**_EVAL},
     "coe-no-cot": {**_EVAL, "use_rationale": False},
