@@ -12,7 +12,7 @@ import numpy as np
 
 from .items import EvalItem, load_items
 
-STAGES = ["describe_image", "retrieve", "question", "rationale", "distractors", "validate"]
+from coe.graphs.build import STEPS as STAGES
 
 
 def peak_rss_mb() -> float:
@@ -20,7 +20,8 @@ def peak_rss_mb() -> float:
 
 
 def bench_stages(models: list[str], items: list[EvalItem], retrieval) -> list[dict[str, Any]]:
-    """Full items (question, rationale, distractors) through the graph; per-stage seconds from the trace."""
+    """Full items (question, rationale, distractors, verification, notes) through the graph; per-stage
+    seconds from the trace."""
     from coe.errors import ModelOutputError
     from coe.graphs import graph
     from coe.graphs.services import Services, default_llm

@@ -13,16 +13,21 @@ from .predict import exclude_splits
 def pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) -> dict[str, Any]:
     """Share of gold distractors present in the pool the distractor step is offered, and in its top n
     (what choosing the pool's best candidates alone would recall)."""
-    from coe.graphs import nodes
+    from coe.agents.candidates import distractor_pool
+    from coe.graphs.services import GraphSettings
+    from coe.retrieval.retriever import RetrievalQuery
 
+    settings = GraphSettings()
     in_pool = in_top = total = 0
     for item in items:
         n = len(item.gold_distractors)
-        state = {"answer": item.answer, "context": item.context, "image_text": image_texts.get(item.pid, ""),
-                 "question_given": item.question, "question": item.question, "exclude_ids": [item.pid]}
-        config = {"configurable": {"services": services, "exclude_splits": exclude_splits(item.split)}}
-        state.update(nodes.retrieve(state, config))
-        pool = [normalize(c) for c in nodes._pool(state, config, n)]
+        image_text = image_texts.get(item.pid, "")
+        found, _ = services.retriever.retrieve(
+            RetrievalQuery(answer=item.answer, question=item.question, context=item.context, image_text=image_text,
+                           exclude_ids=[item.pid], exclude_splits=exclude_splits(item.split)),
+            k=max(settings.k, settings.pool_k))
+        pool = [normalize(c.text) for c in distractor_pool(item.answer, found, item.context, image_text,
+                                                            question=item.question, n=n)]
         gold = {normalize(g) for g in item.gold_distractors}
         in_pool += len(gold & set(pool))
         in_top += len(gold & set(pool[:n]))

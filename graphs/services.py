@@ -64,22 +64,19 @@ def services_from(config: RunnableConfig | None) -> Services:
 
 
 def default_llm(model: str | None = None) -> Any:
-    """``openai:MODEL[@URL]`` → an OpenAI-compatible server; ``transformers:PRESET|DIR`` → the transformers
-    Qwen2-VL backend (a checkpoint, or a fine-tuned adapter directory on its base); anything else →
-    llama.cpp in process."""
-    from coe.plugins.llm.openai_compat import OpenAICompatLLM, is_openai_spec
+    """The LLM plugin for a ``--model`` spec, resolved through the ``coe.llm`` entry-point group:
 
-    if is_openai_spec(model):
-        return OpenAICompatLLM.from_spec(model)
-    if model and model.startswith("transformers:"):
-        from coe.plugins.llm.transformers_vl import TransformersVLLM
+    * ``NAME:SPEC`` where NAME is a registered plugin (``llamacpp``, ``openai``, ``transformers``,
+      ``qwen-vl-chat`` or a third party's): the plugin's ``from_spec(SPEC)``, or the plugin called with SPEC;
+    * anything else (a preset name, a ``.gguf`` path, a hub id, or nothing): llama.cpp in process."""
+    from coe.plugins import registry
 
-        return TransformersVLLM(model.removeprefix("transformers:"))
-    from coe.modelstore import resolve_llm
-    from coe.plugins.llm.llamacpp import LlamaCppLLM
-
-    name, path = resolve_llm(model)
-    return LlamaCppLLM(path, model_id=name)
+    name, sep, spec = (model or "").partition(":")
+    if sep and name in registry.available("llm"):
+        plugin = registry.load("llm", name)
+        build = getattr(plugin, "from_spec", None)
+        return build(spec) if build is not None else plugin(spec)
+    return registry.load("llm", "llamacpp").from_spec(model or "")
 
 
 @cache

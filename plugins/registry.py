@@ -26,7 +26,10 @@ def load(kind: str, name: str) -> Any:
         raise ConfigError(f"unknown plugin kind {kind!r}; kinds: {', '.join(GROUPS)}")
     for ep in entry_points(group=GROUPS[kind]):
         if ep.name == name:
-            return ep.load()
+            try:
+                return ep.load()
+            except ImportError as exc:  # an optional dependency group that is not installed
+                raise ConfigError(f"the {kind} plugin {name!r} cannot be loaded: {exc}") from exc
     raise ConfigError(f"no {kind} plugin named {name!r}; installed: {', '.join(available(kind)) or 'none'}")
 
 

@@ -38,7 +38,7 @@ class _DatasetReader:
 def test_records_are_the_prompts_the_graph_sends(fixture_dataset, fixture_index):
     from coe.graphs import graph
     from coe.graphs.services import Services
-    from coe.plugins.llm.scripted import ScriptedLLM
+    from tests.scripted_llm import ScriptedLLM
 
     records = build_records(fixture_dataset, fixture_index, split="train")
     by_id = {r.id: r for r in records}

@@ -6,7 +6,7 @@ import pytest
 
 from coe.errors import ModelOutputError
 from coe.graphs import Services, build_graph, graph
-from coe.plugins.llm.scripted import ScriptedLLM
+from tests.scripted_llm import ScriptedLLM
 from tests.conftest import FIXTURE
 
 

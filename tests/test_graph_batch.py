@@ -11,7 +11,7 @@ from coe.errors import ModelOutputError
 from coe.graphs import Services, generate_items, graph
 from coe.plugins.llm.microbatch import MicroBatchLLM
 from coe.plugins.llm.protocol import Generation, GenerationRequest, Message, Usage
-from coe.plugins.llm.scripted import ScriptedLLM
+from tests.scripted_llm import ScriptedLLM
 from tests.conftest import FIXTURE
 from tests.test_graph import SINGLE_SHOT, StubReader, stage_of
 from tests.verify_support import ScriptedStudent, task_of

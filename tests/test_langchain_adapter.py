@@ -4,7 +4,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.prompts import ChatPromptTemplate
 
 from coe.plugins.llm.langchain_adapter import PluginChatModel
-from coe.plugins.llm.scripted import ScriptedLLM
+from tests.scripted_llm import ScriptedLLM
 
 
 def test_plain_invoke_maps_roles_and_usage():

@@ -11,7 +11,7 @@ import pytest
 from coe.errors import ConfigError, InputError
 from coe.plugins.llm.protocol import (GenerationRequest, ImageRef, Message, OptionScoreRequest, label_probs,
                                       score_options)
-from coe.plugins.llm.scripted import ScriptedLLM
+from tests.scripted_llm import ScriptedLLM
 from tests.conftest import GGUF_PRESET
 
 LETTERS = ["A", "B", "C", "D"]

@@ -3,7 +3,7 @@
 import pytest
 from coe.graphs import Services, graph
 from coe.graphs.review import build_review_graph
-from coe.plugins.llm.scripted import ScriptedLLM
+from tests.scripted_llm import ScriptedLLM
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 

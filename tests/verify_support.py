@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from coe.plugins.llm.protocol import OptionScores
-from coe.plugins.llm.scripted import ScriptedLLM
+from tests.scripted_llm import ScriptedLLM
 
 
 def task_of(request) -> str:

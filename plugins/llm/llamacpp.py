@@ -52,6 +52,14 @@ class LlamaCppLLM(SequentialBatchMixin):
         self._llm = Llama(**self._params)
         self._scorer = None
 
+    @classmethod
+    def from_spec(cls, spec: str = "") -> "LlamaCppLLM":
+        """A pulled preset's name, a local ``.gguf`` path, or nothing (the default preset)."""
+        from coe.modelstore import resolve_llm
+
+        name, path = resolve_llm(spec or None)
+        return cls(path, model_id=name)
+
     def scoring_context(self):
         """The llama.cpp context that option scoring evaluates in (created on first use; callers hold the lock)."""
         if self._scorer is None:

@@ -165,8 +165,9 @@ class OpenAICompatLLM:
 
     @classmethod
     def from_spec(cls, spec: str, **options: Any) -> OpenAICompatLLM:
-        """Build from ``openai:MODEL[@URL]``; images and JSON mode default from ``COE_OPENAI_*``."""
-        model, url = parse_model_spec(spec)
+        """Build from ``MODEL[@URL]`` (the ``openai:`` prefix may stay on); images and JSON mode default from
+        ``COE_OPENAI_*``."""
+        model, url = parse_model_spec(spec if is_openai_spec(spec) else SPEC_PREFIX + spec)
         options.setdefault("supports_images", _env_flag(IMAGES_ENV, True))
         options.setdefault("json_mode", os.environ.get(JSON_MODE_ENV, "").strip() or "auto")
         return cls(model, url, **options)

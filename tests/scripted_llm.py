@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
+from coe.plugins.llm.protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
                        Usage, parse_json_text)
 
 Reply = str | dict | list | Callable[[GenerationRequest | OptionScoreRequest], Any]
