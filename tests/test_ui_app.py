@@ -107,6 +107,20 @@ def png_header(width: int, height: int) -> bytes:
 
 # -- generate --------------------------------------------------------------------------------
 
+def test_generate_again_gives_another_alternative_and_difficulty_reaches_the_graph(app):
+    generate(app, variant="Full CoE", context="A meadow food chain: grass, rabbit, fox.", difficulty="hard")
+    first = run_of(app)
+    before = (first.item()["question"], tuple(first.item()["distractors"]))
+    app.button(key="generate_again").click().run()
+    settle(app)
+    again = run_of(app)
+    assert again.run_id != first.run_id and again.settings["seed"] == 1 and again.settings["difficulty"] == "hard"
+    assert (again.item()["question"], tuple(again.item()["distractors"])) != before
+    app.button(key="generate").click().run()  # a fresh Generate starts from the first alternative again
+    settle(app)
+    assert run_of(app).settings["seed"] == 0
+
+
 def test_full_coe_shows_the_verification_beside_each_option(app):
     generate(app, variant="Full CoE", context="A meadow food chain: grass, rabbit, fox.")
     run = run_of(app)

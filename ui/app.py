@@ -26,6 +26,7 @@ from coe.paths import coe_home, scienceqa_dir
 
 SOURCES = ("Upload an image", "ScienceQA test item")
 DEFAULT_MODEL = "default"
+DIFFICULTIES = ("easy", "medium", "hard")
 POLL_SECONDS = 0.5
 
 
@@ -156,10 +157,17 @@ def input_panel(busy: bool) -> None:
     c3.selectbox("Variant", list(VARIANTS), key="variant",
                  help="Ablations: all CoE steps, no retrieved exemplars, no rationale, or the paper's "
                       "free-text prompt shapes instead of JSON.")
-    if st.button("Generate", type="primary", key="generate", disabled=busy):
-        start_run(image_path, subject=subject, grade=grade, exclude=exclude,
-                  upload_error=source == SOURCES[0] and st.session_state.get("upload") is not None
-                  and image_path is None)
+    st.selectbox("Difficulty", DIFFICULTIES, index=1, key="difficulty",
+                 help="Steers which distractors are kept: hard ones draw a student model's choice, easy ones less.")
+    upload_error = (source == SOURCES[0] and st.session_state.get("upload") is not None and image_path is None)
+    b1, b2 = st.columns(2)
+    if b1.button("Generate", type="primary", key="generate", disabled=busy, width="stretch"):
+        st.session_state["seed"] = 0
+        start_run(image_path, subject=subject, grade=grade, exclude=exclude, upload_error=upload_error)
+    if b2.button("Generate again", key="generate_again", disabled=busy or current_run() is None, width="stretch",
+                 help="The same input, another alternative (the next seed) instead of the identical item."):
+        st.session_state["seed"] = st.session_state.get("seed", 0) + 1
+        start_run(image_path, subject=subject, grade=grade, exclude=exclude, upload_error=upload_error)
 
 
 def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> None:
@@ -181,8 +189,9 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
         old.cancel()  # its worker records it as cancelled and drops its thread
     elif old is not None and old.status == "review":
         old.forget()  # left unreviewed: its record stays in the history
-    run = Run(shared_graph(), services, state, settings=dict(VARIANTS[ss.get("variant") or "Full CoE"]),
-              variant=ss.get("variant") or "Full CoE", model=model)
+    settings = {**VARIANTS[ss.get("variant") or "Full CoE"], "seed": ss.get("seed", 0),
+                "difficulty": ss.get("difficulty") or "medium"}
+    run = Run(shared_graph(), services, state, settings=settings, variant=ss.get("variant") or "Full CoE", model=model)
     ss["run"] = run
     run.start()
     st.rerun()
