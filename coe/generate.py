@@ -65,10 +65,10 @@ def generate_item(*, image: str | None, answer: str, context: str = "", question
                          n_distractors=n_distractors)
     state.update({"subject": subject, "grade": grade})
     services = services or default_services(model)
-    config = {"configurable": {"services": services, "n_distractors": n_distractors, **settings}}
+    config = {"configurable": {"n_distractors": n_distractors, **settings}}
     t0 = time.perf_counter()
     final: dict[str, Any] = dict(state)
-    for chunk in graph.stream(state, config=config, stream_mode="updates"):
+    for chunk in graph.stream(state, config=config, context=services, stream_mode="updates"):
         for node, update in chunk.items():
             if not update:
                 continue

@@ -40,7 +40,7 @@ def bench_stages(models: list[str], items: list[EvalItem], retrieval) -> list[di
                                     "image_path": str(item.image_path) if item.image_path else None,
                                     "n_distractors": max(len(item.gold_distractors), 1),
                                     "exclude_ids": [item.pid]},
-                                   config={"configurable": {"services": services, "exclude_splits": ["test"]}})
+                                   config={"configurable": {"exclude_splits": ["test"]}}, context=services)
             except ModelOutputError:
                 failures += 1  # the item failed loudly, as it should; its time still counts
                 totals.append(time.perf_counter() - t0)

@@ -84,7 +84,7 @@ def generate_items(items: list[dict[str, Any]], services: Services, *, raise_err
     if batcher is not None:
         services = replace(services, llm=batcher)
         max_concurrency = max_concurrency or batcher.max_batch_size
-    base = {"configurable": {**settings, "services": services}}
+    base = {"configurable": dict(settings)}
     if max_concurrency is not None:
         base["max_concurrency"] = max_concurrency
     configs: list[dict[str, Any]] = [{**base, "configurable": dict(base["configurable"])} for _ in items]
@@ -106,7 +106,7 @@ def generate_items(items: list[dict[str, Any]], services: Services, *, raise_err
 
     t0 = time.perf_counter()
     try:
-        outputs = graph.batch(items, configs, return_exceptions=True)
+        outputs = graph.batch(items, configs, return_exceptions=True, context=services)
     finally:
         if batcher is not None:
             batcher.set_callers(None)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from langgraph.graph import END, START, StateGraph
 
 from . import nodes
+from .services import Services
 from .state import CoEInput, CoEOutput, CoEState
 
 STEPS = ("describe_image", "retrieve", "question", "rationale", "distractors", "validate", "verify", "notes")
@@ -30,8 +31,8 @@ def build_graph(checkpointer=None, *, until: str | None = None, functions: dict 
     steps = STEPS[: STEPS.index(until) + 1] if until else STEPS
     functions = functions or {}
     # The review graph's callers read its whole state (review fields included), so it keeps the state schema.
-    g = (StateGraph(state_schema, input_schema=CoEInput, output_schema=CoEOutput) if review is None
-         else StateGraph(state_schema))
+    g = (StateGraph(state_schema, context_schema=Services, input_schema=CoEInput, output_schema=CoEOutput)
+         if review is None else StateGraph(state_schema, context_schema=Services))
     for step in steps:
         g.add_node(step, wrap(step, functions.get(step, getattr(nodes, step))))
     end = END

@@ -1,4 +1,7 @@
-"""Graph nodes: each reads the state, does one CoE step and returns its update plus a trace entry."""
+"""Graph nodes: each reads the state, does one CoE step and returns its update plus a trace entry.
+
+Settings come from ``config["configurable"]`` (``GraphSettings``); the models come from the run's context
+(``runtime.context``, a ``Services``): nothing here loads a model."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 
 from coe.agents.candidates import Candidate, distractor_pool
 from coe.agents.generation import (ItemInput, generate_distractors, generate_question, generate_rationale,
@@ -21,7 +25,7 @@ from coe.plugins.llm.protocol import ImageRef
 from coe.retrieval.exemplars import Exemplar
 from coe.retrieval.retriever import RetrievalQuery
 
-from .services import services_from, settings_from
+from .services import Services, services_of, settings_from
 from .state import CoEState
 
 
@@ -53,7 +57,7 @@ def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
     return [c.text for c in _pool_candidates(state, config, n)]
 
 
-def describe_image(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
+def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     t0 = time.perf_counter()
     path = state.get("image_path")
     if not path:  # a caller may bring its own image text (e.g. a dataset caption when the file is absent)
@@ -61,7 +65,7 @@ def describe_image(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
                 "trace": [{"node": "describe_image", "seconds": 0.0, "skipped": "no image"}]}
     from coe.imageio import load_image
 
-    reader = services_from(config).image_reader
+    reader = services_of(runtime).image_reader
     image = load_image(path)
     described = reader.describe(image, source_path=Path(path))
     text = described.as_prompt_text()
@@ -71,12 +75,12 @@ def describe_image(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
                        "output": described.model_dump(mode="json")}]}
 
 
-def retrieve(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
+def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     t0 = time.perf_counter()
     s = settings_from(config)
     if not s.use_exemplars:
         return {"exemplars": [], "trace": [{"node": "retrieve", "seconds": 0.0, "skipped": "ablation: no exemplars"}]}
-    retriever = services_from(config).retriever
+    retriever = services_of(runtime).retriever
 
     q = RetrievalQuery(answer=state["answer"], question=state.get("question_given"),
                        context=state.get("context", ""), image_text=state.get("image_text", ""),
@@ -89,17 +93,17 @@ def retrieve(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
                        "exemplars": [{"id": e.id, "score": e.score, "signals": e.signals} for e in found]}]}
 
 
-def question(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
+def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     """The question: a given one is checked (does the answer answer it at all?); otherwise several candidates
     (greedy, sampled, exemplar questions) are ranked by the answering agent and the best is kept."""
     t0 = time.perf_counter()
-    s, llm = settings_from(config), services_from(config).llm
+    s, llm = settings_from(config), services_of(runtime).llm
     given = state.get("question_given")
     item = _item(state)
     if given:
         entry: dict[str, Any] = {"node": "question", "source": "given"}
         if s.verify and s.check_given_question:
-            ok, p_yes, why = check_given_question(llm, item, given.strip(), retriever=services_from(config).retriever,
+            ok, p_yes, why = check_given_question(llm, item, given.strip(), retriever=services_of(runtime).retriever,
                                                   exclude_ids=state.get("exclude_ids", []),
                                                   exclude_splits=s.exclude_splits)
             entry.update({"answers_question_p_yes": p_yes, "seconds": round(time.perf_counter() - t0, 3)})
@@ -123,7 +127,7 @@ def question(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     rejected = {normalize(q) for q in state.get("rejected_questions", [])}
     candidates = [c for c in candidates if normalize(c.text) not in rejected] or candidates[:1]
     if len(candidates) > 1:
-        ranked = rank_questions(llm, item, candidates, seed=s.seed, retriever=services_from(config).retriever,
+        ranked = rank_questions(llm, item, candidates, seed=s.seed, retriever=services_of(runtime).retriever,
                                 exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits)
         value = ranked[0].text
         trace["candidates"] = [c.model_dump() for c in ranked]
@@ -131,17 +135,17 @@ def question(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     return {"question": value, "model": llm.model_id, "trace": [{"node": "question", **trace}]}
 
 
-def rationale(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
-    s, llm = settings_from(config), services_from(config).llm
+def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
+    s, llm = settings_from(config), services_of(runtime).llm
     if not s.use_rationale:
         return {"rationale": None, "trace": [{"node": "rationale", "seconds": 0.0, "skipped": "ablation: no rationale"}]}
     value, trace = generate_rationale(llm, _item(state), state["question"], _exemplars(state, config), mode=s.mode)
     return {"rationale": value, "model": llm.model_id, "trace": [{"node": "rationale", **trace}]}
 
 
-def distractors(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
+def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    s, llm = settings_from(config), services_from(config).llm
+    s, llm = settings_from(config), services_of(runtime).llm
     n = state.get("n_distractors") or s.n_distractors
     attempt = state.get("attempts", 0) + 1
     candidates = _pool_candidates(state, config, n)
@@ -214,16 +218,16 @@ def after_validate(state: CoEState) -> str:
     return "done" if state.get("valid") else "retry"
 
 
-def verify(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
+def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     """Take the finished item as a student would and decide: done, back to the question, or replace the
     distractors judged correct (each bounded); what still fails ends ``flagged`` with its reasons."""
-    s, llm = settings_from(config), services_from(config).llm
+    s, llm = settings_from(config), services_of(runtime).llm
     if not s.verify:
         return {"status": "unverified", "reasons": [], "route": "done",
                 "trace": [{"node": "verify", "seconds": 0.0, "skipped": "verification off"}]}
     given = bool(state.get("question_given"))
     v = verify_item(llm, _item(state), state["question"], state["distractors"], question_given=given,
-                    retriever=services_from(config).retriever, exclude_ids=state.get("exclude_ids", []),
+                    retriever=services_of(runtime).retriever, exclude_ids=state.get("exclude_ids", []),
                     exclude_splits=s.exclude_splits, seed=s.seed, settings=VerifySettings(**{k: val for k, val in (config.get("configurable") or {}).items()
                                                             if k in VerifySettings.model_fields}))
     update: dict[str, Any] = {"status": v.status, "reasons": v.reasons, "difficulty": v.difficulty,
@@ -247,9 +251,9 @@ def after_verify(state: CoEState) -> str:
     return state.get("route", "done")
 
 
-def notes(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
+def notes(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     """Why a student would pick each distractor, for the reviewer and the exports."""
-    s, llm = settings_from(config), services_from(config).llm
+    s, llm = settings_from(config), services_of(runtime).llm
     if not s.write_notes:
         return {"distractor_notes": [], "trace": [{"node": "notes", "seconds": 0.0, "skipped": "notes off"}]}
     try:

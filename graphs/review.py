@@ -17,6 +17,7 @@ are required.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,11 +25,12 @@ from typing import Any
 from coe.agents.validation import clean_option, normalize, validate_distractors
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
+from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from . import nodes
 from .build import build_graph
-from .services import settings_from
+from .services import Services, settings_from
 from .state import CoEState
 
 ACTIONS = ("accept", "regenerate_distractors")
@@ -65,11 +67,12 @@ def _inputs(name: str, state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _recording(name: str, fn: Callable[[Any, RunnableConfig], dict[str, Any]]):
+def _recording(name: str, fn: Callable[..., dict[str, Any]]):
     """Wrap a node so each of its trace entries also records the state fields the node read."""
+    takes_runtime = "runtime" in inspect.signature(fn).parameters
 
-    def node(state: ReviewState, config: RunnableConfig) -> dict[str, Any]:
-        update = fn(state, config)
+    def node(state: ReviewState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
+        update = fn(state, config, runtime) if takes_runtime else fn(state, config)
         inputs = _inputs(name, state)
         update["trace"] = [{**entry, "inputs": inputs} for entry in update.get("trace", [])]
         return update
@@ -78,12 +81,12 @@ def _recording(name: str, fn: Callable[[Any, RunnableConfig], dict[str, Any]]):
     return node
 
 
-def distractors_keeping(state: ReviewState, config: RunnableConfig) -> dict[str, Any]:
+def distractors_keeping(state: ReviewState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     """The distractor node, writing only the options the reviewer did not keep."""
     keep = list(state.get("keep") or [])
     note = state.get("review_note") or ""
     if not keep and not note:
-        return nodes.distractors(state, config)
+        return nodes.distractors(state, config, runtime)
     n = state.get("n_distractors") or settings_from(config).n_distractors
     feedback = "; ".join(part for part in (note, state.get("feedback", "")) if part)
     if len(keep) >= n:
@@ -92,7 +95,7 @@ def distractors_keeping(state: ReviewState, config: RunnableConfig) -> dict[str,
                 "trace": [{"node": "distractors", "attempt": attempt, "seconds": 0.0, "kept": keep,
                            "skipped": "every distractor kept"}]}
     view = {**state, "n_distractors": n - len(keep), "feedback": feedback}
-    update = nodes.distractors(view, config)
+    update = nodes.distractors(view, config, runtime)
     update["candidate_distractors"] = keep + list(update.get("candidate_distractors") or [])
     update["trace"] = [{**entry, "kept": keep} for entry in update.get("trace", [])]
     return update

@@ -1,4 +1,5 @@
-"""Runtime services (model, retriever, image reader) handed to the graph through RunnableConfig."""
+"""The graph's runtime context (``Services``: model, retriever, image reader), its settings (``GraphSettings``,
+read from ``config["configurable"]``) and the CPU default services."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class GraphSettings(BaseModel):
 
 @dataclass
 class Services:
+    """The LangGraph runtime context of a run (``context_schema``): the resolved plugins."""
+
     llm: Any
     retriever: Any = None
     image_reader: Any = None
@@ -55,11 +58,14 @@ def settings_from(config: RunnableConfig | None) -> GraphSettings:
     return GraphSettings(**{k: v for k, v in conf.items() if k in GraphSettings.model_fields})
 
 
-def services_from(config: RunnableConfig | None) -> Services:
-    conf = (config or {}).get("configurable", {}) or {}
-    services = conf.get("services")
+def services_of(runtime) -> Services:
+    """The run's models, passed as LangGraph runtime context (``graph.invoke(state, config, context=...)``)."""
+    services = getattr(runtime, "context", None)
     if services is None:
-        services = default_services(conf.get("model"))
+        from coe.errors import ConfigError
+        raise ConfigError("the graph needs its models as context: graph.invoke(state, config, "
+                          "context=Services(llm=..., retriever=..., image_reader=...)); "
+                          "coe.graphs.services.default_services() gives the CPU default")
     return services
 
 

@@ -55,8 +55,8 @@ def test_records_are_the_prompts_the_graph_sends(fixture_dataset, fixture_index)
                  "image_path": str(p.image_path) if item.images else None, "exclude_ids": [pid],
                  "n_distractors": len(p.distractors), "trace": []}
         services = Services(llm=llm, retriever=fixture_index, image_reader=_DatasetReader(item.image_text))
-        graph.invoke(state, config={"configurable": {"services": services, "exclude_splits": ["val", "test"],
-                                                     "n_distractors": len(p.distractors)}})
+        graph.invoke(state, config={"configurable": {"exclude_splits": ["val", "test"],
+                                                     "n_distractors": len(p.distractors)}}, context=services)
         assert len(llm.requests) == 3
         for request, stage in zip(llm.requests, ("qg", "rg", "dg")):
             sent = [(m.role, m.content, [str(i.path) for i in m.images]) for m in request.messages]

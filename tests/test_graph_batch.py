@@ -75,7 +75,7 @@ def strip_seconds(value):
 
 def single(reply, retriever, item, llm_class=ScriptedLLM, **conf):
     services = Services(llm=llm_class(reply), retriever=retriever, image_reader=StubReader())
-    return graph.invoke(dict(item), config={"configurable": {"services": services, **conf}})
+    return graph.invoke(dict(item), config={"configurable": conf}, context=services)
 
 
 def services_for(llm, retriever):

@@ -305,10 +305,11 @@ def test_retriever_refuses_a_missing_or_foreign_image_index(image_bank, tiny_con
 def test_graph_retrieve_node_sends_the_item_image(image_bank, embedder):
     from coe.graphs import Services
     from coe.graphs.nodes import retrieve
+    from langgraph.runtime import Runtime
     from coe.retrieval.retriever import ExemplarRetriever
     store, _, images = image_bank
     services = Services(llm=None, retriever=ExemplarRetriever(HashEmbedder(), store, image_embedder=embedder))
-    out = retrieve({"answer": "zebra", "image_path": str(images["5"])}, {"configurable": {"services": services}})
+    out = retrieve({"answer": "zebra", "image_path": str(images["5"])}, {}, Runtime(context=services))
     assert out["exemplars"][0]["id"] == "5"
     assert out["trace"][0]["query_image"]["path"] == str(images["5"])
 

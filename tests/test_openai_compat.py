@@ -456,7 +456,7 @@ def test_coe_graph_over_real_server(real_llm, fixture_index):
     state = {"answer": "rabbit", "context": "This is a food chain from a meadow: grass, rabbit, fox.",
              "image_path": str(FIXTURE / "images/test/7/image.png"), "n_distractors": 3}
     services = Services(llm=real_llm, retriever=fixture_index, image_reader=StubReader())
-    out = graph.invoke(state, config={"configurable": {"services": services, "n_distractors": 3}})
+    out = graph.invoke(state, config={"configurable": {"n_distractors": 3}}, context=services)
     assert out["valid"] and out["question"].strip() and out["rationale"]
     assert len(out["distractors"]) == 3
     assert validate_distractors(out["distractors"], "rabbit", 3).valid

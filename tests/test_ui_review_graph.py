@@ -13,17 +13,22 @@ from tests.test_graph import SINGLE_SHOT, StubReader, scripted, stage_of
 IMAGE = str(FIXTURE / "images/test/7/image.png")
 
 
+# The models of each thread: runtime context is given with every call, it is not checkpointed.
+CONTEXT: dict[str, Services] = {}
+
+
 def start(llm, retriever, thread="t1", **conf):
     g = build_review_graph(InMemorySaver())
-    config = {"configurable": {"thread_id": thread, "n_distractors": 2, **SINGLE_SHOT, **conf,
-                               "services": Services(llm=llm, retriever=retriever, image_reader=StubReader())}}
+    config = {"configurable": {"thread_id": thread, "n_distractors": 2, **SINGLE_SHOT, **conf}}
+    CONTEXT[thread] = Services(llm=llm, retriever=retriever, image_reader=StubReader())
     chunks = list(g.stream({"answer": "rabbit", "context": "A meadow food chain.", "n_distractors": 2,
-                            "image_path": IMAGE}, config, stream_mode="updates"))
+                            "image_path": IMAGE}, config, context=CONTEXT[thread], stream_mode="updates"))
     return g, config, chunks
 
 
 def resume(g, config, decision):
-    return list(g.stream(Command(resume=decision), config, stream_mode="updates"))
+    thread = config["configurable"]["thread_id"]
+    return list(g.stream(Command(resume=decision), config, context=CONTEXT[thread], stream_mode="updates"))
 
 
 def waiting(g, config):
@@ -128,9 +133,9 @@ def test_threads_are_independent(fixture_index):
     g = build_review_graph(saver)
     outs = {}
     for thread, pair in (("a", ["grass", "hawk"]), ("b", ["owl", "worm"])):
-        config = {"configurable": {"thread_id": thread, **SINGLE_SHOT, "services": Services(
-            llm=scripted([{"distractors": pair}]), retriever=fixture_index, image_reader=StubReader())}}
-        list(g.stream({"answer": "rabbit", "n_distractors": 2}, config))
+        config = {"configurable": {"thread_id": thread, **SINGLE_SHOT}}
+        list(g.stream({"answer": "rabbit", "n_distractors": 2}, config, context=Services(
+            llm=scripted([{"distractors": pair}]), retriever=fixture_index, image_reader=StubReader())))
         outs[thread] = config
     assert waiting(g, outs["a"])[1]["distractors"] == ["grass", "hawk"]
     assert waiting(g, outs["b"])[1]["distractors"] == ["owl", "worm"]
@@ -149,7 +154,7 @@ def test_coe_mode_regeneration(fixture_index):
 def test_requires_a_thread_id(fixture_index):
     g = build_review_graph()
     with pytest.raises((ValueError, KeyError)):  # the checkpointer needs a thread id
-        g.invoke({"answer": "rabbit"}, {"configurable": {"services": Services(llm=scripted([]))}})
+        g.invoke({"answer": "rabbit"}, {}, context=Services(llm=scripted([])))
 
 
 def test_plain_graph_is_unchanged(fixture_index):

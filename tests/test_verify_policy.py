@@ -38,7 +38,7 @@ def run(llm, retriever, question_given=None, **conf):
     if question_given:
         state["question_given"] = question_given
     services = Services(llm=llm, retriever=retriever, image_reader=StubReader())
-    return graph.invoke(state, config={"configurable": {"services": services, **BASE, **conf}})
+    return graph.invoke(state, config={"configurable": {**BASE, **conf}}, context=services)
 
 
 def nodes(out):

@@ -158,7 +158,7 @@ class Run:
         self.job: Job | None = None
         self.status = "new"
         self.error: str | None = None
-        self.config = {"configurable": {"thread_id": self.run_id, "services": services, **settings}}
+        self.config = {"configurable": {"thread_id": self.run_id, **settings}}
         self.notice: str | None = None
         self._final: dict[str, Any] | None = None
 
@@ -193,7 +193,7 @@ class Run:
         return job
 
     def _work(self, job: Job, graph_input: Any, before: dict | None) -> None:
-        stream = self.graph.stream(graph_input, self.config, stream_mode="updates")
+        stream = self.graph.stream(graph_input, self.config, context=self.services, stream_mode="updates")
         status = "running"
         try:
             while True:
@@ -257,7 +257,7 @@ class Run:
                        "trace": [{"node": "review", "action": why, "seconds": 0.0,
                                   "note": "the item is back as it was before the decision"}]})
         self.graph.update_state(self.config, values, as_node="validate")
-        for _ in self.graph.stream(None, self.config, stream_mode="updates"):
+        for _ in self.graph.stream(None, self.config, context=self.services, stream_mode="updates"):
             pass  # runs only the review node, which interrupts again
 
     def snapshot(self):
