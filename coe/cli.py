@@ -413,7 +413,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"coe: error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except Exception as exc:  # unexpected: still one line, the traceback on request
-        if os.environ.get("COE_DEBUG"):
+        from coe.settings import settings
+        if settings().debug:
             raise
         print(f"coe: internal error: {type(exc).__name__}: {_one_line(str(exc))} (set COE_DEBUG=1 for details)",
               file=sys.stderr)

@@ -1,24 +1,27 @@
-"""Where coe keeps and finds things. Every location can be overridden by an environment variable."""
+"""Where coe keeps and finds things. Every location can be overridden by a ``COE_*`` variable (see
+``coe.settings``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from coe.settings import settings
+
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def coe_home() -> Path:
     """Root of coe's own state (models, index, traces): ``$COE_HOME`` or ``~/.cache/coe``."""
-    return Path(os.environ.get("COE_HOME") or Path.home() / ".cache" / "coe").expanduser()
+    return settings().home
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("COE_MODELS_DIR") or coe_home() / "models").expanduser()
+    return settings().models_dir or coe_home() / "models"
 
 
 def chroma_dir() -> Path:
-    return Path(os.environ.get("COE_CHROMA_DIR") or coe_home() / "chroma").expanduser()
+    return settings().chroma_dir or coe_home() / "chroma"
 
 
 def scienceqa_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -26,9 +29,9 @@ def scienceqa_dir(explicit: str | os.PathLike | None = None) -> Path:
     next to the current directory or next to the source tree (first that exists)."""
     if explicit:
         return Path(explicit).expanduser()
-    env = os.environ.get("COE_SCIENCEQA_DIR")
+    env = settings().scienceqa_dir
     if env:
-        return Path(env).expanduser()
+        return env
     candidates = [Path.cwd() / ".." / "shared" / "data" / "scienceqa",
                   _SOURCE_ROOT / ".." / "shared" / "data" / "scienceqa"]
     for c in candidates:

@@ -14,13 +14,14 @@ from typing import Any
 from coe.agents.candidates import POOL_VERSION
 from coe.agents.prompting import PROMPT_VERSION
 from coe.paths import coe_home
+from coe.settings import settings
 
 from .items import EvalItem
 from .predict import VARIANTS, predict
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("COE_EVAL_CACHE") or coe_home() / "eval-cache")
+    return settings().eval_cache or coe_home() / "eval-cache"
 
 
 def config_id(task: str, split: str, variant: str, model: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from coe.errors import ConfigError
 from coe.paths import coe_home
+from coe.settings import settings
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 REQUIRED = ["data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb", "index.adj",
@@ -29,7 +30,7 @@ def lexnames_text() -> str:
 
 
 def nltk_data_dir() -> Path:
-    return Path(os.environ.get("COE_NLTK_DATA") or coe_home() / "nltk_data")
+    return settings().nltk_data or coe_home() / "nltk_data"
 
 
 def ensure_wordnet(source: Path = DEBIAN_WORDNET) -> Path:

@@ -25,6 +25,7 @@ from coe.progress import make_progress
 from coe.modelstore import presets
 from coe.modelstore.presets import Artifact, Preset
 from coe.paths import models_dir
+from coe.settings import settings
 
 _CHUNK = 1 << 20
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?::(?P<file>[^:]+\.gguf))?$")
@@ -246,7 +247,7 @@ def _is_gguf(path: Path) -> bool:
 
 def _offline() -> bool:
     return (os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true")
-            or bool(os.environ.get("COE_OFFLINE")))
+            or settings().offline)
 
 
 def _from_hub(spec: str, repo: str, filename: str | None) -> tuple[str, Path]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 from coe.agents.validation import validate_distractors
-from coe.ui.runs import SERVICES_ENV, VARIANTS, Run, llm_presets, load_services
+from coe.ui.runs import VARIANTS, Run, llm_presets, load_services
 from coe.ui.trace_view import render_trace
 
 from coe import history
@@ -23,6 +23,7 @@ from coe.errors import CoeError, InputError
 from coe.generate import MAX_DISTRACTORS, check_inputs
 from coe.imageio import DEFAULT_MAX_IMAGE_BYTES, load_image
 from coe.paths import coe_home, scienceqa_dir
+from coe.settings import settings
 
 SOURCES = ("Upload an image", "ScienceQA test item")
 DEFAULT_MODEL = "default"
@@ -180,7 +181,7 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
                              n_distractors=int(ss.get("n", 3)))
         state.update({"subject": subject, "grade": grade, "exclude_ids": exclude})
         model = None if ss.get("model") in (None, DEFAULT_MODEL) else ss["model"]
-        services = shared_services(os.environ.get(SERVICES_ENV, ""), model)
+        services = shared_services(settings().ui_services or "", model)
     except CoeError as exc:
         st.error(one_line(exc))
         return
@@ -189,9 +190,10 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
         old.cancel()  # its worker records it as cancelled and drops its thread
     elif old is not None and old.status == "review":
         old.forget()  # left unreviewed: its record stays in the history
-    settings = {**VARIANTS[ss.get("variant") or "Full CoE"], "seed": ss.get("seed", 0),
-                "difficulty": ss.get("difficulty") or "medium"}
-    run = Run(shared_graph(), services, state, settings=settings, variant=ss.get("variant") or "Full CoE", model=model)
+    run_settings = {**VARIANTS[ss.get("variant") or "Full CoE"], "seed": ss.get("seed", 0),
+                    "difficulty": ss.get("difficulty") or "medium"}
+    run = Run(shared_graph(), services, state, settings=run_settings, variant=ss.get("variant") or "Full CoE",
+              model=model)
     ss["run"] = run
     run.start()
     st.rerun()

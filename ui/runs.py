@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from coe import history
 from coe.errors import CoeError, ConfigError
+from coe.settings import settings
 from coe.graphs.build import STEPS
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ STEP_LOCK = threading.Lock()
 
 def load_services(model: str | None):
     """Services from ``$COE_UI_SERVICES`` (``module:function``) when set, else the CPU default."""
-    spec = os.environ.get(SERVICES_ENV, "").strip()
+    spec = (settings().ui_services or "").strip()
     if not spec:
         from coe.graphs.services import default_services
         return default_services(model)

@@ -5,21 +5,21 @@ Off by default: OCR text stays the offline CPU path, and an image index is built
 
 from __future__ import annotations
 
-import os
-
 from coe.plugins import registry
+from coe.settings import settings
 
 
 def configured_image_embedder(name: str | None = None, *, model: str | None = None,
                               pretrained: str | None = None):
     """An image embedder plugin built from the arguments, each falling back to its variable
     (``COE_IMAGE_EMBEDDER``, ``COE_IMAGE_MODEL``, ``COE_IMAGE_WEIGHTS``); ``None`` when no name is set."""
-    name = name or os.environ.get("COE_IMAGE_EMBEDDER", "").strip()
+    env = settings()
+    name = name or (env.image_embedder or "").strip()
     if not name or name == "none":
         return None
     kwargs = {}
-    model = model or os.environ.get("COE_IMAGE_MODEL", "").strip()
-    pretrained = pretrained or os.environ.get("COE_IMAGE_WEIGHTS", "").strip()
+    model = model or (env.image_model or "").strip()
+    pretrained = pretrained or (env.image_weights or "").strip()
     if model:
         kwargs["model"] = model
     if pretrained:

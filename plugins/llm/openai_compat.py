@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 import threading
@@ -38,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from coe.errors import ConfigError, InputError
+from coe.settings import settings
 
 from .protocol import (Generation, GenerationRequest, Message, OptionScoreRequest, OptionScores, Usage,
                        choice_scores, label_probs, schema_data)
@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 JSON_MODES = ("auto", "json_schema", "json_object", "none")
 API_KEY_ENV = "COE_OPENAI_API_KEY"
 BASE_URL_ENV = "COE_OPENAI_BASE_URL"
-IMAGES_ENV = "COE_OPENAI_IMAGES"
-JSON_MODE_ENV = "COE_OPENAI_JSON_MODE"
 SPEC_PREFIX = "openai:"
 _MAX_SERVER_MESSAGE = 300
 TOP_LOGPROBS = 20  # the most the OpenAI API (and vLLM's default limit) allows
@@ -108,13 +106,6 @@ def is_openai_spec(spec: str | None) -> bool:
     return bool(spec) and spec.startswith(SPEC_PREFIX)
 
 
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or not value.strip():
-        return default
-    return value.strip().lower() not in ("0", "false", "no", "off")
-
-
 class OpenAICompatLLM:
     """An ``LLMPlugin`` over an OpenAI-compatible ``/chat/completions`` endpoint.
 
@@ -136,7 +127,7 @@ class OpenAICompatLLM:
             raise ConfigError(f"json_mode must be one of {', '.join(JSON_MODES)}, got {json_mode!r}")
         if not model:
             raise ConfigError("the OpenAI-compatible backend needs a model name")
-        base_url = base_url or os.environ.get(BASE_URL_ENV)
+        base_url = base_url or settings().openai_base_url
         if not base_url:
             raise ConfigError(f"no server URL: use openai:MODEL@http://HOST:PORT/v1 or set {BASE_URL_ENV}")
         self.model_id = model
@@ -153,7 +144,7 @@ class OpenAICompatLLM:
         self._format_lock = threading.Lock()
         self._has_logprobs = True  # turned off for good by the first reply without them
         headers = {"Accept": "application/json"}
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        key = api_key if api_key is not None else settings().openai_api_key
         if key:
             headers["Authorization"] = f"Bearer {key}"  # kept in the client only: never logged or echoed
         self._httpx = httpx
@@ -168,8 +159,9 @@ class OpenAICompatLLM:
         """Build from ``MODEL[@URL]`` (the ``openai:`` prefix may stay on); images and JSON mode default from
         ``COE_OPENAI_*``."""
         model, url = parse_model_spec(spec if is_openai_spec(spec) else SPEC_PREFIX + spec)
-        options.setdefault("supports_images", _env_flag(IMAGES_ENV, True))
-        options.setdefault("json_mode", os.environ.get(JSON_MODE_ENV, "").strip() or "auto")
+        env = settings()
+        options.setdefault("supports_images", env.openai_images)
+        options.setdefault("json_mode", env.openai_json_mode.strip() or "auto")
         return cls(model, url, **options)
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from coe.errors import ConfigError
+from coe.settings import settings
 
 from .protocol import Hit
 
@@ -23,20 +24,20 @@ class ChromaStore:
         import chromadb
         from chromadb.config import Settings
 
-        settings = Settings(anonymized_telemetry=False)
-        url = url or os.environ.get("COE_CHROMA_URL")
+        client_settings = Settings(anonymized_telemetry=False)
+        url = url or settings().chroma_url
         if url:
             parsed = urlparse(url)
             if not parsed.hostname:
                 raise ConfigError(f"invalid Chroma URL: {url}")
             self._client = chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000,
-                                               ssl=parsed.scheme == "https", settings=settings)
+                                               ssl=parsed.scheme == "https", settings=client_settings)
             self.location = url
         else:
             from coe.paths import chroma_dir
             root = os.fspath(path or chroma_dir())
             os.makedirs(root, exist_ok=True)
-            self._client = chromadb.PersistentClient(path=root, settings=settings)
+            self._client = chromadb.PersistentClient(path=root, settings=client_settings)
             self.location = root
         self.prefix = prefix
         self._cols: dict[str, Any] = {}
