@@ -6,6 +6,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_configure(config):
+    from tests import tiers
+    tiers.configure(config)
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mini_scienceqa"
@@ -56,7 +61,8 @@ GGUF_PRESET = "qwen2.5-coder-0.5b-instruct-q4"
 @pytest.fixture(scope="session")
 def qwen_tokenizer():
     """The real Qwen2 tokenizer, read from the pulled 0.5B GGUF, with the VL special tokens."""
-    pytest.importorskip("transformers")
+    from tests.tiers import require
+    require("transformers", "vlm")
     from coe.modelstore import is_pulled, resolve_llm
     from coe.plugins.llm.vl_random import load_qwen2_tokenizer
 

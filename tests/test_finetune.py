@@ -10,8 +10,11 @@ import pytest
 
 from coe.finetune.records import _item_input, build_records, read_dataset, write_dataset
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+from tests.tiers import require
+
+pytestmark = pytest.mark.vlm
+torch = require("torch", "vlm")
+require("peft", "vlm")
 
 
 class _Described:

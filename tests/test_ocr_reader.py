@@ -12,6 +12,7 @@ from coe.errors import CoeError
 from coe.plugins.vision import ocr_caption
 from coe.plugins.vision.ocr_caption import OcrCaptionReader, _bounded, _padded
 from coe.plugins.vision.protocol import ImageReader, ImageText
+from tests.tiers import require_file
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mini_scienceqa"
 FOOD_CHAIN = FIXTURE / "images/test/7/image.png"
@@ -116,12 +117,10 @@ def test_as_prompt_text():
 
 def test_real_scienceqa_image_gets_caption_and_ocr():
     root = scienceqa_dir()
-    if not (root / "problems.json").is_file():
-        pytest.skip(f"ScienceQA data not present at {root}")
+    require_file(root / "problems.json", "real_parts", "set COE_SCIENCEQA_DIR to the ScienceQA folder")
     ds = ScienceQA(root)
     problem = ds.get(REAL_PID)
-    if problem.image_path is None:
-        pytest.skip(f"image of ScienceQA problem {REAL_PID} not present")
+    assert problem.image_path is not None, f"the ScienceQA copy lacks the image of problem {REAL_PID}"
     text = OcrCaptionReader(ds).describe(load_image(problem.image_path),
                                          source_path=problem.image_path)
     assert text.scienceqa_pid == REAL_PID

@@ -15,8 +15,11 @@ from PIL import Image, ImageDraw
 from coe.errors import ConfigError, InputError
 from tests.conftest import FIXTURE, HashEmbedder
 
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
+from tests.tiers import require
+
+pytestmark = pytest.mark.vlm
+torch = require("torch", "vlm")
+open_clip = require("open_clip", "vlm")
 
 from coe.plugins.embed.open_clip_image import OpenClipImageEmbedder  # noqa: E402
 

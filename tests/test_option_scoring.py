@@ -177,7 +177,8 @@ def picture(seed: int) -> ImageRef:
 
 @pytest.fixture(scope="module")
 def vl(checkpoints):
-    pytest.importorskip("torch")
+    from tests.tiers import require
+    require("torch", "vlm")
     from coe.plugins.llm.transformers_vl import TransformersVLLM
 
     return TransformersVLLM(checkpoints["qwen2_vl"], dtype="fp32", device="cpu")

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from coe.datasets import ScienceQA, ScienceQAProblem
+from tests.tiers import require_file
 from coe.errors import ConfigError, InputError
 from coe.paths import scienceqa_dir
 
@@ -189,8 +190,7 @@ def test_find_by_image_no_match(ds, tmp_path):
 @pytest.fixture(scope="module")
 def real() -> ScienceQA:
     root = scienceqa_dir()
-    if not (root / "problems.json").is_file():
-        pytest.skip(f"ScienceQA data not present at {root}")
+    require_file(root / "problems.json", "real_parts", "set COE_SCIENCEQA_DIR to the ScienceQA folder")
     return ScienceQA(root)
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("streamlit")
+from tests.tiers import require  # noqa: E402
+
+require("streamlit", "real_parts")
 
 import coe.ui
 from streamlit.testing.v1 import AppTest

@@ -19,6 +19,7 @@ import coe.ui
 import pytest
 
 from tests.conftest import FIXTURE
+from tests.tiers import require, require_file
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = Path(coe.ui.__file__).resolve().parent / "app.py"
@@ -27,10 +28,10 @@ SCREENSHOT = ROOT / "out" / "ui-screenshot.png"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-pytest.importorskip("streamlit")
-if not CHROMIUM.is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (make test installs it)", allow_module_level=True)
+pytestmark = pytest.mark.browser
+playwright_api = require("playwright.sync_api", "browser")
+require("streamlit", "browser")
+require_file(CHROMIUM, "browser", "`make test` installs Debian's chromium")
 
 
 def free_port() -> int:

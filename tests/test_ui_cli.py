@@ -12,7 +12,8 @@ from coe import cli
 def test_ui_runs_streamlit_on_loopback(monkeypatch):
     import subprocess
 
-    pytest.importorskip("streamlit")
+    from tests.tiers import require
+    require("streamlit", "real_parts")
 
     seen = {}
     monkeypatch.setattr(os, "execv", lambda exe, cmd: seen.setdefault("cmd", cmd))
