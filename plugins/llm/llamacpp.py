@@ -17,7 +17,7 @@ from pathlib import Path
 from coe.errors import ConfigError, InputError
 
 from .protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
-                       Usage, label_probs, schema_data)
+                       Usage, label_probs, label_token_ids, schema_data)
 
 
 class _RenderedPrompt(Exception):
@@ -143,19 +143,6 @@ class LlamaCppLLM(SequentialBatchMixin):
         row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
         return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).copy()
 
-    def _label_token_ids(self, labels: list[str]) -> list[int]:
-        """Each label's first token (a label of several tokens is scored by its first, as the reply's
-        first token); two labels that start with the same token cannot be told apart."""
-        ids = []
-        for label in labels:
-            tokens = self._llm.tokenize(label.encode("utf-8"), add_bos=False, special=False)
-            if not tokens:
-                raise InputError(f"option label {label!r} has no tokens")
-            ids.append(tokens[0])
-        if len(set(ids)) != len(ids):
-            raise InputError(f"option labels {labels} do not start with distinct tokens")
-        return ids
-
     def score_options(self, request: OptionScoreRequest) -> OptionScores:
         """Log-probability of each label as the first token of the assistant's reply, over the full
         vocabulary; ``probs`` renormalize them over the labels."""
@@ -164,7 +151,8 @@ class LlamaCppLLM(SequentialBatchMixin):
         messages = self._chat_messages(request.messages)
         start = time.perf_counter()
         with self._lock:
-            ids = self._label_token_ids(request.labels)
+            ids = label_token_ids(lambda t: self._llm.tokenize(t.encode("utf-8"), add_bos=False, special=False),
+                                  request.labels)
             llm = self.scoring_context()
             tokens = self._prompt_tokens(llm, messages)
             logits = self._last_logits(llm, tokens)

@@ -125,6 +125,22 @@ def label_probs(logprobs: list[float]) -> list[float]:
     return [w / total for w in weights]
 
 
+def label_token_ids(tokenize, labels: list[str]) -> list[int]:
+    """Each label's first token id (``tokenize(text) -> ids``, no special tokens): a label of several tokens
+    is scored by its first, as the reply's first token; labels that start alike cannot be told apart."""
+    from coe.errors import InputError
+
+    ids = []
+    for label in labels:
+        tokens = tokenize(label)
+        if not tokens:
+            raise InputError(f"option label {label!r} has no tokens")
+        ids.append(tokens[0])
+    if len(set(ids)) != len(ids):
+        raise InputError(f"option labels {labels} do not start with distinct tokens")
+    return ids
+
+
 def score_options(llm, request: OptionScoreRequest) -> OptionScores:
     """Any plugin's option scores: its own ``score_options`` when it has one, else a constrained choice."""
     own = getattr(llm, "score_options", None)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import time
 
-from coe.errors import InputError
-
-from .protocol import GenerationRequest, OptionScoreRequest, OptionScores, Usage, label_probs
+from .protocol import GenerationRequest, OptionScoreRequest, OptionScores, Usage, label_probs, label_token_ids
 
 
 def last_logits(llm, request: GenerationRequest):
@@ -24,23 +22,11 @@ def last_logits(llm, request: GenerationRequest):
     return logits, int(inputs["attention_mask"][0].sum())
 
 
-def label_token_ids(tokenizer, labels: list[str]) -> list[int]:
-    ids = []
-    for label in labels:
-        tokens = tokenizer.encode(label, add_special_tokens=False)
-        if not tokens:
-            raise InputError(f"option label {label!r} has no tokens")
-        ids.append(tokens[0])
-    if len(set(ids)) != len(ids):
-        raise InputError(f"option labels {labels} do not start with distinct tokens")
-    return ids
-
-
 def score_options(llm, request: OptionScoreRequest) -> OptionScores:
     import torch
 
     start = time.perf_counter()
-    ids = label_token_ids(llm.tokenizer, request.labels)
+    ids = label_token_ids(lambda t: llm.tokenizer.encode(t, add_special_tokens=False), request.labels)
     logits, prompt_tokens = last_logits(llm, GenerationRequest(messages=request.messages, max_tokens=1))
     logprobs = torch.log_softmax(logits, dim=-1)[ids].tolist()
     return OptionScores(labels=list(request.labels), probs=label_probs(logprobs), logprobs=logprobs,
