@@ -1,0 +1,1 @@
+"""The `coe` command families, one module each (composed in `coe.cli`)."""

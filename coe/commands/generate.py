@@ -1,0 +1,108 @@
+"""`coe generate` (one verified item) and `coe ui` (the review console)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def generate(
+    image: Optional[str] = typer.Option(None, "--image", help="Diagram or photo (PNG/JPEG)."),
+    answer: str = typer.Option(..., "--answer", help="The correct answer the item tests."),
+    context: str = typer.Option("", "--context", help="Text that accompanies the image."),
+    context_file: Optional[str] = typer.Option(None, "--context-file", help="Read the context from a UTF-8 file."),
+    question: Optional[str] = typer.Option(None, "--question", help="Use this question instead of generating one."),
+    n_distractors: int = typer.Option(3, "--n-distractors", help="How many wrong options to write."),
+    model: Optional[str] = typer.Option(None, "--model", help="Preset, .gguf path, hub id or openai:MODEL@URL."),
+    mode: str = typer.Option("json", "--mode", help="json (schema-constrained) or coe (paper's text shapes)."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Known subject, a retrieval hint."),
+    grade: Optional[str] = typer.Option(None, "--grade", help="Known grade (e.g. grade5), a retrieval hint."),
+    no_exemplars: bool = typer.Option(False, "--no-exemplars", help="Ablation: zero-shot."),
+    no_rationale: bool = typer.Option(False, "--no-rationale", help="Ablation: no chain of thought."),
+    difficulty: str = typer.Option("medium", "--difficulty", help="easy, medium or hard: steers distractor choice."),
+    seed: int = typer.Option(0, "--seed", help="Another seed gives another alternative for the same input."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip verification (the item is 'unverified')."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 3 when the item is flagged (or unverified)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Write one multiple-choice item for an image + context + answer, verified by an answering agent."""
+    from coe.errors import InputError
+    from coe.generate import check_inputs, generate_item
+    from coe.graphs.services import default_services
+    from coe.imageio import read_text_file
+
+    if context_file:
+        context = read_text_file(context_file)
+    if mode not in ("json", "coe"):
+        raise InputError("--mode must be json or coe")
+    if difficulty not in ("easy", "medium", "hard"):
+        raise InputError("--difficulty must be easy, medium or hard")
+    check_inputs(image=image, context=context, answer=answer, question=question, n_distractors=n_distractors)
+    with err.status("loading models…"):
+        services = default_services(model)
+
+    def stream(node: str, update: dict) -> None:
+        if not as_json:
+            for step in update.get("trace", []):
+                err.print(f"[dim]· {node} ({step.get('seconds', 0):.1f} s)[/dim]")
+
+    item = generate_item(image=image, answer=answer, context=context, question=question,
+                         n_distractors=n_distractors, subject=subject, grade=grade, services=services,
+                         stream=stream, mode=mode, use_exemplars=not no_exemplars,
+                         use_rationale=not no_rationale, difficulty=difficulty, seed=seed, verify=not no_verify)
+    _record(item, inputs={"image": image, "context": context, "answer": answer, "question": question,
+                          "n_distractors": n_distractors, "subject": subject, "grade": grade},
+            settings={"model": model, "mode": mode, "use_exemplars": not no_exemplars,
+                      "use_rationale": not no_rationale, "difficulty": difficulty, "seed": seed,
+                      "verify": not no_verify})
+    if as_json:
+        print(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
+    else:
+        from coe.render import show_item
+        show_item(item, Console())
+    if strict and item.status != "verified":
+        from coe.errors import FlaggedItem
+        raise FlaggedItem(f"the item is {item.status}" + (f": {'; '.join(item.reasons)}" if item.reasons else ""))
+
+
+def _record(item, *, inputs: dict, settings: dict) -> None:
+    """Keep the item and its trace in the local run history (``coe ui`` lists them); never fatal."""
+    from coe.history import record_item
+
+    try:
+        record_item(item.model_dump(mode="json"), source="cli", inputs=inputs, settings=settings)
+    except OSError as exc:
+        err.print(f"[yellow]warning: run not recorded in the history: {exc}[/yellow]")
+
+
+def ui(
+    port: int = typer.Option(8501, "--port", help="Port on 127.0.0.1."),
+    headless: bool = typer.Option(False, "--headless", help="Do not open a browser."),
+) -> int:
+    """Open the review console (Streamlit) on localhost."""
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    from coe.errors import ConfigError
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("the console needs streamlit: pip install 'coe[ui]'")
+    import coe.ui
+
+    script = Path(coe.ui.__file__).resolve().parent / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+           "--server.headless", "true" if headless else "false"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(sys.executable, cmd)  # Streamlit takes over this process, and its signals
+    return subprocess.call(cmd)

@@ -1,0 +1,64 @@
+"""`coe index`: build the exemplar index."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+index_app = typer.Typer(no_args_is_help=True, help="Build the exemplar index.")
+
+@index_app.command("build")
+def index_build(
+    splits: str = typer.Option("train,val", help="Comma-separated ScienceQA splits for the exemplar bank."),
+    data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
+    chroma: Optional[str] = typer.Option(None, "--chroma-dir", help="Chroma directory (or $COE_CHROMA_DIR)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the index is up to date."),
+    image_embedder: Optional[str] = typer.Option(
+        None, "--image-embedder", envvar="COE_IMAGE_EMBEDDER",
+        help="Also build the image collection with this image embedder plugin (e.g. open-clip)."),
+    image_model: Optional[str] = typer.Option(
+        None, "--image-model", envvar="COE_IMAGE_MODEL", help="Its architecture (open-clip: e.g. ViT-B-32)."),
+    image_weights: Optional[str] = typer.Option(
+        None, "--image-weights", envvar="COE_IMAGE_WEIGHTS",
+        help="Its weights: a local checkpoint file or directory (or a hub tag when online)."),
+) -> None:
+    """Embed the exemplar bank into Chroma (re-running only adds what is missing)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from coe.progress import make_progress
+
+    from coe.datasets import ScienceQA
+    from coe.plugins.embed.configured import configured_image_embedder
+    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.index import build_image_index, build_index, default_bank, exemplar_images
+
+    dataset = ScienceQA(data)
+    bank = default_bank(dataset, tuple(s.strip() for s in splits.split(",") if s.strip()))
+    store = ChromaStore(chroma)
+    embedder = MiniLMOnnxEmbedder()
+    # Loaded before any embedding, so a bad image model spec fails before minutes of text indexing.
+    images = configured_image_embedder(image_embedder, model=image_model, pretrained=image_weights)
+    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=err) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(field: str, done: int, total: int) -> None:
+            if field not in tasks:
+                tasks[field] = bar.add_task(f"embedding {field}", total=total)
+            bar.update(tasks[field], completed=done, total=total)
+
+        result = build_index(bank, embedder=embedder, store=store, progress=progress, force=force)
+        if images is not None:
+            image_result = build_image_index(bank, exemplar_images(dataset, bank), image_embedder=images,
+                                             store=store, progress=progress, force=force)
+    err.print(f"index {result['status']}: {result['exemplars']} exemplars "
+              f"({result['added']} records added) in {store.location}")
+    if images is not None:
+        err.print(f"image index {image_result['status']} with {images.model_id}: "
+                  f"{image_result['added']} records added"
+                  + (f", {image_result['unreadable']} unreadable images" if image_result["unreadable"] else ""))
