@@ -30,7 +30,8 @@ class CoeSettings(BaseSettings):
     openai_api_key: str | None = None
     openai_images: bool = True                    # send images to the server
     openai_json_mode: str = "auto"
-    ui_services: str | None = None                # module:function giving the console its services
+    services: str | None = None                   # module:function giving the console and server their models
+    model: str | None = None                      # the default --model (and the LangGraph server's model)
 
     @field_validator("home", "models_dir", "chroma_dir", "scienceqa_dir", "eval_cache", "nltk_data")
     @classmethod

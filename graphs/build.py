@@ -24,15 +24,15 @@ _LINEAR = (("describe_image", "retrieve"), ("retrieve", "question"), ("question"
 
 def build_graph(checkpointer=None, *, until: str | None = None, functions: dict | None = None,
                 wrap: Callable = lambda name, fn: fn, name: str = "coe", state_schema=CoEState,
-                review: Callable | None = None):
+                context_schema=Services, review: Callable | None = None):
     """``functions`` overrides some node functions and ``wrap`` decorates each (the console traces with it)."""
     if until is not None and until not in STEPS:
         raise ValueError(f"unknown step {until!r}; steps: {', '.join(STEPS)}")
     steps = STEPS[: STEPS.index(until) + 1] if until else STEPS
     functions = functions or {}
     # The review graph's callers read its whole state (review fields included), so it keeps the state schema.
-    g = (StateGraph(state_schema, context_schema=Services, input_schema=CoEInput, output_schema=CoEOutput)
-         if review is None else StateGraph(state_schema, context_schema=Services))
+    g = (StateGraph(state_schema, context_schema=context_schema, input_schema=CoEInput, output_schema=CoEOutput)
+         if review is None else StateGraph(state_schema, context_schema=context_schema))
     for step in steps:
         g.add_node(step, wrap(step, functions.get(step, getattr(nodes, step))))
     end = END

@@ -69,6 +69,25 @@ def services_of(runtime) -> Services:
     return services
 
 
+def load_services(model: str | None = None) -> Services:
+    """The models of the console and the LangGraph server: ``COE_SERVICES`` (``module:function`` returning
+    ``Services`` for a model name; the tests' scripted models) when set, else ``default_services(model)``."""
+    import importlib
+
+    from coe.errors import ConfigError
+    from coe.settings import settings
+
+    spec = (settings().services or "").strip()
+    if not spec:
+        return default_services(model)
+    module, _, name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name or "services")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"COE_SERVICES={spec!r} does not name a function ({exc})") from exc
+    return factory(model)
+
+
 def default_llm(model: str | None = None) -> Any:
     """The LLM plugin for a ``--model`` spec, resolved through the ``coe.llm`` entry-point group:
 
@@ -76,7 +95,9 @@ def default_llm(model: str | None = None) -> Any:
       ``qwen-vl-chat`` or a third party's): the plugin's ``from_spec(SPEC)``, or the plugin called with SPEC;
     * anything else (a preset name, a ``.gguf`` path, a hub id, or nothing): llama.cpp in process."""
     from coe.plugins import registry
+    from coe.settings import settings
 
+    model = model or settings().model
     name, sep, spec = (model or "").partition(":")
     if sep and name in registry.available("llm"):
         plugin = registry.load("llm", name)

@@ -30,7 +30,7 @@ SINGLE_SHOT = "Single shot (unverified)"
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("COE_UI_SERVICES", "tests.ui_support:services")
+    monkeypatch.setenv("COE_SERVICES", "tests.ui_support:services")
     monkeypatch.setenv("COE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COE_SCIENCEQA_DIR", str(FIXTURE))
     yield tmp_path
@@ -254,11 +254,11 @@ def test_bad_uploads_get_a_clear_message(app, name, data, message):
 def test_empty_answer_and_missing_setup_are_reported(app, monkeypatch):
     app.button(key="generate").click().run()
     assert [e.value for e in app.error] == ["the answer is empty"]
-    monkeypatch.setenv("COE_UI_SERVICES", "tests.ui_support:no_such_factory")
+    monkeypatch.setenv("COE_SERVICES", "tests.ui_support:no_such_factory")
     app.text_input(key="answer").input("rabbit").run()
     app.button(key="generate").click().run()
     assert "does not name a function" in app.error[0].value
-    monkeypatch.delenv("COE_UI_SERVICES")  # the real default: nothing is set up in this COE_HOME
+    monkeypatch.delenv("COE_SERVICES")  # the real default: nothing is set up in this COE_HOME
     app.button(key="generate").click().run()
     message = app.error[0].value
     assert "run `coe index build`" in message or "run `coe models pull" in message, message

@@ -43,7 +43,7 @@ def free_port() -> int:
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
-    env = {**os.environ, "COE_UI_SERVICES": "tests.ui_support:services", "COE_HOME": str(tmp_path / "home"),
+    env = {**os.environ, "COE_SERVICES": "tests.ui_support:services", "COE_HOME": str(tmp_path / "home"),
            "COE_SCIENCEQA_DIR": str(FIXTURE), "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     log = (tmp_path / "streamlit.log").open("w")

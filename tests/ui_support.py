@@ -1,4 +1,4 @@
-"""Scripted services for the console tests: ``COE_UI_SERVICES=tests.ui_support:services``.
+"""Scripted services for the console tests: ``COE_SERVICES=tests.ui_support:services``.
 
 The language model is a :class:`ScriptedLLM` whose distractors come from a fixed pool, skipping any
 option the prompt already mentions (kept or rejected by the reviewer), so regenerations differ.

@@ -15,7 +15,8 @@ from typing import Any
 
 import streamlit as st
 from coe.agents.validation import validate_distractors
-from coe.ui.runs import VARIANTS, Run, llm_presets, load_services
+from coe.graphs.services import load_services
+from coe.ui.runs import VARIANTS, Run, llm_presets
 from coe.ui.trace_view import render_trace
 
 from coe import history
@@ -181,7 +182,7 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
                              n_distractors=int(ss.get("n", 3)))
         state.update({"subject": subject, "grade": grade, "exclude_ids": exclude})
         model = None if ss.get("model") in (None, DEFAULT_MODEL) else ss["model"]
-        services = shared_services(settings().ui_services or "", model)
+        services = shared_services(settings().services or "", model)
     except CoeError as exc:
         st.error(one_line(exc))
         return

@@ -9,7 +9,6 @@ Graph steps of all sessions share one lock, because they share one model instanc
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -17,13 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coe import history
-from coe.errors import CoeError, ConfigError
-from coe.settings import settings
+from coe.errors import CoeError
 from coe.graphs.build import STEPS
 
 log = logging.getLogger(__name__)
 
-SERVICES_ENV = "COE_UI_SERVICES"  # "module:function" returning Services for a model name (tests)
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "Full CoE": {"mode": "json", "use_exemplars": True, "use_rationale": True},
@@ -37,20 +34,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 # Graph steps run one at a time across sessions: the model (llama.cpp, OCR) is one shared instance.
 STEP_LOCK = threading.Lock()
-
-
-def load_services(model: str | None):
-    """Services from ``$COE_UI_SERVICES`` (``module:function``) when set, else the CPU default."""
-    spec = (settings().ui_services or "").strip()
-    if not spec:
-        from coe.graphs.services import default_services
-        return default_services(model)
-    module, _, name = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module), name or "services")
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{SERVICES_ENV}={spec!r} does not name a function ({exc})") from exc
-    return factory(model)
 
 
 def llm_presets() -> list[str]:
