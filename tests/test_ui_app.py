@@ -424,3 +424,24 @@ def test_concurrent_sessions_share_the_model_but_not_their_traces(env):
     one.button(key=f"accept_{rid}_{r}").click().run()
     settle(one)
     assert a.status == "accepted" and b.status == "review"
+
+
+def test_a_run_left_for_review_resumes_from_history_after_a_restart(app):
+    import streamlit as st
+
+    generate(app)
+    left = run_of(app)
+    assert left.status == "review"
+    waiting = left.review_request()["distractors"]
+    st.cache_resource.clear()  # a restarted console: new graph, new services, the same COE_HOME
+    fresh = new_app()
+    fresh.selectbox(key="history_pick").set_value(left.run_id).run()
+    fresh.button(key=f"resume_{left.run_id}").click().run()
+    assert not fresh.exception, fresh.exception
+    run = run_of(fresh)
+    assert run is not left and run.run_id == left.run_id and run.status == "review"
+    assert run.review_request()["distractors"] == waiting  # from the SQLite thread, not from memory
+    assert [t.value for t in fresh.text_input if t.label.startswith("Distractor")] == waiting
+    fresh.button(key=f"accept_{run.run_id}_{run.round}").click().run()
+    settle(fresh)
+    assert run.status == "accepted" and history.load_run(run.run_id)["status"] == "accepted"

@@ -20,7 +20,7 @@ from coe.ui.runs import VARIANTS, Run, llm_presets
 from coe.ui.trace_view import render_trace
 
 from coe import history
-from coe.errors import CoeError, InputError
+from coe.errors import CoeError, ConfigError, InputError
 from coe.generate import MAX_DISTRACTORS, check_inputs
 from coe.imageio import DEFAULT_MAX_IMAGE_BYTES, load_image
 from coe.paths import coe_home, scienceqa_dir
@@ -41,11 +41,22 @@ def shared_services(spec: str, model: str | None):
 
 
 @st.cache_resource(show_spinner=False)
-def shared_graph():
-    from coe.graphs.review import build_review_graph
-    from langgraph.checkpoint.memory import InMemorySaver
+def shared_graph(home: str):
+    """The review graph, its threads kept in ``COE_HOME/console-threads.sqlite``: a run left waiting for review
+    can be reopened from History after a restart."""
+    import sqlite3
 
-    return build_review_graph(InMemorySaver())
+    from coe.graphs.review import build_review_graph
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = Path(home) / "console-threads.sqlite"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saver = SqliteSaver(sqlite3.connect(path, check_same_thread=False))
+        saver.setup()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot keep review threads in {path} ({exc}); make COE_HOME writable") from None
+    return build_review_graph(saver)
 
 
 @st.cache_resource(show_spinner=False)
@@ -189,11 +200,10 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
     old = current_run()
     if old is not None and old.job is not None and old.job.running:
         old.cancel()  # its worker records it as cancelled and drops its thread
-    elif old is not None and old.status == "review":
-        old.forget()  # left unreviewed: its record stays in the history
+    # a run left waiting for review keeps its thread: History can reopen it
     run_settings = {**VARIANTS[ss.get("variant") or "Full CoE"], "seed": ss.get("seed", 0),
                     "difficulty": ss.get("difficulty") or "medium"}
-    run = Run(shared_graph(), services, state, settings=run_settings, variant=ss.get("variant") or "Full CoE",
+    run = Run(shared_graph(str(coe_home())), services, state, settings=run_settings, variant=ss.get("variant") or "Full CoE",
               model=model)
     ss["run"] = run
     run.start()
@@ -343,7 +353,7 @@ def accepted_panel(run: Run) -> None:
     item = run.item()
     st.subheader("Accepted item")
     st.markdown(f"**{item['question']}**")
-    st.markdown("\n".join([f"- ✅ {item['answer']}", *[f"- {d}" for d in item["distractors"]]]))
+    st.markdown("\n".join([f"- {item['answer']} **(correct)**", *[f"- {d}" for d in item["distractors"]]]))
     if item.get("rationale"):
         st.caption(f"Rationale: {item['rationale']}")
     st.download_button("Export item (JSON)", data=export_json(run), file_name=f"coe-item-{run.run_id}.json",
@@ -389,6 +399,17 @@ def run_panel(run: Run, busy: bool) -> None:
 
 # -- history ------------------------------------------------------------------------------------
 
+def reopen(record: dict[str, Any]) -> None:
+    model = (record.get("settings") or {}).get("model")
+    try:
+        services = shared_services(settings().services or "", model)
+        run = Run.reopen(shared_graph(str(coe_home())), services, record)
+    except CoeError as exc:
+        st.session_state["flash"] = one_line(exc)
+        return
+    st.session_state["run"] = run
+    st.session_state["flash"] = f"Run {run.run_id} reopened: it waits for your review."
+
 def history_panel() -> None:
     runs = history.list_runs()
     if not runs:
@@ -410,7 +431,10 @@ def history_panel() -> None:
         return
     item = record.get("item") or {}
     st.markdown(f"**{item.get('question')}**")
-    st.markdown("\n".join([f"- ✅ {item.get('answer')}", *[f"- {d}" for d in item.get("distractors") or []]]))
+    st.markdown("\n".join([f"- {item.get('answer')} **(correct)**", *[f"- {d}" for d in item.get("distractors") or []]]))
+    if record.get("source") == "ui" and record.get("status") == "review":
+        st.button("Resume the review", key=f"resume_{pick}", on_click=reopen, args=(record,),
+                  help="Open this run where it waits for review (its thread is kept across restarts).")
     st.caption(f"{record.get('source')} · {record.get('status')} · {record.get('variant') or ''} · "
                f"model {item.get('model') or '-'} · created {record.get('created')}")
     if record.get("error"):
@@ -430,7 +454,7 @@ def main() -> None:
     st.title("coe review console")
     st.caption("Chain-of-Exemplar: retrieve exemplars, then write question → rationale → distractors; "
                "validate; review.")
-    generate_tab, history_tab = st.tabs(["Generate", "History"])
+    generate_tab, history_tab = st.tabs(["Generate", "History"])  # a reopened run shows under Generate
     run = current_run()
     busy = bool(run is not None and run.job is not None and run.job.running)
     with generate_tab:

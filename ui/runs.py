@@ -145,6 +145,19 @@ class Run:
         self.notice: str | None = None
         self._final: dict[str, Any] | None = None
 
+    @classmethod
+    def reopen(cls, graph, services, record: dict[str, Any]) -> "Run":
+        """A run from its history record, back on its review thread (kept by the graph's checkpointer)."""
+        run_settings = {k: v for k, v in (record.get("settings") or {}).items() if k != "model"}
+        run = cls(graph, services, dict(record.get("inputs") or {}), settings=run_settings,
+                  variant=record.get("variant") or "Full CoE", model=(record.get("settings") or {}).get("model"),
+                  source=record.get("source") or "ui", run_id=record["run_id"])
+        run.created = record.get("created") or run.created
+        if run.review_request() is None:
+            raise CoeError(f"run {run.run_id} is no longer waiting for review here (its thread is gone)")
+        run.status, run.round = "review", 1
+        return run
+
     # -- driving ------------------------------------------------------------------------
 
     def start(self) -> Job:

@@ -97,6 +97,38 @@ class LlamaCppLLM(SequentialBatchMixin):
                           usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
                                       completion_tokens=usage.get("completion_tokens", 0)))
 
+    def stream(self, request: GenerationRequest):
+        """The reply's text chunks as llama.cpp decodes them; returns the ``Generation``. The instance lock is
+        held until the stream ends or is closed, so a half-read stream blocks other calls on this model."""
+        messages = self._chat_messages(request.messages)
+        kwargs: dict = {}
+        if request.json_schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        start = time.perf_counter()
+        parts: list[str] = []
+        finish_reason = None
+        with self._lock:
+            # llama.cpp reports no usage while streaming: the prompt is counted as its chat handler renders it
+            prompt_tokens = len(self._prompt_tokens(self._llm, messages))
+            chunks = self._llm.create_chat_completion(
+                messages=messages, max_tokens=request.max_tokens, temperature=request.temperature,
+                top_p=request.top_p, repeat_penalty=request.repeat_penalty, stop=request.stop or None,
+                stream=True, **kwargs)
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                finish_reason = choice.get("finish_reason") or finish_reason
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    parts.append(piece)
+                    yield piece
+        text = "".join(parts)
+        return Generation(text=text, data=schema_data(text, request.json_schema), model=self.model_id,
+                          seconds=time.perf_counter() - start, finish_reason=finish_reason,
+                          usage=Usage(prompt_tokens=prompt_tokens,
+                                      completion_tokens=self.count_tokens(text) if text else 0))
+
     # -- option scoring (callers hold self._lock) --
 
     @staticmethod

@@ -26,6 +26,7 @@ them) is scored by ``choice_scores`` from then on, for this instance.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -312,6 +313,68 @@ class OpenAICompatLLM:
                           finish_reason=choice.get("finish_reason"),
                           usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0,
                                       completion_tokens=usage.get("completion_tokens") or 0))
+
+    def stream(self, request: GenerationRequest):
+        """The reply's text chunks from the server's SSE stream (``stream: true``); returns the ``Generation``.
+        Usage comes from the final chunk where the server sends it (``stream_options.include_usage``).
+        Not retried: a stream cut halfway cannot be resumed without repeating what was already yielded."""
+        start = time.perf_counter()
+        try:
+            events = self._stream_events(self._payload(request, self._format))
+            first = next(events, None)
+        except _FormatRejected as rejected:
+            with self._format_lock:
+                self._format = "json_object"
+            log.info("%s rejected response_format json_schema (%s); using json_object", self.base_url, rejected)
+            events = self._stream_events(self._payload(request, "json_object"))
+            first = next(events, None)
+        parts: list[str] = []
+        usage: dict = {}
+        model, finish_reason = self.model_id, None
+        for event in itertools.chain([] if first is None else [first], events):
+            usage = event.get("usage") or usage
+            model = event.get("model") or model
+            for choice in event.get("choices") or []:
+                finish_reason = choice.get("finish_reason") or finish_reason
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    parts.append(piece)
+                    yield piece
+        text = "".join(parts)
+        return Generation(text=text, data=schema_data(text, request.json_schema), model=model,
+                          seconds=time.perf_counter() - start, finish_reason=finish_reason,
+                          usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0,
+                                      completion_tokens=usage.get("completion_tokens") or 0))
+
+    def _stream_events(self, payload: dict):
+        """The JSON events of one SSE reply, until ``data: [DONE]``; HTTP errors as ``_send`` reports them."""
+        payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+        httpx = self._httpx
+        try:
+            with self._client.stream("POST", f"{self.base_url}/chat/completions", json=payload) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    message = _server_message(response)
+                    if (self.json_mode == "auto" and self._format == "json_schema" and "response_format" in payload
+                            and response.status_code in (400, 422, 500)
+                            and re.search(r"response_format|json_schema", message)):
+                        raise _FormatRejected(message)
+                    raise ConfigError(f"OpenAI-compatible server at {self.base_url} answered HTTP "
+                                      f"{response.status_code}: {message or response.reason_phrase}")
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, ``event:`` lines
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    try:
+                        yield json.loads(data)
+                    except ValueError as exc:
+                        raise ConfigError(f"OpenAI-compatible server at {self.base_url} sent a stream event "
+                                          f"that is not JSON: {_one_line(data, 120)}") from exc
+        except httpx.TransportError as exc:
+            raise ConfigError(f"stream from OpenAI-compatible server at {self.base_url} failed: "
+                              f"{_one_line(str(exc) or type(exc).__name__, 160)}") from exc
 
     def _no_logprobs(self, why: str) -> None:
         self._has_logprobs = False

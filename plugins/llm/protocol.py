@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import math
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -99,7 +100,10 @@ class OptionScores(BaseModel):
 
 @runtime_checkable
 class LLMPlugin(Protocol):
-    """A text(+vision) generator. ``supports_images`` False means callers must describe images as text."""
+    """A text(+vision) generator. ``supports_images`` False means callers must describe images as text.
+
+    Optional: ``stream(request)`` (see ``StreamingLLMPlugin``) yields the reply's text as it is decoded;
+    callers fall back to one chunk of ``generate`` for backends without it."""
 
     name: str
     model_id: str
@@ -114,6 +118,15 @@ class LLMPlugin(Protocol):
         """Probabilities over ``request.labels`` (log-probabilities where the backend has them, else
         ``choice_scores``). Backends without it are scored through ``score_options`` below."""
         ...
+
+
+@runtime_checkable
+class StreamingLLMPlugin(Protocol):
+    """A plugin that streams: ``stream(request)`` yields text chunks (their concatenation is the reply) and,
+    as a generator, returns the final ``Generation`` (full text, usage, finish reason) when it ends.
+    Kept apart from ``LLMPlugin`` because most backends do not stream and ``isinstance`` checks them."""
+
+    def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]: ...
 
 
 def label_probs(logprobs: list[float]) -> list[float]:
