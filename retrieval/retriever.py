@@ -51,9 +51,13 @@ def _norm(s: str) -> str:
 
 class ExemplarRetriever:
     def __init__(self, embedder, store, *, bank: str = "default",
-                 settings: RetrievalSettings | None = None, image_embedder=None) -> None:
+                 settings: RetrievalSettings | None = None, image_embedder=None, in_memory: bool = True) -> None:
+        """``in_memory``: read the bank's text collections into matrices once (``InMemoryBank``) instead of
+        querying the store on every retrieval."""
+        from .memory_bank import InMemoryBank
+
         self.embedder = embedder
-        self.store = store
+        self.store = InMemoryBank(store, bank) if in_memory else store
         self.bank = bank
         self.settings = settings or RetrievalSettings()
         self.image_embedder = image_embedder

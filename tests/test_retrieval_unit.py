@@ -112,3 +112,29 @@ def test_recall_filters_an_overfetch_and_asks_chroma_only_when_excluded_items_cr
     r = ExemplarRetriever(None, crowded, settings=RetrievalSettings(recall_n=2))
     got = r.recall({"answer": np.zeros(3)}, RetrievalQuery(answer="x", exclude_splits=["val"]))
     assert got == {"t1", "t2"} and crowded.calls == [None, {"split": {"$nin": ["val"]}}]
+
+
+def test_the_in_memory_bank_answers_as_the_store_does(fixture_dataset, tmp_path):
+    """Held-out queries (texts not in the bank) give the same exemplars from matrices as from Chroma."""
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.index import build_index, default_bank
+    from coe.retrieval.memory_bank import InMemoryBank
+    from coe.retrieval.retriever import ExemplarRetriever, RetrievalQuery
+    from tests.conftest import HashEmbedder
+
+    store = ChromaStore(tmp_path / "chroma")
+    build_index(default_bank(fixture_dataset), embedder=HashEmbedder(), store=store)
+    memory = ExemplarRetriever(HashEmbedder(), store)
+    direct = ExemplarRetriever(HashEmbedder(), store, in_memory=False)
+    assert isinstance(memory.store, InMemoryBank) and not isinstance(direct.store, InMemoryBank)
+    for q in (RetrievalQuery(answer="a fox", context="A pond food web with frogs and herons."),
+              RetrievalQuery(answer="Texas", question="Which state is farthest south?", exclude_splits=["val"]),
+              RetrievalQuery(answer="melted", question="What happened to the snow?", exclude_ids=["3"])):
+        got, _ = memory.retrieve(q, k=4)
+        want, _ = direct.retrieve(q, k=4)
+        assert [(e.id, e.score) for e in got] == [(e.id, e.score) for e in want]
+    vec = HashEmbedder().embed(["Which animal eats the plant?"])[0]
+    hits = memory.store.query("default-question", vec, 3, where={"split": {"$nin": ["train"]}})
+    assert hits and all(h.metadata["split"] != "train" for h in hits)
+    assert [h.id for h in hits] == [h.id for h in store.query("default-question", vec, 3,
+                                                             where={"split": {"$nin": ["train"]}})]

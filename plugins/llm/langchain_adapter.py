@@ -1,19 +1,34 @@
-"""Present any LLM plugin as a LangChain chat model, so it composes with LCEL chains and agents."""
+"""Present any LLM plugin as a LangChain chat model, so it composes with LCEL chains, agents and LangSmith.
+
+The chat model is named by a model spec (``llamacpp:PRESET``, ``openai:MODEL@URL``, any ``coe.llm`` entry
+point), resolved through ``coe.graphs.services.default_llm`` on first use; that spec is also what it
+serialises to, so ``dumpd``/``load`` round-trip without touching the model. Structured output and tool
+calls both ride on the plugins' schema-constrained decoding (``GenerationRequest.json_schema``)."""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from functools import cache
+from operator import itemgetter
+from typing import Any, Literal
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import ConfigDict
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
+from langchain_core.runnables.config import run_in_executor
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from pydantic import ConfigDict, Field, model_validator
 
-from .protocol import GenerationRequest, ImageRef, LLMPlugin, Message
+from .protocol import Generation, GenerationRequest, ImageRef, Message, StreamingLLMPlugin, parse_json_text
 
-_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+_ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "user"}
+_FORCED = ("any", "required")
 
 
 def _image_from_url(url: str) -> ImageRef:
@@ -27,14 +42,14 @@ def _image_from_url(url: str) -> ImageRef:
 
 
 def to_plugin_message(message: BaseMessage) -> Message:
+    """A plugin message; tool calls and tool results become text in the JSON shape the tool schema asks for,
+    since plugins have no tool roles."""
     role = _ROLES.get(message.type)
     if role is None:
         raise ValueError(f"unsupported message type for coe plugins: {message.type}")
-    if isinstance(message.content, str):
-        return Message(role=role, content=message.content)
     texts: list[str] = []
     images: list[ImageRef] = []
-    for block in message.content:
+    for block in [message.content] if isinstance(message.content, str) else message.content:
         if isinstance(block, str):
             texts.append(block)
         elif block.get("type") == "text":
@@ -45,44 +60,260 @@ def to_plugin_message(message: BaseMessage) -> Message:
         elif block.get("type") == "image" and block.get("base64"):
             images.append(ImageRef(data=base64.b64decode(block["base64"]),
                                    mime=block.get("mime_type", "image/png")))
+        elif block.get("type") in ("tool_use", "tool_call") and getattr(message, "tool_calls", None):
+            continue  # the same calls as ``message.tool_calls``, written out below
         else:
             raise ValueError(f"unsupported content block: {block.get('type')}")
-    return Message(role=role, content="\n".join(texts), images=images)
+    for call in getattr(message, "tool_calls", None) or []:
+        texts.append(json.dumps({"name": call["name"], "arguments": call["args"]}))
+    if message.type == "tool":
+        texts = [f"Result of tool call {getattr(message, 'name', None) or message.tool_call_id}: "
+                 + "\n".join(texts)]
+    return Message(role=role, content="\n".join(t for t in texts if t), images=images)
+
+
+def tool_reply_schema(tools: list[dict], tool_choice: Any) -> dict:
+    """The JSON schema of a reply to a model with tools: one call ``{"name", "arguments"}`` of a listed tool
+    or, unless a call is forced, a plain answer ``{"content"}``."""
+    forced = tool_choice in _FORCED or tool_choice is True
+    if isinstance(tool_choice, dict):  # {"type": "function", "function": {"name": ...}}
+        tool_choice = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
+    if isinstance(tool_choice, str) and tool_choice not in (*_FORCED, "auto", "none"):
+        tools, forced = [t for t in tools if t["function"]["name"] == tool_choice], True
+        if not tools:
+            raise ValueError(f"tool_choice names no bound tool: {tool_choice!r}")
+    options = [{"type": "object", "properties": {
+                    "name": {"const": t["function"]["name"]},
+                    "arguments": t["function"].get("parameters") or {"type": "object", "properties": {}}},
+                "required": ["name", "arguments"]} for t in tools]
+    if not forced:
+        options.append({"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"]})
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def _tool_instruction(tools: list[dict]) -> str:
+    lines = ["You can call these tools:"]
+    for t in tools:
+        fn = t["function"]
+        lines.append(f"- {fn['name']}: {fn.get('description', '')} Arguments (JSON schema): "
+                     f"{json.dumps(fn.get('parameters') or {})}")
+    lines.append('To call one, reply {"name": TOOL, "arguments": {...}}; to answer directly, reply '
+                 '{"content": ANSWER}. Answer directly once the tool results you need are given.')
+    return "\n".join(lines)
+
+
+def _reply_message(gen: Generation, tools: list[dict] | None) -> tuple[str, list[dict]]:
+    """The reply's text and tool calls; a reply that is not a call of a bound tool stays text."""
+    if not tools:
+        return gen.text, []
+    try:
+        data = parse_json_text(gen.text)
+    except ValueError:
+        return gen.text, []
+    names = {t["function"]["name"] for t in tools}
+    if isinstance(data, dict) and data.get("name") in names and isinstance(data.get("arguments"), dict):
+        return "", [{"name": data["name"], "args": data["arguments"], "id": f"call_{uuid.uuid4().hex[:24]}",
+                     "type": "tool_call"}]
+    if isinstance(data, dict) and isinstance(data.get("content"), str):
+        return data["content"], []
+    return gen.text, []
+
+
+def _spec_of(plugin: Any) -> str:
+    """A spec ``default_llm`` resolves back to this plugin's model (the OpenAI backend needs its URL)."""
+    base_url = getattr(plugin, "base_url", None)
+    spec = f"{getattr(plugin, 'name', 'plugin')}:{getattr(plugin, 'model_id', '')}"
+    return f"{spec}@{base_url}" if base_url else spec
+
+
+@cache
+def resolve_plugin(spec: str) -> Any:
+    """One plugin per spec for the process: chat models built from the same spec share its loaded model."""
+    from coe.graphs.services import default_llm
+    return default_llm(spec)
+
+
+def _parse_structured(schema: Any, message: BaseMessage) -> Any:
+    data = parse_json_text(message.text)
+    if isinstance(schema, type) and hasattr(schema, "model_validate"):
+        return schema.model_validate(data)
+    if isinstance(schema, type) and hasattr(schema, "parse_obj"):  # pydantic.v1 models
+        return schema.parse_obj(data)
+    return data
 
 
 class PluginChatModel(BaseChatModel):
-    """``PluginChatModel(plugin=LlamaCppLLM(...))``; pass ``json_schema=...`` at call time for JSON output."""
+    """A coe LLM plugin as a LangChain chat model.
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    ``PluginChatModel(model="llamacpp:qwen2.5-coder-0.5b-instruct-q4")`` (resolved on first use) or
+    ``PluginChatModel(plugin=instance)``, or ``PluginChatModel()`` for ``COE_MODEL``. Streams through the plugin's ``stream`` where it has one
+    (llama.cpp, OpenAI-compatible servers), else in one chunk.
 
-    plugin: Any
+    Structured output (``with_structured_output``: pydantic models, TypedDicts, JSON schemas; every
+    ``method`` maps to the same thing) and tool calling (``bind_tools``) both use the plugin's
+    schema-constrained decoding: a tool call is a JSON reply ``{"name", "arguments"}`` constrained to the
+    bound tools' schemas, described to the model in a system message. This works on every backend with
+    ``supports_json_schema`` (llama.cpp through its grammars, OpenAI-compatible servers through
+    ``response_format``, transformers where constrained); it is not the servers' native ``tools`` API, and
+    it makes one call per turn. ``timeout`` and ``max_retries`` are accepted for LangChain's standard
+    interface; a plugin built from a spec keeps its own (``COE_OPENAI_*``). The API key of an
+    ``openai:`` spec is read from the environment by the plugin, never stored here, so nothing is secret."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, protected_namespaces=())
+
+    model_name: str = Field(default="", alias="model")
+    plugin: Any = Field(default=None, exclude=True)
     max_tokens: int = 512
     temperature: float = 0.0
+    stop: list[str] | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    streaming: bool = False
+
+    @model_validator(mode="after")
+    def _named(self) -> PluginChatModel:
+        if not self.model_name:
+            from coe.settings import settings
+            self.model_name = _spec_of(self.plugin) if self.plugin is not None else (settings().model or "")
+        if not self.model_name:
+            raise ValueError("PluginChatModel needs plugin=<LLM plugin>, model='NAME:SPEC' (e.g. llamacpp:PRESET) "
+                             "or COE_MODEL set")
+        return self
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
 
     @property
     def _llm_type(self) -> str:
-        return f"coe-{getattr(self.plugin, 'name', 'plugin')}"
+        return "coe-plugin"
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"plugin": getattr(self.plugin, "name", None), "model": getattr(self.plugin, "model_id", None)}
+        return {"model_name": self.model_name, "max_tokens": self.max_tokens, "temperature": self.temperature}
 
-    def _request(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> GenerationRequest:
-        return GenerationRequest(
-            messages=[to_plugin_message(m) for m in messages],
-            json_schema=kwargs.get("json_schema"),
-            max_tokens=kwargs.get("max_tokens", self.max_tokens),
-            temperature=kwargs.get("temperature", self.temperature),
-            stop=stop or [],
-        )
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        spec = kwargs.get("model") or self.model_name
+        params = LangSmithParams(ls_provider=spec.partition(":")[0] if ":" in spec else "coe",
+                                 ls_model_name=spec, ls_model_type="chat",
+                                 ls_temperature=kwargs.get("temperature", self.temperature),
+                                 ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    def _plugin(self, kwargs: dict) -> Any:
+        override = kwargs.get("model")
+        if override and override != self.model_name:
+            return resolve_plugin(override)
+        return self.plugin if self.plugin is not None else resolve_plugin(self.model_name)
+
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> GenerationRequest:
+        plugin_messages = [to_plugin_message(m) for m in messages]
+        schema = kwargs.get("json_schema")
+        tools = self._tools(kwargs)
+        if tools:
+            schema = tool_reply_schema(tools, kwargs.get("tool_choice"))
+            instruction = _tool_instruction(tools)
+            if plugin_messages and plugin_messages[0].role == "system":
+                first = plugin_messages[0]
+                plugin_messages[0] = first.model_copy(update={"content": f"{first.content}\n\n{instruction}"})
+            else:
+                plugin_messages.insert(0, Message(role="system", content=instruction))
+        return GenerationRequest(messages=plugin_messages, json_schema=schema,
+                                 max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                                 temperature=kwargs.get("temperature", self.temperature),
+                                 stop=stop or self.stop or [])
+
+    @staticmethod
+    def _tools(kwargs: dict) -> list[dict] | None:
+        return None if kwargs.get("tool_choice") == "none" else kwargs.get("tools")
+
+    @staticmethod
+    def _metadata(gen: Generation) -> tuple[dict, dict]:
+        usage = {"input_tokens": gen.usage.prompt_tokens, "output_tokens": gen.usage.completion_tokens,
+                 "total_tokens": gen.usage.total_tokens}
+        meta = {"model_name": gen.model, "model": gen.model, "seconds": gen.seconds,
+                "finish_reason": gen.finish_reason, "parsed": gen.data, "model_provider": "coe"}
+        return usage, meta
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        plugin: LLMPlugin = self.plugin
-        gen = plugin.generate(self._request(messages, stop, **kwargs))
-        usage = {"input_tokens": gen.usage.prompt_tokens, "output_tokens": gen.usage.completion_tokens,
-                 "total_tokens": gen.usage.total_tokens}
-        message = AIMessage(content=gen.text, usage_metadata=usage,
-                            response_metadata={"model": gen.model, "seconds": gen.seconds,
-                                               "finish_reason": gen.finish_reason, "parsed": gen.data})
+        gen = self._plugin(kwargs).generate(self._request(messages, stop, kwargs))
+        text, calls = _reply_message(gen, self._tools(kwargs))
+        usage, meta = self._metadata(gen)
+        message = AIMessage(content=text, tool_calls=calls, usage_metadata=usage, response_metadata=meta)
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None,
+                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        plugin = self._plugin(kwargs)
+        request = self._request(messages, stop, kwargs)
+        tools = self._tools(kwargs)
+        # a tool call is only known once the whole reply has parsed: one chunk, as without ``stream``
+        streamed = not tools and isinstance(plugin, StreamingLLMPlugin)
+        if not streamed:
+            gen = plugin.generate(request)
+        else:
+            chunks = plugin.stream(request)
+            while True:
+                try:
+                    piece = next(chunks)
+                except StopIteration as end:
+                    gen = end.value
+                    break
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                if run_manager:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+        text, calls = _reply_message(gen, tools)
+        usage, meta = self._metadata(gen)
+        last = AIMessageChunk(content="" if streamed else text,
+                              usage_metadata=usage, response_metadata=meta, chunk_position="last",
+                              tool_call_chunks=[{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"],
+                                                 "index": i, "type": "tool_call_chunk"}
+                                                for i, c in enumerate(calls)])
+        chunk = ChatGenerationChunk(message=last)
+        if run_manager and last.content:
+            run_manager.on_llm_new_token(last.text, chunk=chunk)
+        yield chunk
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        # The sync stream, one chunk per executor hop: backends decode in blocking native calls.
+        chunks = self._stream(messages, stop, None, **kwargs)
+        done = object()
+        while (chunk := await run_in_executor(None, next, chunks, done)) is not done:
+            if run_manager and chunk.message.content:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | dict | bool | None = None,
+                   **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Tools as OpenAI function specs; ``tool_choice``: ``"auto"`` (default), ``"any"``/``"required"``/
+        ``True`` (a call is forced), a tool's name, or ``"none"``. See the class docstring for how."""
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def with_structured_output(self, schema: Any = None, *, include_raw: bool = False,
+                               method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+                               strict: bool | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
+        """Replies decoded under ``schema`` (pydantic model → instance; TypedDict or JSON schema → dict;
+        ``None`` with ``method="json_mode"`` → any JSON object). ``method`` and ``strict`` do not change
+        anything: decoding is always schema-constrained where the backend can."""
+        if kwargs:
+            raise ValueError(f"unsupported with_structured_output arguments: {sorted(kwargs)}")
+        if schema is None and method != "json_mode":
+            raise ValueError("with_structured_output needs a schema (or method='json_mode')")
+        json_schema = convert_to_json_schema(schema) if schema is not None else {"type": "object"}
+        llm = self.bind(json_schema=json_schema,
+                        ls_structured_output_format={"kwargs": {"method": method, "strict": strict},
+                                                     "schema": json_schema if schema is None else schema})
+        parser = RunnableLambda(lambda message: _parse_structured(schema, message))
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        failed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")

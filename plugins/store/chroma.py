@@ -79,6 +79,12 @@ class ChromaStore:
         return {i: {"metadata": m or {}, "document": d}
                 for i, m, d in zip(res["ids"], res["metadatas"], res["documents"])}
 
+    def get_all(self, collection) -> tuple[list[str], np.ndarray, list[dict[str, Any]], list[str | None]]:
+        """Every record of a collection: ids, embeddings (rows), metadata and documents."""
+        res = self._col(collection).get(include=["embeddings", "metadatas", "documents"])
+        vectors = np.asarray(res["embeddings"], dtype=np.float32) if len(res["ids"]) else np.zeros((0, 0), np.float32)
+        return list(res["ids"]), vectors, [m or {} for m in res["metadatas"]], list(res["documents"])
+
     def existing_ids(self, collection) -> set[str]:
         return set(self._col(collection).get(include=[])["ids"])
 
