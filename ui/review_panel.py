@@ -1,0 +1,129 @@
+"""The review of an item: the verifier's verdict, every field editable, regenerate, accept, export."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import streamlit as st
+from coe.agents.validation import validate_distractors
+from coe.ui.runs import Run
+
+from coe.errors import CoeError
+
+from coe.ui.resources import current_run, one_line
+
+
+def _review_values(run: Run, request: dict[str, Any]) -> tuple[str, str, list[str]]:
+    ss, rid, r = st.session_state, run.run_id, run.round
+    q = ss.get(f"rq_{rid}_{r}", request.get("question") or "")
+    a = ss.get(f"ra_{rid}_{r}", request.get("answer") or "")
+    ds = [ss.get(f"rd_{rid}_{r}_{i}", d) for i, d in enumerate(request.get("distractors") or [])]
+    return q, a, ds
+
+
+def regenerate(index: int | None) -> None:
+    """Regenerate every distractor (``index`` None) or only one, keeping the (edited) others."""
+    run = current_run()
+    request = run.review_request() if run else None
+    if request is None:
+        return
+    q, a, ds = _review_values(run, request)
+    keep = [] if index is None else [d for i, d in enumerate(ds) if i != index]
+    try:
+        run.resume({"action": "regenerate_distractors", "keep": keep, "edits": {"question": q, "answer": a}})
+    except CoeError as exc:
+        st.session_state["flash"] = one_line(exc)
+
+
+def accept() -> None:
+    run = current_run()
+    request = run.review_request() if run else None
+    if request is None:
+        return
+    q, a, ds = _review_values(run, request)
+    try:
+        run.resume({"action": "accept", "edits": {"question": q, "answer": a, "distractors": ds}})
+    except CoeError as exc:
+        st.session_state["flash"] = one_line(exc)
+
+
+def review_panel(run: Run) -> None:
+    request = run.review_request()
+    if request is None:
+        st.warning("This run is not waiting for a review.")
+        return
+    rid, r = run.run_id, run.round
+    st.subheader("Review")
+    if request.get("problems"):
+        st.warning("The last decision was refused: " + "; ".join(request["problems"]))
+    if request.get("repaired"):
+        st.info("Filled in from exemplar options by the repair step: " + ", ".join(request["repaired"]))
+    verification_summary(request)
+    v = request.get("verification") or {}
+    probs, also = v.get("option_probs") or {}, v.get("also_correct") or {}
+    notes = dict(zip(request.get("distractors") or [], request.get("distractor_notes") or []))
+    st.text_area("Question", value=request.get("question") or "", key=f"rq_{rid}_{r}")
+    st.text_input("Answer", value=request.get("answer") or "", key=f"ra_{rid}_{r}")
+    if request.get("answer") in probs:
+        st.caption(f"Student model's probability on the key: {probs[request['answer']]:.2f}")
+    if request.get("rationale"):
+        st.caption(f"Rationale: {request['rationale']}")
+    for i, d in enumerate(request.get("distractors") or []):
+        c1, c2 = st.columns([8, 2], vertical_alignment="bottom")
+        c1.text_input(f"Distractor {i + 1}", value=d, key=f"rd_{rid}_{r}_{i}")
+        c2.button("↻ Regenerate", key=f"regen_{rid}_{r}_{i}", help="Regenerate only this distractor",
+                  on_click=regenerate, args=(i,))
+        checks = []
+        if d in probs:
+            checks.append(f"draws {probs[d]:.2f} of a student's choice")
+        if d in also:
+            checks.append(f"judged also correct with P {also[d]:.2f}" + (" — FLAGGED" if d in v.get("second_keys", []) else ""))
+        if d in notes:
+            checks.append(f"why tempting: {notes[d]}")
+        if checks:
+            c1.caption(" · ".join(checks))
+    q, a, ds = _review_values(run, request)
+    n = run.state.get("n_distractors") or len(ds)
+    verdict = validate_distractors(ds, a, n)
+    problems = list(verdict.problems) + (["the question is empty"] if not q.strip() else [])
+    if problems:
+        st.error("Validator: " + "; ".join(problems))
+    else:
+        st.success(f"Validator: {n} distinct distractors, none equal to the answer.")
+    c1, c2 = st.columns(2)
+    c1.button("Regenerate all distractors", key=f"regen_all_{rid}_{r}", on_click=regenerate, args=(None,),
+              width="stretch")
+    c2.button("Accept", type="primary", key=f"accept_{rid}_{r}", on_click=accept, disabled=bool(problems),
+              width="stretch")
+
+
+def verification_summary(item: dict[str, Any]) -> None:
+    """The verifier's verdict in plain words: verified, or flagged with its reasons."""
+    status = item.get("status")
+    if status == "verified":
+        st.success(f"Verified by a student model · difficulty {item.get('difficulty') or '-'}")
+    elif status == "unconfirmed":
+        st.warning("Unconfirmed: no check found a problem, but a student model could not confirm the key.")
+    elif status == "flagged":
+        st.error("Flagged — check before use:\n" + "\n".join(f"- {r}" for r in item.get("reasons") or []))
+    elif status == "unverified":
+        st.info("Not verified (verification was off).")
+    for w in (item.get("verification") or {}).get("warnings") or []:
+        st.caption(f"Note: {w}")
+
+
+def export_json(run: Run) -> str:
+    item = run.item()
+    return json.dumps({"run_id": run.run_id, **item}, ensure_ascii=False, indent=2)
+
+
+def accepted_panel(run: Run) -> None:
+    item = run.item()
+    st.subheader("Accepted item")
+    st.markdown(f"**{item['question']}**")
+    st.markdown("\n".join([f"- {item['answer']} **(correct)**", *[f"- {d}" for d in item["distractors"]]]))
+    if item.get("rationale"):
+        st.caption(f"Rationale: {item['rationale']}")
+    st.download_button("Export item (JSON)", data=export_json(run), file_name=f"coe-item-{run.run_id}.json",
+                       mime="application/json", key=f"export_{run.run_id}", type="primary")
