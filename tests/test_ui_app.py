@@ -297,10 +297,21 @@ def test_edit_regenerate_one_then_all_then_accept_and_export(app):
     settle(app)
     assert run.status == "accepted"
     assert app.subheader[0].value == "Accepted item"
+    # Export item: Moodle XML (the default) carries the uploaded image itself, not a server path
+    import base64
+    from lxml import etree
+    moodle = etree.fromstring(downloaded(app.download_button(key=f"export_{rid}")))
+    [question] = moodle.findall("question")
+    assert "What does the fox eat?" in question.findtext("questiontext/text")
+    answers = {a.findtext("text"): a.get("fraction") for a in question.findall("answer")}
+    assert answers == {"rabbit": "100", "mouse": "0", "snake": "0", "frog": "0"}
+    image = question.find("questiontext/file")
+    assert base64.b64decode(image.text) == Path(run.state["image_path"]).read_bytes()
+    app.selectbox(key=f"export_fmt_{rid}").set_value("jsonl").run()
     exported = json.loads(downloaded(app.download_button(key=f"export_{rid}")))
     assert exported["question"] == "What does the fox eat?" and exported["answer"] == "rabbit"
-    assert exported["distractors"] == ["mouse", "snake", "frog"] and exported["reviewed"] is True
-    assert exported["run_id"] == rid and exported["exemplars"] and "trace" not in exported
+    assert exported["distractors"] == ["mouse", "snake", "frog"] and exported["id"] == rid
+    assert exported["provenance"]["exemplar_ids"] and "trace" not in exported
     record = history.load_run(rid)
     assert record["status"] == "accepted" and record["item"]["distractors"] == ["mouse", "snake", "frog"]
     assert [t["node"] for t in record["trace"]].count("review") == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import streamlit as st
@@ -113,9 +112,20 @@ def verification_summary(item: dict[str, Any]) -> None:
         st.caption(f"Note: {w}")
 
 
-def export_json(run: Run) -> str:
-    item = run.item()
-    return json.dumps({"run_id": run.run_id, **item}, ensure_ascii=False, indent=2)
+def export_panel(run: Run, item: dict[str, Any]) -> None:
+    """*Export item* in every LMS format (the image embedded where the format can hold one)."""
+    from coe.exports import FORMATS, SUFFIXES, ExportItem, render
+
+    c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
+    fmt = c1.selectbox("Export format", FORMATS, key=f"export_fmt_{run.run_id}",
+                       help="Moodle XML and QTI 2.1 carry the image; GIFT and Aiken cannot (GIFT names it in a comment).")
+    try:
+        data = render([ExportItem.from_console(item, id=run.run_id)], fmt)
+    except CoeError as exc:
+        c2.error(f"Cannot export as {fmt}: {one_line(exc)}")
+        return
+    c2.download_button(f"Export item ({fmt})", data=data, file_name=f"coe-item-{run.run_id}{SUFFIXES[fmt]}",
+                       key=f"export_{run.run_id}", type="primary")
 
 
 def accepted_panel(run: Run) -> None:
@@ -125,5 +135,4 @@ def accepted_panel(run: Run) -> None:
     st.markdown("\n".join([f"- {item['answer']} **(correct)**", *[f"- {d}" for d in item["distractors"]]]))
     if item.get("rationale"):
         st.caption(f"Rationale: {item['rationale']}")
-    st.download_button("Export item (JSON)", data=export_json(run), file_name=f"coe-item-{run.run_id}.json",
-                       mime="application/json", key=f"export_{run.run_id}", type="primary")
+    export_panel(run, item)
