@@ -4,7 +4,8 @@
 stops in ``review`` with ``interrupt()``, handing the item to the caller. The caller resumes the same
 thread with one of::
 
-    Command(resume={"action": "accept", "edits": {"question": ..., "answer": ..., "distractors": [...]}})
+    Command(resume={"action": "accept", "edits": {"question": ..., "answer": ..., "distractors": [...],
+                                                  "rationale": ..., "distractor_notes": [...]}})
     Command(resume={"action": "regenerate_distractors", "keep": ["kept option", ...],
                     "edits": {"question": ..., "answer": ...}})
 
@@ -136,9 +137,12 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
         entry.update({"valid": verdict.valid, "problems": verdict.problems,
                       "seconds": round(time.perf_counter() - t0, 3)})
         if verdict.valid:
+            texts = {k: _text(edits[k]) for k in ("rationale",) if k in edits}
+            if "distractor_notes" in edits:  # one note per kept distractor, in its slot
+                texts["distractor_notes"] = [_text(x) for x in list(edits["distractor_notes"])[: len(verdict.kept)]]
             return Command(goto=END, update={
                 "question": question, "answer": answer, "distractors": verdict.kept, "valid": True,
-                "reviewed": True, "review_problems": [], "trace": [entry]})
+                "reviewed": True, "review_problems": [], "trace": [entry], **texts})
         problems = verdict.problems
     elif not problems:
         keep = [clean_option(k) for k in decision.get("keep") or [] if _text(k)]

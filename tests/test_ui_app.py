@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -84,6 +85,10 @@ def generate(at: AppTest, answer="rabbit", *, image: bytes | None = None, name="
     return settle(at) if wait else at
 
 
+def distractor_inputs(at):
+    return [t for t in at.text_input if re.fullmatch(r"Distractor \d+", t.label)]
+
+
 def review_keys(at):
     run = run_of(at)
     return run, run.run_id, run.round
@@ -133,7 +138,18 @@ def test_full_coe_shows_the_verification_beside_each_option(app):
     assert any("probability on the key: 0." in c for c in captions)
     for d in request["distractors"]:
         assert any("draws 0." in c and "judged also correct" in c for c in captions), d
-    assert request["distractor_notes"] and any("why tempting: a student may mix it up" in c for c in captions)
+    notes = [t for t in app.text_input if t.label.startswith("Why a student would pick")]
+    assert request["distractor_notes"] and [t.value for t in notes] == request["distractor_notes"]
+    # every field is editable, the rationale and the misconception notes included
+    rid, r = run.run_id, run.round
+    app.text_area(key=f"rr_{rid}_{r}").input("Arrows point from food to eater.")
+    notes[0].input("Thinks the eater is the food.")
+    app.button(key=f"accept_{rid}_{r}").click().run()
+    settle(app)
+    item = run.item()
+    assert run.status == "accepted" and item["rationale"] == "Arrows point from food to eater."
+    assert item["distractor_notes"][0] == "Thinks the eater is the food."
+    assert item["distractor_notes"][1:] == request["distractor_notes"][1:]
 
 
 def test_upload_generate_streams_each_node_and_waits_for_review(app):
@@ -144,8 +160,8 @@ def test_upload_generate_streams_each_node_and_waits_for_review(app):
     assert [label.split(" · ")[0] for label in labels] == NODES
     assert all(s.state == "complete" for s in app.status)
     assert "tokens" in labels[2]
-    assert [t.label for t in app.text_input][-4:-1] == ["Distractor 1", "Distractor 2", "Distractor 3"]
-    assert [t.value for t in app.text_input][-4:-1] == ["grass", "hawk", "owl"]
+    assert [t.label for t in distractor_inputs(app)] == ["Distractor 1", "Distractor 2", "Distractor 3"]
+    assert [t.value for t in distractor_inputs(app)] == ["grass", "hawk", "owl"]
     assert app.success[0].value.startswith("Validator: 3 distinct distractors")
     # the upload was kept, named by content, under COE_HOME
     kept = Path(run.state["image_path"])
@@ -280,7 +296,7 @@ def test_edit_regenerate_one_then_all_then_accept_and_export(app):
     request = run.review_request()
     assert request["distractors"] == ["tall grass", "owl", "worm"]  # the edit kept, hawk replaced
     assert request["question"] == "What does the fox eat?"
-    assert [t.value for t in app.text_input][-4:-1] == ["tall grass", "owl", "worm"]
+    assert [t.value for t in distractor_inputs(app)] == ["tall grass", "owl", "worm"]
     assert [s.label.split(" · ")[0] for s in app.status] == ["review", "distractors", "validate", "verify", "notes"]
     prompt = run.trace()[-4]["messages"][-1]["content"]
     assert "write exactly 1 distractors" in prompt, prompt
@@ -376,7 +392,7 @@ def test_cancel_a_regeneration_keeps_the_item(app):
     assert run.status == "review"
     assert "Cancelled: the item is as it was before it." in app.info[0].value
     assert run.review_request()["distractors"] == before
-    assert [t.value for t in app.text_input][-4:-1] == before
+    assert [t.value for t in distractor_inputs(app)] == before
     # the next decision continues from there
     app.button(key=f"regen_{rid}_{run.round}_2").click().run()
     settle(app)

@@ -21,6 +21,15 @@ def _review_values(run: Run, request: dict[str, Any]) -> tuple[str, str, list[st
     return q, a, ds
 
 
+def _review_texts(run: Run, request: dict[str, Any]) -> dict[str, Any]:
+    """The rationale and the misconception notes as the reviewer left them."""
+    ss, rid, r = st.session_state, run.run_id, run.round
+    notes = list(request.get("distractor_notes") or [])
+    return {"rationale": ss.get(f"rr_{rid}_{r}", request.get("rationale") or ""),
+            "distractor_notes": [ss.get(f"rn_{rid}_{r}_{i}", notes[i] if i < len(notes) else "")
+                                 for i in range(len(request.get("distractors") or []))]}
+
+
 def regenerate(index: int | None) -> None:
     """Regenerate every distractor (``index`` None) or only one, keeping the (edited) others."""
     run = current_run()
@@ -42,7 +51,8 @@ def accept() -> None:
         return
     q, a, ds = _review_values(run, request)
     try:
-        run.resume({"action": "accept", "edits": {"question": q, "answer": a, "distractors": ds}})
+        run.resume({"action": "accept", "edits": {"question": q, "answer": a, "distractors": ds,
+                                                  **_review_texts(run, request)}})
     except CoeError as exc:
         st.session_state["flash"] = one_line(exc)
 
@@ -61,13 +71,13 @@ def review_panel(run: Run) -> None:
     verification_summary(request)
     v = request.get("verification") or {}
     probs, also = v.get("option_probs") or {}, v.get("also_correct") or {}
-    notes = dict(zip(request.get("distractors") or [], request.get("distractor_notes") or []))
     st.text_area("Question", value=request.get("question") or "", key=f"rq_{rid}_{r}")
     st.text_input("Answer", value=request.get("answer") or "", key=f"ra_{rid}_{r}")
     if request.get("answer") in probs:
         st.caption(f"Student model's probability on the key: {probs[request['answer']]:.2f}")
-    if request.get("rationale"):
-        st.caption(f"Rationale: {request['rationale']}")
+    st.text_area("Rationale", value=request.get("rationale") or "", key=f"rr_{rid}_{r}",
+                 placeholder="Why the answer is correct (shown as feedback in the exports)")
+    note_list = list(request.get("distractor_notes") or [])
     for i, d in enumerate(request.get("distractors") or []):
         c1, c2 = st.columns([8, 2], vertical_alignment="bottom")
         c1.text_input(f"Distractor {i + 1}", value=d, key=f"rd_{rid}_{r}_{i}")
@@ -78,10 +88,10 @@ def review_panel(run: Run) -> None:
             checks.append(f"draws {probs[d]:.2f} of a student's choice")
         if d in also:
             checks.append(f"judged also correct with P {also[d]:.2f}" + (" — FLAGGED" if d in v.get("second_keys", []) else ""))
-        if d in notes:
-            checks.append(f"why tempting: {notes[d]}")
         if checks:
             c1.caption(" · ".join(checks))
+        c1.text_input(f"Why a student would pick distractor {i + 1}", value=note_list[i] if i < len(note_list) else "",
+                      key=f"rn_{rid}_{r}_{i}", placeholder="e.g. confuses eaters and eaten")
     q, a, ds = _review_values(run, request)
     n = run.state.get("n_distractors") or len(ds)
     verdict = validate_distractors(ds, a, n)
