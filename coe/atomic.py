@@ -25,3 +25,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """``write_bytes`` of UTF-8 text."""
+    return write_bytes(path, text.encode("utf-8"))

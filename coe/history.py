@@ -9,14 +9,13 @@ touch each other's files.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coe.atomic import write_text
 from coe.errors import InputError
 from coe.paths import coe_home
 
@@ -55,15 +54,7 @@ def save_run(record: dict[str, Any], *, root: Path | None = None) -> str:
     record.setdefault("answer", item.get("answer") or (record.get("inputs") or {}).get("answer"))
     record.setdefault("question", item.get("question"))
     record.setdefault("model", item.get("model"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{run_id}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, ensure_ascii=False, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(record, ensure_ascii=False, indent=1, default=str))
     return run_id
 
 

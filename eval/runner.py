@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from coe.atomic import write_text
 from coe.agents.candidates import POOL_VERSION
 from coe.agents.prompting import PROMPT_VERSION
 from coe.paths import coe_home
@@ -33,10 +34,7 @@ def config_id(task: str, split: str, variant: str, model: str) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False))
-    os.replace(tmp, path)  # a crash never leaves a half-written cache entry
+    write_text(path, json.dumps(data, ensure_ascii=False))  # a crash never leaves a half-written cache entry
 
 
 def image_text_for(item: EvalItem, reader, cache: Path) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel
 
+from coe.atomic import write_text
 from coe.agents.candidates import distractor_pool
 from coe.agents.generation import ItemInput, distractors_call, question_call, rationale_call
 from coe.errors import InputError
@@ -143,16 +144,9 @@ def summarize(records: list[Record], token_lengths: list[tuple[int, int]] | None
 
 def write_dataset(records: list[Record], out: Path, meta: dict[str, Any]) -> Path:
     """``out/train.jsonl`` and ``out/manifest.json``, each written whole or not at all."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "train.jsonl.tmp"
-    with tmp.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(r.model_dump_json() + "\n")
-    tmp.replace(out / "train.jsonl")
+    write_text(out / "train.jsonl", "".join(r.model_dump_json() + "\n" for r in records))
     manifest = {"format": "coe-sft", "version": RECORD_VERSION, **meta}
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    tmp.replace(out / "manifest.json")
+    write_text(out / "manifest.json", json.dumps(manifest, indent=2))
     return out / "train.jsonl"
 
 

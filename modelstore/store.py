@@ -20,6 +20,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
                            TimeElapsedColumn, TransferSpeedColumn)
 from rich.table import Table
 
+from coe.atomic import write_text
 from coe.errors import ConfigError, InputError
 from coe.progress import make_progress
 from coe.modelstore import presets
@@ -58,9 +59,7 @@ def _has_valid_sidecar(path: Path, art: Artifact) -> bool:
 
 def _write_sidecar(path: Path, art: Artifact) -> None:
     rec = {"size": art.size, "sha256": art.sha256, "mtime_ns": path.stat().st_mtime_ns}
-    tmp = _sidecar(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(rec) + "\n")
-    os.replace(tmp, _sidecar(path))
+    write_text(_sidecar(path), json.dumps(rec) + "\n")
 
 
 def _hash_file(path: Path) -> str:

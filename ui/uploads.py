@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
 import streamlit as st
 
+from coe.atomic import write_bytes
 from coe.errors import InputError
 from coe.imageio import DEFAULT_MAX_IMAGE_BYTES, load_image
 from coe.paths import coe_home
@@ -26,9 +26,7 @@ def save_upload(name: str, data: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes(path, data)
     try:
         load_image(path)
     except InputError as exc:
