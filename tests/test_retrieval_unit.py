@@ -138,3 +138,23 @@ def test_the_in_memory_bank_answers_as_the_store_does(fixture_dataset, tmp_path)
     assert hits and all(h.metadata["split"] != "train" for h in hits)
     assert [h.id for h in hits] == [h.id for h in store.query("default-question", vec, 3,
                                                              where={"split": {"$nin": ["train"]}})]
+
+
+def test_retrieval_is_deterministic_whatever_order_the_bank_was_indexed_in(fixture_dataset, tmp_path):
+    """The same query over two stores filled in opposite orders gives the same exemplars, scores and order
+    (eval caches and reports rest on it)."""
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.index import build_index, default_bank
+    from coe.retrieval.retriever import ExemplarRetriever, RetrievalQuery
+    from tests.conftest import HashEmbedder
+
+    bank = default_bank(fixture_dataset)
+    results = []
+    for name, exemplars in (("forward", bank), ("backward", bank[::-1])):
+        store = ChromaStore(tmp_path / name)
+        build_index(exemplars, embedder=HashEmbedder(), store=store)
+        retriever = ExemplarRetriever(HashEmbedder(), store)
+        q = RetrievalQuery(answer="a rabbit", context="A meadow food chain with grass and foxes.")
+        results.append([[(e.id, e.score) for e in retriever.retrieve(q, k=6)[0]] for _ in range(2)])
+    assert results[0][0] == results[0][1] == results[1][0] == results[1][1]
+    assert len(results[0][0]) >= 3
