@@ -341,6 +341,72 @@ def test_model_spec_and_default_llm(monkeypatch):
     assert registry.load("llm", "openai") is OpenAICompatLLM
 
 
+# -- streaming (SSE) ----------------------------------------------------------------------------------
+
+def sse(*events) -> str:
+    return "".join(f"data: {json.dumps(e) if isinstance(e, dict) else e}\n\n" for e in events)
+
+
+def delta(text=None, finish=None) -> dict:
+    return {"model": "served-model", "choices": [{"index": 0, "delta": {} if text is None else {"content": text},
+                                                  "finish_reason": finish}]}
+
+
+def drain(stream):
+    """The chunks of a plugin stream and the ``Generation`` it returns."""
+    chunks = []
+    while True:
+        try:
+            chunks.append(next(stream))
+        except StopIteration as end:
+            return chunks, end.value
+
+
+def test_stream_yields_deltas_and_returns_usage_from_the_last_event(fake):
+    usage = {"model": "served-model", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}}
+    fake.then(200, ": keep-alive\n\n" + sse(delta(""), delta('{"distractors": ["a",'), delta(' "b", "c"]}'),
+                                              delta(finish="stop"), usage, "[DONE]"))
+    llm = OpenAICompatLLM("m", fake.url, json_mode="json_object")
+    chunks, gen = drain(llm.stream(ask("Give three.", json_schema=DISTRACTORS, max_tokens=20, stop=["END"])))
+    assert chunks == ['{"distractors": ["a",', ' "b", "c"]}']
+    assert gen.text == "".join(chunks) and gen.data == {"distractors": ["a", "b", "c"]}
+    assert gen.finish_reason == "stop" and gen.model == "served-model"
+    assert (gen.usage.prompt_tokens, gen.usage.completion_tokens) == (9, 3)
+    body = fake.requests[0]["body"]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["max_tokens"] == 20 and body["stop"] == ["END"] and body["response_format"]["type"] == "json_object"
+
+
+def test_stream_errors_are_one_clear_line(fake):
+    fake.then(400, {"error": {"message": "maximum context length is 2048 tokens"}})
+    fake.then(200, "data: {not json\n\n")
+    llm = OpenAICompatLLM("m", fake.url)
+    with pytest.raises(ConfigError, match=r"answered HTTP 400: maximum context length is 2048 tokens$"):
+        drain(llm.stream(ask("hi")))
+    with pytest.raises(ConfigError, match="stream event that is not JSON"):
+        drain(llm.stream(ask("hi")))
+    with pytest.raises(ConfigError, match="stream from OpenAI-compatible server at .* failed"):
+        drain(OpenAICompatLLM("m", f"http://127.0.0.1:{free_port()}/v1").stream(ask("hi")))
+
+
+def test_stream_in_auto_mode_falls_back_to_json_object(fake):
+    fake.then(500, {"error": {"message": "('body', 'response_format', 'type') Input should be 'json_object'"}})
+    fake.then(200, sse(delta('{"distractors": []}'), "[DONE]"))
+    llm = OpenAICompatLLM("m", fake.url)
+    _, gen = drain(llm.stream(ask("one", json_schema=DISTRACTORS)))
+    assert gen.data == {"distractors": []} and llm._format == "json_object"
+    assert [r["body"]["response_format"]["type"] for r in fake.requests] == ["json_schema", "json_object"]
+
+
+def test_langchain_adapter_streams_through_the_server(fake):
+    from coe.plugins.llm.langchain_adapter import PluginChatModel
+
+    fake.then(200, sse(delta("blue"), delta(" sky"), delta(finish="stop"), "[DONE]"))
+    chunks = list(PluginChatModel(plugin=OpenAICompatLLM("m", fake.url), max_tokens=8).stream("sky colour?"))
+    assert [c.content for c in chunks] == ["blue", " sky", ""]
+    assert chunks[-1].response_metadata["finish_reason"] == "stop"
+
+
 # -- llama-cpp-python's real OpenAI-compatible server ---------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -438,6 +504,13 @@ def test_langchain_adapter_over_real_server(real_llm):
     out = chat.invoke([HumanMessage("Three wrong answers for 2+2, as JSON.")], json_schema=DISTRACTORS,
                       max_tokens=60)
     jsonschema.validate(out.response_metadata["parsed"], DISTRACTORS)
+
+
+@pytest.mark.slow
+def test_real_server_streams_the_reply(real_llm):
+    chunks, gen = drain(real_llm.stream(ask("What is the capital of France? Answer with one word.", max_tokens=8)))
+    assert len(chunks) >= 1 and "paris" in gen.text.lower() and gen.text == "".join(chunks)
+    assert gen.finish_reason in ("stop", "length")
 
 
 class StubReader:

@@ -16,6 +16,7 @@ from operator import itemgetter
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -133,31 +134,42 @@ def resolve_plugin(spec: str) -> Any:
     return default_llm(spec)
 
 
+def _json_schema(schema: Any) -> dict:
+    """LangChain's conversion; a plain JSON schema without a ``title`` (which that conversion needs, to name
+    a function) is already what the plugins take."""
+    if schema is None:
+        return {"type": "object"}
+    try:
+        return convert_to_json_schema(schema)
+    except ValueError:
+        if isinstance(schema, dict) and isinstance(schema.get("type"), str):
+            return schema
+        raise
+
+
 def _parse_structured(schema: Any, message: BaseMessage) -> Any:
-    data = parse_json_text(message.text)
-    if isinstance(schema, type) and hasattr(schema, "model_validate"):
-        return schema.model_validate(data)
-    if isinstance(schema, type) and hasattr(schema, "parse_obj"):  # pydantic.v1 models
-        return schema.parse_obj(data)
-    return data
+    try:
+        data = parse_json_text(message.text)
+        if isinstance(schema, type) and hasattr(schema, "model_validate"):
+            return schema.model_validate(data)
+        if isinstance(schema, type) and hasattr(schema, "parse_obj"):  # pydantic.v1 models
+            return schema.parse_obj(data)
+        return data
+    except ValueError as exc:  # pydantic's ValidationError is one too
+        raise OutputParserException(f"reply does not fit the schema: {exc}", llm_output=message.text) from exc
 
 
 class PluginChatModel(BaseChatModel):
-    """A coe LLM plugin as a LangChain chat model.
+    """A coe LLM plugin as a LangChain chat model: ``PluginChatModel(model="llamacpp:PRESET")`` (resolved on
+    first use), ``PluginChatModel(plugin=instance)``, or ``PluginChatModel()`` for ``COE_MODEL``. Streams
+    through the plugin's ``stream`` where it has one (llama.cpp, OpenAI-compatible servers), else in one chunk.
 
-    ``PluginChatModel(model="llamacpp:qwen2.5-coder-0.5b-instruct-q4")`` (resolved on first use) or
-    ``PluginChatModel(plugin=instance)``, or ``PluginChatModel()`` for ``COE_MODEL``. Streams through the plugin's ``stream`` where it has one
-    (llama.cpp, OpenAI-compatible servers), else in one chunk.
-
-    Structured output (``with_structured_output``: pydantic models, TypedDicts, JSON schemas; every
-    ``method`` maps to the same thing) and tool calling (``bind_tools``) both use the plugin's
-    schema-constrained decoding: a tool call is a JSON reply ``{"name", "arguments"}`` constrained to the
-    bound tools' schemas, described to the model in a system message. This works on every backend with
-    ``supports_json_schema`` (llama.cpp through its grammars, OpenAI-compatible servers through
-    ``response_format``, transformers where constrained); it is not the servers' native ``tools`` API, and
-    it makes one call per turn. ``timeout`` and ``max_retries`` are accepted for LangChain's standard
-    interface; a plugin built from a spec keeps its own (``COE_OPENAI_*``). The API key of an
-    ``openai:`` spec is read from the environment by the plugin, never stored here, so nothing is secret."""
+    Structured output and tool calling (``bind_tools``) both use schema-constrained decoding, so they work on
+    every backend with ``supports_json_schema`` (llama.cpp grammars, OpenAI-compatible ``response_format``):
+    a tool call is a reply ``{"name", "arguments"}`` constrained to the bound tools' schemas, which a system
+    message describes; not a server's native ``tools`` API. ``timeout`` and ``max_retries`` are accepted for
+    LangChain's standard interface; a plugin built from a spec keeps its own (``COE_OPENAI_*``). An
+    ``openai:`` spec's API key stays in the environment, read by the plugin, so nothing here is secret."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, protected_namespaces=())
 
@@ -165,6 +177,7 @@ class PluginChatModel(BaseChatModel):
     plugin: Any = Field(default=None, exclude=True)
     max_tokens: int = 512
     temperature: float = 0.0
+    repeat_penalty: float = 1.0  # > 1 keeps small models out of loops in free-text fields (llama.cpp)
     stop: list[str] | None = None
     timeout: float | None = None
     max_retries: int | None = None
@@ -223,6 +236,7 @@ class PluginChatModel(BaseChatModel):
         return GenerationRequest(messages=plugin_messages, json_schema=schema,
                                  max_tokens=kwargs.get("max_tokens", self.max_tokens),
                                  temperature=kwargs.get("temperature", self.temperature),
+                                 repeat_penalty=kwargs.get("repeat_penalty", self.repeat_penalty),
                                  stop=stop or self.stop or [])
 
     @staticmethod
@@ -307,7 +321,7 @@ class PluginChatModel(BaseChatModel):
             raise ValueError(f"unsupported with_structured_output arguments: {sorted(kwargs)}")
         if schema is None and method != "json_mode":
             raise ValueError("with_structured_output needs a schema (or method='json_mode')")
-        json_schema = convert_to_json_schema(schema) if schema is not None else {"type": "object"}
+        json_schema = _json_schema(schema)
         llm = self.bind(json_schema=json_schema,
                         ls_structured_output_format={"kwargs": {"method": method, "strict": strict},
                                                      "schema": json_schema if schema is None else schema})

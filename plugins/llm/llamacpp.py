@@ -75,18 +75,22 @@ class LlamaCppLLM(SequentialBatchMixin):
             raise ConfigError("the llama.cpp backend has no vision input; describe images as text")
         return [{"role": m.role, "content": m.content} for m in messages]
 
-    def generate(self, request: GenerationRequest) -> Generation:
-        messages = self._chat_messages(request.messages)
-        kwargs: dict = {}
+    @staticmethod
+    def _completion_args(request: GenerationRequest) -> dict:
+        """``create_chat_completion`` arguments for a request (messages aside): JSON schema as a grammar."""
+        kwargs: dict = {"max_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
+                        "repeat_penalty": request.repeat_penalty, "stop": request.stop or None}
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        return kwargs
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        messages = self._chat_messages(request.messages)
         start = time.perf_counter()
         with self._lock:
-            out = self._llm.create_chat_completion(
-                messages=messages, max_tokens=request.max_tokens, temperature=request.temperature,
-                top_p=request.top_p, repeat_penalty=request.repeat_penalty, stop=request.stop or None, **kwargs)
+            out = self._llm.create_chat_completion(messages=messages, **self._completion_args(request))
         seconds = time.perf_counter() - start
         choice = out["choices"][0]
         text = choice["message"].get("content") or ""
@@ -101,21 +105,14 @@ class LlamaCppLLM(SequentialBatchMixin):
         """The reply's text chunks as llama.cpp decodes them; returns the ``Generation``. The instance lock is
         held until the stream ends or is closed, so a half-read stream blocks other calls on this model."""
         messages = self._chat_messages(request.messages)
-        kwargs: dict = {}
-        if request.json_schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
         start = time.perf_counter()
         parts: list[str] = []
         finish_reason = None
         with self._lock:
             # llama.cpp reports no usage while streaming: the prompt is counted as its chat handler renders it
             prompt_tokens = len(self._prompt_tokens(self._llm, messages))
-            chunks = self._llm.create_chat_completion(
-                messages=messages, max_tokens=request.max_tokens, temperature=request.temperature,
-                top_p=request.top_p, repeat_penalty=request.repeat_penalty, stop=request.stop or None,
-                stream=True, **kwargs)
+            chunks = self._llm.create_chat_completion(messages=messages, stream=True,
+                                                      **self._completion_args(request))
             for chunk in chunks:
                 choice = chunk["choices"][0]
                 finish_reason = choice.get("finish_reason") or finish_reason

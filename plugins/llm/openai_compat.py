@@ -41,7 +41,7 @@ from coe.errors import ConfigError, InputError
 from coe.settings import settings
 
 from .protocol import (Generation, GenerationRequest, Message, OptionScoreRequest, OptionScores, Usage,
-                       choice_scores, label_probs, schema_data)
+                       choice_scores, schema_data, top_logprob_scores)
 
 log = logging.getLogger(__name__)
 
@@ -396,20 +396,12 @@ class OpenAICompatLLM:
             self._no_logprobs(str(exc))
             return choice_scores(self, request)
         try:
-            first = out["choices"][0]["logprobs"]["content"][0]
-            listed = [*(first.get("top_logprobs") or []), first]
-            seen: dict[str, float] = {}
-            for entry in listed:
-                token, logprob = str(entry["token"]).strip(), float(entry["logprob"])
-                seen[token] = max(logprob, seen.get(token, logprob))
+            logprobs, probs = top_logprob_scores(out["choices"][0]["logprobs"]["content"][0], request.labels)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             self._no_logprobs(f"reply without choices[0].logprobs.content: {type(exc).__name__}")
             return choice_scores(self, request)
-        logprobs = [seen.get(label.strip()) for label in request.labels]
-        floor = min(seen.values())
         usage = out.get("usage") or {}
-        return OptionScores(labels=list(request.labels), logprobs=logprobs, method="logprobs",
-                            probs=label_probs([floor if lp is None else lp for lp in logprobs]),
+        return OptionScores(labels=list(request.labels), logprobs=logprobs, method="logprobs", probs=probs,
                             model=out.get("model") or self.model_id, seconds=time.perf_counter() - start,
                             usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0,
                                         completion_tokens=usage.get("completion_tokens") or 0))

@@ -138,6 +138,20 @@ def label_probs(logprobs: list[float]) -> list[float]:
     return [w / total for w in weights]
 
 
+def top_logprob_scores(first: dict, labels: list[str]) -> tuple[list[float | None], list[float]]:
+    """(logprobs, probs) of the labels from an OpenAI-shaped first-token entry (``logprobs.content[0]``:
+    ``token``, ``logprob``, ``top_logprobs``). Token strings are stripped; a label outside the top-k gets
+    logprob None and, for ``probs``, the smallest listed log-probability. Malformed entries raise
+    KeyError/TypeError/ValueError for the caller's fallback."""
+    seen: dict[str, float] = {}
+    for entry in [*(first.get("top_logprobs") or []), first]:
+        token, logprob = str(entry["token"]).strip(), float(entry["logprob"])
+        seen[token] = max(logprob, seen.get(token, logprob))
+    logprobs = [seen.get(label.strip()) for label in labels]
+    floor = min(seen.values())
+    return logprobs, label_probs([floor if lp is None else lp for lp in logprobs])
+
+
 def label_token_ids(tokenize, labels: list[str]) -> list[int]:
     """Each label's first token id (``tokenize(text) -> ids``, no special tokens): a label of several tokens
     is scored by its first, as the reply's first token; labels that start alike cannot be told apart."""
