@@ -19,7 +19,7 @@ CASES = [  # (pid, context, answer): a food web with context, a map without
     ("85", "Below is a food web from Little Rock Lake, a freshwater lake ecosystem in Wisconsin.", "copepod"),
     ("1940", "", "Indiana"),
 ]
-NODES = ["describe_image", "retrieve", "question", "rationale", "distractors", "validate"]
+NODES = ["describe_image", "retrieve", "question", "rationale", "distractors", "validate", "verify", "notes"]
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +85,11 @@ def test_cli_json_contract_on_real_test_image(real_index, dataset, pid, context,
     proc = _run_cli(args, chroma_dir)
     assert proc.returncode == 0, proc.stderr
     item = json.loads(proc.stdout)
-    assert {"question", "answer", "distractors", "rationale", "exemplars", "model", "trace"} <= set(item)
+    assert {"question", "answer", "distractors", "rationale", "exemplars", "model", "trace", "status", "reasons",
+            "verification", "distractor_notes", "difficulty"} <= set(item)
+    assert item["status"] in ("verified", "unconfirmed", "flagged")
+    assert set(item["verification"]["option_probs"]) == {answer, *item["distractors"]}
+    assert item["verification"]["method"] == "logprobs"  # llama.cpp scores the options from its logits
     assert item["answer"] == answer and item["model"] == MODEL
     assert isinstance(item["question"], str) and len(item["question"]) > 10
     assert isinstance(item["rationale"], str) and item["rationale"]
@@ -96,7 +100,7 @@ def test_cli_json_contract_on_real_test_image(real_index, dataset, pid, context,
         assert {"id", "score", "question", "answer"} <= set(ex) and ex["id"] in ids
         assert dataset.get(ex["id"]).split in ("train", "val")
     nodes = [t["node"] for t in item["trace"]]
-    assert nodes[:5] == NODES[:5] and nodes[-1] == "validate"
+    assert nodes[:5] == NODES[:5] and nodes[-2:] == ["verify", "notes"] and "validate" in nodes
     assert all(isinstance(t["seconds"], (int, float)) and t["seconds"] >= 0 for t in item["trace"])
     described = item["trace"][0]["output"]
     assert described["scienceqa_pid"] == pid and described["caption"]
@@ -110,4 +114,5 @@ def test_cli_human_output(real_index, dataset):
                      "--n-distractors", "2", "--model", MODEL], chroma_dir)
     assert proc.returncode == 0, proc.stderr
     assert "Which organism is a primary consumer in this food web?" in proc.stdout
-    assert "✔ correct" in proc.stdout and "Trace" in proc.stdout and "Exemplars" in proc.stdout
+    assert "(correct)" in proc.stdout and "Trace" in proc.stdout and "Exemplars" in proc.stdout
+    assert any(word in proc.stdout for word in ("Verified", "Unconfirmed", "Flagged"))
