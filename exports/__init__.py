@@ -31,7 +31,8 @@ def export(items: list[ExportItem], fmt: str, out: str | Path) -> Path:
 
     writers = {"moodle-xml": moodle_xml.write, "gift": gift.write, "qti21": qti21.write, "aiken": aiken.write,
                "csv": tabular.write_csv, "jsonl": tabular.write_jsonl}
-    return writers[fmt](_checked(items, fmt), Path(out))
+    items = _checked(items, fmt)
+    return writers[fmt](items, Path(out))
 
 
 def render(items: list[ExportItem], fmt: str) -> bytes:
@@ -41,7 +42,8 @@ def render(items: list[ExportItem], fmt: str) -> bytes:
     renderers = {"moodle-xml": moodle_xml.render, "gift": gift.render, "qti21": qti21.render,
                  "aiken": aiken.render, "csv": lambda i: tabular.render_csv(i).encode(tabular.CSV_ENCODING),
                  "jsonl": tabular.render_jsonl}
-    out = renderers[fmt](_checked(items, fmt))
+    items = _checked(items, fmt)
+    out = renderers[fmt](items)
     return out if isinstance(out, bytes) else out.encode("utf-8")
 
 
