@@ -10,6 +10,7 @@ import pytest
 
 from coe.finetune.records import _item_input, build_records, read_dataset, write_dataset
 
+from tests.test_graph import SINGLE_SHOT
 from tests.tiers import require
 
 pytestmark = pytest.mark.vlm
@@ -58,7 +59,8 @@ def test_records_are_the_prompts_the_graph_sends(fixture_dataset, fixture_index)
                  "image_path": str(p.image_path) if item.images else None, "exclude_ids": [pid],
                  "n_distractors": len(p.distractors), "trace": []}
         services = Services(llm=llm, retriever=fixture_index, image_reader=_DatasetReader(item.image_text))
-        graph.invoke(state, config={"configurable": {"exclude_splits": ["val", "test"],
+        # the records mirror the generation prompts: the single-shot path (no verification, model's choice)
+        graph.invoke(state, config={"configurable": {"exclude_splits": ["val", "test"], **SINGLE_SHOT,
                                                      "n_distractors": len(p.distractors)}}, context=services)
         assert len(llm.requests) == 3
         for request, stage in zip(llm.requests, ("qg", "rg", "dg")):
