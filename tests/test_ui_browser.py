@@ -99,7 +99,7 @@ def test_upload_generate_trace_regenerate_in_a_browser(server, tmp_path, record_
             # A click that lands while the rerun from Enter is in flight can be dropped by Streamlit: click
             # again until the first graph step reports.
             for attempt in range(3):
-                page.get_by_role("button", name="Generate").click()
+                page.get_by_role("button", name="Generate", exact=True).click()
                 try:
                     expect(page.get_by_text("describe_image · ", exact=False).first).to_be_visible(timeout=15_000)
                     break
@@ -108,9 +108,13 @@ def test_upload_generate_trace_regenerate_in_a_browser(server, tmp_path, record_
                         raise
 
             # every node reports a status, then the item waits for review
-            expect(page.get_by_label("Distractor 1")).to_have_value("grass")
-            for node in ("describe_image", "retrieve", "question", "rationale", "distractors", "validate"):
+            expect(page.get_by_text("Validator: 3 distinct distractors")).to_be_visible()
+            for node in ("describe_image", "retrieve", "question", "rationale", "distractors", "validate", "verify",
+                         "notes"):
                 expect(page.get_by_text(f"{node} · ", exact=False).first).to_be_visible()
+            expect(page.get_by_text("Verified by a student model", exact=False).first).to_be_visible()
+            first = [page.get_by_label(f"Distractor {i}", exact=True).input_value() for i in (1, 2, 3)]
+            assert all(first) and len(set(first)) == 3
             expect(page.get_by_text("Validator: 3 distinct distractors")).to_be_visible()
 
             # open the question step of the trace: the exact prompt and the raw output
@@ -120,15 +124,17 @@ def test_upload_generate_trace_regenerate_in_a_browser(server, tmp_path, record_
 
             # regenerate the distractors through the graph
             page.get_by_role("button", name="Regenerate all distractors").click()
-            expect(page.get_by_label("Distractor 1")).to_have_value("worm")
-            expect(page.get_by_label("Distractor 3")).to_have_value("snake")
+            expect(page.get_by_label("Distractor 1", exact=True).first).not_to_have_value(first[0])
+            expect(page.get_by_label("Distractor 1", exact=True)).to_have_count(1)  # the old form is gone
             expect(page.get_by_text("Validator: 3 distinct distractors")).to_be_visible()
-            for node in ("review", "distractors", "validate"):
+            again = [page.get_by_label(f"Distractor {i}", exact=True).input_value() for i in (1, 2, 3)]
+            assert not set(again) & set(first)  # every replaced option stays out
+            for node in ("review", "distractors", "validate", "verify", "notes"):
                 expect(page.get_by_text(f"{node} · ", exact=False).first).to_be_visible()
 
             # the new distractor step in the trace shows what the reviewer rejected
-            page.get_by_text("8. distractors", exact=False).first.click()
-            expect(page.get_by_text("the reviewer rejected 'grass', 'hawk', 'owl'", exact=False).first).to_be_visible()
+            page.get_by_text("10. distractors", exact=False).first.click()
+            expect(page.get_by_text(f"the reviewer rejected '{first[0]}'", exact=False).first).to_be_visible()
             page.mouse.move(0, 0)
 
             artifact = tmp_path / "ui-screenshot.png"
