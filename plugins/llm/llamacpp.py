@@ -17,7 +17,7 @@ from pathlib import Path
 from coe.errors import ConfigError, InputError
 
 from .protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
-                       Usage, label_probs, label_token_ids, schema_data)
+                       StreamTally, Usage, chat_deltas, label_probs, label_token_ids, schema_data)
 
 
 class _RenderedPrompt(Exception):
@@ -106,23 +106,16 @@ class LlamaCppLLM(SequentialBatchMixin):
         held until the stream ends or is closed, so a half-read stream blocks other calls on this model."""
         messages = self._chat_messages(request.messages)
         start = time.perf_counter()
-        parts: list[str] = []
-        finish_reason = None
+        tally = StreamTally()
         with self._lock:
             # llama.cpp reports no usage while streaming: the prompt is counted as its chat handler renders it
             prompt_tokens = len(self._prompt_tokens(self._llm, messages))
             chunks = self._llm.create_chat_completion(messages=messages, stream=True,
                                                       **self._completion_args(request))
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                finish_reason = choice.get("finish_reason") or finish_reason
-                piece = (choice.get("delta") or {}).get("content")
-                if piece:
-                    parts.append(piece)
-                    yield piece
-        text = "".join(parts)
+            yield from chat_deltas(chunks, tally)
+        text = tally.text
         return Generation(text=text, data=schema_data(text, request.json_schema), model=self.model_id,
-                          seconds=time.perf_counter() - start, finish_reason=finish_reason,
+                          seconds=time.perf_counter() - start, finish_reason=tally.finish_reason,
                           usage=Usage(prompt_tokens=prompt_tokens,
                                       completion_tokens=self.count_tokens(text) if text else 0))
 

@@ -41,7 +41,7 @@ from coe.errors import ConfigError, InputError
 from coe.settings import settings
 
 from .protocol import (Generation, GenerationRequest, Message, OptionScoreRequest, OptionScores, Usage,
-                       choice_scores, schema_data, top_logprob_scores)
+                       StreamTally, chat_deltas, choice_scores, schema_data, top_logprob_scores)
 
 log = logging.getLogger(__name__)
 
@@ -328,23 +328,13 @@ class OpenAICompatLLM:
             log.info("%s rejected response_format json_schema (%s); using json_object", self.base_url, rejected)
             events = self._stream_events(self._payload(request, "json_object"))
             first = next(events, None)
-        parts: list[str] = []
-        usage: dict = {}
-        model, finish_reason = self.model_id, None
-        for event in itertools.chain([] if first is None else [first], events):
-            usage = event.get("usage") or usage
-            model = event.get("model") or model
-            for choice in event.get("choices") or []:
-                finish_reason = choice.get("finish_reason") or finish_reason
-                piece = (choice.get("delta") or {}).get("content")
-                if piece:
-                    parts.append(piece)
-                    yield piece
-        text = "".join(parts)
-        return Generation(text=text, data=schema_data(text, request.json_schema), model=model,
-                          seconds=time.perf_counter() - start, finish_reason=finish_reason,
-                          usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0,
-                                      completion_tokens=usage.get("completion_tokens") or 0))
+        tally = StreamTally(self.model_id)
+        yield from chat_deltas(itertools.chain([] if first is None else [first], events), tally)
+        text = tally.text
+        return Generation(text=text, data=schema_data(text, request.json_schema), model=tally.model,
+                          seconds=time.perf_counter() - start, finish_reason=tally.finish_reason,
+                          usage=Usage(prompt_tokens=tally.usage.get("prompt_tokens") or 0,
+                                      completion_tokens=tally.usage.get("completion_tokens") or 0))
 
     def _stream_events(self, payload: dict):
         """The JSON events of one SSE reply, until ``data: [DONE]``; HTTP errors as ``_send`` reports them."""

@@ -152,6 +152,34 @@ def top_logprob_scores(first: dict, labels: list[str]) -> tuple[list[float | Non
     return logprobs, label_probs([floor if lp is None else lp for lp in logprobs])
 
 
+class StreamTally:
+    """What ``chat_deltas`` saw besides the text: the reply's parts, finish reason, usage and model."""
+
+    def __init__(self, model: str = "") -> None:
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: dict = {}
+        self.model = model
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def chat_deltas(events, tally: StreamTally):
+    """The text pieces of OpenAI-shaped ``chat.completion.chunk`` events (llama.cpp's stream has the same
+    shape), recording the rest in ``tally``."""
+    for event in events:
+        tally.usage = event.get("usage") or tally.usage
+        tally.model = event.get("model") or tally.model
+        for choice in event.get("choices") or []:
+            tally.finish_reason = choice.get("finish_reason") or tally.finish_reason
+            piece = (choice.get("delta") or {}).get("content")
+            if piece:
+                tally.parts.append(piece)
+                yield piece
+
+
 def label_token_ids(tokenize, labels: list[str]) -> list[int]:
     """Each label's first token id (``tokenize(text) -> ids``, no special tokens): a label of several tokens
     is scored by its first, as the reply's first token; labels that start alike cannot be told apart."""
