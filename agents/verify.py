@@ -120,21 +120,21 @@ def solve(llm, item, question: str, options: list[str], *, seed: int = 0, use_im
     rng = random.Random(seed)
     base = list(range(len(options)))
     rng.shuffle(base)
-    perms = [base, base[::-1]][:orders]
-    while len(perms) < orders:
+    count = max(1, orders)
+    perms = [base, base[::-1]][:count]
+    while len(perms) < count:
         p = list(base)
         rng.shuffle(p)
         perms.append(p)
     total = {o: 0.0 for o in options}
-    for perm in perms[: max(1, orders)]:
+    for perm in perms:
         labels = list(LETTERS[: len(options)])
         listed = "\n".join(f"{labels[i]}. {defang(options[j])}" for i, j in enumerate(perm))
         body = load_prompt("answer").format(material=material, question=defang(question), options=listed)
         scores = meter.score(llm, OptionScoreRequest(messages=_messages(body, images), labels=labels))
         for i, j in enumerate(perm):
             total[options[j]] += scores.probs[i]
-    n = max(1, min(orders, len(perms)))
-    return {o: round(p / n, 6) for o, p in total.items()}
+    return {o: round(p / count, 6) for o, p in total.items()}
 
 
 def judge(llm, item, question: str, options: list[str], *, meter: _Meter | None = None) -> dict[str, float]:

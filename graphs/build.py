@@ -44,8 +44,7 @@ def build_graph(checkpointer=None, *, until: str | None = None, functions: dict 
     for step in steps:
         if step in ("validate", "verify"):
             continue  # conditional below
-        target = nxt.get(step) if nxt.get(step) in steps else end
-        g.add_edge(step, target if target is not END else end)
+        g.add_edge(step, nxt[step] if nxt.get(step) in steps else end)
     if "validate" in steps:
         g.add_conditional_edges("validate", nodes.after_validate,
                                 {"done": "verify" if "verify" in steps else end, "retry": "distractors"})
