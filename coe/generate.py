@@ -78,15 +78,20 @@ def generate_item(*, image: str | None, answer: str, context: str = "", question
             if stream:
                 stream(node, update)
     from coe.graphs.services import settings_from
-    k = settings_from(config).k
+    return mcq_from_output(final, k=settings_from(config).k, image=state["image_path"],
+                           model=getattr(services.llm, "model_id", ""), seconds=time.perf_counter() - t0)
+
+
+def mcq_from_output(out: dict[str, Any], *, k: int, image: str | None, model: str = "",
+                    seconds: float = 0.0) -> MCQItem:
+    """The item a graph run wrote (its output state), with the first ``k`` exemplars marked as shown."""
     exemplars = [{"id": e["id"], "score": e["score"], "question": e["question"], "answer": e["answer"],
                   "distractors": e.get("distractors", []), "signals": e.get("signals", {}), "in_prompt": i < k}
-                 for i, e in enumerate(final.get("exemplars", []))]
-    return MCQItem(question=final["question"], answer=state["answer"], distractors=final["distractors"],
-                   rationale=final.get("rationale"), exemplars=exemplars,
-                   model=final.get("model") or getattr(services.llm, "model_id", ""),
-                   image=state["image_path"], repaired=final.get("repaired", []),
-                   distractor_notes=final.get("distractor_notes", []), status=final.get("status", "unverified"),
-                   reasons=final.get("reasons", []), difficulty=final.get("difficulty"),
-                   verification=final.get("verification", {}),
-                   seconds=round(time.perf_counter() - t0, 3), trace=final.get("trace", []))
+                 for i, e in enumerate(out.get("exemplars", []))]
+    return MCQItem(question=out["question"], answer=out["answer"], distractors=out["distractors"],
+                   rationale=out.get("rationale"), exemplars=exemplars, model=out.get("model") or model,
+                   image=image, repaired=out.get("repaired", []),
+                   distractor_notes=out.get("distractor_notes", []), status=out.get("status", "unverified"),
+                   reasons=out.get("reasons", []), difficulty=out.get("difficulty"),
+                   verification=out.get("verification", {}), seconds=round(seconds, 3),
+                   trace=out.get("trace", []))

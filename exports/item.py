@@ -92,6 +92,12 @@ class ExportItem(BaseModel):
         return cls._from_fields(item.model_dump(), id=id, seed=seed, tags=tags)
 
     @classmethod
+    def from_record(cls, item: dict[str, Any], *, id: str | None = None, seed: int | None = None,
+                    tags: list[str] | None = None) -> ExportItem:
+        """From a stored item (``MCQItem.model_dump()``, e.g. a batch run's ledger entry)."""
+        return cls._from_fields(item, id=id, seed=seed, tags=tags)
+
+    @classmethod
     def from_console(cls, item: dict[str, Any], *, id: str | None = None, seed: int | None = None,
                      tags: list[str] | None = None) -> ExportItem:
         """From the console's item dict (``coe.ui.runs.Run.item()``); its variant becomes a tag."""

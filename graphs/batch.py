@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
+from coe.plugins.llm.microbatch import MicroBatchLLM
 from langchain_core.callbacks import BaseCallbackHandler
 
 from coe.errors import CoeError
-from coe.plugins.llm.microbatch import MicroBatchLLM
 
 from .build import graph
 from .services import GraphSettings, Services
@@ -59,36 +60,21 @@ def batching_llm(llm: Any) -> MicroBatchLLM | None:
     return MicroBatchLLM(llm) if getattr(llm, "native_batching", False) else None
 
 
-def generate_items(items: list[dict[str, Any]], services: Services, *, raise_errors: bool = False,
-                   stats: dict[str, Any] | None = None, max_concurrency: int | None = None,
-                   **settings: Any) -> list[dict[str, Any]]:
-    """Write one multiple-choice item per input dict (the graph's input keys: ``answer``, ``context``,
-    ``image_path``, ``question_given``, ``n_distractors``, ``subject``, ``grade``, ``exclude_ids``).
-
-    ``settings`` are ``GraphSettings`` fields (``n_distractors``, ``mode``, ``k``, ``max_retries``, ...).
-    ``max_concurrency`` items run at once (default: the micro-batch size for a natively batching
-    backend, else LangChain's default pool). ``stats``, when given, gets ``items``, ``failed``,
-    ``seconds``, ``max_concurrency`` and ``batching`` (the micro-batcher's ``stats``, or None).
-    Each result is the graph's output state; an item whose run raised a ``CoeError`` is its input plus
-    ``error`` and ``valid: False``, and with ``raise_errors`` the first such error is raised after the
-    batch. Any other exception is a bug and is raised after the batch."""
+def _prepared(items: list[dict[str, Any]], services: Services, max_concurrency: int | None,
+              settings: dict[str, Any]):
     unknown = set(settings) - set(GraphSettings.model_fields)
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     if max_concurrency is not None and max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-    items = [dict(item) for item in items]
-    if not items:
-        return []
     batcher = batching_llm(services.llm)
     if batcher is not None:
         services = replace(services, llm=batcher)
         max_concurrency = max_concurrency or batcher.max_batch_size
-    base = {"configurable": dict(settings)}
+    base: dict[str, Any] = {"configurable": dict(settings)}
     if max_concurrency is not None:
         base["max_concurrency"] = max_concurrency
     configs: list[dict[str, Any]] = [{**base, "configurable": dict(base["configurable"])} for _ in items]
-
     if batcher is not None:
         # Items still to finish, of which at most max_concurrency run at once: when that many wait on
         # the model, nobody else is about to ask and the batch goes without waiting out the timer.
@@ -103,7 +89,51 @@ def generate_items(items: list[dict[str, Any]], services: Services, *, raise_err
         batcher.set_callers(min(max_concurrency, len(items)))
         for config in configs:
             config["callbacks"] = [_ItemDone(item_done)]
+    return services, batcher, configs, max_concurrency
 
+
+def _result(item: dict[str, Any], out: Any) -> tuple[dict[str, Any], CoeError | None]:
+    if isinstance(out, CoeError):
+        return {**item, "error": str(out), "valid": False}, out
+    if isinstance(out, BaseException):
+        raise out  # a bug, not a model failure: surface it
+    return out, None
+
+
+def iter_items(items: list[dict[str, Any]], services: Services, *, max_concurrency: int | None = None,
+               **settings: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(index, result)`` for each item as soon as its graph run ends (``graph.batch_as_completed``), so
+    a caller can keep each finished item before the others are done. Results are as ``generate_items``."""
+    items = [dict(item) for item in items]
+    if not items:
+        return
+    services, batcher, configs, _ = _prepared(items, services, max_concurrency, settings)
+    try:
+        for i, out in graph.batch_as_completed(items, configs, return_exceptions=True, context=services):
+            yield i, _result(items[i], out)[0]
+    finally:
+        if batcher is not None:
+            batcher.set_callers(None)
+
+
+def generate_items(items: list[dict[str, Any]], services: Services, *, raise_errors: bool = False,
+                   stats: dict[str, Any] | None = None, max_concurrency: int | None = None,
+                   **settings: Any) -> list[dict[str, Any]]:
+    """Write one multiple-choice item per input dict (the graph's input keys: ``answer``, ``context``,
+    ``image_path``, ``question_given``, ``n_distractors``, ``subject``, ``grade``, ``exclude_ids``).
+
+    ``settings`` are ``GraphSettings`` fields (``n_distractors``, ``mode``, ``k``, ``max_retries``, ...).
+    ``max_concurrency`` items run at once (default: the micro-batch size for a natively batching
+    backend, else LangChain's default pool). ``stats``, when given, gets ``items``, ``failed``,
+    ``seconds``, ``max_concurrency`` and ``batching`` (the micro-batcher's ``stats``, or None).
+    Each result is the graph's output state; an item whose run raised a ``CoeError`` is its input plus
+    ``error`` and ``valid: False``, and with ``raise_errors`` the first such error is raised after the
+    batch. Any other exception is a bug and is raised after the batch."""
+    items = [dict(item) for item in items]
+    if not items:
+        _prepared(items, services, max_concurrency, settings)  # still reject bad settings
+        return []
+    services, batcher, configs, max_concurrency = _prepared(items, services, max_concurrency, settings)
     t0 = time.perf_counter()
     try:
         outputs = graph.batch(items, configs, return_exceptions=True, context=services)
@@ -113,13 +143,10 @@ def generate_items(items: list[dict[str, Any]], services: Services, *, raise_err
     results: list[dict[str, Any]] = []
     errors: list[CoeError] = []
     for item, out in zip(items, outputs):
-        if isinstance(out, CoeError):
-            errors.append(out)
-            results.append({**item, "error": str(out), "valid": False})
-        elif isinstance(out, BaseException):
-            raise out  # a bug, not a model failure: surface it
-        else:
-            results.append(out)
+        result, error = _result(item, out)
+        results.append(result)
+        if error is not None:
+            errors.append(error)
     if stats is not None:
         stats.update(items=len(items), failed=len(errors), seconds=round(time.perf_counter() - t0, 3),
                      max_concurrency=max_concurrency, batching=batcher.stats if batcher is not None else None)

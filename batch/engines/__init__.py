@@ -1,0 +1,1 @@
+"""Where a batch run's rows are computed besides this process (the ledger stays here)."""

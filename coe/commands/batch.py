@@ -1,0 +1,139 @@
+"""`coe batch run|status|review|export`: many items from a manifest, resumable, reviewed, exported."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+batch_app = typer.Typer(no_args_is_help=True, help="Make items by the hundred: run a manifest, review, export.")
+err = Console(stderr=True)
+
+
+@batch_app.command("run")
+def run(
+    manifest: str = typer.Argument(..., help="CSV/JSONL manifest (image, context, answer, question, "
+                                             "n_distractors, id, tags) or a folder of images with one."),
+    out: str = typer.Option(..., "--out", help="Run folder (its ledger makes a rerun continue)."),
+    model: Optional[str] = typer.Option(None, "--model", help="As for coe generate (NAME:SPEC, preset, .gguf)."),
+    mode: str = typer.Option("json", "--mode", help="json or coe."),
+    difficulty: str = typer.Option("medium", "--difficulty", help="easy, medium or hard."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every item in the run."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip verification (items are 'unverified')."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency",
+                                                  help="Items in flight at once (per worker with Ray)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run the rows that failed before again."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray to spread rows over a Ray cluster."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start one)."),
+    workers: int = typer.Option(2, "--workers", help="Ray workers (one set of models each)."),
+) -> None:
+    """Write one item per manifest row into a run folder; run it again after a crash to continue."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from coe.batch.run import run_batch
+    from coe.errors import CoeError, InputError
+    from coe.progress import make_progress
+
+    if difficulty not in ("easy", "medium", "hard"):
+        raise InputError("--difficulty must be easy, medium or hard")
+    if mode not in ("json", "coe"):
+        raise InputError("--mode must be json or coe")
+    settings = {"mode": mode, "difficulty": difficulty, "seed": seed, "verify": not no_verify}
+    progress = make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), TextColumn("eta"),
+                             TimeRemainingColumn(), console=err)
+    tally = {"verified": 0, "flagged": 0, "failed": 0}
+    task: list[int] = []
+
+    def on_start(todo: int, total: int) -> None:
+        if todo < total:
+            err.print(f"{total - todo} of {total} rows already in {out}; {todo} to write")
+        task.append(progress.add_task("items", total=todo, tally=""))
+
+    def on_item(entry: dict) -> None:
+        key = "failed" if entry["state"] == "failed" else entry.get("status")
+        if key in tally:
+            tally[key] += 1
+        progress.update(task[0], advance=1, tally=", ".join(f"{v} {k}" for k, v in tally.items()))
+
+    with progress:
+        summary = run_batch(manifest, out, model=model, settings=settings, max_concurrency=max_concurrency,
+                            retry_failed=retry_failed, engine=engine, address=address, workers=workers,
+                            on_start=on_start, on_item=on_item)
+    per_item = f", {summary.seconds_per_item:.1f} s/item" if summary.seconds_per_item else ""
+    err.print(f"done {summary.done} of {summary.total} ({summary.verified} verified, {summary.flagged} flagged), "
+              f"failed {summary.failed}, bad rows {summary.invalid}; wrote {summary.written_now} now in "
+              f"{summary.seconds:.0f} s{per_item}")
+    for f in summary.failures[:10]:
+        err.print(f"  line {f['line']} ({f['id']}): {f['error']}")
+    if len(summary.failures) > 10:
+        err.print(f"  … and {len(summary.failures) - 10} more: coe batch status {out}")
+    print(summary.run_dir)
+    if summary.failures:
+        raise CoeError(f"{len(summary.failures)} rows have no item (see above); fix them and run again"
+                       + (", with --retry-failed for the failed ones" if summary.failed else ""))
+
+
+@batch_app.command("status")
+def status(run_dir: str = typer.Argument(..., help="The run folder."),
+           as_json: bool = typer.Option(False, "--json", help="Print counts and failures as JSON.")) -> None:
+    """Counts of a run (written, verified, flagged, failed, reviewed) and every failure."""
+    from coe.batch.ledger import Ledger
+
+    with Ledger(run_dir, create=False) as ledger:
+        counts = ledger.counts()
+        failures = [{"id": e["id"], "line": e["line"], "state": e["state"], "error": e["error"]}
+                    for e in ledger.entries(states=("failed", "invalid"))]
+        meta = ledger.meta()
+    if as_json:
+        print(json.dumps({"counts": counts, "failures": failures, "settings": meta.get("settings")}))
+        return
+    table = Table("rows", "written", "verified", "unconfirmed", "flagged", "failed", "bad rows", "pending",
+                  "accepted", "rejected", title=f"{run_dir}")
+    table.add_row(*(str(counts[k]) for k in ("total", "done", "verified", "unconfirmed", "flagged", "failed",
+                                            "invalid", "pending", "accepted", "rejected")))
+    Console().print(table)
+    for f in failures:
+        Console().print(f"line {f['line']} ({f['id']}, {f['state']}): {f['error']}", highlight=False)
+
+
+@batch_app.command("review")
+def review(run_dir: str = typer.Argument(..., help="The run folder."),
+           accept: list[str] = typer.Option([], "--accept", help="Accept this item (repeatable)."),
+           reject: list[str] = typer.Option([], "--reject", help="Reject this item (repeatable)."),
+           accept_verified: bool = typer.Option(False, "--accept-verified",
+                                                help="Accept every verified item not yet decided.")) -> None:
+    """Accept or reject items from the command line (the console's Batch page does the same)."""
+    from coe.batch.ledger import Ledger
+
+    with Ledger(run_dir, create=False) as ledger:
+        for row_id in accept:
+            ledger.decide(row_id, "accepted")
+        for row_id in reject:
+            ledger.decide(row_id, "rejected")
+        n = ledger.accept_verified() if accept_verified else 0
+        counts = ledger.counts()
+    err.print(f"accepted {counts['accepted']}, rejected {counts['rejected']}"
+              + (f" ({n} verified items accepted now)" if accept_verified else ""))
+
+
+@batch_app.command("export")
+def export(run_dir: str = typer.Argument(..., help="The run folder."),
+           fmt: str = typer.Option(..., "--format", help="moodle-xml, gift, qti21, aiken, csv or jsonl."),
+           out: str = typer.Option(..., "--out", help="File to write."),
+           only: str = typer.Option("all", "--only", help="all, accepted, verified or not-rejected.")) -> None:
+    """Write a run's items for an LMS, with the reviewer's edits and the images embedded."""
+    from coe.batch.export import export_run
+
+    path, n = export_run(run_dir, fmt, out, only=only)
+    err.print(f"wrote {n} items as {fmt}")
+    print(path)
