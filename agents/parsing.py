@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from coe.plugins.llm.protocol import parse_json_text
+from coe.plugins.llm.transformers_reply import cut_off_value
 
 _NUMBERED = re.compile(r"(?:^|\n|\s)\(?(\d{1,2})[).:]\s*(.+?)(?=(?:\n|\s)\(?\d{1,2}[).:]\s|\n\s*\n|$)", re.S)
 
@@ -29,18 +29,10 @@ def numbered_list(text: str) -> list[str]:
     return [_one_line(line.lstrip("-*• ")) for line in text.splitlines() if line.strip()]
 
 
-_OPEN_STRING = re.compile(r'^\s*\{\s*"(\w+)"\s*:\s*"((?:[^"\\]|\\.)*)', re.S)
-
-
 def salvage_truncated(text: str, key: str) -> str | None:
-    """A reply cut off by the token limit inside ``{"key": "...``: keep its complete sentences."""
-    m = _OPEN_STRING.match(text)
-    if not m or m.group(1) != key:
-        return None
-    body = m.group(2)
-    try:
-        value = json.loads('"' + body.rstrip("\\") + '"')
-    except json.JSONDecodeError:
+    """A reply cut off by the token limit inside ``key``'s text: keep its complete sentences."""
+    value = cut_off_value(text, key)
+    if value is None:
         return None
     end = max(value.rfind(". "), value.rfind(".\n"), value.rfind(".") if value.endswith(".") else -1)
     return value[: end + 1].strip() if end > 0 else None

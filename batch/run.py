@@ -60,6 +60,10 @@ def _local(rows: list[Row], services_factory: Callable[[], Any], settings: dict[
     from coe.graphs.batch import iter_items
 
     services = services_factory()
+    if max_concurrency is None and not getattr(services.llm, "native_batching", False):
+        # a model server takes its client's concurrency; an in-process model (llama.cpp) computes one
+        # request at a time, and running items one after another keeps each finished item early in the ledger
+        max_concurrency = getattr(services.llm, "max_concurrency", None) or 1
     inputs = [r.graph_input() for r in rows]
     try:
         for i, out in iter_items(inputs, services, max_concurrency=max_concurrency, **settings):

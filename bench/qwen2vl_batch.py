@@ -495,7 +495,7 @@ def main(argv=None) -> int:
     try:  # the processor must turn a real prompt into model inputs; else use coe's PIL-based one
         llm.encode([stage_request("question", llm, *items[0], {}, tokens)])
     except Exception as exc:
-        from coe.plugins.llm.transformers_vl import LightQwen2VLProcessor
+        from coe.plugins.llm.transformers_processing import LightQwen2VLProcessor
         from coe.plugins.llm.vl_random import _image_processor
         log(f"processor {type(processor).__name__} failed ({type(exc).__name__}: {exc}); using LightQwen2VLProcessor")
         results["errors"].append({"config": "processor", "error": f"{type(exc).__name__}: {exc}"[:2000]})

@@ -1,15 +1,17 @@
 """The ``coe`` command line: the command families live in ``coe.commands``; errors reach the user as one
-line: exit 2 for bad input, 1 otherwise (3 for ``generate --strict`` on an item that is not verified)."""
+line: exit 2 for bad input, 1 otherwise (3 for ``generate --strict`` on an item that is not verified, 130 with
+"coe: aborted" on Ctrl-C)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
 import typer
 
-from coe.commands import evaluate, finetune, generate, index, models
+from coe.commands import batch, evaluate, finetune, generate, index, models
 from coe.errors import CoeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -17,6 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.add_typer(models.models_app, name="models")
 app.add_typer(index.index_app, name="index")
 app.add_typer(finetune.finetune_app, name="finetune")
+app.add_typer(batch.batch_app, name="batch")
 app.command("generate")(generate.generate)
 app.command("ui")(generate.ui)
 app.command("eval")(evaluate.eval_command)
@@ -38,8 +41,24 @@ def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
 
+def _abort() -> None:
+    print("coe: aborted", file=sys.stderr)
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    from coe.plugins.llm.llamacpp import on_sigint
+
+    # Ctrl-C also stops a llama.cpp call in progress, which a plain KeyboardInterrupt would wait out.
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        _run(argv)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         rv = app(args=argv, standalone_mode=False)
     except _usage_errors() as exc:
@@ -48,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"coe: error: {_one_line(exc.format_message())}", file=sys.stderr)
         sys.exit(2)
     except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
-        print("coe: aborted", file=sys.stderr)
-        sys.exit(130)
+        _abort()
     except CoeError as exc:
         print(f"coe: error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -60,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"coe: internal error: {type(exc).__name__}: {_one_line(str(exc))} (set COE_DEBUG=1 for details)",
               file=sys.stderr)
         sys.exit(1)
+    if rv == 130:  # typer turns a KeyboardInterrupt into this exit code, silently
+        _abort()
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

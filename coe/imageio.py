@@ -42,7 +42,32 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+# Grey levels wider than 8 bits: 16-bit PNG/TIFF ("I;16*"), 32-bit integer ("I") and float ("F").
+HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Wide grey levels as 8-bit "L". Pillow's own conversion clips them at 255, which turns a 16-bit
+    picture white: 16-bit values are scaled by 255/65535; "I" and "F" by 255/65535 when they fit 16 bits
+    (how 16-bit files often arrive), float in [0, 1] by 255, and otherwise from their real range."""
+    import numpy as np
+
+    values = np.asarray(img, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if img.mode.startswith("I;16") or (low >= 0 and 255 < high <= 65535):
+        scaled = values * (255 / 65535)
+    elif img.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255
+    elif low >= 0 and high <= 255:
+        scaled = values
+    else:
+        scaled = (values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in HIGH_DEPTH_MODES:
+        img = _to_8bit(img)
     # Transparent pixels are often black underneath; flatten onto white so drawn
     # diagrams stay legible for OCR and captioning.
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
+from coe.errors import ConfigError
 from coe.settings import settings
 
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +23,32 @@ def models_dir() -> Path:
 
 
 def chroma_dir() -> Path:
-    return settings().chroma_dir or coe_home() / "chroma"
+    """The local index folder, created and checked writable: Chroma writes its database even to read it."""
+    return writable_dir(settings().chroma_dir or coe_home() / "chroma", "exemplar index", "COE_CHROMA_DIR")
+
+
+def state_dir_error(path: Path, what: str, variable: str, exc: OSError) -> ConfigError:
+    """One line for a state folder coe cannot write: which folder, why, and what to do."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    reason = (f"{probe} is a file, not a directory" if probe.exists() and not probe.is_dir()
+              else exc.strerror or str(exc))
+    return ConfigError(f"cannot write to the {what} directory {path} ({reason}); make it writable, or set "
+                       f"{variable}{'' if variable == 'COE_HOME' else ' (or COE_HOME)'} to a writable directory")
+
+
+def writable_dir(path: str | os.PathLike, what: str, variable: str) -> Path:
+    """``path``, created if missing, once a file can really be created in it (permissions, a read-only mount
+    and a file in the way all show only then); else ``state_dir_error``."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise state_dir_error(path, what, variable, exc) from None
+    return path
 
 
 def scienceqa_dir(explicit: str | os.PathLike | None = None) -> Path:

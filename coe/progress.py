@@ -1,18 +1,28 @@
-"""Progress bars on a terminal; plain milestone lines in logs (CI, pipes), where a live bar shows nothing."""
+"""Progress bars on a terminal; plain lines in logs (CI, pipes, ``> file``), where a live bar shows nothing."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
 
+EVERY_S = 10.0  # a log line at least this often while a task advances
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
 
 class LineProgress:
-    """The part of rich's Progress API coe uses, printing one line per 25 % step of each task."""
+    """The part of rich's Progress API coe uses, printing a line with the count, elapsed time and ETA when a task
+    starts, reaches each 25 % step, finishes, or has advanced and ``every_s`` seconds passed since its last line."""
 
-    def __init__(self, console: Console, disable: bool = False) -> None:
-        self.console, self.disable = console, disable
+    def __init__(self, console: Console, disable: bool = False, every_s: float = EVERY_S) -> None:
+        self.console, self.disable, self.every_s = console, disable, every_s
         self._tasks: dict[int, dict[str, Any]] = {}
 
     def __enter__(self) -> "LineProgress":
@@ -23,7 +33,9 @@ class LineProgress:
 
     def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
         tid = len(self._tasks)
-        self._tasks[tid] = {"description": description, "total": total, "completed": 0.0, "step": -1}
+        now = time.monotonic()
+        self._tasks[tid] = {"description": description, "total": total, "completed": 0.0, "step": -1,
+                            "start": now, "printed_at": now, "printed": None}
         self._report(tid)
         return tid
 
@@ -45,16 +57,23 @@ class LineProgress:
 
     def _report(self, task_id: int) -> None:
         t = self._tasks[task_id]
-        total = t["total"] or 0
-        step = int(4 * t["completed"] / total) if total else 0
-        if self.disable or step <= t["step"]:
+        if self.disable or t["completed"] == t["printed"]:
             return
-        t["step"] = step
-        shown = f"{t['completed']:.0f}/{total:.0f}" if total else f"{t['completed']:.0f}"
-        self.console.print(f"{t['description']}: {shown}", highlight=False)
+        total, done, now = t["total"] or 0, t["completed"], time.monotonic()
+        step = int(4 * done / total) if total else 0
+        if step <= t["step"] and now - t["printed_at"] < self.every_s:
+            return
+        t.update(step=max(step, t["step"]), printed_at=now, printed=done)
+        elapsed = now - t["start"]
+        if not total:
+            self.console.print(f"{t['description']}: {done:.0f} ({_clock(elapsed)} elapsed)", highlight=False)
+            return
+        eta = f", ETA {_clock(elapsed / done * (total - done))}" if 0 < done < total else ""
+        self.console.print(f"{t['description']}: {done:.0f}/{total:.0f} ({100 * done / total:.0f} %), "
+                           f"{_clock(elapsed)} elapsed{eta}", highlight=False)
 
 
-def make_progress(*columns: Any, console: Console, disable: bool = False):
+def make_progress(*columns: Any, console: Console, disable: bool = False, every_s: float = EVERY_S):
     if console.is_terminal:
         return Progress(*columns, console=console, disable=disable)
-    return LineProgress(console, disable=disable)
+    return LineProgress(console, disable=disable, every_s=every_s)

@@ -54,7 +54,7 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from coe.datasets import ScienceQA
-    from coe.graphs.services import Services, default_llm, retrieval_services
+    from coe.graphs.services import Services, default_llm, probe_llm, retrieval_services
     from coe.progress import make_progress
 
     tasks = parse_tasks(task)
@@ -69,7 +69,7 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
     dataset = ScienceQA(data)
     base = retrieval_services()
     needs_model = "verify" in tasks or any(VARIANTS[v] is not None for v in chosen)
-    llm = default_llm(model) if needs_model else None
+    llm = probe_llm(default_llm(model)) if needs_model else None
     services = Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
     model_id = getattr(llm, "model_id", "none (model-free variants only)")
     scorer = Scorer(base.retriever.embedder)

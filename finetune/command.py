@@ -18,7 +18,7 @@ def _tokenizer_processor(spec: str | None, console: Console):
     """A Qwen2-VL processor for token counts: a model directory's own, else one around the Qwen2 tokenizer
     of the pulled 0.5B GGUF. None (and a note) without transformers."""
     try:
-        from coe.plugins.llm.transformers_vl import load_processor
+        from coe.plugins.llm.transformers_processing import load_processor
         from coe.plugins.llm.vl_random import build_processor, load_qwen2_tokenizer
     except ImportError:
         console.print("token statistics skipped: they need transformers (pip install 'coe[vlm]')")
@@ -116,7 +116,8 @@ def train(options: dict[str, Any], console: Console) -> dict[str, Any]:
 
 
 def merge(adapter: str, out: str, console: Console) -> Path:
-    from coe.plugins.llm.transformers_vl import TransformersVLLM, adapter_base
+    from coe.plugins.llm.transformers_loading import adapter_base
+    from coe.plugins.llm.transformers_vl import TransformersVLLM
 
     if adapter_base(adapter) is None:
         raise InputError(f"{adapter} is not a LoRA adapter directory (adapter_config.json naming its base)")

@@ -19,7 +19,7 @@ def _text(content: list[dict[str, Any]]) -> str:
 
 
 def _images(record) -> list:
-    from coe.plugins.llm.transformers_vl import load_pil
+    from coe.plugins.llm.transformers_processing import load_pil
 
     images = []
     for path in record.images:

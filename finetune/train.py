@@ -56,8 +56,8 @@ def _dtype(cfg: TrainConfig, device: str):
     import torch
 
     if cfg.dtype != "auto":
-        from coe.plugins.llm.transformers_vl import _torch_dtype
-        return _torch_dtype(cfg.dtype, device)
+        from coe.plugins.llm.transformers_loading import torch_dtype
+        return torch_dtype(cfg.dtype, device)
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
@@ -92,7 +92,8 @@ def load_for_training(cfg: TrainConfig):
     import torch
 
     from coe.modelstore.hub import resolve_vlm
-    from coe.plugins.llm.transformers_vl import _takes_token_types, load_model, load_processor
+    from coe.plugins.llm.transformers_loading import load_model, takes_token_types
+    from coe.plugins.llm.transformers_processing import load_processor
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     quantized = cfg.method == "qlora"
@@ -107,7 +108,7 @@ def load_for_training(cfg: TrainConfig):
     for conf in (model.config, getattr(model.config, "text_config", None)):
         if conf is not None:
             conf.use_cache = False
-    processor = load_processor(path, max_pixels=cfg.max_pixels, with_token_types=_takes_token_types(model))
+    processor = load_processor(path, max_pixels=cfg.max_pixels, with_token_types=takes_token_types(model))
     processor.tokenizer.padding_side = "right"
     model = add_lora(model, cfg, quantized=quantized)
     if cfg.compile:

@@ -106,11 +106,22 @@ def default_llm(model: str | None = None) -> Any:
     return registry.load("llm", "llamacpp").from_spec(model or "")
 
 
+def probe_llm(llm: Any) -> Any:
+    """Run a plugin's own reachability check when it has one (``check()``: the OpenAI-compatible plugin's
+    GET /models), so a server that cannot be reached fails at once, naming its URL, not after OCR and
+    retrieval at the first generation step."""
+    check = getattr(llm, "check", None)
+    if callable(check):
+        check()
+    return llm
+
+
 @cache
 def default_services(model: str | None = None) -> Services:
     """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), MiniLM ONNX over Chroma,
     OCR + dataset caption."""
-    llm = default_llm(model)  # a bad model spec (e.g. a hub id offline) is the first thing reported
+    # a bad model spec (e.g. a hub id offline) or an unreachable server is the first thing reported
+    llm = probe_llm(default_llm(model))
     base = retrieval_services()
     return Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
 

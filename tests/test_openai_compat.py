@@ -139,8 +139,9 @@ def test_unreachable_server_is_one_clear_line_after_bounded_retries():
     msg = str(info.value)
     assert msg.startswith(f"cannot reach OpenAI-compatible server at {url}: ") and "(after 3 attempts)" in msg
     assert "\n" not in msg
-    with pytest.raises(ConfigError, match="cannot reach OpenAI-compatible server"):
+    with pytest.raises(ConfigError, match="cannot reach OpenAI-compatible server") as probe:
         llm.check()
+    assert "attempts" not in str(probe.value)  # the probe tries once: it exists to fail early
 
 
 def test_5xx_is_retried_then_succeeds_with_usage_and_timing(fake):
@@ -190,10 +191,28 @@ def test_read_timeout_is_reported_not_retried(fake):
 
 
 def test_backoff_is_exponential_with_jitter_and_capped():
+    from tenacity import RetryCallState
+
     llm = OpenAICompatLLM("m", "http://127.0.0.1:9/v1", backoff_base=1.0, backoff_max=8.0)
-    for attempt, (low, high) in enumerate([(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)]):
-        delays = {llm._delay(attempt) for _ in range(20)}
-        assert all(low <= d <= high for d in delays) and len(delays) > 1
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+    for attempt, (low, high) in enumerate([(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)], start=1):
+        state.attempt_number = attempt
+        delays = {llm._wait(state) for _ in range(20)}
+        assert all(low <= d <= high for d in delays) and len(delays) > 1  # jitter survives the cap
+
+
+def test_retry_after_is_capped_by_backoff_max(fake):
+    fake.then(429, {"error": {"message": "slow down"}}, {"Retry-After": "120"}).then(200)
+    t0 = time.perf_counter()
+    assert OpenAICompatLLM("m", fake.url, **FAST).generate(ask("hi")).text == "ok"
+    assert time.perf_counter() - t0 < 2 and len(fake.requests) == 2
+
+
+def test_4xx_after_retries_counts_the_attempts(fake):
+    fake.then(503, "overloaded").then(400, {"error": {"message": "bad request"}})
+    with pytest.raises(ConfigError, match=r"answered HTTP 400 after 2 attempts: bad request"):
+        OpenAICompatLLM("m", fake.url, **FAST).generate(ask("hi"))
+    assert len(fake.requests) == 2
 
 
 def test_api_key_from_env_is_sent_but_never_shown(fake, monkeypatch):

@@ -60,6 +60,9 @@ def test_truncated_rationale_keeps_complete_sentences():
         text_field(None, cut, "rationale", "json", "Rationale", 100)
     assert salvage_truncated('{"rationale": "no full stop', "rationale") is None
     assert salvage_truncated('{"other": "A. B', "rationale") is None
+    assert salvage_truncated('{"rationale": "Complete. Not cut."}', "rationale") is None  # not cut off
+    # the cut value need not be the first key
+    assert salvage_truncated('{"question": "Why?", "rationale": "A. B', "rationale") == "A."
 
 
 def test_repeated_sentences_are_dropped():

@@ -168,16 +168,27 @@ def test_json_replies_are_parsed_repaired_and_validated(llm, monkeypatch):
     assert llm.generate(request("q", json_schema=SCHEMA, max_tokens=40)).data is None
 
 
-def test_repair_json_text_cases():
-    from coe.plugins.llm.transformers_vl import parse_and_validate, repair_json_text
+def test_repair_json_keeps_only_complete_values():
+    from coe.plugins.llm.transformers_reply import parse_and_validate, repair_json
 
-    assert repair_json_text('{"distractors": ["a", "b", "c') == '{"distractors": ["a", "b"]}'
-    assert repair_json_text('{"a": 1, "b":') == '{"a": 1}'
-    assert repair_json_text('{"a": {"b": [1, 2') == '{"a": {"b": [1, 2]}}'
-    assert repair_json_text("no json") is None
+    # a value the token limit cut off is dropped with its key; open arrays and objects are closed
+    assert repair_json('{"distractors": ["a", "b", "c') == {"distractors": ["a", "b"]}
+    assert repair_json('{"a": 1, "b":') == {"a": 1}
+    assert repair_json('{"a": "x", "b": "half a sent') == {"a": "x"}
+    assert repair_json('{"a": "x", "b": {"c": "y') == {"a": "x"}  # emptied by the cut: gone too
+    # a number at the cut may be the start of a longer one ("2" of "25"): not taken
+    assert repair_json('{"a": {"b": [1, 2') == {"a": {"b": [1]}}
+    assert repair_json('{"a": {"b": [1, 2], "c": null}, "d": "cu') == {"a": {"b": [1, 2], "c": None}}
+    assert repair_json('{"a": "\\u00') is None  # cut inside an escape: nothing complete left
+    assert repair_json('{"a": [{}, "x"]}') == {"a": [{}, "x"]}
+    assert repair_json("no json") is None
+    assert repair_json("[" * 5000) is None  # deeper than the parser goes: no answer, no exception
     schema = {"type": "object", "properties": {"d": {"type": "array", "minItems": 2}}, "required": ["d"]}
     assert parse_and_validate('{"d": ["x", "y"]}', schema) == ({"d": ["x", "y"]}, [])
+    assert parse_and_validate('{"d": ["x", "y", "z', schema) == ({"d": ["x", "y"]}, [])
     data, problems = parse_and_validate('{"d": ["x"]}', schema)
+    assert data is None and problems
+    data, problems = parse_and_validate('{"d": ["x", "y', schema)
     assert data is None and problems
 
 

@@ -1,17 +1,20 @@
-"""Uploaded images: kept under COE_HOME by content once they prove to be images."""
+"""Uploaded images: kept under COE_HOME by content once they prove to be images (wide grey levels as the
+8-bit PNG the pipeline reads)."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
 from coe.atomic import write_bytes
-from coe.errors import InputError
-from coe.imageio import DEFAULT_MAX_IMAGE_BYTES, load_image
-from coe.paths import coe_home
+from coe.errors import ConfigError, InputError
+from coe.imageio import DEFAULT_MAX_IMAGE_BYTES, HIGH_DEPTH_MODES, load_image
+from coe.paths import coe_home, writable_dir
 
 from coe.ui.resources import one_line
 
@@ -22,17 +25,30 @@ def save_upload(name: str, data: bytes) -> Path:
         raise InputError(f"image too large: {name} ({len(data)} bytes, limit {DEFAULT_MAX_IMAGE_BYTES})")
     suffix = Path(name).suffix.lower()
     suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".img"
-    folder = coe_home() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
+    folder = writable_dir(coe_home() / "uploads", "uploads", "COE_HOME")
+    digest = hashlib.sha256(data).hexdigest()[:24]
+    shown = folder / f"{digest}-8bit.png"
+    if shown.exists():
+        return shown
+    path = folder / f"{digest}{suffix}"
     if not path.exists():
         write_bytes(path, data)
     try:
-        load_image(path)
+        image = load_image(path)
     except InputError as exc:
         path.unlink(missing_ok=True)
         raise InputError(str(exc).replace(str(path), name)) from None
-    return path
+    with Image.open(path) as header:
+        mode = header.mode
+    if mode not in HIGH_DEPTH_MODES:
+        return path
+    # Browsers, and the previews' JPEG re-encoding, cannot take wide grey levels: keep the 8-bit picture
+    # the pipeline reads instead, so preview and item see the same pixels.
+    encoded = io.BytesIO()
+    image.save(encoded, "PNG")
+    write_bytes(shown, encoded.getvalue())
+    path.unlink()
+    return shown
 
 
 def checked_upload(upload) -> tuple[Path | None, str | None]:
@@ -43,6 +59,6 @@ def checked_upload(upload) -> tuple[Path | None, str | None]:
     if upload.file_id not in cache:
         try:
             cache[upload.file_id] = (save_upload(upload.name, upload.getvalue()), None)
-        except InputError as exc:
+        except (InputError, ConfigError) as exc:
             cache[upload.file_id] = (None, one_line(exc))
     return cache[upload.file_id]

@@ -137,3 +137,17 @@ def export(run_dir: str = typer.Argument(..., help="The run folder."),
     path, n = export_run(run_dir, fmt, out, only=only)
     err.print(f"wrote {n} items as {fmt}")
     print(path)
+
+
+@batch_app.command("scienceqa")
+def scienceqa(out: str = typer.Option(..., "--out", help="Manifest file to write (.csv)."),
+              data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (default: COE_SCIENCEQA_DIR)."),
+              split: str = typer.Option("test", "--split", help="train, val or test."),
+              n: int = typer.Option(20, "--n", help="How many items with pictures."),
+              seed: int = typer.Option(0, "--seed", help="Seed of the sample.")) -> None:
+    """Write a manifest of ScienceQA items with pictures (a seeded sample), to run the benchmark's inputs."""
+    from coe.batch.scienceqa_manifest import scienceqa_manifest
+
+    path, count = scienceqa_manifest(data, out, split=split, n=n, seed=seed)
+    err.print(f"wrote {count} rows of ScienceQA {split}")
+    print(path)

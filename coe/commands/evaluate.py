@@ -30,7 +30,10 @@ def eval_command(
 ) -> None:
     """Score variants on ScienceQA (resumable: finished items are cached)."""
     from coe.eval import command
+    from coe.eval.runner import cache_root
+    from coe.paths import writable_dir
 
+    writable_dir(cache_root(), "eval cache", "COE_EVAL_CACHE")
     result = command.run(task=task, split=split, limit=limit, stratify=stratify, model=model, variants=variant,
                          report=report, data=data, seed=seed, console=err, known_false=known_false,
                          resamples=resamples)

@@ -45,6 +45,9 @@ def generate(
     if difficulty not in ("easy", "medium", "hard"):
         raise InputError("--difficulty must be easy, medium or hard")
     check_inputs(image=image, context=context, answer=answer, question=question, n_distractors=n_distractors)
+    from coe.history import traces_dir
+    from coe.paths import writable_dir
+    writable_dir(traces_dir(), "run history", "COE_HOME")  # before minutes of work that could not be kept
     with err.status("loading models…"):
         services = default_services(model)
 

@@ -5,19 +5,89 @@ context on the same (memory-mapped, so shared) weights: generation and scoring p
 prefixes (the item's exemplars vs. a student's view of it), and with one context each would evict the
 other's KV prefix between the interleaved calls of one item. In the scoring context the prompt is tokenized
 exactly as ``create_chat_completion`` would send it and only the part after the longest prefix already
-in its cache is evaluated."""
+in its cache is evaluated.
+
+Cancelling: ``cancel()`` (or a SIGINT through ``on_sigint``) makes every llama.cpp call in the process stop
+within one compute-graph node and raise ``KeyboardInterrupt``. The check is llama.cpp's abort callback, so a
+long prompt evaluation stops too, not only generation between tokens; ``resume()`` allows new calls."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from coe.errors import ConfigError, InputError
 
 from .protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
                        StreamTally, Usage, chat_deltas, label_probs, label_token_ids, schema_data)
+
+
+CANCEL = threading.Event()
+_ABORT_CALLBACK = None  # the ctypes callback must outlive every context it is set on
+_LLAMA_LOG = logging.getLogger("llama-cpp-python")  # llama-cpp-python prints llama.cpp's log at this level
+_log_level: list[int] = []  # the level before cancel(), put back by resume()
+
+
+def cancel() -> None:
+    """Stop every llama.cpp call of this process: each raises ``KeyboardInterrupt`` (a batch runner's stop)."""
+    if not CANCEL.is_set():
+        # llama.cpp logs each aborted decode as an error; here the abort is what was asked for.
+        _log_level[:] = [_LLAMA_LOG.level]
+        _LLAMA_LOG.setLevel(logging.CRITICAL)
+    CANCEL.set()
+
+
+def resume() -> None:
+    """Allow llama.cpp calls again after ``cancel()``."""
+    CANCEL.clear()
+    if _log_level:
+        _LLAMA_LOG.setLevel(_log_level.pop())
+
+
+def _should_abort(_data) -> bool:
+    # Called by llama.cpp between compute-graph nodes (about a microsecond each, under 1 % of a token).
+    return CANCEL.is_set()
+
+
+def on_sigint(signum, frame) -> None:
+    """SIGINT handler: cancel llama.cpp work and raise ``KeyboardInterrupt``, except when the signal is handled
+    inside ``_should_abort`` (a ctypes callback would swallow the exception); the aborted call raises it then."""
+    cancel()
+    while frame is not None:
+        if frame.f_code is _should_abort.__code__:
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
+def _abortable(llm):
+    """``llm`` with the cancel check installed on its context."""
+    global _ABORT_CALLBACK
+    import llama_cpp
+
+    if _ABORT_CALLBACK is None:
+        _ABORT_CALLBACK = llama_cpp.ggml_abort_callback(_should_abort)
+    llama_cpp.llama_set_abort_callback(llm.ctx, _ABORT_CALLBACK, None)
+    return llm
+
+
+@contextmanager
+def _cancellable():
+    """Turns a cancelled llama.cpp call (``llama_decode returned 2``) into ``KeyboardInterrupt``."""
+    if CANCEL.is_set():
+        raise KeyboardInterrupt("llama.cpp calls are cancelled")
+    try:
+        yield
+    except RuntimeError:
+        if CANCEL.is_set():
+            raise KeyboardInterrupt("llama.cpp call cancelled") from None
+        raise
+    if CANCEL.is_set():
+        raise KeyboardInterrupt("llama.cpp call cancelled")
 
 
 class _RenderedPrompt(Exception):
@@ -49,7 +119,7 @@ class LlamaCppLLM(SequentialBatchMixin):
         self._lock = threading.Lock()  # a Llama context is not safe to share between threads
         self._params = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1,
                             seed=seed, verbose=verbose)
-        self._llm = Llama(**self._params)
+        self._llm = _abortable(Llama(**self._params))
         self._scorer = None
 
     @classmethod
@@ -64,7 +134,7 @@ class LlamaCppLLM(SequentialBatchMixin):
         """The llama.cpp context that option scoring evaluates in (created on first use; callers hold the lock)."""
         if self._scorer is None:
             from llama_cpp import Llama
-            self._scorer = Llama(**self._params)
+            self._scorer = _abortable(Llama(**self._params))
         return self._scorer
 
     def count_tokens(self, text: str) -> int:
@@ -89,7 +159,7 @@ class LlamaCppLLM(SequentialBatchMixin):
     def generate(self, request: GenerationRequest) -> Generation:
         messages = self._chat_messages(request.messages)
         start = time.perf_counter()
-        with self._lock:
+        with self._lock, _cancellable():
             out = self._llm.create_chat_completion(messages=messages, **self._completion_args(request))
         seconds = time.perf_counter() - start
         choice = out["choices"][0]
@@ -107,7 +177,7 @@ class LlamaCppLLM(SequentialBatchMixin):
         messages = self._chat_messages(request.messages)
         start = time.perf_counter()
         tally = StreamTally()
-        with self._lock:
+        with self._lock, _cancellable():
             # llama.cpp reports no usage while streaming: the prompt is counted as its chat handler renders it
             prompt_tokens = len(self._prompt_tokens(self._llm, messages))
             chunks = self._llm.create_chat_completion(messages=messages, stream=True,
@@ -172,7 +242,7 @@ class LlamaCppLLM(SequentialBatchMixin):
 
         messages = self._chat_messages(request.messages)
         start = time.perf_counter()
-        with self._lock:
+        with self._lock, _cancellable():
             ids = label_token_ids(lambda t: self._llm.tokenize(t.encode("utf-8"), add_bos=False, special=False),
                                   request.labels)
             llm = self.scoring_context()

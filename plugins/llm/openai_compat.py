@@ -29,13 +29,15 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import random
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
+
+from tenacity import (RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential,
+                      wait_random_exponential)
 
 from coe.errors import ConfigError, InputError
 from coe.settings import settings
@@ -56,6 +58,14 @@ _SPEC = re.compile(r"^openai:(?P<model>[^@]*?)(?:@(?P<url>https?://\S+))?$")
 
 class _FormatRejected(Exception):
     """The server refused the ``json_schema`` response format (handled by ``json_mode="auto"``)."""
+
+
+class _Retryable(Exception):
+    """A try worth repeating: the server was unreachable (``why``) or answered 429/5xx (``response``)."""
+
+    def __init__(self, *, why: str = "", response=None) -> None:
+        super().__init__(why or f"HTTP {response.status_code}")
+        self.why, self.response = why, response
 
 
 def _one_line(text: str, limit: int = _MAX_SERVER_MESSAGE) -> str:
@@ -139,6 +149,10 @@ class OpenAICompatLLM:
         self.max_attempts = max(1, int(max_attempts))
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        # "equal jitter": half the exponential step fixed, half random, so capped waits still spread out
+        # (tenacity's wait_exponential_jitter adds its jitter before the cap, which then removes it)
+        self._backoff = (wait_exponential(multiplier=backoff_base / 2, max=backoff_max / 2)
+                         + wait_random_exponential(multiplier=backoff_base / 2, max=backoff_max / 2))
         self.max_concurrency = max(1, int(max_concurrency))
         self.extra_body = dict(extra_body or {})
         self._format = "json_schema" if json_mode == "auto" else json_mode
@@ -179,70 +193,85 @@ class OpenAICompatLLM:
 
     # -- HTTP -----------------------------------------------------------------------------------------
 
-    def _delay(self, attempt: int, response=None) -> float:
+    def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff with jitter; a server's ``Retry-After`` (seconds) wins, capped."""
-        if response is not None:
-            after = response.headers.get("retry-after")
-            try:
-                if after is not None:
-                    return min(max(float(after), 0.0), self.backoff_max)
-            except ValueError:
-                pass
-        cap = min(self.backoff_max, self.backoff_base * (2 ** attempt))
-        return cap / 2 + random.uniform(0, cap / 2)
+        failure = state.outcome.exception() if state.outcome is not None else None
+        response = getattr(failure, "response", None)
+        after = response.headers.get("retry-after") if response is not None else None
+        try:
+            if after is not None:
+                return min(max(float(after), 0.0), self.backoff_max)
+        except ValueError:
+            pass  # an HTTP date or junk: back off as usual
+        return self._backoff(state)
 
-    def _send(self, method: str, path: str, payload: dict | None = None) -> dict:
-        url = f"{self.base_url}{path}"
+    def _log_retry(self, state: RetryCallState) -> None:
+        failure = state.outcome.exception()
+        delay = state.next_action.sleep
+        if failure.response is None:
+            log.info("cannot reach %s (%s); retrying in %.2f s", self.base_url, failure.why, delay)
+        else:
+            log.info("%s answered HTTP %d; retrying in %.2f s", self.base_url, failure.response.status_code, delay)
+
+    def _send(self, method: str, path: str, payload: dict | None = None, *, attempts: int | None = None) -> dict:
+        retrying = Retrying(stop=stop_after_attempt(attempts or self.max_attempts), wait=self._wait,
+                            retry=retry_if_exception_type(_Retryable), before_sleep=self._log_retry,
+                            reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._send_once(method, path, payload, attempt.retry_state.attempt_number)
+        except _Retryable as failure:
+            tries = attempt.retry_state.attempt_number
+            if failure.response is None:
+                after = f" (after {tries} attempts)" if tries > 1 else ""
+                raise ConfigError(f"cannot reach OpenAI-compatible server at {self.base_url}: "
+                                  f"{failure.why}{after}") from failure.__cause__
+            raise self._http_error(failure.response, _server_message(failure.response), path, tries) from None
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+    def _send_once(self, method: str, path: str, payload: dict | None, attempt: int) -> dict:
+        """One request; ``_Retryable`` when repeating it may help (unreachable, 429, 5xx)."""
         httpx = self._httpx
-        last_exc: Exception | None = None
-        for attempt in range(self.max_attempts):
-            last = attempt == self.max_attempts - 1
+        try:
+            response = self._client.request(method, f"{self.base_url}{path}", json=payload)
+        except httpx.ReadTimeout as exc:
+            # the server took the request and is still working: sending it again only adds load
+            raise ConfigError(f"OpenAI-compatible server at {self.base_url} did not answer within "
+                              f"{self._client.timeout.read:g} s ({method} {path})") from exc
+        except httpx.TransportError as exc:  # refused, reset, DNS, connect timeout, dropped connection
+            raise _Retryable(why=_one_line(str(exc) or type(exc).__name__, 160)) from exc
+        status = response.status_code
+        if status < 400:
             try:
-                response = self._client.request(method, url, json=payload)
-            except httpx.ReadTimeout as exc:
-                # the server took the request and is still working: sending it again only adds load
-                raise ConfigError(f"OpenAI-compatible server at {self.base_url} did not answer within "
-                                  f"{self._client.timeout.read:g} s ({method} {path})") from exc
-            except httpx.TransportError as exc:  # refused, reset, DNS, connect timeout, dropped connection
-                last_exc = exc
-                if last:
-                    break
-                delay = self._delay(attempt)
-                log.info("cannot reach %s (%s); retrying in %.2f s", self.base_url, type(exc).__name__, delay)
-                time.sleep(delay)
-                continue
-            status = response.status_code
-            if status < 400:
-                try:
-                    return response.json()
-                except ValueError as exc:
-                    raise ConfigError(f"OpenAI-compatible server at {self.base_url} sent a reply that is not "
-                                      f"JSON: {_one_line(response.text, 120)}") from exc
-            message = _server_message(response)
-            if (payload is not None and self.json_mode == "auto" and self._format == "json_schema"
-                    and "response_format" in payload and status in (400, 422, 500)
-                    and re.search(r"response_format|json_schema", message)):
-                raise _FormatRejected(message)
-            if (status == 429 or status >= 500) and not last:
-                delay = self._delay(attempt, response)
-                log.info("%s answered HTTP %d; retrying in %.2f s", self.base_url, status, delay)
-                time.sleep(delay)
-                continue
-            hint = ""
-            if status in (401, 403):
-                hint = f" (check {API_KEY_ENV})"
-            elif status == 404 and path == "/chat/completions":
-                hint = " (is the base URL right? it usually ends in /v1)"
-            tries = f" after {attempt + 1} attempts" if attempt else ""
-            raise ConfigError(f"OpenAI-compatible server at {self.base_url} answered HTTP {status}{tries}: "
-                              f"{message or response.reason_phrase}{hint}")
-        raise ConfigError(f"cannot reach OpenAI-compatible server at {self.base_url}: "
-                          f"{_one_line(str(last_exc) or type(last_exc).__name__, 160)} "
-                          f"(after {self.max_attempts} attempts)")
+                return response.json()
+            except ValueError as exc:
+                raise ConfigError(f"OpenAI-compatible server at {self.base_url} sent a reply that is not "
+                                  f"JSON: {_one_line(response.text, 120)}") from exc
+        message = _server_message(response)
+        if (payload is not None and self.json_mode == "auto" and self._format == "json_schema"
+                and "response_format" in payload and status in (400, 422, 500)
+                and re.search(r"response_format|json_schema", message)):
+            raise _FormatRejected(message)
+        if status == 429 or status >= 500:
+            raise _Retryable(response=response)
+        raise self._http_error(response, message, path, attempt)
+
+    def _http_error(self, response, message: str, path: str, tries: int) -> ConfigError:
+        status = response.status_code
+        hint = ""
+        if status in (401, 403):
+            hint = f" (check {API_KEY_ENV})"
+        elif status == 404 and path == "/chat/completions":
+            hint = " (is the base URL right? it usually ends in /v1)"
+        after = f" after {tries} attempts" if tries > 1 else ""
+        return ConfigError(f"OpenAI-compatible server at {self.base_url} answered HTTP {status}{after}: "
+                           f"{message or response.reason_phrase}{hint}")
 
     def check(self) -> list[str]:
-        """GET ``/models``: fail now, with the one-line error, when the server is unusable."""
-        out = self._send("GET", "/models")
+        """GET ``/models``: fail now, with the one-line error, when the server is unusable. One attempt: a
+        probe that waits out the retries of a real request would delay the error it exists to give early."""
+        out = self._send("GET", "/models", attempts=1)
         return [m.get("id", "") for m in out.get("data", []) if isinstance(m, dict)]
 
     # -- requests -------------------------------------------------------------------------------------

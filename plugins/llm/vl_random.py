@@ -12,32 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .transformers_loading import transformers_at_least
+from .transformers_processing import QWEN2_VL_CHAT_TEMPLATE, LightQwen2VLProcessor, save_processor
+
 # The Qwen2-VL special tokens. Qwen2 text tokenizers carry them in their vocabulary (ids 151646-151656)
 # but not always as special tokens, and then "<|image_pad|>" would be split into pieces.
 VL_SPECIAL_TOKENS = ("<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
                      "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
                      "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
-
-# Qwen2-VL's chat template: images (and videos) become <|vision_start|><|image_pad|><|vision_end|>
-# in message order; the processor expands each <|image_pad|> to the image's token count.
-QWEN2_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 # Text and vision shapes. "7b" is Qwen2-VL-7B-Instruct's architecture; "tiny" runs on a CPU in ms.
 SHAPES: dict[str, dict[str, Any]] = {
@@ -108,20 +90,7 @@ def build_processor(tokenizer, family: str = "qwen2_vl", *, min_pixels: int = 56
                        chat_template=QWEN2_VL_CHAT_TEMPLATE)
         return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE)
     except (TypeError, ValueError, ImportError):
-        from .transformers_vl import LightQwen2VLProcessor
-
         return LightQwen2VLProcessor(tokenizer, image_processor, QWEN2_VL_CHAT_TEMPLATE, with_token_types=True)
-
-
-def save_processor(processor, out_dir: str | os.PathLike) -> None:
-    """Save a processor, or the parts of a ``LightQwen2VLProcessor``, as a checkpoint directory holds them."""
-    out = Path(out_dir)
-    if hasattr(processor, "save_pretrained"):
-        processor.save_pretrained(out)
-        return
-    processor.tokenizer.save_pretrained(out)
-    processor.image_processor.save_pretrained(out)
-    (out / "chat_template.jinja").write_text(processor.chat_template, encoding="utf-8")
 
 
 def make_config(family: str = "qwen2_vl", shape: str = "tiny", *, vocab_size: int = 151936, **overrides):
@@ -166,16 +135,13 @@ def random_model(config, *, dtype=None, device=None, seed: int = 0):
         if dtype is not None:
             torch.set_default_dtype(dtype)
         with torch.device(device or "cpu"):
-            model = cls._from_config(config, torch_dtype=dtype) if _old_api() else cls._from_config(config, dtype=dtype)
+            if transformers_at_least("4.56"):
+                model = cls._from_config(config, dtype=dtype)
+            else:
+                model = cls._from_config(config, torch_dtype=dtype)
     finally:
         torch.set_default_dtype(previous)
     return model.eval()
-
-
-def _old_api() -> bool:
-    import transformers
-    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-    return (major, minor) < (4, 56)
 
 
 def save_random_checkpoint(out_dir: str | os.PathLike, tokenizer, *, family: str = "qwen2_vl",

@@ -34,9 +34,8 @@ class ChromaStore:
                                                ssl=parsed.scheme == "https", settings=client_settings)
             self.location = url
         else:
-            from coe.paths import chroma_dir
-            root = os.fspath(path or chroma_dir())
-            os.makedirs(root, exist_ok=True)
+            from coe.paths import chroma_dir, writable_dir
+            root = os.fspath(writable_dir(path or chroma_dir(), "exemplar index", "COE_CHROMA_DIR"))
             self._client = chromadb.PersistentClient(path=root, settings=client_settings)
             self.location = root
         self.prefix = prefix

@@ -1,0 +1,113 @@
+"""Ctrl-C during a llama.cpp step stops it within a second or two, says so, and exits 130; ``cancel()`` stops
+a call in progress for a batch runner too. Real parts: the pulled 0.5B GGUF and MiniLM over a real Chroma."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import FIXTURE, GGUF_PRESET
+
+pytestmark = pytest.mark.slow
+
+LONG = "Explain, step by step and in great detail, how energy flows through a food web. " * 12
+
+
+def _require(name: str) -> None:
+    from coe.modelstore import is_pulled
+    if not is_pulled(name):
+        pytest.fail(f"needs the {name} model (coe models pull {name})")
+
+
+@pytest.fixture(scope="module")
+def llm():
+    _require(GGUF_PRESET)
+    from coe.plugins.llm.llamacpp import LlamaCppLLM
+    return LlamaCppLLM.from_spec(GGUF_PRESET)
+
+
+@pytest.fixture(scope="module")
+def mini_index(tmp_path_factory):
+    """The fixture bank embedded with the real MiniLM into a real Chroma folder."""
+    _require("minilm-l6-v2-int8")
+    from coe.datasets import ScienceQA
+    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.index import build_index, default_bank
+
+    path = tmp_path_factory.mktemp("chroma")
+    build_index(default_bank(ScienceQA(FIXTURE)), embedder=MiniLMOnnxEmbedder(), store=ChromaStore(path))
+    return path
+
+
+def _request(max_tokens: int):
+    from coe.plugins.llm.protocol import GenerationRequest, Message
+    return GenerationRequest(messages=[Message(role="user", content=LONG)], max_tokens=max_tokens,
+                             temperature=0.0)
+
+
+def test_cancel_stops_a_call_in_progress_and_resume_allows_new_ones(llm):
+    from coe.plugins.llm import llamacpp
+
+    outcome: dict = {}
+
+    def work():
+        start = time.perf_counter()
+        try:
+            outcome["result"] = llm.generate(_request(2000))
+        except KeyboardInterrupt as exc:
+            outcome["interrupted"] = exc
+        outcome["seconds"] = time.perf_counter() - start
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    time.sleep(1.0)
+    stop = time.perf_counter()
+    llamacpp.cancel()
+    worker.join(timeout=30)
+    try:
+        assert not worker.is_alive()
+        assert "interrupted" in outcome, outcome  # 2000 tokens take minutes on this CPU: it was cut short
+        assert time.perf_counter() - stop < 3.0, outcome
+        with pytest.raises(KeyboardInterrupt):  # cancelled stays cancelled until resumed
+            llm.generate(_request(4))
+    finally:
+        llamacpp.resume()
+    again = llm.generate(_request(4))  # the context is usable after an aborted decode
+    assert again.text and again.usage.completion_tokens >= 1
+
+
+def test_sigint_during_a_model_step_exits_130_at_once(mini_index):
+    _require(GGUF_PRESET)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COE_CHROMA_DIR": str(mini_index),
+           "COE_SCIENCEQA_DIR": str(FIXTURE), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "coe.cli", "generate", "--model", GGUF_PRESET,
+                             "--image", str(FIXTURE / "images/test/7/image.png"), "--answer", "fox",
+                             "--context", LONG[:600]],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in proc.stderr:  # progress lines: "· retrieve (0.1 s)" means the question step has begun
+            seen.append(line)
+            if line.startswith("· retrieve"):
+                break
+        else:
+            pytest.fail(f"coe generate ended before its model steps: {''.join(seen)}")
+        time.sleep(1.0)
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
+        waited = time.perf_counter() - sent
+        rest = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 130, (rc, rest)
+    assert waited < 5.0, waited
+    assert rest.strip().splitlines() == ["coe: aborted"], rest
+    assert proc.stdout.read() == ""
