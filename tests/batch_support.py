@@ -100,6 +100,13 @@ def write_manifest(path: Path, n: int, *, image: Path | None = IMAGE) -> Path:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def without_timings(value):
+    """An item without its timings (``seconds``, ``stage_seconds``, ... at any depth), which differ per run."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if not k.endswith("seconds")}
+    return [without_timings(v) for v in value] if isinstance(value, list) else value
+
+
 def done_count(run_dir: Path) -> int:
     try:
         with sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True, timeout=5) as db:
@@ -151,8 +158,7 @@ def soak(rows: int, kills: int, seed: int = 0) -> None:
     def written(run_dir):
         with Ledger(run_dir, create=False) as ledger:
             entries = ledger.entries()
-        items = {e["id"]: json.dumps({k: v for k, v in e["item"].items() if k not in ("seconds", "trace")},
-                                     sort_keys=True) for e in entries if e["item"]}
+        items = {e["id"]: json.dumps(without_timings(e["item"]), sort_keys=True) for e in entries if e["item"]}
         return items, sum(e["attempts"] for e in entries)
     ref, _ = written(work / "reference")
     got, attempts = written(work / "killed")

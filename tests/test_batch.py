@@ -3,8 +3,10 @@ decisions and exports, through the compiled graph with a scripted student and a 
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -16,15 +18,8 @@ from coe.batch.manifest import read_manifest
 from coe.batch.run import run_batch
 
 from coe.errors import ConfigError, InputError
-from tests.batch_support import (
-    IMAGE,
-    SETTINGS,
-    build_bank,
-    done_count,
-    kill9_soak,
-    scripted_services,
-    write_manifest,
-)
+from tests.batch_support import (IMAGE, SETTINGS, build_bank, done_count, kill9_soak, scripted_services,
+                                 without_timings, write_manifest)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,12 +33,8 @@ def bank(tmp_path_factory):
 
 def items_of(run_dir):
     """Each written item without timings, by id."""
-    def strip(v):
-        if isinstance(v, dict):
-            return {k: strip(x) for k, x in v.items() if not k.endswith("seconds")}
-        return [strip(x) for x in v] if isinstance(v, list) else v
     with Ledger(run_dir, create=False) as ledger:
-        return {e["id"]: strip(e["item"]) for e in ledger.entries(states=("done",))}
+        return {e["id"]: without_timings(e["item"]) for e in ledger.entries(states=("done",))}
 
 
 def run(manifest, run_dir, bank, settings=SETTINGS, **kw):
@@ -135,6 +126,25 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path, bank):
     assert len(entries) == 16 and {e["state"] for e in entries} == {"done"}
     assert sum(e["attempts"] for e in entries) == 16  # no item written twice
     assert sorted(p.name for p in (tmp_path / "killed").iterdir() if not p.name.startswith("ledger.sqlite")) == []
+
+
+def test_ctrl_c_stops_soon_and_leaves_finished_items_and_pending_rows(tmp_path, bank):
+    manifest = write_manifest(tmp_path / "m" / "manifest.csv", 12)
+    cmd = [sys.executable, "-m", "tests.batch_support", str(manifest), str(tmp_path / "run"), bank, "0.05"]
+    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while done_count(tmp_path / "run") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    child.wait(timeout=60)
+    assert time.monotonic() - t0 < 10 and child.returncode != 0
+    assert "KeyboardInterrupt" in child.stderr.read()
+    with Ledger(tmp_path / "run", create=False) as ledger:
+        states = [e["state"] for e in ledger.entries()]
+    assert states.count("done") >= 2 and set(states) == {"done", "pending"}  # nothing marked failed
+    resumed = run(manifest, tmp_path / "run", bank)
+    assert resumed.done == 12 and resumed.written_now == states.count("pending")
 
 
 def test_a_full_disk_stops_with_a_clear_error_and_the_run_resumes(tmp_path, bank):

@@ -27,6 +27,17 @@ class _Worker:
         return generate_items([graph_input], self.services, **self.settings)[0]
 
 
+def worker_env(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
+    """``runtime_env`` with this process's coe settings (``COE_*``, ``HF_HUB_OFFLINE``) added to the workers'
+    environment: a worker on another node must find the same model server, Chroma server and options."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("COE_") or k in ("HF_HUB_OFFLINE", "ANONYMIZED_TELEMETRY")}
+    runtime_env = dict(runtime_env or {})
+    runtime_env["env_vars"] = {**env, **dict(runtime_env.get("env_vars") or {})}
+    return runtime_env
+
+
 def _connect(address: str | None, runtime_env: dict[str, Any] | None) -> bool:
     """Join the cluster at ``address`` (None: start a local one); True when this call started Ray."""
     try:
@@ -36,7 +47,7 @@ def _connect(address: str | None, runtime_env: dict[str, Any] | None) -> bool:
     if ray.is_initialized():
         return False
     try:
-        ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
+        ray.init(address=address, runtime_env=worker_env(runtime_env), include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     except ConnectionError as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from None
