@@ -79,10 +79,53 @@ def call_and_parse(llm, messages: list[Message], *, parse: Callable[[Any, str], 
     return run_call(llm, call)
 
 
+def _token_listener():
+    """The callback manager of the graph step this call runs in, when the graph is streamed with
+    ``stream_mode="messages"`` (LangGraph then listens for chat-model tokens); else None."""
+    from langchain_core.runnables.config import ensure_config, get_callback_manager_for_config
+
+    manager = get_callback_manager_for_config(ensure_config())
+    wanted = any(type(h).__name__ == "StreamMessagesHandler" for h in manager.handlers)
+    return manager if wanted else None
+
+
+def streamed_generate(llm, request: GenerationRequest):
+    """``llm.generate(request)``; inside a graph streamed with ``stream_mode="messages"`` and with a
+    streaming backend, the reply's tokens are reported as a chat model's tokens as they are decoded, so
+    ``graph.stream(..., stream_mode="messages")`` shows each step's text while it is written."""
+    from coe.plugins.llm.protocol import StreamingLLMPlugin
+
+    manager = _token_listener() if isinstance(llm, StreamingLLMPlugin) else None
+    if manager is None:
+        return llm.generate(request)
+    from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
+
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    prompt = [kinds[m.role](m.content) for m in request.messages]  # the text a listener sees; images stay out
+    run = manager.on_chat_model_start({"name": getattr(llm, "name", "coe")}, [prompt])[0]
+    message_id = f"run-{run.run_id}"  # chunks and the final message are one message to a listener
+    chunks = llm.stream(request)
+    try:
+        while True:
+            try:
+                piece = next(chunks)
+            except StopIteration as end:
+                gen = end.value
+                break
+            run.on_llm_new_token(piece, chunk=ChatGenerationChunk(message=AIMessageChunk(content=piece,
+                                                                                        id=message_id)))
+    except BaseException as exc:
+        run.on_llm_error(exc)
+        raise
+    run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=AIMessage(content=gen.text, id=message_id))]]))
+    return gen
+
+
 def run_call(llm, call: PendingCall) -> tuple[Any, dict]:
     """Drive one pending call with single ``generate`` requests until it parses or runs out of attempts."""
     while not call.finished:
         start = time.perf_counter()
-        gen = llm.generate(call.request())
+        gen = streamed_generate(llm, call.request())
         call.feed(gen, time.perf_counter() - start)
     return call.result()

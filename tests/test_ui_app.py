@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from coe.graphs.build import STEPS
 from coe import history
+from coe.ui.steps import STEP_WORDS
 from tests import ui_support
 from tests.conftest import FIXTURE
 
@@ -85,6 +86,16 @@ def generate(at: AppTest, answer="rabbit", *, image: bytes | None = None, name="
     return settle(at) if wait else at
 
 
+def step_nodes(at) -> list[str]:
+    """The graph steps the page lists, read back from their plain-words labels."""
+    nodes = {STEP_WORDS[n].capitalize(): n for n in STEP_WORDS}
+    return [nodes[s.label.split(" · ")[0].rstrip(" …")] for s in at.status]
+
+
+def progress_lines(at) -> list[str]:
+    return [p.proto.text for p in at.get("progress")]
+
+
 def distractor_inputs(at):
     return [t for t in at.text_input if re.fullmatch(r"Distractor \d+", t.label)]
 
@@ -118,7 +129,16 @@ def test_generate_again_gives_another_alternative_and_difficulty_reaches_the_gra
     generate(app, variant="Full CoE", context="A meadow food chain: grass, rabbit, fox.", difficulty="hard")
     first = run_of(app)
     before = (first.item()["question"], tuple(first.item()["distractors"]))
+    ui_support.GATE.close("rationale")
     app.button(key="generate_again").click().run()
+    assert ui_support.GATE.reached.wait(30)
+    app.run()
+    # while the new run is in flight the page shows it alone: nothing of the previous item is left
+    assert run_of(app).run_id != first.run_id
+    assert not distractor_inputs(app) and not app.subheader and not app.expander
+    assert not [m for m in app.markdown if first.run_id in m.value or first.item()["question"] in m.value]
+    assert progress_lines(app)[0].startswith("Step 4 of 8: ")
+    ui_support.GATE.open()
     settle(app)
     again = run_of(app)
     assert again.run_id != first.run_id and again.settings["seed"] == 1 and again.settings["difficulty"] == "hard"
@@ -152,13 +172,31 @@ def test_full_coe_shows_the_verification_beside_each_option(app):
     assert item["distractor_notes"][1:] == request["distractor_notes"][1:]
 
 
+def test_regenerating_one_option_leaves_the_others_and_their_notes_in_place(app):
+    generate(app, variant="Full CoE", context="A meadow food chain: grass, rabbit, fox.")
+    run, rid, r = review_keys(app)
+    before = run.review_request()
+    app.button(key=f"regen_{rid}_{r}_0").click().run()
+    settle(app)
+    after = run.review_request()
+    assert after["distractors"][1:] == before["distractors"][1:] and after["distractors"][0] != before["distractors"][0]
+    assert [t.value for t in distractor_inputs(app)] == after["distractors"]
+    # the notes are written again for the set as the graph orders it (kept ones first, the scripted notes are
+    # numbered in that order), then follow their options into the slots
+    notes = [t.value for t in app.text_input if t.label.startswith("Why a student would pick")]
+    assert notes == after["distractor_notes"]
+    assert [n[-3:] for n in notes] == ["(3)", "(1)", "(2)"]
+
+
 def test_upload_generate_streams_each_node_and_waits_for_review(app):
     generate(app, context="A meadow food chain.")
     run = run_of(app)
     assert run.status == "review" and run.error is None
     labels = [s.label for s in app.status]
-    assert [label.split(" · ")[0] for label in labels] == NODES
+    assert step_nodes(app) == NODES
+    assert labels[0].startswith("Reading the picture · ") and labels[2].startswith("Writing the question · ")
     assert all(s.state == "complete" for s in app.status)
+    assert not progress_lines(app)  # the progress line is for a run in flight only
     assert "tokens" in labels[2]
     assert [t.label for t in distractor_inputs(app)] == ["Distractor 1", "Distractor 2", "Distractor 3"]
     assert [t.value for t in distractor_inputs(app)] == ["grass", "hawk", "owl"]
@@ -196,7 +234,7 @@ def test_trace_view_shows_each_step_in_full_and_filters(app):
     placeholders = [c.value for c in retrieve_step.caption if "no image" in c.value or "not available" in c.value]
     assert len(placeholders) == len(exemplars) - len(with_file)
     validate_step = app.expander[5]
-    assert "Validator verdict:** ✅ valid" in " ".join(m.value for m in validate_step.markdown)
+    assert "Validator verdict:** :material/check_circle: valid" in " ".join(m.value for m in validate_step.markdown)
     # the filter keeps the steps that mention the text
     app.text_input(key=f"trace_{run.run_id}_filter").input("VALIDATE").run()
     assert [e.label.split(" · ")[0] for e in app.expander] == ["6. validate (attempt 1)"]
@@ -251,25 +289,27 @@ def test_scienceqa_test_item_prefills_and_is_excluded(app):
 # -- bad input -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, data, message", [
-    ("notes.png", b"this is not an image", "not a readable image: notes.png"),
-    ("huge.png", png_header(8000, 6000), "image too large: huge.png (8000x6000 pixels, limit 40000000)"),
-    ("big.jpg", b"\0" * (50 * 1024 * 1024 + 1), "image too large: big.jpg"),
+    ("notes.png", b"this is not an image", "This file is not an image: notes.png. Choose a picture file"),
+    ("huge.png", png_header(8000, 6000),
+     "This picture is too large: huge.png is 8000 × 6000 pixels; pictures up to 40 million pixels work."),
+    ("big.jpg", b"\0" * (50 * 1024 * 1024 + 1), "This file is too large: big.jpg is over the 50 MB limit."),
 ])
 def test_bad_uploads_get_a_clear_message(app, name, data, message):
     app.file_uploader(key="upload").upload(name, data, "application/octet-stream")
     app.text_input(key="answer").input("rabbit").run()
     errors = [e.value for e in app.error]
-    assert len(errors) == 1 and errors[0].startswith("Cannot use this upload: ") and message in errors[0], errors
+    assert len(errors) == 1 and errors[0].startswith("Cannot use this upload. ") and message in errors[0], errors
+    assert "Error" not in errors[0] and "BytesIO" not in errors[0]  # no library words
     app.button(key="generate").click().run()
     assert "run" not in app.session_state
-    assert any("not a usable image" in e.value for e in app.error)
+    assert any("not an image this console can use" in e.value for e in app.error)
     uploads = history.traces_dir().parent / "uploads"
     assert not uploads.exists() or not list(uploads.iterdir())  # nothing kept
 
 
 def test_empty_answer_and_missing_setup_are_reported(app, monkeypatch):
     app.button(key="generate").click().run()
-    assert [e.value for e in app.error] == ["the answer is empty"]
+    assert [e.value for e in app.error] == ["The answer is empty"]
     monkeypatch.setenv("COE_SERVICES", "tests.ui_support:no_such_factory")
     app.text_input(key="answer").input("rabbit").run()
     app.button(key="generate").click().run()
@@ -294,10 +334,12 @@ def test_edit_regenerate_one_then_all_then_accept_and_export(app):
     run, rid, r2 = review_keys(app)
     assert r2 == r + 1
     request = run.review_request()
-    assert request["distractors"] == ["tall grass", "owl", "worm"]  # the edit kept, hawk replaced
+    # the edit kept, hawk replaced in its own slot: the kept options do not move
+    assert request["distractors"] == ["tall grass", "worm", "owl"]
     assert request["question"] == "What does the fox eat?"
-    assert [t.value for t in distractor_inputs(app)] == ["tall grass", "owl", "worm"]
-    assert [s.label.split(" · ")[0] for s in app.status] == ["review", "distractors", "validate", "verify", "notes"]
+    assert history.load_run(rid)["item"]["distractors"] == ["tall grass", "worm", "owl"]
+    assert [t.value for t in distractor_inputs(app)] == ["tall grass", "worm", "owl"]
+    assert step_nodes(app) == ["review", "distractors", "validate", "verify", "notes"]
     prompt = run.trace()[-4]["messages"][-1]["content"]
     assert "write exactly 1 distractors" in prompt, prompt
     # "grass" was edited away and "hawk" is replaced; the edited and the untouched options are kept
@@ -313,6 +355,10 @@ def test_edit_regenerate_one_then_all_then_accept_and_export(app):
     settle(app)
     assert run.status == "accepted"
     assert app.subheader[0].value == "Accepted item"
+    # the key is marked in words and with an icon from Streamlit's own font, not an emoji
+    options = next(m.value for m in app.markdown if m.value.startswith("- "))
+    assert options.splitlines() == ["- :material/check_circle: rabbit **(correct)**", "- mouse", "- snake", "- frog"]
+    assert not [m for m in app.markdown if "✅" in m.value]
     # Export item: Moodle XML (the default) carries the uploaded image itself, not a server path
     import base64
     from lxml import etree
@@ -363,8 +409,12 @@ def test_cancel_a_run_in_flight(app):
     run = run_of(app)
     assert run.job.running
     statuses = app.status
-    assert [s.label.split(" · ")[0] for s in statuses[:3]] == NODES[:3]
-    assert statuses[-1].state == "running" and statuses[-1].label.startswith("rationale")
+    assert step_nodes(app)[:3] == NODES[:3]
+    assert statuses[-1].state == "running" and statuses[-1].label.startswith("Writing the explanation")
+    [line] = progress_lines(app)
+    # the step count is the graph's; the time left comes from the steps so far
+    assert line.startswith(f"Step 4 of {len(NODES)}: writing the explanation. "), line
+    assert re.search(r"\. About (a second|\d+ seconds|\d+ minutes) left\.", line), line
     assert app.button(key="generate").disabled
     app.button(key=f"cancel_{run.run_id}").click().run()
     assert run.cancelling and app.button(key=f"cancel_{run.run_id}").disabled
@@ -472,3 +522,14 @@ def test_a_run_left_for_review_resumes_from_history_after_a_restart(app):
     fresh.button(key=f"accept_{run.run_id}_{run.round}").click().run()
     settle(fresh)
     assert run.status == "accepted" and history.load_run(run.run_id)["status"] == "accepted"
+
+
+def test_a_failed_validation_shows_as_failed_and_the_step_runs_again(app):
+    generate(app, "hawk")  # the scripted model's first options include "hawk": the validator sends them back
+    statuses = app.status
+    assert step_nodes(app) == [*NODES[:6], "distractors", "validate", *NODES[6:]]
+    failed = statuses[5]
+    assert failed.state == "error" and failed.label.endswith(" · failed"), failed.label
+    assert "is the correct answer" in failed.markdown[0].value
+    assert [s.state for s in statuses].count("error") == 1 and statuses[7].state == "complete"
+    assert "hawk" not in [t.value for t in distractor_inputs(app)]

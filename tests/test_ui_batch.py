@@ -110,3 +110,16 @@ def test_review_a_batch_run_in_the_console(run_dir):
     assert [e.value for e in again.markdown if "**rejected**" in e.value] == [
         "**q002** · manifest line 4 · verified · **rejected**"]
     assert [b.proto.label for b in again.get("download_button")] == [f"Export {accepted} items (moodle-xml)"]
+
+
+def test_the_console_has_a_batch_tab(run_dir):
+    from pathlib import Path
+
+    import coe.ui
+
+    at = AppTest.from_file(str(Path(coe.ui.__file__).resolve().parent / "app.py"), default_timeout=60)
+    at.run()
+    assert [t.label for t in at.tabs] == ["Generate", "Batch", "History"]
+    at.text_input(key="batch_dir").input(str(run_dir)).run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.tabs[1].metric}["written"] == "4"

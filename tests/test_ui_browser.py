@@ -1,4 +1,6 @@
-"""The console in a real browser: upload → generate → open a trace step → regenerate distractors.
+"""The console in a real browser at laptop size (1280x800): a bad upload, then upload → generate (a failed
+check shown as failed) → generate again (the progress line, the new run in view, the old item gone) →
+regenerate one option, then all → open a trace step → accept.
 
 Streamlit serves the app on loopback with the scripted backend; Debian's Chromium (installed by
 ``make test``) is driven by Playwright. The final page is saved as ``out/ui-screenshot.png``.
@@ -7,6 +9,7 @@ Streamlit serves the app on loopback with the scripted backend; Debian's Chromiu
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -75,66 +78,166 @@ def server(tmp_path):
         log.close()
 
 
-def test_upload_generate_trace_regenerate_in_a_browser(server, tmp_path, record_property):
+# Collects what the page showed between two checks, so a short-lived state (a run's progress line) is
+# seen however fast the scripted run goes.
+WATCH = """(oldRun) => {
+  window.coeSeen = {progress: [], oldItemWithProgress: false};
+  new MutationObserver(() => {
+    const lines = [...document.querySelectorAll('[data-testid="stProgress"]')].map(e => e.innerText.trim());
+    for (const line of lines) if (!window.coeSeen.progress.includes(line)) window.coeSeen.progress.push(line);
+    if (lines.some(line => line.startsWith("Step ")) && document.querySelector(".st-key-run_" + oldRun))
+      window.coeSeen.oldItemWithProgress = true;
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def click_until(page, button: str, then, tries: int = 3) -> None:
+    """A click that lands while a rerun is in flight can be dropped by Streamlit: click again until ``then``."""
+    for attempt in range(tries):
+        page.get_by_role("button", name=button, exact=True).click()
+        try:
+            playwright_api.expect(then).to_be_visible(timeout=15_000)
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+
+
+def choose(page, label: str, option: str) -> None:
+    box = page.get_by_role("combobox", name=label)
+    for attempt in range(3):  # the list can close under a rerun: open it again
+        box.click()
+        try:
+            page.get_by_role("option", name=option).click(timeout=5_000)
+            break
+        except playwright_api.Error:
+            if attempt == 2:
+                raise
+    playwright_api.expect(box).to_have_value(option)
+
+
+def status(page, label: str):
+    """The step status whose label starts with ``label``."""
+    return page.locator("details").filter(has=page.get_by_text(re.compile("^" + re.escape(label)))).first
+
+
+def test_a_teachers_session_in_a_laptop_sized_browser(server, tmp_path, record_property):
     expect = playwright_api.expect
     expect.set_options(timeout=60_000)  # generous: the machine may be busy with other work
     with playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 3400})
+            args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 800})
         try:
             page = context.pages[0] if context.pages else context.new_page()
             page.set_default_timeout(60_000)
             page.goto(server)
             expect(page.get_by_role("heading", name="coe review console")).to_be_visible()
 
-            # upload a diagram and ask for an item
-            page.locator('input[type="file"]').set_input_files(str(FIXTURE / "images/test/7/image.png"))
+            # the form's hints read as hints: "e.g. …", light italics, the fields themselves empty
+            for label in ("Context", "Answer", "Question (optional: written by the model when empty)"):
+                field = page.get_by_label(label, exact=True)
+                expect(field).to_have_value("")
+                expect(field).to_have_attribute("placeholder", re.compile(r"^e\.g\. "))
+                style, opacity = field.evaluate(
+                    "e => [getComputedStyle(e, '::placeholder').fontStyle, getComputedStyle(e, '::placeholder').opacity]")
+                assert style == "italic" and float(opacity) < 0.6, (label, style, opacity)
+
+            # a file that is not an image: one sentence in plain words
+            uploader = page.locator('input[type="file"]')
+            uploader.set_input_files({"name": "notes.png", "mimeType": "image/png", "buffer": b"shopping list"})
+            error = page.get_by_text("Cannot use this upload.", exact=False)
+            expect(error).to_contain_text("This file is not an image: notes.png")
+            assert not re.search(r"\w+Error|BytesIO", error.inner_text()), error.inner_text()
+
+            # a first run, unverified, whose first options repeat the answer: that check shows as failed
+            uploader.set_input_files(str(FIXTURE / "images/test/7/image.png"))
             expect(page.get_by_text("image.png").first).to_be_visible()
-            context_box = page.get_by_label("Context")
-            context_box.fill("This is a food chain from a meadow.")
+            expect(error).to_have_count(0)
+            page.get_by_label("Context", exact=True).fill("This is a food chain from a meadow.")
             answer = page.get_by_label("Answer", exact=True)
+            answer.fill("hawk")
+            answer.press("Enter")
+            choose(page, "Variant", "Single shot (unverified)")
+            click_until(page, "Generate", page.get_by_text("Reading the picture · ").first)
+            expect(page.get_by_text("Validator: 3 distinct distractors")).to_be_visible()
+            first_run = page.get_by_text(re.compile(r"^Run \S+ · Single shot")).first
+            expect(first_run).to_be_in_viewport()  # scrolled into view: at 1280x800 it starts below the form
+            failed, retried = status(page, "Checking the wrong options · "), page.locator("details").filter(
+                has=page.get_by_text("Checking the wrong options · ")).nth(1)
+            expect(failed).to_contain_text("· failed")
+            expect(failed.get_by_test_id("stExpanderIconError")).to_have_count(1)
+            expect(retried.get_by_test_id("stExpanderIconError")).to_have_count(0)
+            expect(status(page, "Writing the wrong options · ")).to_be_visible()
+
+            # generate again, verified: a progress line in plain words while it runs, nothing of the old item
+            old_run = first_run.inner_text().split()[1]
+            expect(page.locator(f".st-key-run_{old_run}")).to_contain_text("Validator: 3 distinct distractors")
+            page.evaluate(WATCH, old_run)
             answer.fill("rabbit")
             answer.press("Enter")
-            # A click that lands while the rerun from Enter is in flight can be dropped by Streamlit: click
-            # again until the first graph step reports.
-            for attempt in range(3):
-                page.get_by_role("button", name="Generate", exact=True).click()
-                try:
-                    expect(page.get_by_text("describe_image · ", exact=False).first).to_be_visible(timeout=15_000)
-                    break
-                except AssertionError:
-                    if attempt == 2:
-                        raise
-
-            # every node reports a status, then the item waits for review
+            choose(page, "Variant", "Full CoE")
+            click_until(page, "Generate", page.get_by_text(re.compile(r"^Run \S+ · Full CoE")).first)
+            expect(page.get_by_text(re.compile(r"^Run \S+ · Full CoE")).first).to_be_in_viewport()
             expect(page.get_by_text("Validator: 3 distinct distractors")).to_be_visible()
-            for node in ("describe_image", "retrieve", "question", "rationale", "distractors", "validate", "verify",
-                         "notes"):
-                expect(page.get_by_text(f"{node} · ", exact=False).first).to_be_visible()
+            seen = page.evaluate("window.coeSeen")
+            steps = [line for line in seen["progress"] if line.startswith("Step ")]
+            assert steps, seen
+            assert all(re.fullmatch(r"Step [1-8] of 8: [a-z ]+\. (Estimating the time left…|About .+ left\.( .+)?)",
+                                    line) for line in steps), steps
+            assert not seen["oldItemWithProgress"], "the previous item was still shown during the new run"
+            expect(page.get_by_text(re.compile(r"^Run \S+ · Single shot"))).to_have_count(0)
+            expect(page.locator(f".st-key-run_{old_run}")).to_have_count(0)
+            for words in ("Reading the picture", "Finding similar example questions", "Writing the question",
+                          "Writing the explanation", "Writing the wrong options", "Checking the wrong options",
+                          "Answering the item as a student would", "Noting why a student might pick"):
+                expect(status(page, f"{words}")).to_be_visible()
             expect(page.get_by_text("Verified by a student model", exact=False).first).to_be_visible()
             first = [page.get_by_label(f"Distractor {i}", exact=True).input_value() for i in (1, 2, 3)]
             assert all(first) and len(set(first)) == 3
+
+            # regenerate the second option only: the first and the third stay in their slots
+            page.get_by_role("button", name="↻ Regenerate").nth(1).click()
+            expect(page.get_by_label("Distractor 2", exact=True).last).not_to_have_value(first[1])
+            for i in (1, 2, 3):
+                expect(page.get_by_label(f"Distractor {i}", exact=True)).to_have_count(1)  # the old form is gone
             expect(page.get_by_text("Validator: 3 distinct distractors")).to_be_visible()
+            one = [page.get_by_label(f"Distractor {i}", exact=True).input_value() for i in (1, 2, 3)]
+            assert (one[0], one[2]) == (first[0], first[2]) and one[1] not in first, (first, one)
 
             # open the question step of the trace: the exact prompt and the raw output
             page.get_by_text("3. question", exact=False).first.click()
             expect(page.get_by_text("Prompt sent").first).to_be_visible()
             expect(page.get_by_text("Raw model output").first).to_be_visible()
 
-            # regenerate the distractors through the graph
+            # regenerate all the distractors through the graph
             page.get_by_role("button", name="Regenerate all distractors").click()
-            expect(page.get_by_label("Distractor 1", exact=True).first).not_to_have_value(first[0])
+            expect(page.get_by_label("Distractor 1", exact=True).first).not_to_have_value(one[0])
             expect(page.get_by_label("Distractor 1", exact=True)).to_have_count(1)  # the old form is gone
             expect(page.get_by_text("Validator: 3 distinct distractors")).to_be_visible()
             again = [page.get_by_label(f"Distractor {i}", exact=True).input_value() for i in (1, 2, 3)]
-            assert not set(again) & set(first)  # every replaced option stays out
-            for node in ("review", "distractors", "validate", "verify", "notes"):
-                expect(page.get_by_text(f"{node} · ", exact=False).first).to_be_visible()
-
+            assert not set(again) & set(first + one)  # every replaced option stays out
+            for words in ("Applying your decision", "Writing the wrong options", "Checking the wrong options"):
+                expect(status(page, words)).to_be_visible()
             # the new distractor step in the trace shows what the reviewer rejected
-            page.get_by_text("10. distractors", exact=False).first.click()
-            expect(page.get_by_text(f"the reviewer rejected '{first[0]}'", exact=False).first).to_be_visible()
+            step = page.locator("details").filter(has=page.get_by_text(re.compile(r"^\d+\. distractors"))).last
+            step.locator("summary").click()
+            expect(step.get_by_text(f"the reviewer rejected '{first[1]}'", exact=False).first).to_be_visible()
+
+            # accept: the key is marked in words and with an icon from Streamlit's own font, never an emoji
+            page.get_by_role("button", name="Accept").click()
+            expect(page.get_by_role("heading", name="Accepted item")).to_be_visible()
+            key = page.get_by_role("listitem").filter(has_text="(correct)")
+            expect(key).to_have_count(1)
+            expect(key).to_contain_text("rabbit")
+            icon = key.get_by_role("img", name="check_circle icon")
+            expect(icon).to_have_count(1)
+            assert "Material Symbols" in icon.evaluate("e => getComputedStyle(e).fontFamily")
+            # drawn as one glyph of the bundled icon font, not as the word "check_circle"
+            width, size = icon.evaluate("e => [e.getBoundingClientRect().width, parseFloat(getComputedStyle(e).fontSize)]")
+            assert width < 2 * size, (width, size)
+            html = page.content()
+            assert "✅" not in html and "❌" not in html
             page.mouse.move(0, 0)
 
             artifact = tmp_path / "ui-screenshot.png"

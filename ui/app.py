@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 
 import streamlit as st
-from coe.ui.runs import VARIANTS, Run, llm_presets
+from coe.ui.runs import Run
+from coe.ui.steps import STEP_WORDS, first_step_progress
 from coe.ui.trace_view import render_trace
 
 from coe.errors import CoeError, InputError
 from coe.generate import MAX_DISTRACTORS, check_inputs
 from coe.paths import coe_home, scienceqa_dir
 from coe.settings import settings
+from coe.ui.batch_page import batch_page
 from coe.ui.history_panel import history_panel
-from coe.ui.resources import (DEFAULT_MODEL, DIFFICULTIES, POLL_SECONDS, SOURCES, current_run, dataset, one_line,
-                              shared_graph, shared_services, test_items)
+from coe.ui.resources import (DEFAULT_MODEL, DIFFICULTIES, POLL_SECONDS, SOURCES, VARIANTS, current_run, dataset,
+                              llm_presets, plain_error, shared_graph, shared_services, test_items)
 from coe.ui.review_panel import accepted_panel, review_panel
 from coe.ui.uploads import checked_upload
 
@@ -42,7 +44,7 @@ def input_panel(busy: bool) -> None:
                                   max_upload_size=50)
         image_path, error = checked_upload(upload)
         if error:
-            st.error(f"Cannot use this upload: {error}")
+            st.error(f"Cannot use this upload. {plain_error(error)}")
         elif image_path:
             st.image(str(image_path), width=240, caption=upload.name)
     else:
@@ -60,10 +62,12 @@ def input_panel(busy: bool) -> None:
                 else:
                     st.caption("This item has no image file.")
                 st.caption(f"Original question: {p.question} (options: {', '.join(p.choices)})")
+    # hints, not values: a teacher must not mistake them for filled-in fields
     st.text_area("Context", key="context", height=80,
-                 placeholder="Below is a food web from a tundra ecosystem.")
-    st.text_input("Answer", key="answer", placeholder="grizzly bear")
-    st.text_input("Question (optional: written by the model when empty)", key="question")
+                 placeholder="e.g. the text that goes with the picture: \"Below is a food web from a tundra…\"")
+    st.text_input("Answer", key="answer", placeholder="e.g. the correct option, such as \"grizzly bear\"")
+    st.text_input("Question (optional: written by the model when empty)", key="question",
+                  placeholder="e.g. leave empty, or \"Which animal eats the fish?\"")
     c1, c2, c3 = st.columns(3)
     c1.number_input("Distractors", min_value=1, max_value=MAX_DISTRACTORS, value=3, step=1, key="n")
     c2.selectbox("Model", [DEFAULT_MODEL, *llm_presets()], key="model")
@@ -87,7 +91,7 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
     ss = st.session_state
     try:
         if upload_error:
-            raise InputError("the uploaded file is not a usable image (see above)")
+            raise InputError("the uploaded file is not an image this console can use (see above)")
         state = check_inputs(image=str(image_path) if image_path else None, context=ss.get("context", ""),
                              answer=ss.get("answer", ""), question=ss.get("question") or None,
                              n_distractors=int(ss.get("n", 3)))
@@ -95,7 +99,7 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
         model = None if ss.get("model") in (None, DEFAULT_MODEL) else ss["model"]
         services = shared_services(settings().services or "", model)
     except CoeError as exc:
-        st.error(one_line(exc))
+        st.error(plain_error(exc))
         return
     old = current_run()
     if old is not None and old.job is not None and old.job.running:
@@ -105,8 +109,7 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
                     "difficulty": ss.get("difficulty") or "medium"}
     run = Run(shared_graph(str(coe_home())), services, state, settings=run_settings, variant=ss.get("variant") or "Full CoE",
               model=model)
-    ss["run"] = run
-    run.start()
+    ss["run"] = run  # main() starts it once the page shows it in place of the previous item
     st.rerun()
 
 
@@ -114,22 +117,33 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
 
 def step_statuses(job) -> None:
     for u in list(job.updates):
-        label = f"{u['node']} · {u['seconds']:.2f} s"
+        label = f"{STEP_WORDS.get(u['node'], u['node']).capitalize()} · {u['seconds']:.2f} s"
         if u.get("tokens"):
             label += f" · {u['tokens']} tokens"
         if u.get("skipped"):
             label += " · skipped"
-        with st.status(label, state="complete", expanded=False):
+        if u.get("failed"):
+            label += " · failed"
+        with st.status(label, state="error" if u.get("failed") else "complete", expanded=False):
             st.write(u.get("text") or u.get("skipped") or "done")
+            st.caption(f"graph step `{u['node']}`")
     if job.running:
-        st.status(f"{job.next_node()} …", state="running", expanded=False)
+        st.status(f"{STEP_WORDS.get(job.next_node(), job.next_node()).capitalize()} …", state="running",
+                  expanded=False)
 
 
 @st.fragment(run_every=POLL_SECONDS)
-def progress() -> None:
+def live_steps() -> None:
     run = current_run()
-    if run is None or run.job is None:
+    if run is None:
         return
+    if run.job is None:  # drawn before the run starts (see main)
+        k, n, line = first_step_progress()
+        st.progress(0.0, text=line)
+        return
+    if run.job.running:
+        k, n, line = run.job.progress()
+        st.progress((k - 1) / n, text=line)
     step_statuses(run.job)
     if not run.job.running:
         st.rerun()
@@ -140,29 +154,38 @@ def cancel_run() -> None:
     if run is not None:
         run.cancel()
 
+
+def scroll_to_run(run_id: str) -> None:
+    """Bring a new run into view: at laptop sizes it starts below the form. The script differs per run, so
+    it runs once when the run appears, not on every rerun."""
+    st.html(f"""<script>
+        setTimeout(() => document.querySelector(".st-key-run_{run_id}")?.scrollIntoView({{block: "start"}}), 50);
+        </script>""", unsafe_allow_javascript=True)
+
+
 def run_panel(run: Run, busy: bool) -> None:
-    st.divider()
-    status = "cancelling" if run.cancelling else run.status
+    scroll_to_run(run.run_id)
+    status = "cancelling" if run.cancelling else "starting" if run.status == "new" else run.status
     st.markdown(f"**Run** `{run.run_id}` · {run.variant} · model {run.item().get('model') or run.model or '-'} "
                 f"· status **{status}**")
     if run.state.get("image_path"):
         st.image(run.state["image_path"], width=160)
     if flash := st.session_state.pop("flash", None):
-        st.warning(flash)
+        st.warning(plain_error(flash))
     job = run.job
     if busy:  # decided once per page run, so the page never mixes "running" and "done"
         st.button("Cancel", key=f"cancel_{run.run_id}", on_click=cancel_run, disabled=run.cancelling,
                   help="Stops after the step in progress")
         if run.cancelling:
             st.caption("Cancelling after the step in progress…")
-        progress()
+        live_steps()
         return
     if job is not None:
         step_statuses(job)
     if run.notice:
         st.info(run.notice)
     if run.error:
-        st.error(run.error)
+        st.error(plain_error(run.error))
     if run.status == "review":
         review_panel(run)
     elif run.status == "accepted":
@@ -180,18 +203,31 @@ def run_panel(run: Run, busy: bool) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="coe review console", page_icon="📝", layout="wide")
+    # example hints in light italics, so they never pass for filled-in values
+    st.html("<style>input::placeholder, textarea::placeholder {font-style: italic; opacity: .45}</style>")
     st.title("coe review console")
     st.caption("Chain-of-Exemplar: retrieve exemplars, then write question → rationale → distractors; "
                "validate; review.")
-    generate_tab, history_tab = st.tabs(["Generate", "History"])  # a reopened run shows under Generate
+    # a reopened run shows under Generate
+    generate_tab, batch_tab, history_tab = st.tabs(["Generate", "Batch", "History"])
     run = current_run()
-    busy = bool(run is not None and run.job is not None and run.job.running)
+    busy = bool(run is not None and (run.status == "new" or (run.job is not None and run.job.running)))
     with generate_tab:
         input_panel(busy)
         if run is not None:
-            run_panel(run, busy)
+            st.divider()
+            # keyed by run: the browser drops the previous run's panel at once instead of showing it, faded,
+            # until the page is drawn again
+            with st.container(key=f"run_{run.run_id}"):
+                run_panel(run, busy)
+    with batch_tab:
+        batch_page()
     with history_tab:
         history_panel()
+    if run is not None and run.status == "new":
+        # Started once the page is drawn: a model step competes with the page for the CPU, and until the
+        # page is drawn the browser keeps showing the previous item.
+        run.start()
 
 
 main()

@@ -15,7 +15,8 @@ from coe.errors import CoeError
 from coe.paths import coe_home
 from coe.settings import settings
 
-from coe.ui.resources import dataset, one_line, shared_graph, shared_services
+from coe.ui.resources import dataset, plain_error, shared_graph, shared_services
+from coe.ui.review_panel import options_markdown
 
 
 # -- history ------------------------------------------------------------------------------------
@@ -26,7 +27,7 @@ def reopen(record: dict[str, Any]) -> None:
         services = shared_services(settings().services or "", model)
         run = Run.reopen(shared_graph(str(coe_home())), services, record)
     except CoeError as exc:
-        st.session_state["flash"] = one_line(exc)
+        st.session_state["flash"] = plain_error(exc)
         return
     st.session_state["run"] = run
     st.session_state["flash"] = f"Run {run.run_id} reopened: it waits for your review."
@@ -48,18 +49,18 @@ def history_panel() -> None:
     try:
         record = history.load_run(pick)
     except CoeError as exc:
-        st.error(one_line(exc))
+        st.error(plain_error(exc))
         return
     item = record.get("item") or {}
     st.markdown(f"**{item.get('question')}**")
-    st.markdown("\n".join([f"- {item.get('answer')} **(correct)**", *[f"- {d}" for d in item.get("distractors") or []]]))
+    st.markdown(options_markdown(item))
     if record.get("source") == "ui" and record.get("status") == "review":
         st.button("Resume the review", key=f"resume_{pick}", on_click=reopen, args=(record,),
                   help="Open this run where it waits for review (its thread is kept across restarts).")
     st.caption(f"{record.get('source')} · {record.get('status')} · {record.get('variant') or ''} · "
                f"model {item.get('model') or '-'} · created {record.get('created')}")
     if record.get("error"):
-        st.error(record["error"])
+        st.error(plain_error(record["error"]))
     if item.get("image") and Path(item["image"]).is_file():
         st.image(item["image"], width=160)
     st.download_button("Download trace (JSON)", data=json.dumps(record, ensure_ascii=False, indent=1),

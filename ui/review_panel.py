@@ -10,7 +10,7 @@ from coe.ui.runs import Run
 
 from coe.errors import CoeError
 
-from coe.ui.resources import current_run, one_line
+from coe.ui.resources import current_run, plain_error
 
 
 def _review_values(run: Run, request: dict[str, Any]) -> tuple[str, str, list[str]]:
@@ -31,17 +31,19 @@ def _review_texts(run: Run, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def regenerate(index: int | None) -> None:
-    """Regenerate every distractor (``index`` None) or only one, keeping the (edited) others."""
+    """Regenerate every distractor (``index`` None) or only one, keeping the (edited) others in their slots."""
     run = current_run()
     request = run.review_request() if run else None
     if request is None:
         return
     q, a, ds = _review_values(run, request)
     keep = [] if index is None else [d for i, d in enumerate(ds) if i != index]
+    slots = None if index is None else [None if i == index else d for i, d in enumerate(ds)]
     try:
-        run.resume({"action": "regenerate_distractors", "keep": keep, "edits": {"question": q, "answer": a}})
+        run.resume({"action": "regenerate_distractors", "keep": keep, "edits": {"question": q, "answer": a}},
+                   slots=slots)
     except CoeError as exc:
-        st.session_state["flash"] = one_line(exc)
+        st.session_state["flash"] = plain_error(exc)
 
 
 def accept() -> None:
@@ -54,7 +56,7 @@ def accept() -> None:
         run.resume({"action": "accept", "edits": {"question": q, "answer": a, "distractors": ds,
                                                   **_review_texts(run, request)}})
     except CoeError as exc:
-        st.session_state["flash"] = one_line(exc)
+        st.session_state["flash"] = plain_error(exc)
 
 
 def review_panel(run: Run) -> None:
@@ -72,7 +74,7 @@ def review_panel(run: Run) -> None:
     v = request.get("verification") or {}
     probs, also = v.get("option_probs") or {}, v.get("also_correct") or {}
     st.text_area("Question", value=request.get("question") or "", key=f"rq_{rid}_{r}")
-    st.text_input("Answer", value=request.get("answer") or "", key=f"ra_{rid}_{r}")
+    st.text_input("Correct answer", value=request.get("answer") or "", key=f"ra_{rid}_{r}")
     if request.get("answer") in probs:
         st.caption(f"Student model's probability on the key: {probs[request['answer']]:.2f}")
     st.text_area("Rationale", value=request.get("rationale") or "", key=f"rr_{rid}_{r}",
@@ -132,17 +134,24 @@ def export_panel(run: Run, item: dict[str, Any]) -> None:
     try:
         data = render([ExportItem.from_console(item, id=run.run_id)], fmt)
     except CoeError as exc:
-        c2.error(f"Cannot export as {fmt}: {one_line(exc)}")
+        c2.error(f"Cannot export as {fmt}. {plain_error(exc)}")
         return
     c2.download_button(f"Export item ({fmt})", data=data, file_name=f"coe-item-{run.run_id}{SUFFIXES[fmt]}",
                        key=f"export_{run.run_id}", type="primary")
+
+
+def options_markdown(item: dict[str, Any]) -> str:
+    """The options as a list, the key marked in words and with a Material icon (Streamlit ships the icon font:
+    no emoji font needed)."""
+    return "\n".join([f"- :material/check_circle: {item.get('answer')} **(correct)**",
+                      *[f"- {d}" for d in item.get("distractors") or []]])
 
 
 def accepted_panel(run: Run) -> None:
     item = run.item()
     st.subheader("Accepted item")
     st.markdown(f"**{item['question']}**")
-    st.markdown("\n".join([f"- {item['answer']} **(correct)**", *[f"- {d}" for d in item["distractors"]]]))
+    st.markdown(options_markdown(item))
     if item.get("rationale"):
         st.caption(f"Rationale: {item['rationale']}")
     export_panel(run, item)

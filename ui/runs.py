@@ -16,79 +16,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coe import history
+from coe.agents.validation import normalize
 from coe.errors import CoeError
-from coe.graphs.build import STEPS
+from coe.ui.steps import expected_next, progress, record_step_time, summarize
 
 log = logging.getLogger(__name__)
-
-
-VARIANTS: dict[str, dict[str, Any]] = {
-    "Full CoE": {"mode": "json", "use_exemplars": True, "use_rationale": True},
-    "No exemplars (zero-shot)": {"mode": "json", "use_exemplars": False, "use_rationale": True},
-    "No rationale": {"mode": "json", "use_exemplars": True, "use_rationale": False},
-    "Paper prompt shapes (free text)": {"mode": "coe", "use_exemplars": True, "use_rationale": True},
-    # The first version: one greedy question, the model's own choice of distractors, nothing verified.
-    "Single shot (unverified)": {"mode": "json", "pool_selection": "model", "question_exemplars": 0,
-                                 "question_samples": 0, "verify": False, "write_notes": False},
-}
 
 # Graph steps run one at a time across sessions: the model (llama.cpp, OCR) is one shared instance.
 STEP_LOCK = threading.Lock()
 
-
-def llm_presets() -> list[str]:
-    """Names of pulled language-model presets (the default is the first pulled in preset order)."""
-    try:
-        from coe.modelstore import list_models
-        return [m["name"] for m in list_models() if m.get("role") == "llm" and m.get("status") == "pulled"]
-    except Exception:  # a broken model folder must not take the page down
-        log.exception("listing models failed")
-        return []
 
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def summarize(node: str, update: dict[str, Any]) -> dict[str, Any]:
-    """What the progress list shows for one node update."""
-    trace = (update or {}).get("trace") or []
-    seconds = sum(float(t.get("seconds") or 0) for t in trace)
-    tokens = sum(sum((t.get("usage") or {}).values()) for t in trace)
-    text = ""
-    if node == "retrieve":
-        text = f"{len(update.get('exemplars') or [])} exemplars"
-    elif node == "question":
-        text = update.get("question") or ""
-    elif node == "rationale":
-        text = update.get("rationale") or ""
-    elif node == "distractors":
-        text = ", ".join(map(str, update.get("candidate_distractors") or []))
-    elif node == "verify":
-        text = (update.get("status") or "") + (": " + "; ".join(update.get("reasons") or []) if update.get("reasons") else "")
-    elif node in ("validate", "review"):
-        entry = trace[-1] if trace else {}
-        text = "valid" if entry.get("valid") else "; ".join(entry.get("problems") or [])
-        if entry.get("repair"):
-            text += f" (repaired: {', '.join(entry.get('filled') or [])})"
-        if node == "review":
-            text = f"{entry.get('action')}: {text}"
-    skipped = next((t.get("skipped") for t in trace if t.get("skipped")), None)
-    return {"node": node, "seconds": round(seconds, 3), "tokens": tokens, "text": text, "skipped": skipped}
-
-
-def expected_next(node: str | None, update: dict[str, Any] | None) -> str:
-    """The node that most likely runs after ``node`` (for the 'running' label only)."""
-    if node is None:
-        return STEPS[0]
-    if node == "validate":
-        return "verify" if (update or {}).get("valid") else "distractors"
-    if node == "verify":
-        route = (update or {}).get("route", "done")
-        return "notes" if route == "done" else route
-    if node == "review":
-        return "distractors"
-    return STEPS[STEPS.index(node) + 1] if node in STEPS[:-1] else "review"
+def in_slots(slots: list[str | None], options: list[str]) -> list[int]:
+    """The order of ``options`` that leaves each kept option (``slots[i]`` not None) in slot ``i`` and puts
+    the new ones in the free slots, as indices into ``options``; unchanged when they do not line up."""
+    keys = [normalize(o) for o in options]
+    unchanged = list(range(len(options)))
+    if len(slots) != len(options):
+        return unchanged
+    fixed: dict[int, int] = {}
+    for i, kept in enumerate(slots):
+        if kept is None:
+            continue
+        if normalize(kept) not in keys:
+            return unchanged
+        fixed[i] = keys.index(normalize(kept))
+    rest = iter(j for j in unchanged if j not in fixed.values())
+    return [fixed[i] if i in fixed else next(rest) for i in unchanged]
 
 
 @dataclass
@@ -105,6 +63,13 @@ class Job:
     started: float = field(default_factory=time.time)
     finished: float | None = None
     thread: threading.Thread | None = None
+    slots: list[str | None] | None = None  # a single regeneration: the kept options by slot
+
+    def add(self, summary: dict[str, Any], update: dict[str, Any]) -> None:
+        now = time.time()
+        wall = now - (self.updates[-1]["at"] if self.updates else self.started)
+        record_step_time(summary["node"], wall)
+        self.updates.append({**summary, "wall": round(wall, 3), "at": now, "_update": update})
 
     @property
     def running(self) -> bool:
@@ -121,6 +86,11 @@ class Job:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.done.wait(timeout)
+
+    def progress(self) -> tuple[int, int, str]:
+        """(step k, of n, a line in plain words with the time left) for the step in progress."""
+        since = time.time() - (self.updates[-1]["at"] if self.updates else self.started)
+        return progress(self.kind, self.updates, self.next_node(), since)
 
 
 class Run:
@@ -163,13 +133,15 @@ class Run:
     def start(self) -> Job:
         return self._launch("generate", dict(self.state), "describe_image")
 
-    def resume(self, decision: dict[str, Any]) -> Job:
+    def resume(self, decision: dict[str, Any], slots: list[str | None] | None = None) -> Job:
+        """Apply a review decision; with ``slots`` (the kept options by slot, None where one is rewritten)
+        the new options take the free slots and the kept ones stay where they were."""
         from langgraph.types import Command
 
         if self.job is not None and self.job.running:
             raise CoeError("the run is still busy")
         before = dict(self.snapshot().values or {})
-        return self._launch(decision.get("action", "?"), Command(resume=decision), "review", before)
+        return self._launch(decision.get("action", "?"), Command(resume=decision), "review", before, slots)
 
     def cancel(self) -> None:
         """Stop after the step in progress (a model call cannot be cut short)."""
@@ -180,8 +152,9 @@ class Run:
     def cancelling(self) -> bool:
         return self.job is not None and self.job.running and self.job.cancel_event.is_set()
 
-    def _launch(self, kind: str, graph_input: Any, first: str, before: dict | None = None) -> Job:
-        job = Job(kind=kind, first_node=first)
+    def _launch(self, kind: str, graph_input: Any, first: str, before: dict | None = None,
+                slots: list[str | None] | None = None) -> Job:
+        job = Job(kind=kind, first_node=first, slots=slots)
         self.job, self.status, self.error, self.notice = job, "running", None, None
         job.thread = threading.Thread(target=self._work, args=(job, graph_input, before), daemon=True,
                                       name=f"coe-run-{self.run_id}")
@@ -203,9 +176,12 @@ class Run:
                 for node, update in chunk.items():
                     if node == "__interrupt__":
                         continue
-                    job.updates.append({**summarize(node, update or {}), "_update": update or {}})
+                    job.add(summarize(node, update or {}), update or {})
             if status != "cancelled":
                 status = "review" if self.snapshot().next else "accepted"
+            if status == "review" and job.slots:
+                with STEP_LOCK:
+                    self._keep_slots(job.slots)
         except CoeError as exc:
             status, job.error = "error", _one_line(exc)
         except Exception as exc:  # shown on the page as one line; details go to the server log
@@ -255,6 +231,21 @@ class Run:
         self.graph.update_state(self.config, values, as_node="validate")
         for _ in self.graph.stream(None, self.config, context=self.services, stream_mode="updates"):
             pass  # runs only the review node, which interrupts again
+
+    def _keep_slots(self, slots: list[str | None]) -> None:
+        """Put the kept options back in their slots (the graph appends the new ones after them), with their
+        notes, and wait for review again."""
+        values = self.snapshot().values or {}
+        options, notes = list(values.get("distractors") or []), list(values.get("distractor_notes") or [])
+        order = in_slots(slots, options)
+        if order == list(range(len(options))):
+            return
+        update: dict[str, Any] = {"distractors": [options[j] for j in order]}
+        if len(notes) == len(options):
+            update["distractor_notes"] = [notes[j] for j in order]
+        self.graph.update_state(self.config, update, as_node="notes")
+        for _ in self.graph.stream(None, self.config, context=self.services, stream_mode="updates"):
+            pass  # runs only the review node, which interrupts again with the options in their slots
 
     def snapshot(self):
         return self.graph.get_state(self.config)

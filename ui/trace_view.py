@@ -49,7 +49,7 @@ def _thumbnail(exemplar_id: str, dataset, has_image: bool) -> None:
     if path is not None and Path(path).is_file():
         st.image(str(path), width=96)
     elif has_image:
-        st.caption("🖼 image not available locally")
+        st.caption("image not available locally")
     else:
         st.caption("no image (text-only item)")
 
@@ -108,7 +108,7 @@ def render_entry(entry: dict[str, Any], known: dict[str, dict[str, Any]], datase
         st.markdown(f"**Kept by the reviewer:** {', '.join(entry['kept'])}")
     if node in ("validate", "review"):
         ok = entry.get("valid") or entry.get("valid_after_repair")
-        st.markdown("**Validator verdict:** " + ("✅ valid" if ok else "❌ invalid"))
+        st.markdown("**Validator verdict:** " + (":material/check_circle: valid" if ok else ":red[:material/cancel: invalid]"))
         for problem in entry.get("problems") or []:
             st.markdown(f"- {problem}")
         if entry.get("repair"):
