@@ -92,4 +92,4 @@ def test_missing_index_is_a_clear_error(tmp_path):
 def test_hub_id_offline_fails_fast():
     proc = run(["generate", "--answer", "fox", "--image", GOOD_IMAGE, "--model", "Qwen/Qwen2-VL-2B-Instruct"])
     err = proc.stderr.decode()
-    assert proc.returncode != 0 and "offline" in err and len(err.strip().splitlines()) == 1
+    assert proc.returncode == 1 and "offline" in err and len(err.strip().splitlines()) == 1

@@ -77,9 +77,9 @@ def test_excludes_own_id_and_splits(fixture_index):
 
 def test_answer_type_penalty_orders_compatible_first(fixture_index):
     ex, _ = fixture_index.retrieve(RetrievalQuery(answer="yes", question="Which object in the picture is larger?"))
-    for e in ex:
-        if e.question == "Which object in the picture is larger?":
-            assert e.score < e.signals["question"]  # penalised: boolean vs word answers
+    same = [e for e in ex if e.question == "Which object in the picture is larger?"]
+    assert same  # the fixture bank holds this question with a word answer
+    assert all(e.score < e.signals["question"] for e in same)  # penalised: boolean vs word answers
 
 
 def test_duplicates_are_dropped(fixture_index):
