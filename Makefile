@@ -39,11 +39,16 @@ index: models
 	@echo "==> indexing the ScienceQA train+val exemplar bank into Chroma (skipped when up to date)"
 	$(BIN)/coe index build --data $(DATA)
 
-# Debian packages the tests need: WordNet 3.0 for METEOR (the project adds the lexnames table itself).
+# Debian packages the tests need: WordNet 3.0 for METEOR (the project adds the lexnames table itself), and
+# ReportLab's user guide, a real PDF with pictures that nobody here wrote, for the ingestion tests.
 system-deps:
 	@if [ ! -f /usr/share/wordnet/data.noun ] || [ ! -f /usr/share/wordnet/index.sense ]; then \
 		echo "==> installing WordNet (Debian: wordnet-base wordnet-sense-index)"; \
 		apt-get update -qq && apt-get install -y -qq wordnet-base wordnet-sense-index; \
+	fi
+	@if [ ! -f /usr/share/doc/python-reportlab-doc/reportlab-userguide.pdf ]; then \
+		echo "==> installing a real PDF for the ingestion tests (Debian: python-reportlab-doc)"; \
+		apt-get update -qq && apt-get install -y -qq python-reportlab-doc; \
 	fi
 
 # Chromium for the review console's browser test (Playwright drives Debian's build; nothing is downloaded

@@ -31,6 +31,7 @@ def regenerate(ledger: Ledger, row_id: str, keep: list[str], services: Any) -> d
         raise InputError(f"no written item {row_id!r} in the run {ledger.run_dir}")
     item, settings = entry["item"], dict(ledger.meta().get("settings") or {})
     settings.pop("model", None)
+    settings.pop("banks", None)
     graph = build_review_graph()
     config = {"configurable": {"thread_id": str(uuid.uuid4()), **settings}}
     graph.update_state(config, {**entry["input"], **{k: item[k] for k in _CARRIED if k in item}},

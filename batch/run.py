@@ -79,7 +79,8 @@ def _local(rows: list[Row], services_factory: Callable[[], Any], settings: dict[
 def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = None,
               settings: dict[str, Any] | None = None, max_concurrency: int | None = None,
               retry_failed: bool = False, engine: str = "local", address: str | None = None,
-              workers: int = 2, services_factory: Callable[[], Any] | None = None,
+              workers: int = 2, banks: tuple[str, ...] = ("default",),
+              services_factory: Callable[[], Any] | None = None,
               runtime_env: dict[str, Any] | None = None,
               on_start: Callable[[int, int], None] | None = None,
               on_item: Callable[[dict[str, Any]], None] | None = None) -> Summary:
@@ -99,13 +100,14 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
     rows, errors = read_manifest(manifest)
     summary = Summary(run_dir=Path(run_dir).expanduser().resolve())
     with Ledger(run_dir) as ledger:
-        ledger.begin(manifest=str(Path(manifest).expanduser().resolve()), settings={"model": model, **settings})
+        recorded = {"model": model, "banks": list(banks), **settings}
+        ledger.begin(manifest=str(Path(manifest).expanduser().resolve()), settings=recorded)
         summary.__dict__.update(ledger.sync(rows, errors))
         todo = ledger.todo(retry_failed=retry_failed)
         if on_start:
             on_start(len(todo), len(rows) + len(errors))
         k = GraphSettings(**settings).k
-        factory = services_factory or partial(default_services, model)
+        factory = services_factory or partial(default_services, model, tuple(banks))
 
         def on_result(row: Row, out: dict[str, Any]) -> None:
             if "error" in out:  # the graph raised a CoeError for this row

@@ -12,6 +12,8 @@ import click
 import typer
 
 from coe.commands import batch, evaluate, finetune, generate, index, models
+from coe.commands import ingest as ingest_cmd
+from coe.commands.bank import bank_app
 from coe.errors import CoeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -20,10 +22,14 @@ app.add_typer(models.models_app, name="models")
 app.add_typer(index.index_app, name="index")
 app.add_typer(finetune.finetune_app, name="finetune")
 app.add_typer(batch.batch_app, name="batch")
+app.add_typer(bank_app, name="bank")
 app.command("generate")(generate.generate)
 app.command("ui")(generate.ui)
 app.command("eval")(evaluate.eval_command)
 app.command("bench")(evaluate.bench_command)
+app.command("ingest")(ingest_cmd.ingest)
+app.command("suggest")(ingest_cmd.suggest)
+app.add_typer(ingest_cmd.material_app, name="material")
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:

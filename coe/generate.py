@@ -32,6 +32,8 @@ class MCQItem(BaseModel):
     verification: dict[str, Any] = Field(default_factory=dict)
     seconds: float = 0.0
     trace: list[dict[str, Any]] = Field(default_factory=list)
+    # provenance of a material-grounded item: material, file, page/slide/section, passage and figure
+    source: dict[str, Any] | None = None
 
 
 def check_inputs(*, image: str | None, context: str, answer: str, question: str | None,
@@ -85,7 +87,8 @@ def generate_item(*, image: str | None, answer: str, context: str = "", question
 def mcq_from_output(out: dict[str, Any], *, k: int, image: str | None, model: str = "",
                     seconds: float = 0.0) -> MCQItem:
     """The item a graph run wrote (its output state), with the first ``k`` exemplars marked as shown."""
-    exemplars = [{"id": e["id"], "score": e["score"], "question": e["question"], "answer": e["answer"],
+    exemplars = [{"id": e["id"], "bank": e.get("bank", ""), "score": e["score"], "question": e["question"],
+                  "answer": e["answer"],
                   "distractors": e.get("distractors", []), "signals": e.get("signals", {}), "in_prompt": i < k}
                  for i, e in enumerate(out.get("exemplars", []))]
     return MCQItem(question=out["question"], answer=out["answer"], distractors=out["distractors"],

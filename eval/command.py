@@ -50,7 +50,7 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 
 def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str | None, variants: str,
         report: str | None, data: str | None, seed: int, console: Console, known_false: str = ",".join(KINDS),
-        resamples: int = RESAMPLES) -> dict[str, Any]:
+        resamples: int = RESAMPLES, banks: list[str] | None = None) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from coe.datasets import ScienceQA
@@ -67,7 +67,12 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
         raise InputError("--limit must be positive")
     chosen = parse_variants(variants)
     dataset = ScienceQA(data)
-    base = retrieval_services()
+    from coe.banks import parse_banks
+    bank_names = parse_banks(banks)
+    base = retrieval_services(bank_names)
+    from .runner import cache_root
+    # the cache key does not name the banks: other banks' predictions are kept apart by folder
+    cache = cache_root() if bank_names == ("default",) else cache_root() / f"banks-{'+'.join(bank_names)}"
     needs_model = "verify" in tasks or any(VARIANTS[v] is not None for v in chosen)
     llm = probe_llm(default_llm(model)) if needs_model else None
     services = Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
@@ -90,7 +95,7 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
             n_items = max(n_items, len(items))
             by_pid = {i.pid: i for i in items}
             for v in chosen:
-                r = run_variant(t, v, items, services, model_id, progress=progress)
+                r = run_variant(t, v, items, services, model_id, progress=progress, cache=cache)
                 r["scores"] = aggregate([(by_pid[pid], scorer.score(t, by_pid[pid], p))
                                          for pid, p in r["predictions"].items()], seed=seed, resamples=resamples)
                 runs.append(r)
@@ -101,7 +106,7 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
             items = sample(load_items(dataset, split, "dg"), limit, stratify=stratify, seed=seed)
             n_items = max(n_items, len(items))
             verify = run_verify(items, dataset, services, model_id, chosen, seed=seed, kinds=kinds,
-                                resamples=resamples, progress=progress)
+                                resamples=resamples, progress=progress, cache=cache)
     notes = []
     if "dg" in tasks and any(v in ("coe", "no-cot") for v in chosen):
         from .diagnostics import pool_coverage
@@ -121,7 +126,7 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
     meta = {"split": split, "tasks": tasks, "n_items": n_items, "stratify": stratify, "seed": seed, "notes": notes,
             "model": model_id, "machine": machine(), "wall_seconds": time.perf_counter() - t0,
             "command": "coe " + " ".join(sys.argv[1:]), "embed_threshold": EMBED_MATCH_THRESHOLD,
-            "variants": chosen, "resamples": resamples}
+            "variants": chosen, "resamples": resamples, "banks": list(bank_names)}
     path = write_report(Path(report), runs, meta, verify) if report else None
     return {"meta": meta, "runs": runs, "verify": verify, "report": str(path) if path else None}
 

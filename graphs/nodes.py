@@ -90,7 +90,8 @@ def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     found, info = retriever.retrieve(q, k=max(s.k, s.pool_k if s.use_pool else 0))
     return {"exemplars": [e.model_dump() for e in found],
             "trace": [{"node": "retrieve", "seconds": round(time.perf_counter() - t0, 3), **info,
-                       "exemplars": [{"id": e.id, "score": e.score, "signals": e.signals} for e in found]}]}
+                       "exemplars": [{"id": e.id, "bank": e.bank, "score": e.score, "signals": e.signals}
+                                     for e in found]}]}
 
 
 def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:

@@ -117,18 +117,19 @@ def probe_llm(llm: Any) -> Any:
 
 
 @cache
-def default_services(model: str | None = None) -> Services:
-    """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), MiniLM ONNX over Chroma,
-    OCR + dataset caption."""
+def default_services(model: str | None = None, banks: tuple[str, ...] | None = None) -> Services:
+    """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), MiniLM ONNX over Chroma
+    searching ``banks`` (default: ScienceQA's, ``("default",)``), OCR + dataset caption."""
     # a bad model spec (e.g. a hub id offline) or an unreachable server is the first thing reported
     llm = probe_llm(default_llm(model))
-    base = retrieval_services()
+    base = retrieval_services(banks)
     return Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
 
 
 @cache
-def retrieval_services() -> Services:
-    """Everything but the LLM: what model-free baselines and retrieval benchmarks need. The image signal of
+def retrieval_services(banks: tuple[str, ...] | None = None) -> Services:
+    """Everything but the LLM: what model-free baselines and retrieval benchmarks need. ``banks``: the
+    exemplar banks retrieval searches (``coe.banks``; default ``("default",)``, ScienceQA). The image signal of
     retrieval is on only when ``COE_IMAGE_EMBEDDER`` names an image embedder (see ``configured_image_embedder``)."""
     from coe.datasets import ScienceQA
     from coe.errors import ConfigError
@@ -138,10 +139,13 @@ def retrieval_services() -> Services:
     from coe.plugins.vision.ocr_caption import OcrCaptionReader
     from coe.retrieval.retriever import ExemplarRetriever
 
+    from coe.banks import parse_banks, require_banks
+
+    banks = parse_banks(banks)
     store = ChromaStore()
-    if store.get_marker("index-default") is None:
-        raise ConfigError("the exemplar index is not built; run `coe index build`")
-    retriever = ExemplarRetriever(MiniLMOnnxEmbedder(), store, image_embedder=configured_image_embedder())
+    embedder = MiniLMOnnxEmbedder()
+    require_banks(store, banks, embedder.model_id)
+    retriever = ExemplarRetriever(embedder, store, banks=list(banks), image_embedder=configured_image_embedder())
     try:
         dataset = ScienceQA()
     except ConfigError:  # no dataset: OCR alone describes images

@@ -1,4 +1,4 @@
-"""The exemplar record: what a retrieved ScienceQA item contributes to a prompt."""
+"""The exemplar record: what a retrieved item (ScienceQA's or an imported bank's) contributes to a prompt."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class Exemplar(BaseModel):
     grade: str | None = None
     answer_type: str = ""
     has_image: bool = False
+    # an imported bank's picture, a file under that bank's folder ("" for ScienceQA, whose dataset has them)
+    image: str = ""
+    # set by the retriever: which exemplar bank the record came from
+    bank: str = ""
     score: float = 0.0
     signals: dict[str, float] = Field(default_factory=dict)
 
@@ -41,7 +45,8 @@ class Exemplar(BaseModel):
         return {"question": self.question, "answer": self.answer,
                 "distractors": json.dumps(self.distractors), "rationale": self.rationale,
                 "context": self.context, "split": self.split, "subject": self.subject or "",
-                "grade": self.grade or "", "answer_type": self.answer_type, "has_image": self.has_image}
+                "grade": self.grade or "", "answer_type": self.answer_type, "has_image": self.has_image,
+                **({"image": self.image} if self.image else {})}
 
     @classmethod
     def from_metadata(cls, id: str, meta: dict[str, Any]) -> "Exemplar":
@@ -50,4 +55,4 @@ class Exemplar(BaseModel):
                    rationale=meta.get("rationale", ""), context=meta.get("context", ""),
                    split=meta.get("split", ""), subject=meta.get("subject") or None,
                    grade=meta.get("grade") or None, answer_type=meta.get("answer_type", ""),
-                   has_image=bool(meta.get("has_image", False)))
+                   has_image=bool(meta.get("has_image", False)), image=meta.get("image") or "")

@@ -43,14 +43,19 @@ def embed_unique(embedder, texts: list[str]) -> np.ndarray:
 
 
 def build_index(exemplars: Iterable[Exemplar], *, embedder, store, bank: str = "default",
-                progress: Callable[[str, int, int], None] | None = None, force: bool = False) -> dict:
-    """Upsert the bank; already indexed ids are kept, so an interrupted build resumes where it stopped."""
+                progress: Callable[[str, int, int], None] | None = None, force: bool = False,
+                append: bool = False) -> dict:
+    """Upsert the bank; already indexed ids are kept, so an interrupted build resumes where it stopped.
+
+    ``append``: ids name their content (an imported bank's ids are digests), so a grown bank only embeds
+    its new records instead of starting over; a change of embedder still rebuilds it."""
     exemplars = list(exemplars)
     fp = fingerprint(exemplars, embedder.model_id)
     marker = store.get_marker(f"index-{bank}")
     if marker and marker.get("fingerprint") == fp and not force:
         return {"status": "up to date", "exemplars": len(exemplars), "added": 0}
-    if force or (marker and marker.get("fingerprint") != fp):
+    keep = append and marker is not None and marker.get("embedder") == embedder.model_id
+    if force or (marker and marker.get("fingerprint") != fp and not keep):
         for f in FIELDS:
             store.reset(f"{bank}-{f}")
     added = 0

@@ -50,32 +50,45 @@ def _norm(s: str) -> str:
 
 
 class ExemplarRetriever:
-    def __init__(self, embedder, store, *, bank: str = "default",
+    def __init__(self, embedder, store, *, bank: str = "default", banks: list[str] | tuple[str, ...] | None = None,
                  settings: RetrievalSettings | None = None, image_embedder=None, in_memory: bool = True) -> None:
-        """``in_memory``: read the bank's text collections into matrices once (``InMemoryBank``) instead of
-        querying the store on every retrieval."""
+        """``banks``: the exemplar banks to search (default: ``[bank]``); each is queried and the results
+        merge by fused score, so every exemplar carries the ``bank`` it came from. ``in_memory``: read each
+        bank's text collections into matrices once (``InMemoryBank``) instead of querying the store on every
+        retrieval."""
         from .memory_bank import InMemoryBank
 
         self.embedder = embedder
-        self.store = InMemoryBank(store, bank) if in_memory else store
-        self.bank = bank
+        self.raw_store, self.in_memory = store, in_memory
+        self.banks = list(dict.fromkeys(banks or [bank]))
+        self.bank = self.banks[0]
+        self.views = {b: InMemoryBank(store, b) if in_memory else store for b in self.banks}
+        self.store = self.views[self.bank]
         self.settings = settings or RetrievalSettings()
         self.image_embedder = image_embedder
         if image_embedder is not None:
             self._check_image_index()
 
+    def with_banks(self, banks: list[str] | tuple[str, ...]) -> ExemplarRetriever:
+        """The same retriever (embedder, store, settings) searching ``banks`` instead."""
+        return ExemplarRetriever(self.embedder, self.raw_store, banks=list(banks), settings=self.settings,
+                                 image_embedder=self.image_embedder, in_memory=self.in_memory)
+
     def _check_image_index(self) -> None:
         from coe.errors import ConfigError
 
-        marker = self.store.get_marker(f"index-{self.bank}-{IMAGE_FIELD}")
         want = self.image_embedder.model_id
-        if marker is None:
-            raise ConfigError("the exemplar image index is not built; run `coe index build --image-embedder "
-                              "NAME` with the same image model and weights")
-        if marker.get("embedder") != want:
-            # Vectors of two different models are not comparable, even when their sizes agree.
-            raise ConfigError(f"the exemplar image index was built with {marker.get('embedder')}, not {want}; "
-                              "rebuild it with `coe index build --image-embedder NAME --force`")
+        for bank in self.banks:
+            marker = self.store.get_marker(f"index-{bank}-{IMAGE_FIELD}")
+            if marker is None and bank != "default":
+                continue  # an imported bank without pictures: its records go without the image signal
+            if marker is None:
+                raise ConfigError("the exemplar image index is not built; run `coe index build --image-embedder "
+                                  "NAME` with the same image model and weights")
+            if marker.get("embedder") != want:
+                # Vectors of two different models are not comparable, even when their sizes agree.
+                raise ConfigError(f"the exemplar image index was built with {marker.get('embedder')}, not {want}; "
+                                  "rebuild it with `coe index build --image-embedder NAME --force`")
 
     # Stage 1 -------------------------------------------------------------
     def contextualize(self, q: RetrievalQuery) -> dict[str, tuple[str, float]]:
@@ -92,7 +105,7 @@ class ExemplarRetriever:
         return texts
 
     # Stage 2 -------------------------------------------------------------
-    def recall(self, vectors: dict[str, np.ndarray], q: RetrievalQuery) -> set[str]:
+    def recall(self, vectors: dict[str, np.ndarray], q: RetrievalQuery, bank: str | None = None) -> set[str]:
         """The ``recall_n`` nearest allowed exemplars per field. Chroma's metadata filter costs ~20 ms a
         query at 15k items against ~2 ms unfiltered, so the split filter runs here on an over-fetch; only
         when excluded items crowd the top does Chroma filter."""
@@ -103,51 +116,64 @@ class ExemplarRetriever:
         def allowed(hits):
             return [h.id for h in hits if h.id not in blocked and h.metadata.get("split") not in excluded][:n]
 
+        bank = bank or self.bank
+        store = self.views[bank]
         ids: set[str] = set()
         for field, vec in vectors.items():
-            col = f"{self.bank}-{field}"
-            hits = self.store.query(col, vec, fetch, documents=False)
+            col = f"{bank}-{field}"
+            hits = store.query(col, vec, fetch, documents=False)
             keep = allowed(hits)
             if len(keep) < n and len(hits) == fetch and excluded:
-                keep = allowed(self.store.query(col, vec, n + len(blocked), documents=False,
-                                                where={"split": {"$nin": sorted(excluded)}}))
+                keep = allowed(store.query(col, vec, n + len(blocked), documents=False,
+                                           where={"split": {"$nin": sorted(excluded)}}))
             ids.update(keep)
         return ids
 
     def same_questions(self, question: str, *, n: int = 20, min_similarity: float = 0.9,
                        exclude_ids: list[str] | None = None, exclude_splits: list[str] | None = None) -> list[Exemplar]:
-        """Exemplars asking (nearly) this question, most similar first, each with ``score`` = the question
-        similarity: in a templated bank, what such questions are answered with."""
+        """Exemplars asking (nearly) this question, most similar first (over every bank), each with ``score``
+        = the question similarity: in a templated bank, what such questions are answered with."""
         vec = self.embedder.embed([question])[0]
         blocked, excluded = set(exclude_ids or []), set(exclude_splits or [])
-        hits = [h for h in self.store.query(f"{self.bank}-question", vec, n + len(blocked), documents=False)
-                if h.id not in blocked and h.similarity >= min_similarity][:n]
-        records = self.store.get_records(f"{self.bank}-answer", [h.id for h in hits])
-        out = [Exemplar.from_metadata(h.id, records[h.id]["metadata"]).model_copy(update={"score": round(h.similarity, 4)})
-               for h in hits if h.id in records and records[h.id]["metadata"].get("split") not in excluded]
-        return sorted(out, key=lambda e: -e.score)
+        out: list[Exemplar] = []
+        for bank, store in self.views.items():
+            hits = [h for h in store.query(f"{bank}-question", vec, n + len(blocked), documents=False)
+                    if h.id not in blocked and h.similarity >= min_similarity][:n]
+            records = store.get_records(f"{bank}-answer", [h.id for h in hits])
+            out += [Exemplar.from_metadata(h.id, records[h.id]["metadata"]).model_copy(
+                        update={"score": round(h.similarity, 4), "bank": bank})
+                    for h in hits if h.id in records and records[h.id]["metadata"].get("split") not in excluded]
+        return sorted(out, key=lambda e: -e.score)[:n]
 
     # Stage 3 -------------------------------------------------------------
     def rerank(self, candidates: set[str], vectors: dict[str, np.ndarray],
                weights: dict[str, float], q: RetrievalQuery, k: int | None = None) -> list[Exemplar]:
+        """The first bank's candidates fused, scored and diversified (``retrieve`` merges every bank's)."""
+        scored, qvecs = self._score(self.bank, candidates, vectors, weights, q)
+        return self._diverse(scored, qvecs, k or self.settings.k)
+
+    def _score(self, bank: str, candidates: set[str], vectors: dict[str, np.ndarray], weights: dict[str, float],
+               q: RetrievalQuery) -> tuple[list[Exemplar], dict[tuple[str, str], np.ndarray]]:
+        """Fused scores of one bank's candidates, best first, and their question vectors keyed by (bank, id)."""
         s = self.settings
+        store = self.views[bank]
         ids = sorted(candidates)
         if not ids:
-            return []
+            return [], {}
         sims: dict[str, dict[str, float]] = {i: {} for i in ids}
         question_vecs: dict[str, np.ndarray] = {}
         cross_modal: set[str] = set()
         if IMAGE_FIELD in vectors:
-            images = self.store.get_records(f"{self.bank}-{IMAGE_FIELD}", ids)
+            images = store.get_records(f"{bank}-{IMAGE_FIELD}", ids)
             cross_modal = {i for i, r in images.items() if r["metadata"].get("modality") == "text"}
         for field in FIELDS + ((IMAGE_FIELD,) if IMAGE_FIELD in vectors else ()):
-            embs = self.store.get_embeddings(f"{self.bank}-{field}", ids)
+            embs = store.get_embeddings(f"{bank}-{field}", ids)
             if field == "question":
                 question_vecs = embs
             if field in vectors:
                 for i, e in embs.items():
                     sims[i][field] = float(np.dot(vectors[field], e))
-        records = self.store.get_records(f"{self.bank}-answer", ids)
+        records = store.get_records(f"{bank}-answer", ids)
         want_type = answer_type(q.answer)
         total_w = sum(weights.values())
         scored: list[Exemplar] = []
@@ -168,17 +194,18 @@ class ExemplarRetriever:
                 score += s.metadata_bonus
             if score < s.min_score:
                 continue
-            scored.append(ex.model_copy(update={"score": round(score, 4), "signals": signals}))
+            scored.append(ex.model_copy(update={"score": round(score, 4), "signals": signals, "bank": bank}))
         scored.sort(key=lambda e: (-e.score, e.id))
-        return self._diverse(scored, question_vecs, k or self.settings.k)
+        return scored, {(bank, i): v for i, v in question_vecs.items()}
 
     def _floor(self, field: str, cross_modal: bool) -> float:
         if field == IMAGE_FIELD and cross_modal:
             return self.settings.floors.get("image_text", 0.0)
         return self.settings.floors.get(field, 0.0)
 
-    def _diverse(self, scored: list[Exemplar], qvecs: dict[str, np.ndarray], k: int) -> list[Exemplar]:
-        """Greedy MMR over question embeddings; exact (question, answer) repeats are dropped outright."""
+    def _diverse(self, scored: list[Exemplar], qvecs: dict[tuple[str, str], np.ndarray], k: int) -> list[Exemplar]:
+        """Greedy MMR over question embeddings (keyed by bank and id); exact (question, answer) repeats are
+        dropped outright, across banks too."""
         chosen: list[Exemplar] = []
         seen: set[tuple[str, str]] = set()
         pool = list(scored)
@@ -187,8 +214,9 @@ class ExemplarRetriever:
             for ex in pool[: 4 * k + len(chosen)]:
                 if (_norm(ex.question), _norm(ex.answer)) in seen:
                     continue
-                redundancy = max((float(np.dot(qvecs[ex.id], qvecs[c.id])) for c in chosen
-                                  if ex.id in qvecs and c.id in qvecs), default=0.0)
+                key = (ex.bank, ex.id)
+                redundancy = max((float(np.dot(qvecs[key], qvecs[(c.bank, c.id)])) for c in chosen
+                                  if key in qvecs and (c.bank, c.id) in qvecs), default=0.0)
                 val = ex.score - self.settings.diversity * max(redundancy, 0.0)
                 if val > best_val:
                     best, best_val = ex, val
@@ -213,12 +241,21 @@ class ExemplarRetriever:
             vectors[IMAGE_FIELD] = self.image_embedder.embed_images([q.image_path])[0]
             weights[IMAGE_FIELD] = self.settings.weights.get(IMAGE_FIELD, 0.0)
         t1 = time.perf_counter()
-        candidates = self.recall(vectors, q)
+        candidates = {bank: self.recall(vectors, q, bank) for bank in self.banks}
         t2 = time.perf_counter()
-        result = self.rerank(candidates, vectors, weights, q, k)
+        scored: list[Exemplar] = []
+        qvecs: dict[tuple[str, str], np.ndarray] = {}
+        for bank, ids in candidates.items():
+            part, vecs = self._score(bank, ids, vectors, weights, q)
+            scored += part
+            qvecs.update(vecs)
+        # one scale for every bank (same embedder, same fusion): merging is a sort
+        scored.sort(key=lambda e: (-e.score, e.bank, e.id))
+        result = self._diverse(scored, qvecs, k or self.settings.k)
         t3 = time.perf_counter()
         info = {"query_texts": {f: texts[f][0] for f in fields}, "weights": weights,
-                "candidates": len(candidates),
+                "banks": self.banks, "candidates": sum(len(ids) for ids in candidates.values()),
+                "exemplar_banks": [{"id": e.id, "bank": e.bank} for e in result],
                 "stage_seconds": {"contextualize": round(t1 - t0, 4), "recall": round(t2 - t1, 4),
                             "rerank": round(t3 - t2, 4)}}
         if use_image:

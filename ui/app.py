@@ -19,8 +19,8 @@ from coe.paths import coe_home, scienceqa_dir
 from coe.settings import settings
 from coe.ui.batch_page import batch_page
 from coe.ui.history_panel import history_panel
-from coe.ui.resources import (DEFAULT_MODEL, DIFFICULTIES, POLL_SECONDS, SOURCES, VARIANTS, current_run, dataset,
-                              llm_presets, plain_error, shared_graph, shared_services, test_items)
+from coe.ui.resources import (DEFAULT_MODEL, DIFFICULTIES, bank_names, POLL_SECONDS, SOURCES, VARIANTS, current_run, dataset,
+                              llm_presets, plain_error, services_for_banks, shared_graph, test_items)
 from coe.ui.review_panel import accepted_panel, review_panel
 from coe.ui.uploads import checked_upload
 
@@ -74,8 +74,17 @@ def input_panel(busy: bool) -> None:
     c3.selectbox("Variant", list(VARIANTS), key="variant",
                  help="Ablations: all CoE steps, no retrieved exemplars, no rationale, or the paper's "
                       "free-text prompt shapes instead of JSON.")
-    st.selectbox("Difficulty", DIFFICULTIES, index=1, key="difficulty",
+    d1, d2 = st.columns(2)
+    d1.selectbox("Difficulty", DIFFICULTIES, index=1, key="difficulty",
                  help="Steers which distractors are kept: hard ones draw a student model's choice, easy ones less.")
+    try:
+        banks = bank_names(settings().services or "")
+    except CoeError as exc:
+        banks = ["default"]
+        st.caption(plain_error(exc))
+    d2.multiselect("Exemplar banks", banks, default=["default"] if "default" in banks else banks[:1], key="banks",
+                   help="Whose example questions guide the item: ScienceQA's (default) and the banks imported "
+                        "with coe bank import.")
     upload_error = (source == SOURCES[0] and st.session_state.get("upload") is not None and image_path is None)
     b1, b2 = st.columns(2)
     if b1.button("Generate", type="primary", key="generate", disabled=busy, width="stretch"):
@@ -97,7 +106,8 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
                              n_distractors=int(ss.get("n", 3)))
         state.update({"subject": subject, "grade": grade, "exclude_ids": exclude})
         model = None if ss.get("model") in (None, DEFAULT_MODEL) else ss["model"]
-        services = shared_services(settings().services or "", model)
+        banks = tuple(ss.get("banks") or ["default"])
+        services = services_for_banks(settings().services or "", model, banks)
     except CoeError as exc:
         st.error(plain_error(exc))
         return

@@ -39,6 +39,31 @@ def shared_services(spec: str, model: str | None):
     return load_services(model)
 
 
+@st.cache_resource(show_spinner="Loading the exemplar banks…")
+def services_for_banks(spec: str, model: str | None, banks: tuple[str, ...]):
+    """``shared_services`` with retrieval over ``banks`` (the same embedder and store, one in-memory copy
+    of each chosen set of banks per process)."""
+    from dataclasses import replace
+
+    from coe.banks import require_banks
+
+    base = shared_services(spec, model)
+    if tuple(base.retriever.banks) == banks:
+        return base
+    require_banks(base.retriever.raw_store, banks, base.retriever.embedder.model_id)
+    return replace(base, retriever=base.retriever.with_banks(banks))
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def bank_names(spec: str) -> list[str]:
+    """The banks retrieval can search: ScienceQA's (``default``) and every imported one. Read from the
+    exemplar store alone, so listing them does not load a model."""
+    from coe.banks import list_banks
+
+    store = shared_services(spec, None).retriever.raw_store if spec else None
+    return [b.name for b in list_banks(store)]
+
+
 @st.cache_resource(show_spinner=False)
 def shared_graph(home: str):
     """The review graph, its threads kept in ``COE_HOME/console-threads.sqlite``: a run left waiting for review

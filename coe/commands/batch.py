@@ -29,6 +29,8 @@ def run(
     engine: str = typer.Option("local", "--engine", help="local, or ray to spread rows over a Ray cluster."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start one)."),
     workers: int = typer.Option(2, "--workers", help="Ray workers (one set of models each)."),
+    bank: list[str] = typer.Option([], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; "
+                                                      "default: ScienceQA's)."),
 ) -> None:
     """Write one item per manifest row into a run folder; run it again after a crash to continue."""
     from rich.progress import (
@@ -48,6 +50,7 @@ def run(
     if mode not in ("json", "coe"):
         raise InputError("--mode must be json or coe")
     settings = {"mode": mode, "difficulty": difficulty, "seed": seed, "verify": not no_verify}
+    from coe.banks import parse_banks
     progress = make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), TextColumn("eta"),
                              TimeRemainingColumn(), console=err)
@@ -68,7 +71,7 @@ def run(
     with progress:
         summary = run_batch(manifest, out, model=model, settings=settings, max_concurrency=max_concurrency,
                             retry_failed=retry_failed, engine=engine, address=address, workers=workers,
-                            on_start=on_start, on_item=on_item)
+                            on_start=on_start, on_item=on_item, banks=parse_banks(bank))
     per_item = f", {summary.seconds_per_item:.1f} s/item" if summary.seconds_per_item else ""
     err.print(f"done {summary.done} of {summary.total} ({summary.verified} verified, {summary.flagged} flagged), "
               f"failed {summary.failed}, bad rows {summary.invalid}; wrote {summary.written_now} now in "

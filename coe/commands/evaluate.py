@@ -27,6 +27,8 @@ def eval_command(
                                     help="Known-false item kinds for --task verify."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95 % intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
+    bank: list[str] = typer.Option([], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; "
+                                                      "default: ScienceQA's)."),
 ) -> None:
     """Score variants on ScienceQA (resumable: finished items are cached)."""
     from coe.eval import command
@@ -36,7 +38,7 @@ def eval_command(
     writable_dir(cache_root(), "eval cache", "COE_EVAL_CACHE")
     result = command.run(task=task, split=split, limit=limit, stratify=stratify, model=model, variants=variant,
                          report=report, data=data, seed=seed, console=err, known_false=known_false,
-                         resamples=resamples)
+                         resamples=resamples, banks=bank)
     if as_json:
         print(json.dumps(command.as_json(result), default=str))
     else:

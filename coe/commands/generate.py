@@ -18,6 +18,8 @@ def generate(
     answer: str = typer.Option(..., "--answer", help="The correct answer the item tests."),
     context: str = typer.Option("", "--context", help="Text that accompanies the image."),
     context_file: Optional[str] = typer.Option(None, "--context-file", help="Read the context from a UTF-8 file."),
+    material: Optional[str] = typer.Option(None, "--material", help="Take the context and picture from this "
+                                           "ingested material (`coe ingest`): the passage that teaches the answer."),
     question: Optional[str] = typer.Option(None, "--question", help="Use this question instead of generating one."),
     n_distractors: int = typer.Option(3, "--n-distractors", help="How many wrong options to write."),
     model: Optional[str] = typer.Option(None, "--model", help="Preset, .gguf path, hub id or openai:MODEL@URL."),
@@ -31,6 +33,8 @@ def generate(
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip verification (the item is 'unverified')."),
     strict: bool = typer.Option(False, "--strict", help="Exit 3 when the item is flagged (or unverified)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    bank: list[str] = typer.Option([], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; "
+                                                      "default: ScienceQA's). See `coe bank list`."),
 ) -> None:
     """Write one multiple-choice item for an image + context + answer, verified by an answering agent."""
     from coe.errors import InputError
@@ -40,6 +44,15 @@ def generate(
 
     if context_file:
         context = read_text_file(context_file)
+    source = None
+    if material:
+        if image or context.strip():
+            raise InputError("--material takes the context and picture from the material; drop --image and --context")
+        if not answer.strip():
+            raise InputError("the answer is empty")
+        from coe.ingest.retrieve import material_input
+        found = material_input(material, answer)
+        context, image, source = found["context"], found["image_path"], found["source"]
     if mode not in ("json", "coe"):
         raise InputError("--mode must be json or coe")
     if difficulty not in ("easy", "medium", "hard"):
@@ -48,8 +61,10 @@ def generate(
     from coe.history import traces_dir
     from coe.paths import writable_dir
     writable_dir(traces_dir(), "run history", "COE_HOME")  # before minutes of work that could not be kept
+    from coe.banks import parse_banks
+    banks = parse_banks(bank)
     with err.status("loading models…"):
-        services = default_services(model)
+        services = default_services(model, banks)
 
     def stream(node: str, update: dict) -> None:
         if not as_json:
@@ -60,8 +75,10 @@ def generate(
                          n_distractors=n_distractors, subject=subject, grade=grade, services=services,
                          stream=stream, mode=mode, use_exemplars=not no_exemplars,
                          use_rationale=not no_rationale, difficulty=difficulty, seed=seed, verify=not no_verify)
+    item.source = source
     _record(item, inputs={"image": image, "context": context, "answer": answer, "question": question,
-                          "n_distractors": n_distractors, "subject": subject, "grade": grade},
+                          "n_distractors": n_distractors, "subject": subject, "grade": grade,
+                          "material": material},
             settings={"model": model, "mode": mode, "use_exemplars": not no_exemplars,
                       "use_rationale": not no_rationale, "difficulty": difficulty, "seed": seed,
                       "verify": not no_verify})
@@ -70,6 +87,9 @@ def generate(
     else:
         from coe.render import show_item
         show_item(item, Console())
+        if item.source:
+            from coe.ingest.retrieve import describe_source
+            Console().print(f"Source: {describe_source(item.source)}", highlight=False, markup=False)
     if strict and item.status != "verified":
         from coe.errors import FlaggedItem
         raise FlaggedItem(f"the item is {item.status}" + (f": {'; '.join(item.reasons)}" if item.reasons else ""))

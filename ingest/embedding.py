@@ -1,0 +1,43 @@
+"""coe's MiniLM embedder as a LlamaIndex ``BaseEmbedding``: material passages and exemplars share one
+embedding stack and one model file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
+# Passages are longer than exemplar fields; MiniLM's position table allows 512, 256 keeps CPU cost modest.
+MAX_TOKENS = 256
+
+
+class CoeEmbedding(BaseEmbedding):
+    """Wraps any coe text embedder (``embed(list[str]) -> ndarray`` of unit rows)."""
+
+    _embedder: Any = PrivateAttr()
+
+    def __init__(self, embedder: Any | None = None, **kwargs: Any) -> None:
+        if embedder is None:
+            from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+            embedder = MiniLMOnnxEmbedder(max_length=MAX_TOKENS)
+        kwargs.setdefault("model_name", getattr(embedder, "model_id", "coe-embedder"))
+        kwargs.setdefault("embed_batch_size", 64)
+        super().__init__(**kwargs)
+        self._embedder = embedder
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CoeEmbedding"
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embedder.embed([query])[0].tolist()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._embedder.embed([text])[0].tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed(list(texts)).tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)

@@ -1,0 +1,212 @@
+"""``ingest(paths, material)``: files → LlamaIndex documents → passages (split, figures linked, embedded)
+→ the material's Chroma collection, through an ``IngestionPipeline`` whose docstore remembers every page's
+hash, so a re-ingest redoes only what changed (unchanged files are not even re-read)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coe.errors import InputError
+from coe.ingest import store
+from coe.ingest.linking import FigureLinker
+from coe.ingest.readers import SUPPORTED, check_size, extractors
+
+CHUNK_TOKENS = 220
+CHUNK_OVERLAP = 30
+# Only these metadata keys reach the embedder and prompts; paths, hashes and figure lists stay out.
+SHOWN_KEYS = ("title", "section")
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: str                 # new | changed | unchanged | failed | removed
+    documents: int = 0          # pages, slides or sections read
+    passages: int = 0           # nodes written (0 when the docstore found every page unchanged)
+    figures: int = 0
+    error: str = ""
+
+
+@dataclass
+class IngestReport:
+    material: str
+    files: list[FileResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    def count(self, status: str) -> int:
+        return sum(f.status == status for f in self.files)
+
+
+def _files(paths: list[str], report: IngestReport) -> tuple[list[Path], list[Path]]:
+    """The supported files named or found under ``paths`` (and the folders given); bad paths are reported."""
+    from llama_index.core import SimpleDirectoryReader
+
+    files: list[Path] = []
+    folders: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser().resolve()
+        if p.is_dir():
+            folders.append(p)
+            try:
+                found = SimpleDirectoryReader(input_dir=str(p), recursive=True, required_exts=list(SUPPORTED),
+                                              exclude_hidden=True).input_files
+            except ValueError:
+                found = []
+            files += [Path(f) for f in found]
+        elif not p.exists():
+            report.files.append(FileResult(str(p), "failed", error=f"not found: {p}"))
+        elif p.suffix.lower() not in SUPPORTED:
+            report.files.append(FileResult(str(p), "failed", error=f"unsupported file type {p.suffix or '(none)'}: "
+                                           f"{p.name} (supported: {', '.join(sorted(SUPPORTED))})"))
+        else:
+            files.append(p)
+    return list(dict.fromkeys(files)), folders
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Docstore:
+    """The pipeline's docstore, kept as one JSON file written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        from llama_index.core.storage.docstore import SimpleDocumentStore
+
+        self.path = path
+        data = None
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = None  # lost hashes only mean pages are embedded again
+        self.store = SimpleDocumentStore.from_dict(data) if data else SimpleDocumentStore()
+
+    def save(self) -> None:
+        from coe.atomic import write_text
+        write_text(self.path, json.dumps(self.store.to_dict()))
+
+    def forget(self, doc_ids, vector_store) -> None:
+        for doc_id in doc_ids:
+            self.store.delete_document(doc_id, raise_error=False)
+            self.store.delete_ref_doc(doc_id, raise_error=False)
+            vector_store.delete(doc_id)
+
+
+def _loaded(path: Path, name: str, readers: dict) -> list:
+    from llama_index.core import SimpleDirectoryReader
+
+    def metadata(file: str) -> dict[str, Any]:
+        return {"material": name, "file_path": file, "file_name": Path(file).name}
+
+    try:
+        docs = SimpleDirectoryReader.load_file(path, file_metadata=metadata, file_extractor=readers,
+                                               raise_on_error=True)
+    except Exception as exc:  # LlamaIndex wraps the reader's error; the user wants the reader's line
+        cause = exc.__cause__ or exc
+        if isinstance(cause, InputError):
+            raise cause from None
+        raise InputError(f"cannot read {path.name}: {type(cause).__name__}: {' '.join(str(cause).split())}") from None
+    for doc in docs:
+        doc.excluded_embed_metadata_keys = [k for k in doc.metadata if k not in SHOWN_KEYS]
+        doc.excluded_llm_metadata_keys = list(doc.excluded_embed_metadata_keys)
+    return docs
+
+
+def ingest(paths: list[str], material: str, *, embedder: Any = None, image_reader: Any = None,
+           console: Any = None, reread: bool = False) -> IngestReport:
+    """Ingest ``paths`` (files or folders) into ``material``. ``reread``: read unchanged files again
+    (the docstore still skips their unchanged pages). Per-file failures are in the report, never raised."""
+    from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
+    from llama_index.core.node_parser import SentenceSplitter
+    from rich.console import Console
+
+    from coe.ingest.embedding import CoeEmbedding
+    from coe.progress import make_progress
+
+    t0 = time.perf_counter()
+    name = store.check_name(material)
+    report = IngestReport(material=name)
+    files, folders = _files(paths, report)
+    if not files and not report.files:
+        raise InputError(f"no supported files in {', '.join(paths)} (supported: {', '.join(sorted(SUPPORTED))})")
+    folder = store.material_dir(name, create=True)
+    registry = store.read_registry(folder)
+    docstore = _Docstore(folder / store.DOCSTORE)
+    vectors = store.vector_store(name)
+    pipeline: IngestionPipeline | None = None
+    readers = extractors(folder, image_reader)
+    console = console or Console(stderr=True)
+    changed = False
+    with make_progress(console=console) as progress:
+        task = progress.add_task(f"ingest {name}", total=len(files))
+        for path in files:
+            key = str(path)
+            result = FileResult(key, "changed" if key in registry else "new")
+            report.files.append(result)
+            try:
+                check_size(path)
+                digest = _digest(path)
+                if not reread and registry.get(key, {}).get("sha256") == digest:
+                    result.status = "unchanged"
+                    continue
+                docs = _loaded(path, name, readers)
+                if pipeline is None:
+                    pipeline = IngestionPipeline(
+                        transformations=[SentenceSplitter(chunk_size=CHUNK_TOKENS, chunk_overlap=CHUNK_OVERLAP),
+                                         FigureLinker(), CoeEmbedding(embedder)],
+                        docstore=docstore.store, vector_store=vectors,
+                        docstore_strategy=DocstoreStrategy.UPSERTS, disable_cache=True)
+                nodes = pipeline.run(documents=docs)
+                ids = [d.id_ for d in docs]
+                docstore.forget(set(registry.get(key, {}).get("docs", [])) - set(ids), vectors)
+                result.documents, result.passages = len(docs), len(nodes)
+                result.figures = sum(len(json.loads(d.metadata.get("figures") or "[]")) for d in docs)
+                registry[key] = {"sha256": digest, "size": path.stat().st_size, "docs": ids,
+                                 "figures": result.figures}
+                changed = True
+            except InputError as exc:
+                result.status, result.error = "failed", str(exc)
+            except OSError as exc:
+                result.status, result.error = "failed", f"cannot read {path}: {exc.strerror or exc}"
+            finally:
+                progress.advance(task)
+                if changed:
+                    docstore.save()
+                    store.write_registry(folder, registry)
+    for gone in [k for k in registry if any(Path(k).is_relative_to(f) for f in folders) and not Path(k).exists()]:
+        docstore.forget(registry.pop(gone).get("docs", []), vectors)
+        report.files.append(FileResult(gone, "removed"))
+        changed = True
+    if changed:
+        docstore.save()
+        _drop_unused_figures(folder, name)
+    store.write_registry(folder, registry)
+    for reader in {id(r): r for r in readers.values()}.values():
+        report.warnings += getattr(reader, "warnings", [])
+    report.seconds = round(time.perf_counter() - t0, 3)
+    return report
+
+
+def _drop_unused_figures(folder: Path, name: str) -> None:
+    """Figure files no stored passage links to any more (their page changed or their file left)."""
+    from coe.ingest.figures import load
+
+    used = {f.get("path") for p in store.passages(name) for f in load(p["metadata"].get("figures"))}
+    for path in (folder / "figures").glob("*"):
+        if f"figures/{path.name}" not in used:
+            path.unlink(missing_ok=True)
