@@ -100,10 +100,11 @@ def status(run_dir: str = typer.Argument(..., help="The run folder."),
     if as_json:
         print(json.dumps({"counts": counts, "failures": failures, "settings": meta.get("settings")}))
         return
-    table = Table("rows", "written", "verified", "unconfirmed", "flagged", "failed", "bad rows", "pending",
-                  "accepted", "rejected", title=f"{run_dir}")
-    table.add_row(*(str(counts[k]) for k in ("total", "done", "verified", "unconfirmed", "flagged", "failed",
-                                            "invalid", "pending", "accepted", "rejected")))
+    table = Table("", "items", title=f"{run_dir}", show_header=False)
+    for label, key in (("rows", "total"), ("written", "done"), ("verified", "verified"), ("unconfirmed", "unconfirmed"),
+                       ("flagged", "flagged"), ("failed", "failed"), ("bad rows", "invalid"), ("pending", "pending"),
+                       ("accepted", "accepted"), ("rejected", "rejected")):
+        table.add_row(label, str(counts[key]))
     Console().print(table)
     for f in failures:
         Console().print(f"line {f['line']} ({f['id']}, {f['state']}): {f['error']}", highlight=False)
