@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -77,3 +78,21 @@ def make_progress(*columns: Any, console: Console, disable: bool = False, every_
     if console.is_terminal:
         return Progress(*columns, console=console, disable=disable)
     return LineProgress(console, disable=disable, every_s=every_s)
+
+
+@contextmanager
+def field_progress(console: Console):
+    """A bar per field for index builds (``progress(field, done, total)``, the callback ``build_index``
+    takes), as a context manager yielding that callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=console) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(field: str, done: int, total: int) -> None:
+            if field not in tasks:
+                tasks[field] = bar.add_task(f"embedding {field}", total=total)
+            bar.update(tasks[field], completed=done, total=total)
+
+        yield progress

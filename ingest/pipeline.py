@@ -74,11 +74,8 @@ def _files(paths: list[str], report: IngestReport) -> tuple[list[Path], list[Pat
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class _Docstore:

@@ -52,11 +52,8 @@ def _write_sidecar(path: Path, art: Artifact) -> None:
 
 
 def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _remove(path: Path) -> None:

@@ -3,13 +3,12 @@ step's tokens while they are decoded, with a scripted streaming backend and with
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from coe.graphs import Services, build_graph, graph
 from tests.batch_support import SETTINGS, build_bank, scripted_services, student
-from tests.conftest import GGUF_PRESET, HashEmbedder
+from tests.conftest import GGUF_PRESET
 from tests.test_graph import StubReader
 
 

@@ -21,25 +21,11 @@ def import_(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Read a question bank; its multiple-choice questions become exemplars that guide generation."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from coe.banks import import_bank
-    from coe.progress import make_progress
+    from coe.progress import field_progress
 
-    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       console=err) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(field: str, done: int, total: int) -> None:
-            if field not in tasks:
-                tasks[field] = bar.add_task(f"embedding {field}", total=total)
-            bar.update(tasks[field], completed=done, total=total)
-
+    with field_progress(err) as progress:
         report = import_bank(file, bank, fmt=fmt, progress=progress)
     if as_json:
         print(json.dumps({"bank": report.bank, "file": report.file, "format": report.format, "read": report.read,

@@ -27,9 +27,7 @@ def index_build(
         help="Its weights: a local checkpoint file or directory (or a hub tag when online)."),
 ) -> None:
     """Embed the exemplar bank into Chroma (re-running only adds what is missing)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-
-    from coe.progress import make_progress
+    from coe.progress import field_progress
 
     from coe.datasets import ScienceQA
     from coe.plugins.embed.configured import configured_image_embedder
@@ -43,15 +41,7 @@ def index_build(
     embedder = MiniLMOnnxEmbedder()
     # Loaded before any embedding, so a bad image model spec fails before minutes of text indexing.
     images = configured_image_embedder(image_embedder, model=image_model, pretrained=image_weights)
-    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       console=err) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(field: str, done: int, total: int) -> None:
-            if field not in tasks:
-                tasks[field] = bar.add_task(f"embedding {field}", total=total)
-            bar.update(tasks[field], completed=done, total=total)
-
+    with field_progress(err) as progress:
         result = build_index(bank, embedder=embedder, store=store, progress=progress, force=force)
         if images is not None:
             image_result = build_image_index(bank, exemplar_images(dataset, bank), image_embedder=images,

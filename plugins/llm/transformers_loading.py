@@ -122,8 +122,7 @@ def adapter_label(adapter: str | os.PathLike) -> str:
         f = path / name
         if f.is_file():
             with f.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
+                digest = hashlib.file_digest(fh, "sha256")
             break
     return f"{path.resolve().name}-{digest.hexdigest()[:8]}"
 
