@@ -263,3 +263,13 @@ def test_ray_engine_writes_the_same_items_as_the_local_one(tmp_path, bank, ray_c
     assert items_of(tmp_path / "ray") == items_of(tmp_path / "local")
     again = run(manifest, tmp_path / "ray", bank, engine="ray", address=ray_cluster)
     assert again.written_now == 0
+
+
+def test_a_run_folder_that_cannot_be_written_is_named(tmp_path, bank):
+    manifest = write_manifest(tmp_path / "m" / "manifest.csv", 2)
+    (tmp_path / "taken").write_text("a file where the run folder should go")
+    with pytest.raises(ConfigError, match=f"cannot create the run folder {tmp_path / 'taken' / 'run'}"):
+        run(manifest, tmp_path / "taken" / "run", bank)
+    locked = Path("/sys/kernel/coe-run")  # refused to everyone, root included
+    with pytest.raises(ConfigError, match="cannot create the run folder /sys/kernel/coe-run"):
+        run(manifest, locked, bank)
