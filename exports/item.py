@@ -31,6 +31,8 @@ class Provenance(BaseModel):
     prompt_version: str = ""
     seed: int | None = None
     tags: list[str] = Field(default_factory=list)
+    # where a material-grounded item's context and picture came from: material, file, page/slide, figure
+    source: dict[str, Any] | None = None
 
 
 class Option(BaseModel):
@@ -115,7 +117,8 @@ class ExportItem(BaseModel):
             id = "item-" + hashlib.sha256(f"{question}\0{answer}".encode()).hexdigest()[:12]
         provenance = Provenance(model=v.get("model") or "",
                                 exemplar_ids=[str(e.get("id")) for e in v.get("exemplars") or [] if e.get("id")],
-                                prompt_version=PROMPT_VERSION, seed=seed, tags=list(tags or []))
+                                prompt_version=PROMPT_VERSION, seed=seed, tags=list(tags or []),
+                                source=v["source"] if isinstance(v.get("source"), dict) else None)
         return cls.build(id=id, question=question, answer=answer, distractors=list(v.get("distractors") or []),
                          rationale=v.get("rationale"), distractor_notes=list(v.get("distractor_notes") or []),
                          image=v.get("image"), status=v.get("status") or "unverified",

@@ -19,7 +19,8 @@ from coe.exports.item import LETTERS, ExportItem
 
 
 COLUMNS = ("id", "question", "answer", "distractors", "correct", "rationale", "distractor_notes", "image",
-           "status", "reasons", "difficulty", "model", "exemplar_ids", "prompt_version", "seed", "tags")
+           "status", "reasons", "difficulty", "model", "exemplar_ids", "prompt_version", "seed", "tags",
+           "source")
 
 
 CSV_ENCODING = "utf-8-sig"  # with a BOM, so spreadsheet programs read it as UTF-8
@@ -48,7 +49,8 @@ def _row(item: ExportItem) -> dict[str, str]:
            "image": Path(item.image).name if item.image else "", "status": item.status,
            "reasons": json.dumps(item.reasons, ensure_ascii=False), "difficulty": item.difficulty or "",
            "model": p.model, "exemplar_ids": json.dumps(p.exemplar_ids), "prompt_version": p.prompt_version,
-           "seed": "" if p.seed is None else str(p.seed), "tags": json.dumps(p.tags, ensure_ascii=False)}
+           "seed": "" if p.seed is None else str(p.seed), "tags": json.dumps(p.tags, ensure_ascii=False),
+           "source": json.dumps(p.source, ensure_ascii=False) if p.source else ""}
     for option in item.options():
         row[f"option_{option.letter}"] = option.text
         row[f"feedback_{option.letter}"] = option.feedback

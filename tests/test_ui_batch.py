@@ -119,7 +119,7 @@ def test_the_console_has_a_batch_tab(run_dir):
 
     at = AppTest.from_file(str(Path(coe.ui.__file__).resolve().parent / "app.py"), default_timeout=60)
     at.run()
-    assert [t.label for t in at.tabs] == ["Generate", "Batch", "History"]
+    assert [t.label for t in at.tabs] == ["Generate", "Batch", "Material", "History"]
     at.text_input(key="batch_dir").input(str(run_dir)).run()
     assert not at.exception, at.exception
     assert {m.label: m.value for m in at.tabs[1].metric}["written"] == "4"

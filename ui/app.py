@@ -19,6 +19,7 @@ from coe.paths import coe_home, scienceqa_dir
 from coe.settings import settings
 from coe.ui.batch_page import batch_page
 from coe.ui.history_panel import history_panel
+from coe.ui.material_page import material_page
 from coe.ui.resources import (DEFAULT_MODEL, DIFFICULTIES, bank_names, POLL_SECONDS, SOURCES, VARIANTS, current_run, dataset,
                               llm_presets, plain_error, services_for_banks, shared_graph, test_items)
 from coe.ui.review_panel import accepted_panel, review_panel
@@ -96,7 +97,7 @@ def input_panel(busy: bool) -> None:
         start_run(image_path, subject=subject, grade=grade, exclude=exclude, upload_error=upload_error)
 
 
-def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> None:
+def start_run(image_path, *, subject, grade, exclude, upload_error: bool, source: dict | None = None) -> None:
     ss = st.session_state
     try:
         if upload_error:
@@ -105,6 +106,8 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool) -> Non
                              answer=ss.get("answer", ""), question=ss.get("question") or None,
                              n_distractors=int(ss.get("n", 3)))
         state.update({"subject": subject, "grade": grade, "exclude_ids": exclude})
+        if source:  # a material's passage and figure: where the item comes from (as coe generate --material)
+            state["source"] = source
         model = None if ss.get("model") in (None, DEFAULT_MODEL) else ss["model"]
         banks = tuple(ss.get("banks") or ["default"])
         services = services_for_banks(settings().services or "", model, banks)
@@ -180,6 +183,9 @@ def run_panel(run: Run, busy: bool) -> None:
                 f"· status **{status}**")
     if run.state.get("image_path"):
         st.image(run.state["image_path"], width=160)
+    if run.state.get("source"):
+        from coe.ingest.retrieve import describe_source
+        st.caption(f"Source: {describe_source(run.state['source'])}")
     if flash := st.session_state.pop("flash", None):
         st.warning(plain_error(flash))
     job = run.job
@@ -219,7 +225,7 @@ def main() -> None:
     st.caption("Chain-of-Exemplar: retrieve exemplars, then write question → rationale → distractors; "
                "validate; review.")
     # a reopened run shows under Generate
-    generate_tab, batch_tab, history_tab = st.tabs(["Generate", "Batch", "History"])
+    generate_tab, batch_tab, material_tab, history_tab = st.tabs(["Generate", "Batch", "Material", "History"])
     run = current_run()
     busy = bool(run is not None and (run.status == "new" or (run.job is not None and run.job.running)))
     with generate_tab:
@@ -232,6 +238,8 @@ def main() -> None:
                 run_panel(run, busy)
     with batch_tab:
         batch_page()
+    with material_tab:
+        material_page(start_run, busy)
     with history_tab:
         history_panel()
     if run is not None and run.status == "new":

@@ -265,13 +265,14 @@ class Run:
     def item(self) -> dict[str, Any]:
         v = self.values()
         exemplars = [{"id": e.get("id"), "score": e.get("score"), "question": e.get("question"),
-                      "answer": e.get("answer"), "distractors": e.get("distractors", []),
+                      "answer": e.get("answer"), "distractors": e.get("distractors", []), "bank": e.get("bank", ""),
                       "has_image": e.get("has_image", False), "signals": e.get("signals", {})}
                      for e in v.get("exemplars") or []]
         model = v.get("model") or getattr(getattr(self.services, "llm", None), "model_id", "")
         return {"question": v.get("question"), "answer": v.get("answer"),
                 "distractors": v.get("distractors") or [], "rationale": v.get("rationale"),
                 "exemplars": exemplars, "model": model, "image": self.state.get("image_path"),
+                "source": self.state.get("source"),
                 "repaired": v.get("repaired") or [], "reviewed": bool(v.get("reviewed")),
                 "status": v.get("status"), "reasons": v.get("reasons") or [], "difficulty": v.get("difficulty"),
                 "verification": v.get("verification") or {}, "distractor_notes": v.get("distractor_notes") or [],
