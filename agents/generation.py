@@ -128,6 +128,10 @@ def notes_call(llm, item: ItemInput, question: str, distractors: list[str], exem
         notes = list_field(d, t, "notes", "json")
         if len(notes) != n or not all(isinstance(x, str) and x.strip() for x in notes):
             raise ValueError(f"expected {n} notes")
+        from .validation import normalize
+        if len({normalize(x) for x in notes}) < n:
+            # one sentence copied for every option explains none of them (small models do this)
+            raise ValueError("the notes repeat each other; each wrong option needs its own")
         return [" ".join(x.split())[:300] for x in notes]
     schema = {"type": "object", "properties": {"notes": {"type": "array", "minItems": n, "maxItems": n,
                                                          "items": {"type": "string"}}}, "required": ["notes"]}

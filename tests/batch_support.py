@@ -52,7 +52,7 @@ def reply(request, delay: float = 0.0):
         return {"rationale": f"The {answer} is the answer because of the food chain."}
     if task == "notes":
         n = request.json_schema["properties"]["notes"]["minItems"]
-        return {"notes": [f"a student may confuse it with the {answer}"] * n}
+        return {"notes": [f"a student may confuse option {i + 1} with the {answer}" for i in range(n)]}
     n = request.json_schema["properties"]["distractors"]["minItems"] if request.json_schema else 2
     return {"distractors": distractors_for(answer, n)}
 

@@ -121,7 +121,7 @@ def student_reply(request):
         return {"rationale": f"The {answer} is the answer because of the food chain."}
     if task == "notes":
         n = request.json_schema["properties"]["notes"]["minItems"]
-        return {"notes": [f"a student may confuse it with the {answer}"] * n}
+        return {"notes": [f"a student may confuse option {i + 1} with the {answer}" for i in range(n)]}
     return {"distractors": DISTRACTORS[answer]}
 
 

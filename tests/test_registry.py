@@ -50,7 +50,7 @@ class RuleLLM:
         elif "rationale" in props:
             reply = {"rationale": "The arrow points from the rabbit to the fox."}
         elif "notes" in props:
-            reply = {"notes": ["looks like food"] * props["notes"]["minItems"]}
+            reply = {"notes": [f"looks like food {i}" for i in range(props["notes"]["minItems"])]}
         else:
             reply = {"distractors": ["grass", "hawk", "owl"][: props["distractors"]["minItems"]]}
         return Generation(text=json.dumps(reply), data=reply, model=self.model_id)

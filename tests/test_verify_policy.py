@@ -62,6 +62,17 @@ def test_a_sound_item_is_verified_with_its_checks(fixture_index):
     assert len({r.messages[-1].content for r in answer_prompts}) >= 2
 
 
+def test_one_note_copied_for_every_option_is_asked_again_then_left_out(fixture_index):
+    same = ["The image shows a penguin, not a consumer."] * 2
+    llm = ScriptedStudent(generation([GOOD_Q], [["grass", "fox"]], notes=same), prefer=key_wins,
+                          yes=lambda q, o: 0.9 if o == "rabbit" else 0.1)
+    out = run(llm, fixture_index)
+    notes = next(t for t in out["trace"] if t["node"] == "notes")
+    assert out["distractor_notes"] == [] and out["status"] == "verified"  # the item stands without notes
+    assert notes["parse_errors"] == ["the notes repeat each other; each wrong option needs its own"] * 2
+    assert len(notes["raw"]) == 2  # asked twice
+
+
 def test_flagged_question_goes_back_with_the_reason_then_verifies(fixture_index):
     llm = ScriptedStudent(generation(["Which animal is eaten? Answer: rabbit", GOOD_Q],
                                      [["grass", "fox"], ["grass", "fox"]]),
