@@ -114,8 +114,13 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         return {"question": given.strip(), "trace": [{**entry, "seconds": round(time.perf_counter() - t0, 3)}]}
     exemplars = _exemplars(state, config)
     feedback = state.get("question_feedback", "")
-    value, trace = generate_question(llm, item, exemplars, mode=s.mode, feedback=feedback)
-    candidates = [QuestionCandidate(text=value, source="model")]
+    failure: ModelOutputError | None = None
+    try:
+        value, trace = generate_question(llm, item, exemplars, mode=s.mode, feedback=feedback)
+        candidates = [QuestionCandidate(text=value, source="model")]
+    except ModelOutputError as exc:
+        # the model's own question is unusable; the sampled and the exemplar questions may still serve
+        failure, trace, candidates = exc, {**getattr(exc, "trace", {}), "error": str(exc)}, []
     if s.question_samples and s.verify:
         sampled, sample_traces = sample_questions(llm, item, exemplars, s.question_samples, seed=s.seed,
                                                   mode=s.mode, feedback=feedback)
@@ -127,6 +132,9 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
                                          limit=s.question_exemplars)
     rejected = {normalize(q) for q in state.get("rejected_questions", [])}
     candidates = [c for c in candidates if normalize(c.text) not in rejected] or candidates[:1]
+    if not candidates:
+        raise failure
+    value = candidates[0].text
     if len(candidates) > 1:
         ranked = rank_questions(llm, item, candidates, seed=s.seed, retriever=services_of(runtime).retriever,
                                 exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits)

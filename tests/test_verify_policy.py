@@ -73,6 +73,20 @@ def test_one_note_copied_for_every_option_is_asked_again_then_left_out(fixture_i
     assert len(notes["raw"]) == 2  # asked twice
 
 
+def test_an_unusable_model_question_falls_back_to_the_exemplar_questions(fixture_index):
+    from coe.errors import ModelOutputError
+
+    def fresh():
+        return ScriptedStudent(generation(["rabbit"] * 4, [["grass", "fox"]]), prefer=key_wins,
+                               yes=lambda q, o: 0.9 if o == "rabbit" else 0.1)
+    out = run(fresh(), fixture_index, question_exemplars=4)
+    question = next(t for t in out["trace"] if t["node"] == "question")
+    assert "unusable after 2 attempts" in question["error"]
+    assert out["question"] != "rabbit" and question["candidates"][0]["source"] != "model"
+    with pytest.raises(ModelOutputError, match="unusable after 2 attempts"):
+        run(fresh(), fixture_index)  # no other candidate: the item fails, as before
+
+
 def test_flagged_question_goes_back_with_the_reason_then_verifies(fixture_index):
     llm = ScriptedStudent(generation(["Which animal is eaten? Answer: rabbit", GOOD_Q],
                                      [["grass", "fox"], ["grass", "fox"]]),
