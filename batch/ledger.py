@@ -114,14 +114,15 @@ class Ledger:
     def meta(self) -> dict[str, Any]:
         return {r["key"]: json.loads(r["value"]) for r in self._db.execute("SELECT key, value FROM meta")}
 
-    def begin(self, *, manifest: str, settings: dict[str, Any]) -> None:
+    def begin(self, *, manifest: str, settings: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
         """Start the run, or check that a resumed one keeps its settings (items from two settings in one
-        run would not be one batch)."""
+        run would not be one batch). ``defaults``: the value of a setting a run started before the setting
+        existed was made with."""
         meta = self.meta()
         if meta:
-            if meta.get("settings") != settings:
-                changed = sorted(k for k in set(settings) | set(meta.get("settings", {}))
-                                 if settings.get(k) != meta.get("settings", {}).get(k))
+            stored = {**(defaults or {}), **meta.get("settings", {})}
+            if stored != settings:
+                changed = sorted(k for k in set(settings) | set(stored) if settings.get(k) != stored.get(k))
                 raise InputError(f"the run in {self.run_dir} was started with other settings "
                                  f"({', '.join(changed)}); run it with the same options or choose a new --out")
             return

@@ -101,7 +101,8 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
     summary = Summary(run_dir=Path(run_dir).expanduser().resolve())
     with Ledger(run_dir) as ledger:
         recorded = {"model": model, "banks": list(banks), **settings}
-        ledger.begin(manifest=str(Path(manifest).expanduser().resolve()), settings=recorded)
+        ledger.begin(manifest=str(Path(manifest).expanduser().resolve()), settings=recorded,
+                     defaults={"banks": ["default"]})
         summary.__dict__.update(ledger.sync(rows, errors))
         todo = ledger.todo(retry_failed=retry_failed)
         if on_start:

@@ -4,6 +4,7 @@ decisions and exports, through the compiled graph with a scripted student and a 
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -104,6 +105,11 @@ def test_a_run_writes_each_row_once_and_a_rerun_only_what_changed(tmp_path, bank
     assert first["q002"]["answer"] == "grass" and len(first["q002"]["distractors"]) == 2
     assert "grass" not in first["q002"]["distractors"] and first["q002"]["question"]
     assert {i["status"] for i in first.values()} == {"verified"}
+    # a run started before the banks were recorded was made with the default bank: it resumes
+    with sqlite3.connect(tmp_path / "run" / "ledger.sqlite") as db:
+        (stored,) = db.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+        older = {k: v for k, v in json.loads(stored).items() if k != "banks"}
+        db.execute("UPDATE meta SET value = ? WHERE key = 'settings'", (json.dumps(older),))
     again = run(manifest, tmp_path / "run", bank)
     assert (again.written_now, again.added, again.redone, again.done) == (0, 0, 0, 6)
     text = manifest.read_text().replace("Row 4: a food chain", "Row 4: a pond food chain")
