@@ -136,11 +136,13 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path, bank):
 
 def test_ctrl_c_stops_soon_and_leaves_finished_items_and_pending_rows(tmp_path, bank):
     manifest = write_manifest(tmp_path / "m" / "manifest.csv", 12)
-    cmd = [sys.executable, "-m", "tests.batch_support", str(manifest), str(tmp_path / "run"), bank, "0.05"]
+    # 0.2 s per model call: several seconds per row, so rows are still to come when Ctrl-C arrives
+    cmd = [sys.executable, "-m", "tests.batch_support", str(manifest), str(tmp_path / "run"), bank, "0.2"]
     child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while done_count(tmp_path / "run") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert child.poll() is None, "the run ended before it could be interrupted"
     child.send_signal(signal.SIGINT)
     t0 = time.monotonic()
     child.wait(timeout=60)

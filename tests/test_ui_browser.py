@@ -106,8 +106,10 @@ def click_until(page, button: str, then, tries: int = 3) -> None:
 def choose(page, label: str, option: str) -> None:
     box = page.get_by_role("combobox", name=label)
     for attempt in range(3):  # the list can close under a rerun: open it again
-        box.click()
+        # while a rerun redraws the page, the old widget can stand beside the new one for a moment
+        playwright_api.expect(box).to_have_count(1)
         try:
+            box.click()
             page.get_by_role("option", name=option).click(timeout=5_000)
             break
         except playwright_api.Error:
@@ -144,7 +146,7 @@ def test_a_teachers_session_in_a_laptop_sized_browser(server, tmp_path, record_p
                 assert style == "italic" and float(opacity) < 0.6, (label, style, opacity)
 
             # a file that is not an image: one sentence in plain words
-            uploader = page.locator('input[type="file"]')
+            uploader = page.locator('.st-key-upload input[type="file"]')  # the Generate tab's (Material has one too)
             uploader.set_input_files({"name": "notes.png", "mimeType": "image/png", "buffer": b"shopping list"})
             error = page.get_by_text("Cannot use this upload.", exact=False)
             expect(error).to_contain_text("This file is not an image: notes.png")

@@ -75,7 +75,7 @@ def test_coe_generate_records_its_run(home, monkeypatch, capsys):
     from coe import cli
     from tests import ui_support
 
-    monkeypatch.setattr(services_module, "default_services", lambda model=None: ui_support.services(model))
+    monkeypatch.setattr(services_module, "default_services", lambda model=None, banks=None: ui_support.services(model))
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["generate", "--image", str(FIXTURE / "images/test/7/image.png"), "--answer", "rabbit",
                   "--context", "A meadow food chain.", "--n-distractors", "2", "--json", "--no-rationale",
