@@ -65,9 +65,11 @@ class InMemoryBank:
         n = min(n, int(np.isfinite(sims).sum()))
         if n <= 0:
             return []
-        # all ties at the cut-off are kept by sorting fully: deterministic, and 20k rows sort in about a millisecond
-        order = np.lexsort((col.id_rank, -sims))
-        top = order[:n]
+        # the rows at or above the n-th best similarity (ties at the cut-off included), ordered by similarity
+        # then id: the same order a full sort gives, deterministic, without sorting every row
+        cut = np.partition(sims, len(sims) - n)[len(sims) - n]
+        rows = np.flatnonzero(sims >= cut)
+        top = rows[np.lexsort((col.id_rank[rows], -sims[rows]))][:n]
         return [Hit(id=col.ids[r], similarity=float(sims[r]), metadata=col.metadatas[r] or {},
                     document=col.documents[r] if documents else None) for r in top]
 

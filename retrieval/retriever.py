@@ -209,10 +209,11 @@ class ExemplarRetriever:
         chosen: list[Exemplar] = []
         seen: set[tuple[str, str]] = set()
         pool = list(scored)
+        keys = {id(ex): (_norm(ex.question), _norm(ex.answer)) for ex in pool}  # once, not once per round
         while pool and len(chosen) < k:
             best, best_val = None, -1e9
             for ex in pool[: 4 * k + len(chosen)]:
-                if (_norm(ex.question), _norm(ex.answer)) in seen:
+                if keys[id(ex)] in seen:
                     continue
                 key = (ex.bank, ex.id)
                 redundancy = max((float(np.dot(qvecs[key], qvecs[(c.bank, c.id)])) for c in chosen
@@ -223,9 +224,9 @@ class ExemplarRetriever:
             if best is None:
                 break
             pool.remove(best)
-            seen.add((_norm(best.question), _norm(best.answer)))
+            seen.add(keys[id(best)])
             chosen.append(best)
-            pool = [e for e in pool if (_norm(e.question), _norm(e.answer)) not in seen]
+            pool = [e for e in pool if keys[id(e)] not in seen]
         return chosen
 
     def retrieve(self, q: RetrievalQuery, k: int | None = None) -> tuple[list[Exemplar], dict]:
