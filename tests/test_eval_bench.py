@@ -18,3 +18,18 @@ def test_bench_retrieval_reports_latency_per_bank_size(fixture_dataset):
         assert s["queries"] == 2 and 0 < s["p50_ms"] <= s["p95_ms"]
         assert s["build_items_per_s"] > 0
     assert bench.peak_rss_mb() > 10
+
+
+def test_bench_with_no_bank_sizes_prints_what_it_timed():
+    """``--bank-sizes ""`` skips retrieval; what was timed still reaches the user (it used to crash after)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURE
+
+    proc = subprocess.run([sys.executable, "-m", "coe.cli", "bench", "--models", "", "--bank-sizes", "",
+                           "--data", str(FIXTURE), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert "retrieval" not in out and out["peak_rss_mb"] > 0

@@ -73,8 +73,9 @@ def bench_command(
         chosen = sample(load_items(dataset, "test", "dg"), items, stratify=True)
         with err.status("timing stages…"):
             result["stages"] = bench.bench_stages(model_list, chosen, retrieval_services())
-    with err.status("timing retrieval…"):
-        result["retrieval"] = bench.bench_retrieval(dataset, bank_sizes, queries)
+    if bank_sizes:  # --bank-sizes "": stage timings only
+        with err.status("timing retrieval…"):
+            result["retrieval"] = bench.bench_retrieval(dataset, bank_sizes, queries)
     result["peak_rss_mb"] = bench.peak_rss_mb()
     if as_json:
         print(json.dumps(result, indent=1, default=float))
@@ -85,8 +86,9 @@ def bench_command(
                   f"({row['items_per_s']:.3f} items/s) over {row['items']} items")
         for stage, sec in row["stage_seconds"].items():
             out.print(f"  {stage:15s} {sec:7.2f} s  {row['stage_items_per_s'][stage]:8.2f} items/s")
-    r = result["retrieval"]
-    out.print(f"embedding {r['bank_available']} exemplars: {r['embed_items_per_s']:.0f} items/s")
+    r = result.get("retrieval") or {"sizes": []}
+    if "embed_items_per_s" in r:
+        out.print(f"embedding {r['bank_available']} exemplars: {r['embed_items_per_s']:.0f} items/s")
     for s in r["sizes"]:
         out.print(f"bank {s['bank']:6d} (asked {s['requested']}): retrieval p50 {s['p50_ms']:.1f} ms, "
                   f"p95 {s['p95_ms']:.1f} ms over {s['queries']} queries; index build {s['build_items_per_s']:.0f} items/s")
