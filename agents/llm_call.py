@@ -93,7 +93,7 @@ def streamed_generate(llm, request: GenerationRequest):
     """``llm.generate(request)``; inside a graph streamed with ``stream_mode="messages"`` and with a
     streaming backend, the reply's tokens are reported as a chat model's tokens as they are decoded, so
     ``graph.stream(..., stream_mode="messages")`` shows each step's text while it is written."""
-    from coe.plugins.llm.protocol import StreamingLLMPlugin
+    from coe.plugins.llm.protocol import Streamed, StreamingLLMPlugin
 
     manager = _token_listener() if isinstance(llm, StreamingLLMPlugin) else None
     if manager is None:
@@ -105,16 +105,12 @@ def streamed_generate(llm, request: GenerationRequest):
     prompt = [kinds[m.role](m.content) for m in request.messages]  # the text a listener sees; images stay out
     run = manager.on_chat_model_start({"name": getattr(llm, "name", "coe")}, [prompt])[0]
     message_id = f"run-{run.run_id}"  # chunks and the final message are one message to a listener
-    chunks = llm.stream(request)
+    pieces = Streamed(llm.stream(request))
     try:
-        while True:
-            try:
-                piece = next(chunks)
-            except StopIteration as end:
-                gen = end.value
-                break
+        for piece in pieces:
             run.on_llm_new_token(piece, chunk=ChatGenerationChunk(message=AIMessageChunk(content=piece,
                                                                                         id=message_id)))
+        gen = pieces.generation
     except BaseException as exc:
         run.on_llm_error(exc)
         raise

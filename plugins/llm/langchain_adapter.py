@@ -26,7 +26,8 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
-from .protocol import Generation, GenerationRequest, ImageRef, Message, StreamingLLMPlugin, parse_json_text
+from .protocol import (Generation, GenerationRequest, ImageRef, Message, Streamed, StreamingLLMPlugin,
+                       parse_json_text)
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "user"}
 _FORCED = ("any", "required")
@@ -270,17 +271,13 @@ class PluginChatModel(BaseChatModel):
         if not streamed:
             gen = plugin.generate(request)
         else:
-            chunks = plugin.stream(request)
-            while True:
-                try:
-                    piece = next(chunks)
-                except StopIteration as end:
-                    gen = end.value
-                    break
+            pieces = Streamed(plugin.stream(request))
+            for piece in pieces:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
                 if run_manager:
                     run_manager.on_llm_new_token(piece, chunk=chunk)
                 yield chunk
+            gen = pieces.generation
         text, calls = _reply_message(gen, tools)
         usage, meta = self._metadata(gen)
         last = AIMessageChunk(content="" if streamed else text,

@@ -166,6 +166,18 @@ class StreamTally:
         return "".join(self.parts)
 
 
+class Streamed:
+    """The text pieces of a plugin's ``stream(request)`` for a ``for`` loop; after the loop, ``generation``
+    is the ``Generation`` the stream returned."""
+
+    def __init__(self, stream: Generator[str, None, Generation]) -> None:
+        self._stream = stream
+        self.generation: Generation | None = None
+
+    def __iter__(self) -> Generator[str, None, None]:
+        self.generation = yield from self._stream
+
+
 def chat_deltas(events, tally: StreamTally):
     """The text pieces of OpenAI-shaped ``chat.completion.chunk`` events (llama.cpp's stream has the same
     shape), recording the rest in ``tally``."""
