@@ -18,7 +18,7 @@ from coe.batch.ledger import Ledger
 
 from coe.errors import CoeError
 from coe.settings import settings
-from coe.ui.resources import plain_error, shared_services
+from coe.ui.resources import plain_error, services_for_banks
 from coe.ui.review_panel import verification_summary
 from coe.ui.trace_view import render_trace
 
@@ -84,7 +84,13 @@ def regenerate(run_dir: str, row_id: str, key: str, item: dict[str, Any], model:
 
     ss = st.session_state
     keep = [d for i, d in enumerate(item.get("distractors") or []) if ss.get(f"{key}_k{i}")]
-    services = shared_services(settings().services or "", model)
+    with Ledger(run_dir, create=False) as ledger:  # the run's own exemplar banks, for the checks
+        banks = tuple((ledger.meta().get("settings") or {}).get("banks") or ["default"])
+    try:
+        services = services_for_banks(settings().services or "", model, banks)
+    except CoeError as exc:
+        st.session_state["batch_flash"] = plain_error(exc)
+        return
     _act(run_dir, lambda ledger: regenerate_item(ledger, row_id, keep, services))
 
 
