@@ -134,11 +134,19 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path, bank):
     assert sorted(p.name for p in (tmp_path / "killed").iterdir() if not p.name.startswith("ledger.sqlite")) == []
 
 
+def _sigint_as_a_terminal_gives_it() -> None:
+    """In the child before exec: SIGINT delivered and handled by default, whatever this test process
+    inherited (a run started in the background ignores it) or a library here did to the signal mask."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_stops_soon_and_leaves_finished_items_and_pending_rows(tmp_path, bank):
     manifest = write_manifest(tmp_path / "m" / "manifest.csv", 12)
     # 0.2 s per model call: several seconds per row, so rows are still to come when Ctrl-C arrives
     cmd = [sys.executable, "-m", "tests.batch_support", str(manifest), str(tmp_path / "run"), bank, "0.2"]
-    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=_sigint_as_a_terminal_gives_it)
     deadline = time.monotonic() + 180
     while done_count(tmp_path / "run") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
