@@ -116,21 +116,35 @@ def probe_llm(llm: Any) -> Any:
     return llm
 
 
-@cache
 def default_services(model: str | None = None, banks: tuple[str, ...] | None = None) -> Services:
     """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), MiniLM ONNX over Chroma
-    searching ``banks`` (default: ScienceQA's, ``("default",)``), OCR + dataset caption."""
+    searching ``banks`` (default: ScienceQA's, ``("default",)``), OCR + dataset caption. One per model and
+    set of banks in a process (``None`` and ``("default",)`` are the same set)."""
+    from coe.banks import parse_banks
+
+    return _default_services(model, parse_banks(banks))
+
+
+@cache
+def _default_services(model: str | None, banks: tuple[str, ...]) -> Services:
     # a bad model spec (e.g. a hub id offline) or an unreachable server is the first thing reported
     llm = probe_llm(default_llm(model))
     base = retrieval_services(banks)
     return Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
 
 
-@cache
 def retrieval_services(banks: tuple[str, ...] | None = None) -> Services:
     """Everything but the LLM: what model-free baselines and retrieval benchmarks need. ``banks``: the
     exemplar banks retrieval searches (``coe.banks``; default ``("default",)``, ScienceQA). The image signal of
-    retrieval is on only when ``COE_IMAGE_EMBEDDER`` names an image embedder (see ``configured_image_embedder``)."""
+    retrieval is on only when ``COE_IMAGE_EMBEDDER`` names an image embedder (see ``configured_image_embedder``).
+    One per set of banks in a process: the bank matrices and the embedder are loaded once."""
+    from coe.banks import parse_banks
+
+    return _retrieval_services(parse_banks(banks))
+
+
+@cache
+def _retrieval_services(banks: tuple[str, ...]) -> Services:
     from coe.datasets import ScienceQA
     from coe.errors import ConfigError
     from coe.plugins.embed.configured import configured_image_embedder
@@ -139,9 +153,8 @@ def retrieval_services(banks: tuple[str, ...] | None = None) -> Services:
     from coe.plugins.vision.ocr_caption import OcrCaptionReader
     from coe.retrieval.retriever import ExemplarRetriever
 
-    from coe.banks import parse_banks, require_banks
+    from coe.banks import require_banks
 
-    banks = parse_banks(banks)
     store = ChromaStore()
     embedder = MiniLMOnnxEmbedder()
     require_banks(store, banks, embedder.model_id)
