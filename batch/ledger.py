@@ -194,18 +194,31 @@ class Ledger:
         """Every row (in manifest order) as a dict: id, line, state, status, error, decision, seconds, tags,
         input, and ``item`` — the written item with the reviewer's edits applied (None when not done)."""
         marks = ", ".join("?" * len(states))
-        out = []
-        for r in self._db.execute(f"SELECT * FROM items WHERE state IN ({marks}) ORDER BY position", states):
-            row = Row.model_validate_json(r["input"]) if r["input"] else None
-            item = json.loads(r["output"]) if r["output"] and r["state"] == "done" else None
-            if item is not None and r["edited"]:
-                item.update(json.loads(r["edited"]))
-            out.append({"id": r["id"], "line": r["line"], "state": r["state"], "status": r["status"],
-                        "error": r["error"], "decision": r["decision"], "seconds": r["seconds"],
-                        "attempts": r["attempts"], "tags": row.tags if row else [],
-                        "input": row.graph_input() if row else None, "item": item,
-                        "edited": sorted(json.loads(r["edited"])) if r["edited"] else []})
-        return out
+        return [self._entry(r) for r in self._db.execute(
+            f"SELECT * FROM items WHERE state IN ({marks}) ORDER BY position", states)]
+
+    def entry(self, row_id: str) -> dict[str, Any] | None:
+        """One row as ``entries`` gives it, or None when the run has no such row."""
+        r = self._db.execute("SELECT * FROM items WHERE id = ?", (row_id,)).fetchone()
+        return self._entry(r) if r is not None else None
+
+    def failures(self) -> list[dict[str, Any]]:
+        """The rows without an item: id, line, state (failed or invalid) and error."""
+        return [{"id": r["id"], "line": r["line"], "state": r["state"], "error": r["error"]}
+                for r in self._db.execute("SELECT id, line, state, error FROM items "
+                                          "WHERE state IN ('failed', 'invalid') ORDER BY position")]
+
+    @staticmethod
+    def _entry(r: sqlite3.Row) -> dict[str, Any]:
+        row = Row.model_validate_json(r["input"]) if r["input"] else None
+        item = json.loads(r["output"]) if r["output"] and r["state"] == "done" else None
+        if item is not None and r["edited"]:
+            item.update(json.loads(r["edited"]))
+        return {"id": r["id"], "line": r["line"], "state": r["state"], "status": r["status"],
+                "error": r["error"], "decision": r["decision"], "seconds": r["seconds"],
+                "attempts": r["attempts"], "tags": row.tags if row else [],
+                "input": row.graph_input() if row else None, "item": item,
+                "edited": sorted(json.loads(r["edited"])) if r["edited"] else []}
 
     # --- review -------------------------------------------------------------------------------------------
 

@@ -26,8 +26,8 @@ def regenerate(ledger: Ledger, row_id: str, keep: list[str], services: Any) -> d
     from coe.generate import mcq_from_output
     from coe.graphs.review import build_review_graph
 
-    entry = next((e for e in ledger.entries(states=("done",)) if e["id"] == row_id), None)
-    if entry is None:
+    entry = ledger.entry(row_id)
+    if entry is None or entry["state"] != "done":
         raise InputError(f"no written item {row_id!r} in the run {ledger.run_dir}")
     item, settings = entry["item"], dict(ledger.meta().get("settings") or {})
     settings.pop("model", None)

@@ -136,6 +136,5 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
             counts = ledger.counts()
             summary.total, summary.done, summary.failed = counts["total"], counts["done"], counts["failed"]
             summary.invalid, summary.flagged, summary.verified = counts["invalid"], counts["flagged"], counts["verified"]
-            summary.failures = [{"id": e["id"], "line": e["line"], "state": e["state"], "error": e["error"]}
-                                for e in ledger.entries(states=("failed", "invalid"))]
+            summary.failures = ledger.failures()
     return summary

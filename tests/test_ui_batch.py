@@ -56,7 +56,7 @@ def key_of(at: AppTest, row_id: str, suffix: str) -> str:
 
 def entry(run_dir, row_id):
     with Ledger(run_dir, create=False) as ledger:
-        return next(e for e in ledger.entries() if e["id"] == row_id)
+        return ledger.entry(row_id)
 
 
 def test_review_a_batch_run_in_the_console(run_dir):

@@ -94,8 +94,7 @@ def status(run_dir: str = typer.Argument(..., help="The run folder."),
 
     with Ledger(run_dir, create=False) as ledger:
         counts = ledger.counts()
-        failures = [{"id": e["id"], "line": e["line"], "state": e["state"], "error": e["error"]}
-                    for e in ledger.entries(states=("failed", "invalid"))]
+        failures = ledger.failures()
         meta = ledger.meta()
     if as_json:
         print(json.dumps({"counts": counts, "failures": failures, "settings": meta.get("settings")}))
