@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,19 @@ def picture(text: str, size=(320, 200), color="lightblue") -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
+
+
+@contextmanager
+def ingested_science(tmp: Path):
+    """The built files (``material_folder``) ingested into the material "science", with COE_HOME and Chroma
+    under ``tmp`` for as long as the context lasts."""
+    from coe.ingest.pipeline import ingest
+
+    with pytest.MonkeyPatch.context() as mp:
+        home = use_home(tmp, mp)
+        folder = material_folder(tmp / "docs")
+        report = ingest([str(folder)], "science")
+        yield {"home": home, "folder": folder, "report": report, "tmp": tmp, "mp": mp}
 
 
 def use_home(tmp_path: Path, monkeypatch) -> Path:

@@ -9,20 +9,15 @@ import json
 import pytest
 from PIL import Image
 
-from tests.ingest_support import (REPORTLAB_GUIDE, food_web_slides, material_folder, plants_docx, use_home)
+from tests.ingest_support import (REPORTLAB_GUIDE, food_web_slides, ingested_science, plants_docx,
+                                  use_home)
 
 
 @pytest.fixture(scope="module")
 def material(tmp_path_factory):
     """The three built files ingested once into the material "science"."""
-    from coe.ingest.pipeline import ingest
-
-    tmp = tmp_path_factory.mktemp("ingest")
-    with pytest.MonkeyPatch.context() as mp:
-        home = use_home(tmp, mp)
-        folder = material_folder(tmp / "docs")
-        report = ingest([str(folder)], "science")
-        yield {"home": home, "folder": folder, "report": report, "tmp": tmp, "mp": mp}
+    with ingested_science(tmp_path_factory.mktemp("ingest")) as ingested:
+        yield ingested
 
 
 def passages(name="science"):

@@ -9,20 +9,14 @@ import json
 
 import pytest
 
-from tests.ingest_support import material_folder, use_home
+from tests.ingest_support import ingested_science
 
 
 @pytest.fixture(scope="module")
 def material(tmp_path_factory):
-    from coe.ingest.pipeline import ingest
-
-    tmp = tmp_path_factory.mktemp("material")
-    with pytest.MonkeyPatch.context() as mp:
-        home = use_home(tmp, mp)
-        folder = material_folder(tmp / "docs")
-        report = ingest([str(folder)], "science")
-        assert not report.failed
-        yield {"home": home, "tmp": tmp, "mp": mp}
+    with ingested_science(tmp_path_factory.mktemp("material")) as ingested:
+        assert not ingested["report"].failed
+        yield ingested
 
 
 def test_the_passage_and_figure_that_teach_the_answer(material):
