@@ -3,6 +3,7 @@ embedding stack and one model file."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -12,15 +13,21 @@ from pydantic import PrivateAttr
 MAX_TOKENS = 256
 
 
+@cache
+def passage_embedder():
+    """MiniLM for passages, one session per process: loading it costs more than embedding a query."""
+    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+
+    return MiniLMOnnxEmbedder(max_length=MAX_TOKENS)
+
+
 class CoeEmbedding(BaseEmbedding):
     """Wraps any coe text embedder (``embed(list[str]) -> ndarray`` of unit rows)."""
 
     _embedder: Any = PrivateAttr()
 
     def __init__(self, embedder: Any | None = None, **kwargs: Any) -> None:
-        if embedder is None:
-            from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
-            embedder = MiniLMOnnxEmbedder(max_length=MAX_TOKENS)
+        embedder = embedder or passage_embedder()
         kwargs.setdefault("model_name", getattr(embedder, "model_id", "coe-embedder"))
         kwargs.setdefault("embed_batch_size", 64)
         super().__init__(**kwargs)

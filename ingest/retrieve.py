@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +36,13 @@ def cosine(hit: Any) -> float:
     return 1.0 + math.log(max(hit.score or 0.0, 1e-12))
 
 
-@cache
-def _query_embedder():
-    """One MiniLM session per process for material queries: loading it costs more than a search."""
-    from coe.ingest.embedding import MAX_TOKENS
-    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
-
-    return MiniLMOnnxEmbedder(max_length=MAX_TOKENS)
-
-
 def search(material: str, query: str, *, top_k: int = TOP_K, embedder: Any = None) -> list[Any]:
     """LlamaIndex retrieval over the material's Chroma collection: ``NodeWithScore`` hits, best first."""
     from coe.ingest.embedding import CoeEmbedding
     from llama_index.core import VectorStoreIndex
 
     store.existing_material(material)
-    index = VectorStoreIndex.from_vector_store(store.vector_store(material),
-                                               embed_model=CoeEmbedding(embedder or _query_embedder()))
+    index = VectorStoreIndex.from_vector_store(store.vector_store(material), embed_model=CoeEmbedding(embedder))
     return index.as_retriever(similarity_top_k=top_k).retrieve(query)
 
 
