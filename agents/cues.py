@@ -175,3 +175,35 @@ def same_meaning(a: str, b: str) -> bool:
     if normalize(a) == normalize(b):
         return False
     return bool(_senses(a) & _senses(b))
+
+
+@cache
+def common_word(word: str) -> bool:
+    """Whether WordNet knows ``word`` as a common word (a sense that is no instance of something): the
+    first word of a sentence is then not taken for a name. Without WordNet every first word counts as common."""
+    wn = _wordnet()
+    if wn is None:
+        return True
+    with _WORDNET_LOCK:
+        return any(not s.instance_hypernyms() for s in wn.synsets(word))
+
+
+@cache
+def opposed(a: str, b: str) -> bool | None:
+    """Whether two words are WordNet antonyms ("smaller" / "larger" through their base forms); None without
+    WordNet, when nobody can tell."""
+    wn = _wordnet()
+    if wn is None:
+        return None
+    with _WORDNET_LOCK:
+        bases_b = {wn.morphy(b, pos) or b for pos in ("a", "n", "v", "r")} | {b}
+        for pos in ("a", "n", "v", "r"):
+            base = wn.morphy(a, pos) or a
+            for s in wn.synsets(base, pos=pos):
+                for lem in s.lemmas():
+                    if any(x.name() in bases_b for x in lem.antonyms()):
+                        return True
+                    for sim in s.similar_tos():  # "hot" is opposed to "cold" through "warm"'s head
+                        if any(x.name() in bases_b for l2 in sim.lemmas() for x in l2.antonyms()):
+                            return True
+    return False
