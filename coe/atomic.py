@@ -24,6 +24,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    from coe.kill_points import wrote
+    wrote(str(target))
     return target
 
 

@@ -49,7 +49,20 @@ def item_identifier(item: ExportItem) -> str:
 
 
 def item_href(item: ExportItem) -> str:
-    return f"{item.id}.xml"
+    # "item-" keeps an id such as "imsmanifest" from naming a second manifest
+    return f"item-{item.id}.xml"
+
+
+def _unique(name: str, used: set[str]) -> str:
+    """``name``, or ``name`` with a number before its suffix when a member differing only in case exists
+    (unzipped on a case-insensitive file system, one would overwrite the other)."""
+    stem, dot, suffix = name.rpartition(".")
+    candidate, n = name, 1
+    while candidate.casefold() in used:
+        n += 1
+        candidate = f"{stem}-{n}{dot}{suffix}"
+    used.add(candidate.casefold())
+    return candidate
 
 
 def render_item(item: ExportItem, image_href: str | None = None) -> bytes:
@@ -58,6 +71,8 @@ def render_item(item: ExportItem, image_href: str | None = None) -> bytes:
     root = _q(None, "assessmentItem", identifier=item_identifier(item), title=fold(item.question)[:100],
               adaptive="false", timeDependent="false")
     root.set(f"{{{XSI}}}schemaLocation", f"{QTI} {QTI_XSD}")
+    for note in item.review_notes():  # for the reviewer reading the package; players skip comments
+        root.append(etree.Comment(f" review: {fold(note)} ".replace("--", "- -")))
     options = item.options()
     response = _q(root, "responseDeclaration", identifier="RESPONSE", cardinality="single", baseType="identifier")
     _q(_q(response, "correctResponse"), "value", item.correct_option().letter)
@@ -95,7 +110,7 @@ def render_item(item: ExportItem, image_href: str | None = None) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def _manifest(entries: list[tuple[ExportItem, str | None]]) -> bytes:
+def _manifest(entries: list[tuple[ExportItem, str, str | None]]) -> bytes:
     root = etree.Element(f"{{{CP}}}manifest", identifier="MANIFEST-coe", nsmap={None: CP, "xsi": XSI})
     root.set(f"{{{XSI}}}schemaLocation", f"{CP} {CP_XSD}")
     metadata = etree.SubElement(root, f"{{{CP}}}metadata")
@@ -103,10 +118,10 @@ def _manifest(entries: list[tuple[ExportItem, str | None]]) -> bytes:
     etree.SubElement(metadata, f"{{{CP}}}schemaversion").text = "1.0.0"
     etree.SubElement(root, f"{{{CP}}}organizations")
     resources = etree.SubElement(root, f"{{{CP}}}resources")
-    for item, image_path in entries:
+    for item, href, image_path in entries:
         resource = etree.SubElement(resources, f"{{{CP}}}resource", identifier=f"RES-{item.id}",
-                                    type="imsqti_item_xmlv2p1", href=item_href(item))
-        etree.SubElement(resource, f"{{{CP}}}file", href=item_href(item))
+                                    type="imsqti_item_xmlv2p1", href=href)
+        etree.SubElement(resource, f"{{{CP}}}file", href=href)
         if image_path is not None:
             etree.SubElement(resource, f"{{{CP}}}file", href=image_path)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
@@ -116,15 +131,17 @@ def render(items: list[ExportItem]) -> bytes:
     """The zipped package for ``items``."""
     check_unique_ids(items)
     buffer = io.BytesIO()
-    entries: list[tuple[ExportItem, str | None]] = []
+    entries: list[tuple[ExportItem, str, str | None]] = []
+    used = {"imsmanifest.xml"}
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
         for item in items:
             image = item.embedded_image()
-            image_path = f"images/{image.name}" if image is not None else None
+            image_path = _unique(f"images/{image.name}", used) if image is not None else None
             if image is not None:
                 package.writestr(image_path, image.data)
-            package.writestr(item_href(item), render_item(item, image_path))
-            entries.append((item, image_path))
+            href = _unique(item_href(item), used)
+            package.writestr(href, render_item(item, image_path))
+            entries.append((item, href, image_path))
         package.writestr("imsmanifest.xml", _manifest(entries))
     return buffer.getvalue()
 

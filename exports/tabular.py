@@ -3,7 +3,7 @@
 JSONL is one JSON object per line (``ExportItem`` as it is, the options in export order added). CSV has
 one row per item; list fields are JSON arrays in their cell, so nothing is lost to a separator, and
 options are ``option_A`` ... columns with ``correct`` naming the letter. The image is its file name only:
-these formats carry no bytes.
+these formats carry no bytes. A CSV cell that a spreadsheet would run as a formula starts with ``'``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,17 @@ from coe.exports.item import LETTERS, ExportItem
 
 COLUMNS = ("id", "question", "answer", "distractors", "correct", "rationale", "distractor_notes", "image",
            "status", "reasons", "difficulty", "model", "exemplar_ids", "prompt_version", "seed", "tags",
-           "source")
+           "source", "check")
 
 
 CSV_ENCODING = "utf-8-sig"  # with a BOM, so spreadsheet programs read it as UTF-8
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula: OWASP's leading ``'`` before a first
+    ``= + - @``, tab or carriage return."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def record(item: ExportItem) -> dict[str, Any]:
@@ -50,11 +57,11 @@ def _row(item: ExportItem) -> dict[str, str]:
            "reasons": json.dumps(item.reasons, ensure_ascii=False), "difficulty": item.difficulty or "",
            "model": p.model, "exemplar_ids": json.dumps(p.exemplar_ids), "prompt_version": p.prompt_version,
            "seed": "" if p.seed is None else str(p.seed), "tags": json.dumps(p.tags, ensure_ascii=False),
-           "source": json.dumps(p.source, ensure_ascii=False) if p.source else ""}
+           "source": json.dumps(p.source, ensure_ascii=False) if p.source else "", "check": item.check or ""}
     for option in item.options():
         row[f"option_{option.letter}"] = option.text
         row[f"feedback_{option.letter}"] = option.feedback
-    return row
+    return {k: spreadsheet_safe(v) for k, v in row.items()}
 
 
 def render_csv(items: list[ExportItem]) -> str:

@@ -5,6 +5,7 @@ reported with its line, and the next block is read."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from .records import ParsedQuestion, Problem
 from .textfile import decode
@@ -32,17 +33,22 @@ def _block(start: int, lines: list[str]) -> ParsedQuestion | Problem:
     return ParsedQuestion(where, question.strip(), options[key], [t for k, t in options.items() if k != key])
 
 
-def parse(data: bytes) -> list[ParsedQuestion | Problem]:
-    out: list[ParsedQuestion | Problem] = []
-    start, lines = 0, []
+# A question line, at most 26 options and the answer line: a longer block is not kept line by line.
+MAX_BLOCK_LINES = 28
+
+
+def parse(data: bytes) -> Iterator[ParsedQuestion | Problem]:
+    start, lines, count = 0, [], 0
     for number, line in enumerate([*decode(data).splitlines(), ""], 1):
         if line.strip():
-            start = start if lines else number
-            lines.append(line.strip())
-        elif lines:
-            out.append(_block(start, lines))
-            lines = []
-    return out
+            start = start if count else number
+            count += 1
+            if count <= MAX_BLOCK_LINES:
+                lines.append(line.strip())
+        elif count:
+            yield (_block(start, lines) if count <= MAX_BLOCK_LINES else
+                   Problem(f"line {start}", f"more than {MAX_BLOCK_LINES} lines in one question", "malformed"))
+            lines, count = [], 0
 
 
 def looks_like(text: str) -> bool:

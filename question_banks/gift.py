@@ -11,6 +11,7 @@ answer block (the missing-word form), and backslash escapes of ``~ = # { } :`` (
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from .html_text import html_to_text
 from .records import ParsedQuestion, Problem
@@ -19,25 +20,39 @@ _SPECIAL = "~=#{}:"
 _FORMAT = re.compile(r"^\s*\[(html|moodle|plain|markdown)\]", re.IGNORECASE)
 _WEIGHT = re.compile(r"^%(-?\d+(?:\.\d+)?)%")
 _BLANK = "_____"
+_LINES = re.compile(r"([^\r\n]*)(?:\r\n|\r|\n|$)")
 
 
-def blocks(text: str) -> list[tuple[int, str]]:
-    """The question blocks with the line each starts on: comment lines out, blank lines between."""
-    out: list[tuple[int, str]] = []
-    start, lines = 0, []
-    for number, line in enumerate(text.splitlines(), 1):
+# A question whose block is longer than this cannot pass the field limits of an exemplar; it is reported
+# without being tokenized, so neither time nor memory grows with a hostile block's length.
+MAX_BLOCK_CHARS = 64_000
+
+
+def blocks(text: str) -> Iterator[tuple[int, str | None]]:
+    """The question blocks with the line each starts on: comment lines out, blank lines between; ``None``
+    for a block over ``MAX_BLOCK_CHARS`` (its lines are not kept)."""
+    start, lines, size, number = 0, [], 0, 0
+    for line in _lines(text):
+        number += 1
         if line.lstrip().startswith("//"):
             continue
         if line.strip():
-            if not lines:
+            if not size:
                 start = number
-            lines.append(line)
-        elif lines:
-            out.append((start, "\n".join(lines)))
-            lines = []
-    if lines:
-        out.append((start, "\n".join(lines)))
-    return out
+            size += len(line) + 1
+            if size <= MAX_BLOCK_CHARS:
+                lines.append(line)
+        elif size:
+            yield start, "\n".join(lines) if size <= MAX_BLOCK_CHARS else None
+            lines, size = [], 0
+    if size:
+        yield start, "\n".join(lines) if size <= MAX_BLOCK_CHARS else None
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text.splitlines()`` one line at a time (a list of every line of a large file is what costs)."""
+    for found in _LINES.finditer(text):
+        yield found.group(1)
 
 
 def tokens(block: str) -> list[tuple[str, str]]:
@@ -160,8 +175,13 @@ def _answers(where: str, toks: list[tuple[str, str]], question: str, plain) -> P
     return ParsedQuestion(where, question, correct[0], wrong, rationale=plain(rationale))
 
 
-def parse(data: bytes) -> list[ParsedQuestion | Problem]:
+def parse(data: bytes) -> Iterator[ParsedQuestion | Problem]:
+    """The file's questions and problems one at a time, so an import can stop at its question limit."""
     from .textfile import decode
 
     text = decode(data)
-    return [r for line, block in blocks(text) if (r := parse_block(line, block)) is not None]
+    for line, block in blocks(text):
+        if block is None:
+            yield Problem(f"line {line}", f"the question is longer than {MAX_BLOCK_CHARS} characters", "malformed")
+        elif (found := parse_block(line, block)) is not None:
+            yield found

@@ -28,6 +28,7 @@ from .registry import (
 )
 
 MAX_FILE_BYTES = 64 * 2**20
+MAX_QUESTIONS = 10_000       # per import (--max-questions): an hour of embedding on a laptop CPU
 FORMATS = ("moodle-xml", "gift", "qti21", "aiken", "csv", "jsonl")
 
 
@@ -108,10 +109,29 @@ def _save_image(q: ParsedQuestion, images: Path, report: ImportReport) -> str:
     return ""
 
 
+def _read_questions(data: bytes, fmt: str, path: Path, max_questions: int) -> list[ParsedQuestion | Problem]:
+    """Every question and problem of the file, or one line as soon as there are more than ``max_questions``
+    (an import's size is bounded before anything is written or embedded)."""
+    found: list[ParsedQuestion | Problem] = []
+    for item in parse_file(data, fmt):
+        found.append(checked(item) if isinstance(item, ParsedQuestion) else item)
+        if len(found) > max_questions:
+            raise InputError(f"{path.name} holds more than {max_questions} questions; import it in parts, or "
+                             f"raise the limit with --max-questions")
+    return found
+
+
 def import_bank(path: str | Path, bank: str, *, fmt: str | None = None, embedder=None, store=None,
-                progress: Callable[[str, int, int], None] | None = None) -> ImportReport:
-    """Read ``path`` into the bank ``bank`` (created, or grown) and index its new exemplars."""
+                progress: Callable[[str, int, int], None] | None = None,
+                max_questions: int = MAX_QUESTIONS) -> ImportReport:
+    """Read ``path`` into the bank ``bank`` (created, or grown) and index its new exemplars.
+
+    One writer per bank at a time (``writer_lock``). The records and ``bank.json`` are written before the
+    vectors, whose ids are the records' digests: an import stopped anywhere is finished by running it again
+    (the vectors it lacks are upserted), and ``coe bank remove`` always finds what it left."""
+    from coe.kill_points import Watched
     from coe.retrieval.index import build_index
+    from coe.store_lock import writer_lock
 
     bank = check_name(bank)
     if bank == DEFAULT_BANK:
@@ -120,41 +140,44 @@ def import_bank(path: str | Path, bank: str, *, fmt: str | None = None, embedder
     data = read_file(path)
     fmt = fmt or detect_format(path, data)
     report = ImportReport(bank=bank, file=str(path), format=fmt)
-    found = parse_file(data, fmt)
-    existing = read_exemplars(bank)
-    known = {digest(e.question, e.answer, e.distractors) for e in existing}
-    new = []
-    images = bank_dir(bank) / "images"
-    for item in found:
-        item = checked(item) if isinstance(item, ParsedQuestion) else item
-        if isinstance(item, Problem):
-            report.problems.append(item)
-            continue
-        report.read += 1
-        key = digest(item.question, item.answer, item.distractors)
-        if key in known:
-            report.duplicates.append(item.position)
-            continue
-        known.add(key)
-        new.append(to_exemplar(item, bank, image=_save_image(item, images, report) if item.images else ""))
-    if not existing and not new:
-        first = report.problems[0].line() if report.problems else "no questions found"
-        raise InputError(f"no multiple-choice question with one correct answer in {path.name} ({first})")
+    found = _read_questions(data, fmt, path, max_questions)
     if embedder is None:
         from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
         embedder = MiniLMOnnxEmbedder()
     if store is None:
         from coe.plugins.store.chroma import ChromaStore
         store = ChromaStore()
-    exemplars = existing + new
-    build_index(exemplars, embedder=embedder, store=store, bank=bank, progress=progress, append=True)
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    info = read_info(bank) or BankInfo(name=bank, created=now)
-    info.sources.append({"file": path.name, "path": str(path.resolve()), "format": fmt, "imported": now,
-                         "sha256": hashlib.sha256(data).hexdigest(), "added": len(new),
-                         "duplicates": len(report.duplicates), "problems": len(report.problems)})
-    info.exemplars, info.updated, info.embedder = len(exemplars), now, embedder.model_id
-    write_exemplars(bank, exemplars)
-    write_info(info)
+    with writer_lock(bank_dir(bank), f"bank {bank!r}"):
+        existing = read_exemplars(bank)
+        known = {digest(e.question, e.answer, e.distractors) for e in existing}
+        new = []
+        images = bank_dir(bank) / "images"
+        for item in found:
+            if isinstance(item, Problem):
+                report.problems.append(item)
+                continue
+            report.read += 1
+            key = digest(item.question, item.answer, item.distractors)
+            if key in known:
+                report.duplicates.append(item.position)
+                continue
+            known.add(key)
+            new.append(to_exemplar(item, bank, image=_save_image(item, images, report) if item.images else ""))
+        if not existing and not new:
+            first = report.problems[0].line() if report.problems else "no questions found"
+            raise InputError(f"no multiple-choice question with one correct answer in {path.name} ({first})")
+        exemplars = existing + new
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        info = read_info(bank) or BankInfo(name=bank, created=now)
+        sha = hashlib.sha256(data).hexdigest()
+        if new or not any(s.get("sha256") == sha for s in info.sources):
+            info.sources.append({"file": path.name, "path": str(path.resolve()), "format": fmt, "imported": now,
+                                 "sha256": sha, "added": len(new), "duplicates": len(report.duplicates),
+                                 "problems": len(report.problems)})
+        info.exemplars, info.updated, info.embedder = len(exemplars), now, embedder.model_id
+        write_exemplars(bank, exemplars)
+        write_info(info)
+        build_index(exemplars, embedder=embedder, store=Watched(store, ("upsert", "reset", "set_marker"), "bank"),
+                    bank=bank, progress=progress, append=True)
     report.added, report.exemplars = len(new), len(exemplars)
     return report

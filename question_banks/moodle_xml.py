@@ -1,7 +1,8 @@
 """Moodle XML banks: ``multichoice`` questions with their embedded pictures (``<file encoding="base64">``).
 
 Parsed with defusedxml: a file that declares entities (the way an XML external entity or an entity bomb
-arrives) is refused as a whole, and nothing outside the file is ever read. Questions are numbered in file
+arrives) is refused as a whole, nothing outside the file is ever read, and element count and nesting depth
+are capped. Questions are numbered in file
 order (every ``<question>`` element, categories included, counts), which is how problems are reported."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterator
 
 from coe.errors import InputError
 
@@ -20,20 +22,11 @@ _HTML_FORMATS = {"html", "moodle_auto_format", ""}
 
 
 def parse_xml(data: bytes, what: str):
-    """The root element of ``data``, read without entities, DTD lookups or network access."""
-    import xml.etree.ElementTree as ET
+    """The root element of ``data``, read without entities, DTD lookups or network access, within the
+    element, depth and size limits of ``coe.bounded_xml``."""
+    from coe.bounded_xml import parse_xml as bounded
 
-    from defusedxml import DefusedXmlException
-    from defusedxml.ElementTree import fromstring
-
-    try:
-        return fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise InputError(f"{what} declares XML entities or external references ({type(exc).__name__}), "
-                         "which coe does not read; remove the DOCTYPE and import it again") from None
-    except ET.ParseError as exc:
-        line, column = exc.position
-        raise InputError(f"{what} is not well-formed XML (line {line}, column {column})") from None
+    return bounded(data, what, max_bytes=max(len(data), 1))
 
 
 def _text(field, default_format: str = "html") -> str:
@@ -86,13 +79,11 @@ def _question(where: str, q) -> ParsedQuestion | Problem | None:
                           rationale=_text(q.find("generalfeedback"), default), images=images)
 
 
-def parse(data: bytes) -> list[ParsedQuestion | Problem]:
+def parse(data: bytes) -> Iterator[ParsedQuestion | Problem]:
     root = parse_xml(data, "the Moodle XML file")
     if root.tag != "quiz":
         raise InputError(f"not a Moodle XML quiz: the root element is <{root.tag}>, not <quiz>")
-    out: list[ParsedQuestion | Problem] = []
-    for n, q in enumerate(root.findall("question"), 1):
+    for n, q in enumerate(root.iterfind("question"), 1):
         found = _question(f"question {n}", q)
         if found is not None:
-            out.append(found)
-    return out
+            yield found

@@ -14,6 +14,9 @@ from collections.abc import Callable
 
 from coe.errors import InputError
 
+from coe.bounded_xml import parse_xml as bounded_parse
+from coe.bounded_xml import read_member
+
 from .html_text import tidy
 from .moodle_xml import parse_xml
 from .records import Image, ParsedQuestion, Problem
@@ -91,7 +94,7 @@ def parse_item(root, where: str, read: Callable[[str], bytes | None] = lambda _:
 def parse_package(data: bytes) -> list[ParsedQuestion | Problem]:
     try:
         package = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, OSError, EOFError):
         raise InputError("the QTI package is not a readable zip file") from None
     members = {i.filename: i for i in package.infolist() if not i.is_dir()}
     if len(members) > MAX_MEMBERS or sum(i.file_size for i in members.values()) > MAX_PACKAGE_BYTES:
@@ -102,11 +105,22 @@ def parse_package(data: bytes) -> list[ParsedQuestion | Problem]:
         info = members.get(name)
         if info is None or info.file_size > MAX_MEMBER_BYTES:
             return None
-        return package.read(info)
+        return read_member(package, info, name, MAX_MEMBER_BYTES)
+
+    def parsed(name: str, what: str):
+        info = members.get(name)
+        if info is None or info.file_size > MAX_MEMBER_BYTES:
+            return None
+        try:
+            stream = package.open(info)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as exc:
+            raise InputError(f"{what} cannot be read from the package ({' '.join(str(exc).split())})") from None
+        with stream:  # parsed as it unpacks: a bomb of elements stops at the cap, not after unpacking
+            return bounded_parse(stream, what, max_bytes=MAX_MEMBER_BYTES)
 
     hrefs: list[str] = []
     if "imsmanifest.xml" in members:
-        manifest = parse_xml(read("imsmanifest.xml") or b"", "imsmanifest.xml")
+        manifest = parsed("imsmanifest.xml", "imsmanifest.xml")
         hrefs = [r.get("href") for r in manifest.iter() if _local(r.tag) == "resource"
                  and (r.get("type") or "").startswith("imsqti_item_xmlv2p1") and r.get("href")]
     else:
@@ -115,16 +129,14 @@ def parse_package(data: bytes) -> list[ParsedQuestion | Problem]:
     for n, href in enumerate(hrefs, 1):
         name = posixpath.normpath(href)
         where = f"item {n} ({href})"
-        blob = read(name)
-        if blob is None:
-            out.append(Problem(where, "the manifest names a file the package does not hold", "malformed"))
-            continue
         try:
-            root = parse_xml(blob, href)
+            root = parsed(name, href)
+            if root is None:
+                out.append(Problem(where, "the manifest names a file the package does not hold", "malformed"))
+                continue
+            out.append(parse_item(root, where, read, posixpath.dirname(name)))
         except InputError as exc:
             out.append(Problem(where, str(exc), "malformed"))
-            continue
-        out.append(parse_item(root, where, read, posixpath.dirname(name)))
     return out
 
 

@@ -69,7 +69,12 @@ def checked(q: ParsedQuestion) -> ParsedQuestion | Problem:
 
 
 def to_exemplar(q: ParsedQuestion, bank: str, *, image: str = "") -> Exemplar:
+    """The exemplar stored for ``q``; its texts are spreadsheet-safe, as every exported cell is, since a
+    bank's records end up in items and their CSV exports."""
+    from coe.exports.tabular import spreadsheet_safe as safe
+
     key = digest(q.question, q.answer, q.distractors)
-    return Exemplar(id=f"{bank}-{key[:20]}", question=q.question, answer=q.answer, distractors=q.distractors,
-                    rationale=q.rationale[:MAX_RATIONALE_CHARS], context=q.context[:MAX_CONTEXT_CHARS],
+    return Exemplar(id=f"{bank}-{key[:20]}", question=safe(q.question), answer=safe(q.answer),
+                    distractors=[safe(d) for d in q.distractors],
+                    rationale=safe(q.rationale[:MAX_RATIONALE_CHARS]), context=safe(q.context[:MAX_CONTEXT_CHARS]),
                     split="imported", answer_type=answer_type(q.answer), has_image=bool(image), image=image)

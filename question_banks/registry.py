@@ -129,19 +129,27 @@ def require_banks(store, names: Iterable[str], embedder_id: str) -> None:
 
 
 def remove_bank(name: str, store=None) -> BankInfo:
-    """Drop an imported bank: its collections, its index marker and its folder."""
+    """Drop an imported bank: its collections, its index marker and its folder; also what an import that
+    was stopped, or a damaged ``bank.json``, left behind."""
+    from coe.store_lock import writer_lock
+
     name = check_name(name)
     if name == DEFAULT_BANK:
         raise InputError("the default bank is ScienceQA's; rebuild it with `coe index build --force`")
-    info = read_info(name)
-    if info is None:
-        raise InputError(f"no imported bank {name!r}; `coe bank list` shows the banks")
     if store is None:
         from coe.plugins.store.chroma import ChromaStore
         store = ChromaStore()
-    for field in FIELDS:
-        store.reset(f"{name}-{field}")
-    # the store has no way to delete a marker; one saying "removed" makes the next import start afresh
-    store.set_marker(f"index-{name}", {"removed": True})
-    shutil.rmtree(bank_dir(name), ignore_errors=True)
-    return info
+    with writer_lock(bank_dir(name), f"bank {name!r}"):
+        try:
+            info = read_info(name)
+        except ConfigError:
+            info = None
+        marker = store.get_marker(f"index-{name}")
+        if info is None and not bank_dir(name).exists() and not (marker and not marker.get("removed")):
+            raise InputError(f"no imported bank {name!r}; `coe bank list` shows the banks")
+        for field in FIELDS:
+            store.reset(f"{name}-{field}")
+        # the store has no way to delete a marker; one saying "removed" makes the next import start afresh
+        store.set_marker(f"index-{name}", {"removed": True})
+        shutil.rmtree(bank_dir(name), ignore_errors=True)
+    return info or BankInfo(name=name)

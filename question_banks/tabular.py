@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from .records import ParsedQuestion, Problem
@@ -35,7 +36,7 @@ def _distractors(value: Any) -> list[str]:
     if text.startswith("["):
         try:
             parsed = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise ValueError("the distractors cell starts like a JSON array but is not one") from None
         if not isinstance(parsed, list):
             raise ValueError("distractors must be a list")
@@ -79,22 +80,20 @@ def from_record(where: str, record: dict[str, Any]) -> ParsedQuestion | Problem:
         return Problem(where, str(exc), "malformed")
 
 
-def parse_csv(data: bytes) -> list[ParsedQuestion | Problem]:
+def parse_csv(data: bytes) -> Iterator[ParsedQuestion | Problem]:
     reader = csv.DictReader(io.StringIO(decode(data), newline=""))
     if not reader.fieldnames or "question" not in [f.strip().lower() for f in reader.fieldnames if f]:
         raise_missing()
-    out: list[ParsedQuestion | Problem] = []
     line = reader.line_num + 1
     try:
         for record in reader:
             if None in record:
-                out.append(Problem(f"line {line}", "more cells than columns", "malformed"))
+                yield Problem(f"line {line}", "more cells than columns", "malformed")
             elif any(_text(v) for v in record.values()):
-                out.append(from_record(f"line {line}", record))
+                yield from_record(f"line {line}", record)
             line = reader.line_num + 1
     except csv.Error as exc:
-        out.append(Problem(f"line {line}", f"unreadable CSV ({exc}); the lines after it were not read", "malformed"))
-    return out
+        yield Problem(f"line {line}", f"unreadable CSV ({exc}); the lines after it were not read", "malformed")
 
 
 def raise_missing() -> None:
@@ -103,18 +102,19 @@ def raise_missing() -> None:
     raise InputError("the CSV file has no 'question' column (its first line must name the columns)")
 
 
-def parse_jsonl(data: bytes) -> list[ParsedQuestion | Problem]:
-    out: list[ParsedQuestion | Problem] = []
+def parse_jsonl(data: bytes) -> Iterator[ParsedQuestion | Problem]:
     for number, line in enumerate(decode(data).splitlines(), 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            out.append(Problem(f"line {number}", f"not JSON ({exc.msg})", "malformed"))
+            yield Problem(f"line {number}", f"not JSON ({exc.msg})", "malformed")
+            continue
+        except RecursionError:
+            yield Problem(f"line {number}", "JSON nested too deeply", "malformed")
             continue
         if not isinstance(record, dict):
-            out.append(Problem(f"line {number}", "not a JSON object", "malformed"))
+            yield Problem(f"line {number}", "not a JSON object", "malformed")
             continue
-        out.append(from_record(f"line {number}", record))
-    return out
+        yield from_record(f"line {number}", record)

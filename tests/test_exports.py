@@ -260,7 +260,7 @@ def test_every_format_writes_every_item(tmp_path, fmt):
     data = out.read_bytes()
     for item in items:
         if fmt == "qti21":
-            assert f"{item.id}.xml" in zipfile.ZipFile(out).namelist()
+            assert f"item-{item.id}.xml" in zipfile.ZipFile(out).namelist()
         else:
             assert item.answer.split()[0].encode() in data or html.escape(item.answer.split()[0]).encode() in data
     assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind

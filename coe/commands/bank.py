@@ -10,6 +10,7 @@ from rich.table import Table
 
 bank_app = typer.Typer(no_args_is_help=True, help="Import question banks as exemplars; list and remove them.")
 err = Console(stderr=True)
+SHOWN_PROBLEMS = 20
 
 
 @bank_app.command("import")
@@ -19,6 +20,8 @@ def import_(
     fmt: str | None = typer.Option(None, "--format",
                                       help="moodle-xml, gift, qti21, aiken, csv or jsonl (default: from the file)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    max_questions: int = typer.Option(10_000, "--max-questions", min=1,
+                                      help="Refuse a file with more questions than this."),
 ) -> None:
     """Read a question bank; its multiple-choice questions become exemplars that guide generation."""
 
@@ -26,18 +29,23 @@ def import_(
     from coe.progress import field_progress
 
     with field_progress(err) as progress:
-        report = import_bank(file, bank, fmt=fmt, progress=progress)
+        report = import_bank(file, bank, fmt=fmt, progress=progress, max_questions=max_questions)
     if as_json:
         print(json.dumps({"bank": report.bank, "file": report.file, "format": report.format, "read": report.read,
                           "added": report.added, "duplicates": report.duplicates, "exemplars": report.exemplars,
                           "problems": [{"position": p.position, "kind": p.kind, "reason": p.reason}
                                        for p in report.problems]}, ensure_ascii=False))
         return
-    for problem in report.problems:
+    for problem in report.problems[:SHOWN_PROBLEMS]:
         err.print(f"{problem.kind}: {problem.line()}", highlight=False, markup=False)
+    if len(report.problems) > SHOWN_PROBLEMS:
+        err.print(f"... and {len(report.problems) - SHOWN_PROBLEMS} more (--json lists every one)",
+                  highlight=False, markup=False)
     err.print(f"bank {report.bank}: {report.added} added from {report.format} "
               f"({len(report.duplicates)} duplicates, {len(report.problems)} skipped or unreadable); "
               f"{report.exemplars} exemplars in all", highlight=False, markup=False)
+    err.print(f"the learned rankers do not know these items yet: `coe rank train --bank {report.bank}` retrains "
+              "them on this bank", highlight=False, markup=False)
 
 
 @bank_app.command("list")
