@@ -11,7 +11,7 @@ import sys
 import click
 import typer
 
-from coe.commands import batch, evaluate, finetune, generate, index, models
+from coe.commands import batch, evaluate, finetune, generate, index, models, rank
 from coe.commands import ingest as ingest_cmd
 from coe.commands.bank import bank_app
 from coe.errors import CoeError
@@ -23,6 +23,7 @@ app.add_typer(index.index_app, name="index")
 app.add_typer(finetune.finetune_app, name="finetune")
 app.add_typer(batch.batch_app, name="batch")
 app.add_typer(bank_app, name="bank")
+app.add_typer(rank.rank_app, name="rank")
 app.command("generate")(generate.generate)
 app.command("ui")(generate.ui)
 app.command("eval")(evaluate.eval_command)

@@ -123,6 +123,10 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
         notes.append("- BLEU-4 and ROUGE-L on the numbered list also reward the gold order of the options, which "
                      "ScienceQA varies between items of one template; no generator can recover it, so these two stay below 1 "
                      "even when every gold option is found.")
+    if "learned" in chosen:
+        from .ranker_notes import ranker_notes
+
+        notes += ranker_notes(tasks, split, limit, stratify, seed, dataset, services)
     meta = {"split": split, "tasks": tasks, "n_items": n_items, "stratify": stratify, "seed": seed, "notes": notes,
             "model": model_id, "machine": machine(), "wall_seconds": time.perf_counter() - t0,
             "command": "coe " + " ".join(sys.argv[1:]), "embed_threshold": EMBED_MATCH_THRESHOLD,

@@ -33,3 +33,30 @@ def pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) 
         in_top += len(gold & set(pool[:n]))
         total += len(gold)
     return {"gold_in_pool": in_pool / max(total, 1), "gold_in_top_n": in_top / max(total, 1), "gold": total}
+
+
+def learned_pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) -> dict[str, Any]:
+    """Gold distractors in the learned ranker's wide pool, per source and for the union, on these items,
+    with the pool's mean size and what ranking the pool perfectly would recall (the oracle)."""
+    from coe.graphs.services import GraphSettings
+    from coe.ranking.bank import stats_for
+    from coe.ranking.candidates import SOURCES, build_pool, coverage
+    from coe.retrieval.retriever import RetrievalQuery
+
+    settings = GraphSettings()
+    totals = {s: 0.0 for s in (*SOURCES, "union", "gold")}
+    size = 0
+    for item in items:
+        image_text = image_texts.get(item.pid, "")
+        splits = exclude_splits(item.split)
+        found, _ = services.retriever.retrieve(
+            RetrievalQuery(answer=item.answer, question=item.question, context=item.context, image_text=image_text,
+                           exclude_ids=[item.pid], exclude_splits=splits), k=max(settings.k, settings.pool_k))
+        pool = build_pool(item.answer, item.question, " ".join((item.context, image_text)), found,
+                          stats_for(services.retriever, splits), exclude_ids=(item.pid,))
+        size += len(pool)
+        for k, v in coverage(pool, item.gold_distractors).items():
+            totals[k] += v
+    gold = max(totals["gold"], 1.0)
+    return {**{s: totals[s] / gold for s in (*SOURCES, "union")}, "gold": int(totals["gold"]),
+            "candidates_per_item": size / max(len(items), 1)}

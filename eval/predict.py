@@ -20,6 +20,9 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "copy": None,
     # no model: the pool's ranking
     "pool-rank": {"use_rationale": False, "pool_selection": "rank", "verify": False, "write_notes": False},
+    # no model: the trained rankers over the wide pool
+    "learned": {"use_rationale": False, "pool_selection": "learned", "question_selection": "learned",
+                "verify": False, "write_notes": False},
     "zero-shot": {"use_exemplars": False, "use_pool": False, "verify": False, "write_notes": False},
     "coe-paper-prompts": {"mode": "coe", "use_pool": False, "verify": False, "pool_selection": "model",
                           "write_notes": False},

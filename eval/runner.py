@@ -25,10 +25,12 @@ def cache_root() -> Path:
     return settings().eval_cache or coe_home() / "eval-cache"
 
 
-def config_id(task: str, split: str, variant: str, model: str) -> str:
+def config_id(task: str, split: str, variant: str, model: str, rankers: str | None = None) -> str:
     cfg = {"task": task, "split": split, "variant": variant, "settings": VARIANTS[variant],
            "model": model if VARIANTS[variant] is not None else None, "prompts": PROMPT_VERSION,
            "pool": POOL_VERSION if VARIANTS[variant] is not None else None}
+    if rankers:  # a retrained ranker makes other predictions
+        cfg["rankers"] = rankers
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
     return f"{variant}-{digest}"
 
@@ -50,10 +52,20 @@ def image_text_for(item: EvalItem, reader, cache: Path) -> str:
     return text
 
 
+def rankers_used(variant: str, services) -> str | None:
+    """The checksums of the ranker files a variant's graph settings use (None when it uses none)."""
+    settings = VARIANTS[variant] or {}
+    if "learned" not in (settings.get("pool_selection"), settings.get("question_selection")):
+        return None
+    from coe.ranking.model import fingerprint, ranker_dir
+
+    return fingerprint(ranker_dir(getattr(services.retriever, "banks", ["default"])))
+
+
 def run_variant(task: str, variant: str, items: list[EvalItem], services, model: str, *,
                 cache: Path | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
     cache = cache or cache_root()
-    cid = config_id(task, items[0].split if items else "", variant, model)
+    cid = config_id(task, items[0].split if items else "", variant, model, rankers_used(variant, services))
     folder = cache / task / cid
     preds: dict[str, dict] = {}
     computed = 0

@@ -53,6 +53,34 @@ def _pool_candidates(state: CoEState, config: RunnableConfig, n: int) -> list[Ca
             if normalize(c.text) not in rejected]
 
 
+def _learned(state: CoEState, s, runtime: Runtime[Services]) -> tuple[list[dict[str, Any]], str | None]:
+    """The wide pool ranked by the trained distractor ranker, without rejected options; ``([], reason)`` when
+    there is no usable ranker (the heuristic pool decides instead, and the trace says why)."""
+    from coe.ranking.select import rank_pool
+
+    retriever = services_of(runtime).retriever
+    if retriever is None:
+        return [], "no retriever: the heuristic ranking is used"
+    return rank_pool(state["answer"], state.get("question", ""),
+                     " ".join((state.get("context", ""), state.get("image_text", ""))),
+                     [Exemplar(**e) for e in state.get("exemplars", [])], retriever,
+                     exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits,
+                     rejected=set(_rejected(state)))
+
+
+def _learned_question(state: CoEState, s, runtime: Runtime[Services]) -> tuple[list[dict[str, Any]], str | None]:
+    """Exemplar and bank questions ranked by the trained question ranker (no model call)."""
+    from coe.ranking.select import rank_question_pool
+
+    retriever = services_of(runtime).retriever
+    if retriever is None:
+        return [], "no retriever: the model writes the question"
+    return rank_question_pool(state["answer"], " ".join((state.get("context", ""), state.get("image_text", ""))),
+                              [Exemplar(**e) for e in state.get("exemplars", [])], retriever,
+                              exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits,
+                              rejected={normalize(q) for q in state.get("rejected_questions", [])})
+
+
 def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
     return [c.text for c in _pool_candidates(state, config, n)]
 
@@ -112,6 +140,13 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
                 raise QuestionMismatch(f'"{state["answer"]}" does not answer the given question "{given.strip()}": '
                                        f"{why}; check the question and answer")
         return {"question": given.strip(), "trace": [{**entry, "seconds": round(time.perf_counter() - t0, 3)}]}
+    note = None
+    if s.question_selection == "learned":
+        ranked, note = _learned_question(state, s, runtime)
+        if ranked:
+            return {"question": ranked[0]["text"],
+                    "trace": [{"node": "question", "source": "learned ranking", "candidates": ranked[:10],
+                               "seconds": round(time.perf_counter() - t0, 3)}]}
     exemplars = _exemplars(state, config)
     feedback = state.get("question_feedback", "")
     failure: ModelOutputError | None = None
@@ -141,6 +176,8 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         value = ranked[0].text
         trace["candidates"] = [c.model_dump() for c in ranked]
     trace["seconds"] = round(time.perf_counter() - t0, 3)
+    if note:
+        trace["note"] = note
     return {"question": value, "model": llm.model_id, "trace": [{"node": "question", **trace}]}
 
 
@@ -159,12 +196,20 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
     attempt = state.get("attempts", 0) + 1
     candidates = _pool_candidates(state, config, n)
     pool = [c.text for c in candidates]
-    if s.choose_from_pool and s.pool_selection == "rank" and attempt == 1 and len(pool) >= n:
+    note = None
+    if s.choose_from_pool and s.use_pool and s.pool_selection == "learned" and attempt == 1:
+        ranked, note = _learned(state, s, runtime)
+        if len(ranked) >= n:
+            chosen = [r["option"] for r in ranked[:n]]
+            return {"candidate_distractors": chosen, "attempts": attempt,
+                    "trace": [{"node": "distractors", "attempt": attempt, "seconds": round(time.perf_counter() - t0, 3),
+                               "source": "learned ranking", "ranking": ranked[:30], "parsed": chosen}]}
+    if (s.choose_from_pool and s.pool_selection in ("rank", "learned") and attempt == 1 and len(pool) >= n):
         # The pool's own ranking picks; the model writes distractors only when the pool falls short or
         # validation sends the step back.
         return {"candidate_distractors": pool[:n], "attempts": attempt,
                 "trace": [{"node": "distractors", "attempt": attempt, "seconds": 0.0, "source": "pool ranking",
-                           "candidates": pool, "parsed": pool[:n]}]}
+                           "candidates": pool, "parsed": pool[:n], **({"note": note} if note else {})}]}
     try:
         value, trace = generate_distractors(llm, _item(state), state["question"], state.get("rationale"),
                                             _exemplars(state, config), n, mode=s.mode,

@@ -25,7 +25,8 @@ class GraphSettings(BaseModel):
     # Who chooses among the pool: "model" lets the LLM choose under the schema's enum; "rank" takes the
     # pool's top n and calls the model only when the pool falls short (see the evaluation report).
     # "blend" (default): the pool's ranking is the prior, the model's choice a vote, and the student's draw
-    # (verify's answering agent) re-ranks them, steered by ``difficulty``.
+    # (verify's answering agent) re-ranks them, steered by ``difficulty``. "learned": the wide pool (exemplar
+    # options, the bank's co-occurring options, material terms) ranked by the trained ranker, no model call.
     pool_selection: str = "blend"
     max_retries: int = 2        # re-asks of the distractor step before repairing from exemplars
     exclude_splits: list[str] = []
@@ -33,6 +34,9 @@ class GraphSettings(BaseModel):
     # beside the greedy one, ranked by the answering agent. 0 and 0: the greedy question alone.
     question_exemplars: int = 4
     question_samples: int = 1
+    # "learned": the trained question ranker picks among the exemplars' and the bank's questions, no model
+    # call (the model writes the question when no ranker is there); "model": generate several, keep the best.
+    question_selection: str = "model"
     # Verification and its decision policy.
     verify: bool = True
     check_given_question: bool = True   # refuse a given question that the answer does not answer

@@ -1,0 +1,44 @@
+"""The learned rankers in the evaluation report: their val metrics, feature importance, and the wide pool's
+coverage per source on the evaluated items."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .items import load_items, sample
+
+
+def ranker_notes(tasks: list[str], split: str, limit: int | None, stratify: bool, seed: int, dataset,
+                 services) -> list[str]:
+    from coe.ranking.model import paths, ranker_dir
+
+    from .diagnostics import learned_pool_coverage
+    from .runner import cache_root, image_text_for
+
+    directory = ranker_dir(getattr(services.retriever, "banks", ["default"]))
+    notes: list[str] = []
+    for task, label in (("distractors", "dg"), ("questions", "qg")):
+        if label not in tasks:
+            continue
+        try:
+            meta: dict[str, Any] = json.loads(paths(task, directory)[1].read_text())
+        except (OSError, ValueError):
+            notes.append(f"- No {task} ranker in {directory}: `learned` fell back to the heuristic.")
+            continue
+        val = meta.get("val", {})
+        top = ", ".join(f"{k} {v:.0f}" for k, v in list(meta.get("importance", {}).items())[:8])
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, float))
+        base = ", ".join(f"{k} {v:.3f}" for k, v in val.get("heuristic", {}).items())
+        cov = ", ".join(f"{k} {v:.3f}" for k, v in val.get("coverage", {}).items())
+        notes.append(f"- {task.capitalize()} ranker ({meta.get('train_items')} train / {meta.get('val_items')} val "
+                     f"items, {meta.get('best_iteration')} trees): val {metrics}; heuristic order on the same "
+                     f"candidates: {base}. Val pool coverage: {cov}. Feature importance (gain): {top}.")
+    if "dg" in tasks:
+        items = sample(load_items(dataset, split, "dg"), limit, stratify=stratify, seed=seed)
+        texts = {i.pid: image_text_for(i, services.image_reader, cache_root()) for i in items}
+        cov = learned_pool_coverage(items, services, texts)
+        per = ", ".join(f"{k} {v:.3f}" for k, v in cov.items() if k not in ("gold", "candidates_per_item"))
+        notes.append(f"- Wide pool coverage on these {split} items ({cov['gold']} gold distractors, "
+                     f"{cov['candidates_per_item']:.1f} candidates per item): {per}.")
+    return notes

@@ -1,0 +1,1 @@
+"""Learned rankers over the exemplar bank: the wide candidate pool, its features, training and scoring."""

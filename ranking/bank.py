@@ -1,0 +1,135 @@
+"""What the bank says about an answer: which options stand beside it, which questions ask for it.
+
+Counts are per item. ``exclude_ids`` takes an item's own contribution back out (leave-one-out), so an item
+that is itself in the bank never sees its own options counted as evidence."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from coe.agents.validation import clean_option, normalize
+from coe.retrieval.answer_types import answer_type
+
+
+class BankItem:
+    __slots__ = ("id", "split", "question", "answer", "options", "distractors")
+
+    def __init__(self, id: str, split: str, question: str, answer: str, options: tuple[str, ...],
+                 distractors: frozenset[str]):
+        self.id, self.split, self.question, self.answer = id, split, question, answer
+        self.options, self.distractors = options, distractors
+
+
+class BankStats:
+    """Counts over bank records (anything with ``id``, ``split``, ``question``, ``answer``, ``distractors``)."""
+
+    def __init__(self, records: Iterable[Any]):
+        self.items: dict[str, BankItem] = {}
+        self.text: dict[str, str] = {}           # normalised option → one surface form (the first seen)
+        self.question_text: dict[str, str] = {}  # normalised question → its surface form
+        self.freq: Counter[str] = Counter()      # items an option stands in
+        self.beside_counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self.template: dict[str, Counter[str]] = defaultdict(Counter)   # question → its distractors
+        self.template_n: Counter[str] = Counter()
+        self.questions_for: dict[str, Counter[str]] = defaultdict(Counter)       # answer → its questions
+        self.questions_for_type: dict[str, Counter[str]] = defaultdict(Counter)  # answer type → questions
+        for r in records:
+            self._add(r)
+        self.n = len(self.items)
+
+    def _add(self, r: Any) -> None:
+        answer = normalize(r.answer)
+        if not answer or r.id in self.items:
+            return
+        distractors = []
+        for d in r.distractors:
+            text = clean_option(d)
+            key = normalize(text)
+            if key and key != answer and key not in distractors:
+                distractors.append(key)
+                self.text.setdefault(key, text)
+        self.text.setdefault(answer, clean_option(r.answer))
+        q = normalize(r.question)
+        self.question_text.setdefault(q, r.question.strip())
+        options = (answer, *distractors)
+        self.items[r.id] = BankItem(r.id, getattr(r, "split", ""), q, answer, options, frozenset(distractors))
+        for o in options:
+            self.freq[o] += 1
+            for other in options:
+                if other != o:
+                    self.beside_counts[o][other] += 1
+        self.template_n[q] += 1
+        for d in distractors:
+            self.template[q][d] += 1
+        self.questions_for[answer][q] += 1
+        self.questions_for_type[answer_type(r.answer)][q] += 1
+
+    def _own(self, exclude_ids: Iterable[str]) -> list[BankItem]:
+        return [self.items[i] for i in exclude_ids or () if i in self.items]
+
+    def beside(self, key: str, exclude_ids: Iterable[str] = ()) -> Counter[str]:
+        """Options that stand beside ``key`` (normalised) in some item, with the number of such items."""
+        out = Counter(self.beside_counts.get(key, {}))
+        for it in self._own(exclude_ids):
+            if key in it.options:
+                out.subtract({o: 1 for o in it.options if o != key})
+        return +out
+
+    def frequency(self, option: str, exclude_ids: Iterable[str] = ()) -> int:
+        return self.freq.get(option, 0) - sum(option in it.options for it in self._own(exclude_ids))
+
+    def as_distractor(self, question: str, exclude_ids: Iterable[str] = ()) -> tuple[Counter[str], int]:
+        """The distractors the bank gives for this exact question (normalised), and how many items ask it."""
+        q = normalize(question)
+        out, n = Counter(self.template.get(q, {})), self.template_n.get(q, 0)
+        for it in self._own(exclude_ids):
+            if it.question == q:
+                out.subtract({d: 1 for d in it.distractors})
+                n -= 1
+        return +out, n
+
+    def questions(self, answer: str, exclude_ids: Iterable[str] = ()) -> tuple[Counter[str], Counter[str]]:
+        """The questions the bank asks with this answer, and with answers of its type (normalised)."""
+        key = normalize(answer)
+        by_answer = Counter(self.questions_for.get(key, {}))
+        by_type = Counter(self.questions_for_type.get(answer_type(answer), {}))
+        for it in self._own(exclude_ids):
+            if it.answer == key:
+                by_answer[it.question] -= 1
+            if answer_type(self.text.get(it.answer, it.answer)) == answer_type(answer):
+                by_type[it.question] -= 1
+        return +by_answer, +by_type
+
+
+def bank_records(retriever, exclude_splits: Iterable[str] = ()) -> list[Any]:
+    """Every record of the retriever's banks (from the answer collection's metadata), without the excluded
+    splits: the same bank retrieval searches."""
+    from coe.retrieval.exemplars import Exemplar
+
+    excluded = set(exclude_splits)
+    out = []
+    for bank, view in retriever.views.items():
+        name = f"{bank}-answer"
+        loaded = view._collection(name) if hasattr(view, "_collection") else None  # the in-memory copy
+        if loaded is not None:
+            ids, metas = loaded.ids, loaded.metadatas
+        elif hasattr(view, "get_all"):
+            ids, _, metas, _ = view.get_all(name)
+        else:
+            continue
+        out += [Exemplar.from_metadata(i, m or {}) for i, m in zip(ids, metas)
+                if (m or {}).get("split", "") not in excluded]
+    return out
+
+
+_CACHE: dict[tuple, BankStats] = {}
+
+
+def stats_for(retriever, exclude_splits: Iterable[str] = ()) -> BankStats:
+    """One ``BankStats`` per retriever and set of excluded splits in a process."""
+    key = (id(retriever), tuple(retriever.banks), tuple(sorted(set(exclude_splits))))
+    if key not in _CACHE:
+        _CACHE[key] = BankStats(bank_records(retriever, exclude_splits))
+    return _CACHE[key]

@@ -1,0 +1,75 @@
+"""The learned ranking at run time: the wide pool of one item, scored by the trained ranker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+from .bank import stats_for
+from .candidates import build_pool
+from .features import EmbedCache, ItemContext, features
+from .model import load, ranker_dir
+
+_EMBED: dict[int, EmbedCache] = {}
+
+
+def embed_cache(embedder) -> EmbedCache:
+    if id(embedder) not in _EMBED:
+        _EMBED[id(embedder)] = EmbedCache(embedder, max_items=50_000)
+    return _EMBED[id(embedder)]
+
+
+def rank_pool(answer: str, question: str, material: str, exemplars: list, retriever, *,
+              exclude_ids: list[str] | tuple[str, ...] = (), exclude_splits: list[str] | tuple[str, ...] = (),
+              rejected: set[str] | None = None, model_options: list[str] | None = None,
+              directory: Path | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Candidates best first (``option``, ``score``, ``sources``), or ``([], reason)`` when no usable ranker
+    is there (the caller falls back to the heuristic and records the reason)."""
+    ranker, reason = load("distractors", directory or ranker_dir(getattr(retriever, "banks", ["default"])))
+    if ranker is None:
+        return [], reason
+    stats = stats_for(retriever, exclude_splits)
+    pool = [c for c in build_pool(answer, question, material, exemplars, stats, exclude_ids=tuple(exclude_ids),
+                                  model_options=model_options)
+            if c.key not in (rejected or set())]
+    if not pool:
+        return [], None
+    ctx = ItemContext(answer, question, material, exemplars, stats, tuple(exclude_ids),
+                      embed_cache(retriever.embedder))
+    x, names = features(pool, ctx)
+    if names != ranker.features:
+        return [], "the distractor ranker was trained on other features; rebuild it with `coe rank train`"
+    scores = ranker.score(x)
+    order = np.argsort(-scores, kind="stable")
+    return [{"option": pool[i].text, "score": round(float(scores[i]), 4), "sources": sorted(pool[i].sources)}
+            for i in order], None
+
+
+
+
+def rank_question_pool(answer: str, material: str, exemplars: list, retriever, *,
+                       exclude_ids: list[str] | tuple[str, ...] = (), exclude_splits: list[str] | tuple[str, ...] = (),
+                       rejected: set[str] | None = None,
+                       directory: Path | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Question candidates best first (``text``, ``score``, ``sources``), or ``([], reason)``."""
+    from .questions import question_features, question_pool
+
+    ranker, reason = load("questions", directory or ranker_dir(getattr(retriever, "banks", ["default"])))
+    if ranker is None:
+        return [], reason
+    stats = stats_for(retriever, exclude_splits)
+    pool = [c for c in question_pool(answer, material, exemplars, stats, exclude_ids=tuple(exclude_ids))
+            if c.key not in (rejected or set())]
+    if not pool:
+        return [], None
+    ctx = ItemContext(answer, "", material, exemplars, stats, tuple(exclude_ids), embed_cache(retriever.embedder))
+    x, names = question_features(pool, ctx)
+    if names != ranker.features:
+        return [], "the question ranker was trained on other features; rebuild it with `coe rank train`"
+    scores = ranker.score(x)
+    order = np.argsort(-scores, kind="stable")
+    return [{"text": pool[i].text, "score": round(float(scores[i]), 4), "sources": sorted(pool[i].sources)}
+            for i in order], None

@@ -1,0 +1,207 @@
+"""The learned distractor ranker: bank counts and leave-one-out, features computed by hand, the ranker file's
+checks, deterministic training, and reviewers' decisions changing the order."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from coe.retrieval.exemplars import Exemplar
+from coe.ranking.bank import BankStats
+from coe.ranking.candidates import build_pool
+from coe.ranking.features import ItemContext, features
+from tests.conftest import HashEmbedder
+
+
+def ex(id, question, answer, distractors, split="train", context=""):
+    return Exemplar(id=id, question=question, answer=answer, distractors=distractors, split=split, context=context)
+
+
+HAND = [ex("a", "Which is a mammal?", "dog", ["frog", "snake"]),
+        ex("b", "Which is a mammal?", "cat", ["frog", "lizard"]),
+        ex("c", "Which is a bird?", "owl", ["dog", "frog"])]
+
+
+def test_bank_counts_and_leave_one_out():
+    s = BankStats(HAND)
+    assert dict(s.beside("dog")) == {"frog": 2, "snake": 1, "owl": 1}
+    # item a itself is the only one where snake stands beside dog
+    assert dict(s.beside("dog", ["a"])) == {"frog": 1, "owl": 1}
+    assert s.frequency("frog") == 3 and s.frequency("frog", ["b"]) == 2
+    counts, n = s.as_distractor("Which is a mammal?")
+    assert (dict(counts), n) == ({"frog": 2, "snake": 1, "lizard": 1}, 2)
+    counts, n = s.as_distractor("which is a mammal", ["b"])
+    assert (dict(counts), n) == ({"frog": 1, "snake": 1}, 1)
+    by_answer, by_type = s.questions("dog", ["a"])
+    assert dict(by_answer) == {} and dict(by_type) == {"which is mammal": 1, "which is bird": 1}
+
+
+def test_pool_sources_and_features_by_hand():
+    s = BankStats(HAND)
+    material = "A frog sits by the pond."
+    pool = build_pool("dog", "Which is a mammal?", material, [], s)
+    assert [c.text for c in pool] == ["frog", "owl", "snake", "lizard"]
+    assert pool[0].sources == {"beside", "template", "material"}
+    assert pool[3].sources == {"template"}
+    x, names = features(pool, ItemContext("dog", "Which is a mammal?", material, [], s))
+    col = lambda name: x[:, names.index(name)].tolist()  # noqa: E731
+    assert col("beside_count") == [2, 1, 1, 0]
+    assert col("beside_share") == [1.0, 0.5, 0.5, 0.0]            # dog stands in 2 items
+    # PMI = log(count * N / (freq(dog) * freq(option))), N = 3 items
+    assert col("beside_pmi")[:3] == pytest.approx([math.log(2 * 3 / (2 * 3)), math.log(1 * 3 / (2 * 1)),
+                                                   math.log(1 * 3 / (2 * 1))])
+    assert col("beside_pmi")[3] == -5.0
+    assert col("template_count") == [2, 0, 1, 1]
+    assert col("template_share") == [1.0, 0.0, 0.5, 0.5]
+    assert col("in_material") == [1, 0, 0, 0]
+    assert col("src_material") == [1, 0, 0, 0] and col("n_sources") == [3, 1, 2, 1]
+    assert col("words_log_ratio") == [0, 0, 0, 0] and col("plural_agree") == [1, 1, 1, 1]
+
+
+def test_pool_leaves_the_item_out():
+    s = BankStats(HAND)
+    keys = [c.key for c in build_pool("dog", "Which is a mammal?", "", [], s, exclude_ids=("a",))]
+    assert "snake" not in keys and "frog" in keys and "lizard" in keys
+
+
+# --- a small bank, indexed in a real Chroma store, for training --------------------------------------------
+
+GROUPS = {  # a templated bank: each question has its own option family
+    "Which animal is a predator?": ["hawk", "owl", "fox", "wolf", "eagle"],
+    "Which of these is a fruit?": ["apple", "pear", "plum", "grape", "cherry"],
+    "Which of these is a metal?": ["iron", "copper", "zinc", "tin", "lead"],
+    "Which planet is shown?": ["Mars", "Venus", "Jupiter", "Saturn", "Mercury"],
+}
+
+
+def small_bank() -> list[Exemplar]:
+    out = []
+    n = 0
+    for q, family in GROUPS.items():
+        for i, answer in enumerate(family):
+            for j in range(4):
+                others = [o for o in family if o != answer]
+                rot = others[j % len(others):] + others[:j % len(others)]
+                split = ("test" if n % 7 == 3 else "val" if n % 5 == 1 else "train")
+                out.append(ex(f"{n:03d}", q, answer, rot[:2], split=split, context=f"Look at the {family[0]}."))
+                n += 1
+    return out
+
+
+@pytest.fixture
+def bank_retriever(tmp_path):
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.index import build_index
+    from coe.retrieval.retriever import ExemplarRetriever
+
+    store = ChromaStore(tmp_path / "chroma")
+    embedder = HashEmbedder()
+    build_index(small_bank(), embedder=embedder, store=store)
+    return ExemplarRetriever(embedder, store)
+
+
+def test_training_is_deterministic_and_never_sees_test_items(bank_retriever, tmp_path):
+    from coe.ranking.build import build_rankers
+
+    first = build_rankers(bank_retriever, directory=tmp_path / "r1")
+    second = build_rankers(bank_retriever, directory=tmp_path / "r2")
+    for name in ("distractors.lgb.txt", "distractors.json"):
+        assert (tmp_path / "r1" / name).read_bytes() == (tmp_path / "r2" / name).read_bytes()
+    test_ids = {e.id for e in small_bank() if e.split == "test"}
+    val_ids = {e.id for e in small_bank() if e.split == "val"}
+    assert test_ids and first["train_ids"] and not (set(first["train_ids"]) & (test_ids | val_ids))
+    meta = json.loads((tmp_path / "r1" / "distractors.json").read_text())
+    assert meta["val_items"] > 0 and set(meta["val"]) >= {"ndcg@3", "recall@n", "coverage"}
+    assert meta["features"] == first["features"] and "beside_count" in meta["importance"]
+    # a second build of the same index is skipped
+    assert build_rankers(bank_retriever, directory=tmp_path / "r1")["status"] == "up to date"
+    assert second["training_digest"] == first["training_digest"]
+
+
+def test_missing_and_corrupt_ranker_files(tmp_path):
+    from coe.ranking.model import load, paths
+
+    ranker, reason = load("distractors", tmp_path / "none")
+    assert ranker is None and "no distractors ranker" in reason and "heuristic" in reason
+    model_path, meta_path = paths("distractors", tmp_path / "bad")
+    model_path.parent.mkdir()
+    model_path.write_text("tree\nnot a model")
+    meta_path.write_text("{not json")
+    ranker, reason = load("distractors", tmp_path / "bad")
+    assert ranker is None and "unreadable" in reason and "\n" not in reason
+    meta_path.write_text(json.dumps({"version": 1, "model_sha256": "0" * 64, "features": []}))
+    ranker, reason = load("distractors", tmp_path / "bad")
+    assert ranker is None and "damaged" in reason
+    meta_path.write_text(json.dumps({"version": 0}))
+    assert "version 0" in load("distractors", tmp_path / "bad")[1]
+
+
+def _item_order(retriever, directory, answer="hawk", question="Which animal is a predator?"):
+    from coe.ranking.select import rank_pool
+    from coe.retrieval.retriever import RetrievalQuery
+
+    splits = ["val", "test"]
+    found, _ = retriever.retrieve(RetrievalQuery(answer=answer, question=question, exclude_splits=splits), k=10)
+    ranked, reason = rank_pool(answer, question, "", found, retriever, exclude_splits=splits, directory=directory)
+    assert reason is None
+    return [r["option"] for r in ranked]
+
+
+def test_reviewer_decisions_change_the_order(bank_retriever, tmp_path):
+    from coe.batch.ledger import Ledger
+    from coe.batch.manifest import Row
+    from coe.ranking.build import build_rankers
+
+    build_rankers(bank_retriever, directory=tmp_path / "before")
+    before = _item_order(bank_retriever, tmp_path / "before")
+    top = before[0]
+    run = tmp_path / "run"
+    with Ledger(run) as ledger:
+        ledger.begin(manifest="m.csv", settings={})
+        rows = [Row(id=f"r{i}", line=i + 2, answer="hawk") for i in range(3)]
+        ledger.sync(rows, [])
+        for r in rows:
+            ledger.record_done(r.id, {"question": "Which animal is a predator?", "answer": "hawk",
+                                      "distractors": [top, before[1]], "status": "verified"}, seconds=0.1)
+            ledger.edit(r.id, {"distractors": ["owl" if top != "owl" else "eagle", before[1]]})
+            ledger.decide(r.id, "accepted")
+    result = build_rankers(bank_retriever, directory=tmp_path / "after", from_runs=[str(run)])
+    assert result["reviewed_items"] == 3 and result["decision_rows"] > 0
+    after = _item_order(bank_retriever, tmp_path / "after")
+    assert after.index(top) > before.index(top)
+
+
+def _graph_run(retriever, **conf):
+    from coe.graphs import Services, graph
+    from tests.scripted_llm import ScriptedLLM
+    from tests.test_graph import StubReader
+
+    llm = ScriptedLLM(lambda request: {"question": "Which animal is a predator?"})
+    services = Services(llm=llm, retriever=retriever, image_reader=StubReader())
+    out = graph.invoke({"answer": "hawk", "question_given": "Which animal is a predator?", "n_distractors": 2},
+                       config={"configurable": {"n_distractors": 2, "verify": False, "write_notes": False,
+                                                "use_rationale": False, "pool_selection": "learned", **conf}},
+                       context=services)
+    return out, llm, next(t for t in out["trace"] if t["node"] == "distractors")
+
+
+def test_graph_uses_the_learned_ranking_without_a_model_call(bank_retriever, tmp_path, monkeypatch):
+    from coe.ranking.build import build_rankers
+    from coe.ranking.model import ranker_dir
+
+    monkeypatch.setenv("COE_HOME", str(tmp_path / "home"))
+    build_rankers(bank_retriever, directory=ranker_dir(["default"]))
+    out, llm, step = _graph_run(bank_retriever)
+    assert step["source"] == "learned ranking" and out["distractors"] == step["parsed"]
+    assert [r["option"] for r in step["ranking"][:2]] == out["distractors"] and not llm.requests
+    assert set(out["distractors"]) <= {"owl", "fox", "wolf", "eagle"}
+
+
+def test_graph_without_a_ranker_uses_the_heuristic_and_says_why(bank_retriever, tmp_path, monkeypatch):
+    monkeypatch.setenv("COE_HOME", str(tmp_path / "empty-home"))
+    out, llm, step = _graph_run(bank_retriever)
+    assert step["source"] == "pool ranking" and len(out["distractors"]) == 2
+    assert "no distractors ranker" in step["note"] and "heuristic" in step["note"]
