@@ -85,15 +85,34 @@ def _enumerated(question: str, option: str) -> bool:
     return False
 
 
+_AUXILIARY = re.compile(r"\b(?:is|are|was|were|does|do|did|can|could|will|would|has|have)\s+(?:(?:a|an|the)\s+)?"
+                        r"([a-z][\w'-]*(?:\s+[a-z][\w'-]*){0,2})", re.I)
+
+
+def question_subjects(question: str) -> list[str]:
+    """The subjects of the question proper: the content words right after its verb ("Is a cup a solid or a
+    liquid?" → "cup"; "What is a fern made of?" → "fern")."""
+    last = re.split(r"(?<=[.!?])\s+", question.strip().splitlines()[0] if question.strip() else "")[-1]
+    out = []
+    for m in _AUXILIARY.finditer(last):
+        words = []
+        for w in m.group(1).split():
+            if w.lower() in _FUNCTION:
+                break
+            words.append(w)
+        if words:
+            out.append(" ".join(words))
+    return out
+
+
 def subject_options(question: str, answer: str, distractors: list[str]) -> list[Cue]:
     out = []
     if answer_type(answer) in ("boolean", "sentence"):
         return out  # yes/no items and sentence options restate the question by nature
     last = re.split(r"(?<=[.!?])\s+", question.strip().splitlines()[0] if question.strip() else "")[-1]
-    qn = normalize(last, articles=True)  # the question proper: a lead-in sentence may name the choices
+    subjects = {normalize(x) for x in question_subjects(question)}
     for d in distractors:
-        if len(normalize(d)) >= 3 and contains_phrase(qn, d) and not _enumerated(last, d) and \
-                normalize(d) not in _FUNCTION:
+        if normalize(d) in subjects and normalize(d) != normalize(answer) and not _enumerated(last, d):
             out.append(Cue(check="subject_option", severity="flag", target="distractor", option=d,
                            message=f'"{d}" is what the question asks about, not an answer to it'))
     return out

@@ -30,6 +30,8 @@ class MCQItem(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     difficulty: str | None = None
     verification: dict[str, Any] = Field(default_factory=dict)
+    # what the reviewer must check when no model could confirm the key ("Check in the picture: ...")
+    check: str | None = None
     seconds: float = 0.0
     trace: list[dict[str, Any]] = Field(default_factory=list)
     # provenance of a material-grounded item: material, file, page/slide/section, passage and figure
@@ -96,5 +98,7 @@ def mcq_from_output(out: dict[str, Any], *, k: int, image: str | None, model: st
                    image=image, repaired=out.get("repaired", []),
                    distractor_notes=out.get("distractor_notes", []), status=out.get("status", "unverified"),
                    reasons=out.get("reasons", []), difficulty=out.get("difficulty"),
-                   verification=out.get("verification", {}), seconds=round(seconds, 3),
+                   verification=out.get("verification", {}),
+                   check=(out.get("verification") or {}).get("check") if out.get("status") == "unconfirmed" else None,
+                   seconds=round(seconds, 3),
                    trace=out.get("trace", []))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -29,13 +30,15 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
     if item.status == "verified":
         lines += ["", f"[green]Verified[/green] · difficulty {item.difficulty} · key probability {v.get('key_prob', 0):.2f}"]
     elif item.status == "unconfirmed":
-        lines += ["", f"[yellow]Unconfirmed[/yellow] · no check found a problem, but a student model could not "
-                      f"confirm the key · difficulty {item.difficulty}"]
+        lines += ["", f"[yellow]Unconfirmed[/yellow] · no check found a problem, but no model could confirm the "
+                      f"key · difficulty {item.difficulty}"]
+        if item.check:
+            lines.append(f"  [bold yellow]{escape(item.check)}[/bold yellow]")
     elif item.status == "flagged":
         lines += ["", "[bold red]Flagged — check before use:[/bold red]", *[f"  - {r}" for r in item.reasons]]
     else:
         lines += ["", "[yellow]Not verified[/yellow] (verification was off)"]
-    for w in v.get("warnings", []):
+    for w in [w for w in v.get("warnings", []) if w != item.check]:
         lines.append(f"  [yellow]note:[/yellow] {w}")
     if item.repaired:
         lines += ["", f"[yellow]Filled from exemplars after validation:[/yellow] {', '.join(item.repaired)}"]

@@ -11,6 +11,9 @@ Each kind breaks one thing and keeps the rest of the gold item (material, key, o
   simply another word.
 - ``key_in_question``: the question with "Answer: KEY" appended.
 - ``unrelated_question``: the question of a random other item whose answer type differs.
+- the kinds of ``coe.eval.known_false_checks`` (``CHECK_KINDS``): the faults teachers found in verified items
+  (the question's subject as an option, two options that say the same thing, an option of another form,
+  another item's names in the question, a distractor the rationale states, a vague question).
 
 Every choice is drawn from a generator seeded by (seed, kind, pid), so an item's known-false version does
 not depend on which other items are in the sample. A kind that cannot be built for an item is skipped with
@@ -29,10 +32,11 @@ from typing import Any
 from coe.agents.validation import normalize
 from coe.retrieval.answer_types import answer_type
 
+from . import known_false_checks as checks
 from .items import EvalItem
 from .template_match import template_mask
 
-KINDS = ("wrong_template", "second_key", "key_in_question", "unrelated_question")
+KINDS = ("wrong_template", "second_key", "key_in_question", "unrelated_question", *checks.CHECK_KINDS)
 _ABOUT_WORDS = re.compile(r"\b(word|words|rhymes?|spell\w*|alphabetical|dictionary|guide words|syllables?|"
                           r"vowels?|letters?)\b", re.I)
 
@@ -142,6 +146,21 @@ def second_key(item: EvalItem, rng: random.Random) -> tuple[list[str], str] | st
     return options, f"{text} ({sense}) replaces {item.gold_distractors[i]}"
 
 
+def _check_kind(kind: str, item: EvalItem, pool: Pool, rng: random.Random):
+    from coe.agents.cues import common_word
+    if kind == "subject_option":
+        return checks.subject_option(item, rng)
+    if kind == "near_duplicate":
+        return checks.near_duplicate(item, rng, synonym=lambda word, exclude: synonym(word, exclude))
+    if kind == "other_form":
+        return checks.other_form(item, rng, pool)
+    if kind == "other_names":
+        return checks.other_names(item, rng, pool, is_common=common_word)
+    if kind == "rationale_true":
+        return checks.rationale_true(item, rng)
+    return checks.vague_question(item, rng)
+
+
 def build(items: list[EvalItem], pool: Pool, *, seed: int = 0,
           kinds: tuple[str, ...] = KINDS) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(known-false items, skips): ``{"kind", "pid", "question", "distractors", "note"}`` and
@@ -162,6 +181,8 @@ def build(items: list[EvalItem], pool: Pool, *, seed: int = 0,
                 out = unrelated_question(item, pool, rng)
             elif kind == "second_key":
                 out = second_key(item, rng)
+            elif kind in checks.CHECK_KINDS:
+                out = _check_kind(kind, item, pool, rng)
             else:
                 out = (f"{item.question.rstrip()} Answer: {item.answer}", "")
             if isinstance(out, str):
@@ -169,6 +190,8 @@ def build(items: list[EvalItem], pool: Pool, *, seed: int = 0,
                 continue
             if kind == "second_key":
                 distractors, note = out
+            elif kind in checks.CHECK_KINDS:
+                question, distractors, note = out
             else:
                 question, note = out
             built.append({"kind": kind, "pid": item.pid, "question": question, "distractors": distractors,

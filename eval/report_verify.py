@@ -17,7 +17,15 @@ QUALITY_NOTE = ("`verify_item` on every gold item and on known-false versions of
                 "gold items flagged. Kinds: `wrong_template` (the question of another item with the same answer "
                 "and another template), `second_key` (a distractor replaced by a WordNet synonym of the key), "
                 "`key_in_question` (\"… Answer: KEY\" appended), `unrelated_question` (the question of an item "
-                "with another answer type).")
+                "with another answer type), and the teacher's faults: `subject_option` (the question's subject as "
+                "an option), `near_duplicate` (two options that say the same thing), `other_form` (an option of "
+                "another form), `other_names` (another item's names in the question), `rationale_true` (a "
+                "distractor the gold rationale states), `vague_question` (a question asking for no one thing).")
+VERIFIED_NOTE = ("Items marked `verified` (no flag, the student saw what the question is about, the key ahead of "
+                 "every distractor by the margin): precision is the share of them that are gold items, each "
+                 "source item's known-false versions against its gold item counted as often (a 1:1 mix). "
+                 "Calibration: the smallest margin whose precision reaches 0.9 on this sample (fit it on val, "
+                 "report it on test).")
 
 
 def _ci(fig: dict[str, Any]) -> str:
@@ -42,6 +50,16 @@ def verify_tables(verify: dict[str, Any]) -> list[tuple[str, str, list[str], lis
         rows.append([f"gold (n={quality['gold']['n']})", quality["gold"]["n"], 0, "–", "–", fpr])
         tables.append(("Verifier quality", QUALITY_NOTE,
                        ["kind", "n", "skipped", "recall", "precision", "false-positive rate"], rows))
+        verified = verify.get("verified")
+        if verified:
+            cal = verify.get("calibration") or {}
+            rows = [[f"{verified['margin']:.2f} (setting)", verified["n_gold"], verified["n_false"],
+                     _ci(verified["precision"]), _ci(verified["gold_verified_rate"])]]
+            rows += [[f"{t['margin']:.2f}", t["n_gold"], t["n_false"], _ci(t["precision"]),
+                      _ci(t["gold_verified_rate"])] for t in cal.get("table", [])]
+            tables.append((f"Verified items (calibrated margin: {cal.get('margin')})", VERIFIED_NOTE,
+                           ["margin", "gold verified", "known-false verified", "precision", "gold verified rate"],
+                           rows))
         reasons = [[kind, reason, count] for kind, k in quality["kinds"].items()
                    for reason, count in sorted(k["skip_reasons"].items())]
         if reasons:

@@ -72,3 +72,42 @@ def quality_scores(records: list[dict[str, Any]], skipped: list[dict[str, Any]],
     out["overall"] = {"n": int(sum(count)), "skipped": len(skipped), "recall": _figure(hits, count, seed, resamples),
                       "precision": _figure(hits, [h + g for h, g in zip(hits, false)], seed, resamples)}
     return out
+
+
+MARGINS = tuple(round(0.05 * k, 2) for k in range(21))   # the confirm margins calibration tries
+VERIFIED_TARGET = 0.9                                     # items marked verified must be right this often
+
+
+def is_verified(r: dict[str, Any], margin: float) -> bool:
+    """The verdict a record would get with ``margin`` (``coe.agents.verify.decide``): not flagged, about
+    nothing the student could not see, and the key ahead of every distractor by ``margin``."""
+    if r["flagged"] or r.get("blind") or r.get("key_prob") is None:
+        return False
+    return r["key_prob"] >= (r.get("strongest_prob") or 0.0) + margin
+
+
+def verified_precision(records: list[dict[str, Any]], margin: float, *, seed: int = 0,
+                       resamples: int = RESAMPLES) -> dict[str, Any]:
+    """How often an item marked verified is right, at a 1:1 mix as ``quality_scores`` pairs them: each
+    source item's verified known-false versions against its gold item (verified or not) counted as often.
+    ``n_gold`` and ``n_false``: verified gold items and verified known-false items."""
+    gold = {r["pid"]: float(is_verified(r, margin)) for r in records if r["kind"] == "gold"}
+    kf: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if r["kind"] != "gold":
+            kf[r["pid"]].append(float(is_verified(r, margin)))
+    pids = sorted(kf)
+    right = [len(kf[p]) * gold[p] for p in pids]
+    wrong = [sum(kf[p]) for p in pids]
+    return {"margin": margin, "precision": _figure(right, [a + b for a, b in zip(right, wrong)], seed, resamples),
+            "n_gold": int(sum(gold.values())), "n_false": int(sum(wrong)),
+            "gold_verified_rate": _figure(list(gold.values()), None, seed, resamples)}
+
+
+def calibrate_margin(records: list[dict[str, Any]], *, target: float = VERIFIED_TARGET,
+                     margins: tuple[float, ...] = MARGINS) -> tuple[float | None, list[dict[str, Any]]]:
+    """(the smallest margin whose verified items are right at least ``target`` of the time, or None; the
+    figure at every margin tried). Fit on val, report on test."""
+    table = [verified_precision(records, m, resamples=0) for m in margins]
+    ok = [t["margin"] for t in table if t["n_gold"] + t["n_false"] > 0 and t["precision"]["value"] >= target]
+    return (ok[0] if ok else None), table

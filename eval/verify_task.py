@@ -19,7 +19,7 @@ from .bootstrap import RESAMPLES
 from .items import EvalItem
 from .metrics import validity
 from .runner import cache_root, image_text_for, run_variant, write_json
-from .verifier_scores import answer_scores, quality_scores
+from .verifier_scores import answer_scores, calibrate_margin, quality_scores, verified_precision
 
 SolveFn = Callable[[EvalItem, str, list[str], int], dict[str, float]]
 VerifyFn = Callable[[EvalItem, str, list[str], int], dict[str, Any]]
@@ -52,8 +52,10 @@ class Student:
         from coe.agents.verify import verify_item
         # question_given stays off for every item, gold included: the question is what is under test.
         from .predict import exclude_splits
+        # the gold rationale stands in for the item's own: a distractor it states as true is a second key
         return verify_item(self.llm, self._input(item), question, distractors, seed=seed, retriever=self.retriever,
-                           exclude_ids=[item.pid], exclude_splits=exclude_splits(item.split)).model_dump(mode="json")
+                           exclude_ids=[item.pid], exclude_splits=exclude_splits(item.split),
+                           rationale=item.gold_rationale or None).model_dump(mode="json")
 
 
 def folder_for(cache: Path, split: str, version: str, seed: int) -> Path:
@@ -133,8 +135,11 @@ def verifier_quality(items: list[EvalItem], pool: known_false.Pool, verify_fn: V
         item = by_pid[kf["pid"]]
         path = folder / "verdicts" / f"{kf['pid']}-{_content_key(kf['question'], kf['distractors'])}.json"
         v = _cached(path, lambda: verify_fn(item, kf["question"], kf["distractors"], seed))
-        records.append({**kf, "flagged": v["status"] == "flagged", "reasons": v.get("reasons", []),
-                        "key_prob": v.get("key_prob")})
+        records.append({**kf, "flagged": v["status"] == "flagged", "status": v["status"],
+                        "reasons": v.get("reasons", []), "checks": sorted({c["check"] for c in v.get("cues", [])
+                                                                           if c["severity"] == "flag"}),
+                        "key_prob": v.get("key_prob"), "strongest_prob": v.get("strongest_prob"),
+                        "blind": bool(v.get("blind"))})
         if progress:
             progress("verify/known-false", n + 1, len(todo))
     return records, skipped
@@ -157,7 +162,12 @@ def run_verify(items: list[EvalItem], dataset, services, model_id: str, variants
     pool = known_false.Pool([EvalItem.from_problem(p) for p in dataset])
     records, skipped = verifier_quality(items, pool, student.verify, folder, seed=seed, kinds=kinds,
                                         progress=progress)
+    from coe.agents.verify import VerifySettings
+    margin = VerifySettings().confirm_margin
+    best, table = calibrate_margin(records)
     return {"config_id": folder.name, "model": student.version, "n_items": len(items), "kinds": list(kinds),
             "answerability": answer_scores(answers, seed=seed, resamples=resamples),
             "quality": quality_scores(records, skipped, seed=seed, resamples=resamples),
+            "verified": verified_precision(records, margin, seed=seed, resamples=resamples),
+            "calibration": {"margin": best, "table": table},
             "answers": answers, "known_false": records, "skipped": skipped}

@@ -59,6 +59,8 @@ class ExportItem(BaseModel):
     status: Status = "unverified"
     reasons: list[str] = Field(default_factory=list)
     difficulty: str | None = None
+    # what a reviewer must check when no model could confirm the key ("Check in the picture: ...")
+    check: str | None = None
     provenance: Provenance = Field(default_factory=Provenance)
 
     @field_validator("question", "answer")
@@ -68,7 +70,7 @@ class ExportItem(BaseModel):
             raise ValueError("must not be blank")
         return value
 
-    @field_validator("question", "answer", "rationale", "distractors", "distractor_notes")
+    @field_validator("question", "answer", "rationale", "distractors", "distractor_notes", "check")
     @classmethod
     def _xml_safe(cls, value: str | list[str] | None) -> str | list[str] | None:
         # model output is untrusted; XML 1.0 (Moodle XML, QTI) cannot hold control characters at all
@@ -123,7 +125,11 @@ class ExportItem(BaseModel):
                          rationale=v.get("rationale"), distractor_notes=list(v.get("distractor_notes") or []),
                          image=v.get("image"), status=v.get("status") or "unverified",
                          reasons=list(v.get("reasons") or []), difficulty=v.get("difficulty"),
-                         provenance=provenance)
+                         check=_check_of(v), provenance=provenance)
+
+    def review_notes(self) -> list[str]:
+        """What the reviewer should know before using the item: the claim to check, then the flags' reasons."""
+        return [*([self.check] if self.check else []), *self.reasons]
 
     def options(self) -> list[Option]:
         """The answer and the distractors (each with its note as feedback), in this item's order."""
@@ -157,6 +163,13 @@ class ExportItem(BaseModel):
             fmt = probe.format or "PNG"
         return EmbeddedImage(name=f"{self.id}.{fmt.lower().replace('jpeg', 'jpg')}",
                              mime=Image.MIME.get(fmt, "application/octet-stream"), data=data)
+
+
+def _check_of(v: dict[str, Any]) -> str | None:
+    """The claim to check of an item no model confirmed (an edited, verified item has none to check)."""
+    if (v.get("status") or "unverified") == "verified":
+        return None
+    return v.get("check") or (v.get("verification") or {}).get("check") or None
 
 
 def check_unique_ids(items: list[ExportItem]) -> None:

@@ -282,7 +282,7 @@ def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) 
     given = bool(state.get("question_given"))
     v = verify_item(llm, _item(state), state["question"], state["distractors"], question_given=given,
                     retriever=services_of(runtime).retriever, exclude_ids=state.get("exclude_ids", []),
-                    exclude_splits=s.exclude_splits, seed=s.seed, settings=VerifySettings(**{k: val for k, val in (config.get("configurable") or {}).items()
+                    exclude_splits=s.exclude_splits, seed=s.seed, rationale=state.get("rationale"), settings=VerifySettings(**{k: val for k, val in (config.get("configurable") or {}).items()
                                                             if k in VerifySettings.model_fields}))
     update: dict[str, Any] = {"status": v.status, "reasons": v.reasons, "difficulty": v.difficulty,
                               "verification": v.model_dump(mode="json"), "route": "done"}

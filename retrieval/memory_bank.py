@@ -8,7 +8,9 @@ index in the same process, call ``refresh()``. A store without ``get_all`` is us
 
 from __future__ import annotations
 
+import re
 import threading
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,41 @@ class _Collection:
         self.splits = np.array([(m or {}).get("split", "") for m in metadatas])
         # ties go to the smaller id, whatever order the store returned the records in
         self.id_rank = np.argsort(np.argsort(np.array(ids, dtype=object))) if ids else np.zeros(0, dtype=int)
+        self._by_id = np.argsort(np.array(ids, dtype=str)) if ids else np.zeros(0, dtype=int)
+        self._sorted_ids = np.array(ids, dtype=str)[self._by_id] if ids else np.zeros(0, dtype=str)
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each id (an array of str), -1 where the collection lacks it: one binary search, no dict walk."""
+        if not len(self._sorted_ids) or not len(ids):
+            return np.full(len(ids), -1, dtype=np.intp)
+        pos = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
+        return np.where(self._sorted_ids[pos] == ids, self._by_id[pos], -1)
+
+    @cached_property
+    def meta_array(self) -> np.ndarray:
+        out = np.empty(len(self.metadatas), dtype=object)
+        out[:] = [m or {} for m in self.metadatas]
+        return out
+
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per-row metadata the rerank reads, as arrays, built once per collection (on first rerank)."""
+        metas = [m or {} for m in self.metadatas]
+        return {"answer_type": np.array([m.get("answer_type", "") for m in metas], dtype=object),
+                "subject": np.array([m.get("subject") or "" for m in metas], dtype=object),
+                "grade": np.array([m.get("grade") or "" for m in metas], dtype=object),
+                "modality": np.array([m.get("modality", "") for m in metas], dtype=object),
+                # exact (question, answer) repeats are one exemplar for diversity, across banks too
+                "key": np.array([dedupe_key(m.get("question", ""), m.get("answer", "")) for m in metas],
+                                dtype=object)}
+
+
+def dedupe_key(question: str, answer: str) -> str:
+    return f"{_norm(question)}\x1f{_norm(answer)}"
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s.lower()).strip()
 
 
 class InMemoryBank:
@@ -85,6 +122,19 @@ class InMemoryBank:
             return self.store.get_records(collection, ids)
         return {i: {"metadata": col.metadatas[col.row[i]] or {}, "document": col.documents[col.row[i]]}
                 for i in ids if i in col.row}
+
+
+def collection_rows(view, collection: str, ids: np.ndarray) -> tuple[_Collection, np.ndarray]:
+    """The collection holding ``ids`` and each id's row in it (-1: absent). An ``InMemoryBank`` answers from
+    what it loaded; any other store is asked for just these records, which are then held the same way."""
+    col = view._collection(collection) if isinstance(view, InMemoryBank) else None
+    if col is None:
+        want = ids.tolist()
+        records, embeddings = view.get_records(collection, want), view.get_embeddings(collection, want)
+        have = [i for i in want if i in records and i in embeddings]
+        vectors = np.stack([embeddings[i] for i in have]) if have else np.zeros((0, 0), dtype=np.float32)
+        col = _Collection(have, vectors, [records[i]["metadata"] for i in have], [None] * len(have))
+    return col, col.rows_of(ids)
 
 
 def _split_filter(where: dict | None):

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .answer_types import answer_type, compatible
 from .exemplars import Exemplar
-from .index import FIELDS, IMAGE_FIELD
+from .index import IMAGE_FIELD
+from .query_cache import CachedQueryEmbedder
+from .rerank import Scored, diversify, score_candidates
 
 
 class RetrievalQuery(BaseModel):
@@ -45,10 +45,6 @@ class RetrievalSettings(BaseModel):
     diversity: float = 0.15
 
 
-def _norm(s: str) -> str:
-    return re.sub(r"\s+", " ", s.lower()).strip()
-
-
 class ExemplarRetriever:
     def __init__(self, embedder, store, *, bank: str = "default", banks: list[str] | tuple[str, ...] | None = None,
                  settings: RetrievalSettings | None = None, image_embedder=None, in_memory: bool = True) -> None:
@@ -59,6 +55,7 @@ class ExemplarRetriever:
         from .memory_bank import InMemoryBank
 
         self.embedder = embedder
+        self.query_embedder = CachedQueryEmbedder(embedder)
         self.raw_store, self.in_memory = store, in_memory
         self.banks = list(dict.fromkeys(banks or [bank]))
         self.bank = self.banks[0]
@@ -70,9 +67,11 @@ class ExemplarRetriever:
             self._check_image_index()
 
     def with_banks(self, banks: list[str] | tuple[str, ...]) -> ExemplarRetriever:
-        """The same retriever (embedder, store, settings) searching ``banks`` instead."""
-        return ExemplarRetriever(self.embedder, self.raw_store, banks=list(banks), settings=self.settings,
-                                 image_embedder=self.image_embedder, in_memory=self.in_memory)
+        """The same retriever (embedder and its query cache, store, settings) searching ``banks`` instead."""
+        other = ExemplarRetriever(self.embedder, self.raw_store, banks=list(banks), settings=self.settings,
+                                  image_embedder=self.image_embedder, in_memory=self.in_memory)
+        other.query_embedder = self.query_embedder
+        return other
 
     def _check_image_index(self) -> None:
         from coe.errors import ConfigError
@@ -133,7 +132,7 @@ class ExemplarRetriever:
                        exclude_ids: list[str] | None = None, exclude_splits: list[str] | None = None) -> list[Exemplar]:
         """Exemplars asking (nearly) this question, most similar first (over every bank), each with ``score``
         = the question similarity: in a templated bank, what such questions are answered with."""
-        vec = self.embedder.embed([question])[0]
+        vec = self.query_embedder.embed([question])[0]
         blocked, excluded = set(exclude_ids or []), set(exclude_splits or [])
         out: list[Exemplar] = []
         for bank, store in self.views.items():
@@ -149,92 +148,20 @@ class ExemplarRetriever:
     def rerank(self, candidates: set[str], vectors: dict[str, np.ndarray],
                weights: dict[str, float], q: RetrievalQuery, k: int | None = None) -> list[Exemplar]:
         """The first bank's candidates fused, scored and diversified (``retrieve`` merges every bank's)."""
-        scored, qvecs = self._score(self.bank, candidates, vectors, weights, q)
-        return self._diverse(scored, qvecs, k or self.settings.k)
-
-    def _score(self, bank: str, candidates: set[str], vectors: dict[str, np.ndarray], weights: dict[str, float],
-               q: RetrievalQuery) -> tuple[list[Exemplar], dict[tuple[str, str], np.ndarray]]:
-        """Fused scores of one bank's candidates, best first, and their question vectors keyed by (bank, id)."""
-        s = self.settings
-        store = self.views[bank]
-        ids = sorted(candidates)
-        if not ids:
-            return [], {}
-        sims: dict[str, dict[str, float]] = {i: {} for i in ids}
-        question_vecs: dict[str, np.ndarray] = {}
-        cross_modal: set[str] = set()
-        if IMAGE_FIELD in vectors:
-            images = store.get_records(f"{bank}-{IMAGE_FIELD}", ids)
-            cross_modal = {i for i, r in images.items() if r["metadata"].get("modality") == "text"}
-        for field in FIELDS + ((IMAGE_FIELD,) if IMAGE_FIELD in vectors else ()):
-            embs = store.get_embeddings(f"{bank}-{field}", ids)
-            if field == "question":
-                question_vecs = embs
-            if field in vectors:
-                for i, e in embs.items():
-                    sims[i][field] = float(np.dot(vectors[field], e))
-        records = store.get_records(f"{bank}-answer", ids)
-        want_type = answer_type(q.answer)
-        total_w = sum(weights.values())
-        scored: list[Exemplar] = []
-        for i in ids:
-            meta = records.get(i, {}).get("metadata")
-            if meta is None or meta.get("split") in q.exclude_splits:
-                continue
-            ex = Exemplar.from_metadata(i, meta)
-            signals = {f: round(v, 4) for f, v in sims[i].items()}
-            fused = sum(weights[f] * v for f, v in sims[i].items()
-                        if f in weights and v >= self._floor(f, i in cross_modal))
-            score = fused / total_w
-            if not compatible(want_type, ex.answer_type):
-                score *= s.type_penalty
-            if q.subject and ex.subject == q.subject:
-                score += s.metadata_bonus
-            if q.grade and ex.grade == q.grade:
-                score += s.metadata_bonus
-            if score < s.min_score:
-                continue
-            scored.append(ex.model_copy(update={"score": round(score, 4), "signals": signals, "bank": bank}))
-        scored.sort(key=lambda e: (-e.score, e.id))
-        return scored, {(bank, i): v for i, v in question_vecs.items()}
+        scored = score_candidates(self, self.bank, candidates, vectors, weights, q)
+        return diversify(scored, k or self.settings.k, self.settings.diversity)
 
     def _floor(self, field: str, cross_modal: bool) -> float:
         if field == IMAGE_FIELD and cross_modal:
             return self.settings.floors.get("image_text", 0.0)
         return self.settings.floors.get(field, 0.0)
 
-    def _diverse(self, scored: list[Exemplar], qvecs: dict[tuple[str, str], np.ndarray], k: int) -> list[Exemplar]:
-        """Greedy MMR over question embeddings (keyed by bank and id); exact (question, answer) repeats are
-        dropped outright, across banks too."""
-        chosen: list[Exemplar] = []
-        seen: set[tuple[str, str]] = set()
-        pool = list(scored)
-        keys = {id(ex): (_norm(ex.question), _norm(ex.answer)) for ex in pool}  # once, not once per round
-        while pool and len(chosen) < k:
-            best, best_val = None, -1e9
-            for ex in pool[: 4 * k + len(chosen)]:
-                if keys[id(ex)] in seen:
-                    continue
-                key = (ex.bank, ex.id)
-                redundancy = max((float(np.dot(qvecs[key], qvecs[(c.bank, c.id)])) for c in chosen
-                                  if key in qvecs and (c.bank, c.id) in qvecs), default=0.0)
-                val = ex.score - self.settings.diversity * max(redundancy, 0.0)
-                if val > best_val:
-                    best, best_val = ex, val
-            if best is None:
-                break
-            pool.remove(best)
-            seen.add(keys[id(best)])
-            chosen.append(best)
-            pool = [e for e in pool if keys[id(e)] not in seen]
-        return chosen
-
     def retrieve(self, q: RetrievalQuery, k: int | None = None) -> tuple[list[Exemplar], dict]:
         """Top ``k`` (default ``settings.k``) exemplars with scores, and what each stage did."""
         t0 = time.perf_counter()
         texts = self.contextualize(q)
         fields = list(texts)
-        embs = self.embedder.embed([texts[f][0] for f in fields])
+        embs = self.query_embedder.embed([texts[f][0] for f in fields])
         vectors = {f: embs[n] for n, f in enumerate(fields)}
         weights = {f: texts[f][1] for f in fields}
         use_image = self.image_embedder is not None and bool(q.image_path)
@@ -244,15 +171,10 @@ class ExemplarRetriever:
         t1 = time.perf_counter()
         candidates = {bank: self.recall(vectors, q, bank) for bank in self.banks}
         t2 = time.perf_counter()
-        scored: list[Exemplar] = []
-        qvecs: dict[tuple[str, str], np.ndarray] = {}
-        for bank, ids in candidates.items():
-            part, vecs = self._score(bank, ids, vectors, weights, q)
-            scored += part
-            qvecs.update(vecs)
         # one scale for every bank (same embedder, same fusion): merging is a sort
-        scored.sort(key=lambda e: (-e.score, e.bank, e.id))
-        result = self._diverse(scored, qvecs, k or self.settings.k)
+        scored = Scored.concat([score_candidates(self, bank, ids, vectors, weights, q)
+                                for bank, ids in candidates.items()])
+        result = diversify(scored, k or self.settings.k, self.settings.diversity)
         t3 = time.perf_counter()
         info = {"query_texts": {f: texts[f][0] for f in fields}, "weights": weights,
                 "banks": self.banks, "candidates": sum(len(ids) for ids in candidates.values()),

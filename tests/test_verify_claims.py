@@ -1,0 +1,90 @@
+"""What a reviewer is told to check when no model could confirm the key, from the verify step to the printed
+item, ``--json``, the exports and the console's batch review."""
+
+import json
+
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from coe.agents.verify import recheck
+from coe.exports import ExportItem, render
+from coe.generate import mcq_from_output
+from coe.graphs import Services, graph
+from coe.render import show_item
+from tests.test_graph import StubReader
+from tests.verify_support import ScriptedStudent, task_of
+
+QUESTION = "Which organism is eaten by the fox in this food chain?"
+CHECK = "Check in the picture: the rabbit is eaten by the fox in this food chain."
+BASE = {"question_exemplars": 0, "question_samples": 0, "pool_selection": "model", "n_distractors": 2,
+        "write_notes": False}
+
+
+def reply(request):
+    task = task_of(request)
+    if task == "question":
+        return {"question": QUESTION}
+    if task == "rationale":
+        return {"rationale": "Arrows point from food to eater. The fox eats the rabbit."}
+    return {"distractors": ["grass", "fox"]}
+
+
+@pytest.fixture
+def picture(tmp_path):
+    path = tmp_path / "chain.png"
+    Image.new("RGB", (64, 48), "white").save(path)
+    return str(path)
+
+
+def run(llm, retriever, picture):
+    state = {"answer": "rabbit", "context": "Below is a food chain from a meadow.", "image_path": picture,
+             "n_distractors": 2}
+    return graph.invoke(state, config={"configurable": BASE},
+                        context=Services(llm=llm, retriever=retriever, image_reader=StubReader()))
+
+
+def student(*, sees: bool) -> ScriptedStudent:
+    llm = ScriptedStudent(reply, prefer=lambda q, options: {"rabbit": 0.9},
+                          yes=lambda q, o: 0.9 if o == "rabbit" else 0.1)
+    llm.supports_images = sees
+    return llm
+
+
+def test_a_text_only_student_cannot_verify_a_claim_about_the_picture(fixture_index, picture):
+    out = run(student(sees=False), fixture_index, picture)
+    # the student is sure of the key, but it never saw the food chain: the item names what to check
+    assert out["status"] == "unconfirmed" and out["reasons"] == []
+    v = out["verification"]
+    assert v["check"] == CHECK and v["blind"] and v["sees_picture"] is False
+    assert v["claim"] == "the rabbit is eaten by the fox in this food chain."
+    item = mcq_from_output(out, k=3, image=picture)
+    assert item.check == CHECK and json.loads(item.model_dump_json())["check"] == CHECK
+
+    console = Console(width=200, record=True)
+    show_item(item, console)
+    printed = console.export_text()
+    assert "Unconfirmed" in printed and CHECK in printed and printed.count(CHECK) == 1
+
+    export = ExportItem.from_mcq(item, id="q1")
+    assert export.review_notes() == [CHECK]
+    assert f"// review: {CHECK}" in render([export], "gift").decode()
+    assert f"<!-- review: {CHECK} -->" in render([export], "moodle-xml").decode()
+    assert json.loads(render([export], "jsonl").decode())["check"] == CHECK
+
+
+def test_a_student_that_sees_the_picture_verifies_it(fixture_index, picture):
+    out = run(student(sees=True), fixture_index, picture)
+    assert out["status"] == "verified" and out["verification"]["check"] is None
+    assert mcq_from_output(out, k=3, image=picture).check is None
+
+
+def test_stored_verified_items_are_rechecked_before_accept_all():
+    cup = {"question": "Is a cup a solid or a liquid?", "answer": "a solid", "distractors": ["a liquid", "a cup"],
+           "status": "verified", "verification": {}}
+    assert recheck(cup) == ['"a cup" is what the question asks about, not an answer to it']
+    # written before the student recorded what it saw: a question about the picture counts as unseen
+    city = {"question": "Which of these cities is marked on the map?", "answer": "Denver",
+            "distractors": ["Boise", "Helena"], "image": "map.png", "status": "verified", "verification": {}}
+    assert recheck(city) == ["Check in the picture: Denver is marked on the map."]
+    assert recheck({**city, "verification": {"blind": False}}) == []
