@@ -32,7 +32,8 @@ def escape(text: str, *, answer: bool = False) -> str:
 
 
 def render_item(item: ExportItem) -> str:
-    lines = [f"// id: {item.id}", *(f"// {fold(tag)}" for tag in item.tags())]
+    lines = [f"// id: {item.id}", *(f"// {fold(tag)}" for tag in item.tags()),
+             *(f"// review: {fold(note)}" for note in item.review_notes())]
     if item.image is not None:
         lines.append(f"// image: {fold(Path(item.image).name)} not included (GIFT cannot embed images)")
     lines.append(f"::{escape(item.id)}::[html]{escape(item.question)} {{")

@@ -33,6 +33,8 @@ def _html_field(parent: etree._Element, tag: str, content: str) -> etree._Elemen
 
 def _question(item: ExportItem) -> etree._Element:
     q = etree.Element("question", type="multichoice")
+    for note in item.review_notes():  # for the reviewer reading the file; Moodle's importer skips comments
+        q.append(etree.Comment(f" review: {fold(note)} ".replace("--", "- -")))
     _sub(_sub(q, "name"), "text", fold(item.question)[:100])
     image = item.embedded_image()
     body = to_html(item.question)

@@ -14,6 +14,7 @@ from typing import Any
 
 import streamlit as st
 from coe.agents.validation import validate_distractors
+from coe.agents.verify import recheck
 from coe.batch.ledger import Ledger
 
 from coe.errors import CoeError
@@ -40,6 +41,14 @@ def _keep(entry: dict[str, Any], shown: str) -> bool:
     if shown in ("accepted", "rejected"):
         return entry["decision"] == shown
     return entry["status"] == shown
+
+
+def still_verified(entries: list[dict[str, Any]]) -> list[str]:
+    """Ids of the undecided verified items that today's model-free checks still pass (a run written before a
+    check existed keeps its old verdicts in the ledger)."""
+    return [e["id"] for e in entries
+            if e["state"] == "done" and e["status"] == "verified" and e["decision"] is None
+            and not recheck(e["item"], (e.get("input") or {}).get("context", ""))]
 
 
 def _act(run_dir: str, action) -> None:
@@ -123,6 +132,9 @@ def item_panel(run_dir: str, entry: dict[str, Any], model: str | None) -> None:
                 c3.checkbox("keep", value=False, key=f"{key}_k{i}", help="Kept in its slot when regenerating distractors")
             st.text_area("Rationale", value=item.get("rationale") or "", key=f"{key}_r", height=90)
             verification_summary(item)
+            if entry["status"] == "verified" and (found := recheck(item, (entry.get("input") or {}).get("context", ""))):
+                st.warning("Verified when written, but not by today's checks:\n"
+                           + "\n".join(f"- {r}" for r in found))
         b1, b2, b3, b4 = st.columns(4)
         b1.button("Accept", type="primary", key=f"{key}_accept", on_click=save_edits,
                   args=(run_dir, row_id, key, item, "accepted"), width="stretch")
@@ -195,9 +207,11 @@ def batch_page() -> None:
         col.metric(label, counts[k])
     c1, c2 = st.columns([2, 2], vertical_alignment="bottom")
     shown = c1.selectbox("Show", FILTERS, key="batch_filter")
-    c2.button(f"Accept all verified ({counts['verified']})", key="batch_accept_verified", on_click=_act,
-              args=(run_dir, lambda ledger: ledger.accept_verified()),
-              help="Accepts every verified item nobody has decided on yet")
+    sound = still_verified(entries)
+    c2.button(f"Accept all verified ({len(sound)})", key="batch_accept_verified", on_click=_act,
+              args=(run_dir, lambda ledger: [ledger.decide(row_id, "accepted") for row_id in sound]),
+              help="Accepts every verified item nobody has decided on yet, unless today's checks flag it or "
+                   "leave a claim about its picture to check")
     chosen = [e for e in entries if _keep(e, shown)]
     pages = max(1, -(-len(chosen) // PAGE_SIZE))
     page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="batch_page_no")

@@ -114,14 +114,24 @@ def verification_summary(item: dict[str, Any]) -> None:
     status = item.get("status")
     if status == "verified":
         st.success(f"Verified by a student model · difficulty {item.get('difficulty') or '-'}")
-    elif status == "unconfirmed":
-        st.warning("Unconfirmed: no check found a problem, but a student model could not confirm the key.")
+    check = item_check(item)
+    if status == "unconfirmed":
+        st.warning("Unconfirmed: no check found a problem, but no model could confirm the key."
+                   + (f"\n\n**{check}**" if check else ""))
     elif status == "flagged":
         st.error("Flagged — check before use:\n" + "\n".join(f"- {r}" for r in item.get("reasons") or []))
     elif status == "unverified":
         st.info("Not verified (verification was off).")
     for w in (item.get("verification") or {}).get("warnings") or []:
-        st.caption(f"Note: {w}")
+        if w != check:
+            st.caption(f"Note: {w}")
+
+
+def item_check(item: dict[str, Any]) -> str | None:
+    """The claim a reviewer must check on an item no model confirmed ("Check in the picture: ...")."""
+    if item.get("status") != "unconfirmed":
+        return None
+    return item.get("check") or (item.get("verification") or {}).get("check")
 
 
 def export_panel(run: Run, item: dict[str, Any]) -> None:
