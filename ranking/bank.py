@@ -5,6 +5,7 @@ that is itself in the bank never sees its own options counted as evidence."""
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -124,12 +125,13 @@ def bank_records(retriever, exclude_splits: Iterable[str] = ()) -> list[Any]:
     return out
 
 
-_CACHE: dict[tuple, BankStats] = {}
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def stats_for(retriever, exclude_splits: Iterable[str] = ()) -> BankStats:
-    """One ``BankStats`` per retriever and set of excluded splits in a process."""
-    key = (id(retriever), tuple(retriever.banks), tuple(sorted(set(exclude_splits))))
-    if key not in _CACHE:
-        _CACHE[key] = BankStats(bank_records(retriever, exclude_splits))
-    return _CACHE[key]
+    """One ``BankStats`` per retriever (while it lives) and set of excluded splits in a process."""
+    per = _CACHE.setdefault(retriever, {})
+    key = tuple(sorted(set(exclude_splits)))
+    if key not in per:
+        per[key] = BankStats(bank_records(retriever, exclude_splits))
+    return per[key]

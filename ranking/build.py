@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -12,17 +11,8 @@ import numpy as np
 
 from .bank import BankStats, bank_records
 from .features import EmbedCache, ItemContext, features
-from .model import RANKER_VERSION, TASKS, paths, ranker_dir
+from .model import RANKER_VERSION, TASKS, index_fingerprint, paths, ranker_dir
 from .train import MAX_TRAIN_ITEMS, MAX_VAL_ITEMS, sample, split_records, train_task
-
-
-def index_fingerprint(retriever) -> str:
-    """The exemplar index the rankers were trained on (its build markers), to tell when they are out of date."""
-    h = hashlib.sha256()
-    for bank in retriever.banks:
-        marker = retriever.raw_store.get_marker(f"index-{bank}") or {}
-        h.update(f"{bank}:{marker.get('fingerprint', '')}|".encode())
-    return h.hexdigest()
 
 
 def up_to_date(directory: Path, fingerprint: str) -> bool:

@@ -45,7 +45,17 @@ class RankerUnavailable(Exception):
     pass
 
 
-def read(task: str, directory: Path, features: list[str] | None = None) -> Ranker:
+def index_fingerprint(retriever) -> str:
+    """The exemplar index a ranker is trained on (its build markers): a ranker of another index (rebuilt,
+    or another bank of the same name) is out of date."""
+    h = hashlib.sha256()
+    for bank in retriever.banks:
+        marker = retriever.raw_store.get_marker(f"index-{bank}") or {}
+        h.update(f"{bank}:{marker.get('fingerprint', '')}|".encode())
+    return h.hexdigest()
+
+
+def read(task: str, directory: Path, features: list[str] | None = None, index: str | None = None) -> Ranker:
     """The ranker, or ``RankerUnavailable`` with a one-line reason."""
     model_path, meta_path = paths(task, directory)
     rebuild = "rebuild it with `coe rank train`"
@@ -62,6 +72,8 @@ def read(task: str, directory: Path, features: list[str] | None = None) -> Ranke
                                 f"{RANKER_VERSION}; {rebuild}")
     if hashlib.sha256(text.encode()).hexdigest() != meta.get("model_sha256"):
         raise RankerUnavailable(f"the {task} ranker file {model_path} is damaged (checksum differs); {rebuild}")
+    if index is not None and meta.get("index_fingerprint") != index:
+        raise RankerUnavailable(f"the {task} ranker in {directory} was trained on another exemplar index; {rebuild}")
     if features is not None and meta.get("features") != features:
         raise RankerUnavailable(f"the {task} ranker in {directory} was trained on other features; {rebuild}")
     try:
@@ -78,15 +90,16 @@ _WARNED: set[str] = set()
 _LOCK = threading.Lock()
 
 
-def load(task: str, directory: Path, features: list[str] | None = None) -> tuple[Ranker | None, str | None]:
+def load(task: str, directory: Path, features: list[str] | None = None,
+         index: str | None = None) -> tuple[Ranker | None, str | None]:
     """The ranker (cached per file state) or ``(None, reason)``; the reason is logged once per process."""
     model_path, meta_path = paths(task, directory)
     stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else None for p in (model_path, meta_path))
-    key = (task, str(directory), stamp, tuple(features or ()))
+    key = (task, str(directory), stamp, tuple(features or ()), index)
     with _LOCK:
         if key not in _LOADED:
             try:
-                _LOADED[key] = (read(task, directory, features), None)
+                _LOADED[key] = (read(task, directory, features, index), None)
             except RankerUnavailable as exc:
                 _LOADED[key] = (None, f"{exc}; the heuristic ranking is used")
         ranker, reason = _LOADED[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +12,24 @@ import numpy as np
 from .bank import stats_for
 from .candidates import build_pool
 from .features import EmbedCache, ItemContext, features
-from .model import load, ranker_dir
+from .model import index_fingerprint, load, ranker_dir
 
-_EMBED: dict[int, EmbedCache] = {}
+# per embedder and per retriever, for as long as they live (a test's retriever must not inherit another's)
+_EMBED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_INDEX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _load(task: str, retriever, directory: Path | None):
+    """The task's ranker for this retriever's banks, if it was trained on the index the retriever searches."""
+    if retriever not in _INDEX:
+        _INDEX[retriever] = index_fingerprint(retriever)
+    return load(task, directory or ranker_dir(getattr(retriever, "banks", ["default"])), index=_INDEX[retriever])
 
 
 def embed_cache(embedder) -> EmbedCache:
-    if id(embedder) not in _EMBED:
-        _EMBED[id(embedder)] = EmbedCache(embedder, max_items=50_000)
-    return _EMBED[id(embedder)]
+    if embedder not in _EMBED:
+        _EMBED[embedder] = EmbedCache(embedder, max_items=50_000)
+    return _EMBED[embedder]
 
 
 def rank_pool(answer: str, question: str, material: str, exemplars: list, retriever, *,
@@ -28,7 +38,7 @@ def rank_pool(answer: str, question: str, material: str, exemplars: list, retrie
               directory: Path | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Candidates best first (``option``, ``score``, ``sources``), or ``([], reason)`` when no usable ranker
     is there (the caller falls back to the heuristic and records the reason)."""
-    ranker, reason = load("distractors", directory or ranker_dir(getattr(retriever, "banks", ["default"])))
+    ranker, reason = _load("distractors", retriever, directory)
     if ranker is None:
         return [], reason
     stats = stats_for(retriever, exclude_splits)
@@ -57,7 +67,7 @@ def rank_question_pool(answer: str, material: str, exemplars: list, retriever, *
     """Question candidates best first (``text``, ``score``, ``sources``), or ``([], reason)``."""
     from .questions import question_features, question_pool
 
-    ranker, reason = load("questions", directory or ranker_dir(getattr(retriever, "banks", ["default"])))
+    ranker, reason = _load("questions", retriever, directory)
     if ranker is None:
         return [], reason
     stats = stats_for(retriever, exclude_splits)

@@ -139,6 +139,15 @@ def test_missing_and_corrupt_ranker_files(tmp_path):
     assert "version 0" in load("distractors", tmp_path / "bad")[1]
 
 
+def test_a_ranker_of_another_index_is_not_used(bank_retriever, tmp_path):
+    from coe.ranking.build import build_rankers
+    from coe.ranking.model import load
+
+    build_rankers(bank_retriever, directory=tmp_path / "r")
+    assert load("distractors", tmp_path / "r", index="another index")[1].startswith(
+        f"the distractors ranker in {tmp_path / 'r'} was trained on another exemplar index")
+
+
 def _item_order(retriever, directory, answer="hawk", question="Which animal is a predator?"):
     from coe.ranking.select import rank_pool
     from coe.retrieval.retriever import RetrievalQuery

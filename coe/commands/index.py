@@ -17,6 +17,8 @@ def index_build(
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     chroma: Optional[str] = typer.Option(None, "--chroma-dir", help="Chroma directory (or $COE_CHROMA_DIR)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the index is up to date."),
+    rankers: bool = typer.Option(True, "--rankers/--no-rankers",
+                                 help="Train the learned rankers after the embeddings (skipped when up to date)."),
     image_embedder: Optional[str] = typer.Option(
         None, "--image-embedder", envvar="COE_IMAGE_EMBEDDER",
         help="Also build the image collection with this image embedder plugin (e.g. open-clip)."),
@@ -48,6 +50,15 @@ def index_build(
                                              store=store, progress=progress, force=force)
     err.print(f"index {result['status']}: {result['exemplars']} exemplars "
               f"({result['added']} records added) in {store.location}")
+    if rankers:
+        from coe.ranking.build import build_rankers
+        from coe.retrieval.retriever import ExemplarRetriever
+
+        from .rank import ranker_progress, summary
+
+        with ranker_progress(err) as progress:
+            ranked = build_rankers(ExemplarRetriever(embedder, store), force=force, progress=progress)
+        err.print(summary(ranked), highlight=False, markup=False)
     if images is not None:
         err.print(f"image index {image_result['status']} with {images.model_id}: "
                   f"{image_result['added']} records added"
