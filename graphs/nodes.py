@@ -5,6 +5,7 @@ Settings come from ``config["configurable"]`` (``GraphSettings``); the models co
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,22 @@ def _learned_question(state: CoEState, s, runtime: Runtime[Services]) -> tuple[l
                               [Exemplar(**e) for e in state.get("exemplars", [])], retriever,
                               exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits,
                               rejected={normalize(q) for q in state.get("rejected_questions", [])})
+
+
+def _as_prior(ranked: list[dict[str, Any]]) -> list[Candidate]:
+    """Ranker scores as the blend's prior: exp(score - best), so the best is 1 and the rest shrink by how far
+    the ranker puts them below it."""
+    top = ranked[0]["score"]
+    return [Candidate(text=r["option"], score=round(math.exp(r["score"] - top), 4), sources=r["sources"])
+            for r in ranked]
+
+
+def _as_question_candidates(chosen: list[dict[str, Any]], ranked: list[dict[str, Any]]) -> list[QuestionCandidate]:
+    """The ranker's questions with its softmax over every candidate as their support."""
+    top = ranked[0]["score"]
+    total = sum(math.exp(r["score"] - top) for r in ranked)
+    return [QuestionCandidate(text=r["text"], source="ranker:" + "+".join(r["sources"]),
+                              support=round(math.exp(r["score"] - top) / total, 4)) for r in chosen]
 
 
 def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
@@ -162,9 +179,14 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         candidates += [QuestionCandidate(text=q, source="model-sampled") for q in sampled]
         trace["samples"] = sample_traces
     if s.question_exemplars and s.verify:
-        all_exemplars = [Exemplar(**e) for e in state.get("exemplars", [])]
-        candidates += exemplar_questions(all_exemplars, state["answer"], state.get("context", ""),
-                                         limit=s.question_exemplars)
+        # the question ranker's best exemplar and bank questions when there is one, else the exemplars' own
+        learned, note = _learned_question(state, s, runtime) if note is None else ([], note)
+        if learned:
+            candidates += _as_question_candidates(learned[:s.question_exemplars], learned)
+        else:
+            all_exemplars = [Exemplar(**e) for e in state.get("exemplars", [])]
+            candidates += exemplar_questions(all_exemplars, state["answer"], state.get("context", ""),
+                                             limit=s.question_exemplars)
     rejected = {normalize(q) for q in state.get("rejected_questions", [])}
     candidates = [c for c in candidates if normalize(c.text) not in rejected] or candidates[:1]
     if not candidates:
@@ -195,8 +217,13 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
     n = state.get("n_distractors") or s.n_distractors
     attempt = state.get("attempts", 0) + 1
     candidates = _pool_candidates(state, config, n)
+    note, learned_prior = None, False
+    if s.pool_selection == "blend" and s.use_pool and s.verify:
+        # the learned ranking is the prior the model's vote and the student's draw start from, when there is one
+        ranked, note = _learned(state, s, runtime)
+        if len(ranked) >= n:
+            candidates, learned_prior = _as_prior(ranked[:max(12, 2 * n)]), True
     pool = [c.text for c in candidates]
-    note = None
     if s.choose_from_pool and s.use_pool and s.pool_selection == "learned" and attempt == 1:
         ranked, note = _learned(state, s, runtime)
         if len(ranked) >= n:
@@ -226,6 +253,9 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
         if len(choice.chosen) >= n:
             trace.update({"votes": votes, "ranking": choice.ranking, "source": "pool + model vote + student draw"})
             value = choice.chosen
+    trace["prior"] = "learned ranking" if learned_prior else "heuristic pool"
+    if note:
+        trace["note"] = note
     trace["seconds"] = round(time.perf_counter() - t0, 3)
     return {"candidate_distractors": value, "attempts": attempt, "model": llm.model_id,
             "trace": [{"node": "distractors", "attempt": attempt, **trace}]}
