@@ -214,3 +214,23 @@ def test_graph_without_a_ranker_uses_the_heuristic_and_says_why(bank_retriever, 
     out, llm, step = _graph_run(bank_retriever)
     assert step["source"] == "pool ranking" and len(out["distractors"]) == 2
     assert "no distractors ranker" in step["note"] and "heuristic" in step["note"]
+
+
+def test_question_step_takes_the_question_rankers_choice(bank_retriever, tmp_path, monkeypatch):
+    from coe.graphs import Services, build_graph
+    from coe.ranking.build import build_rankers
+    from coe.ranking.model import ranker_dir
+    from tests.scripted_llm import ScriptedLLM
+    from tests.test_graph import StubReader
+
+    monkeypatch.setenv("COE_HOME", str(tmp_path / "home"))
+    result = build_rankers(bank_retriever, directory=ranker_dir(["default"]))
+    assert result["questions"]["val_items"] > 0 and "template_exact@1" in result["questions"]["val"]
+    llm = ScriptedLLM(lambda request: {"question": "What is this?"})
+    out = build_graph(until="question").invoke(
+        {"answer": "copper", "context": "Look at the iron.", "n_distractors": 2},
+        config={"configurable": {"question_selection": "learned", "verify": False, "exclude_splits": ["test"]}},
+        context=Services(llm=llm, retriever=bank_retriever, image_reader=StubReader()))
+    step = next(t for t in out["trace"] if t["node"] == "question")
+    assert step["source"] == "learned ranking" and not llm.requests
+    assert out["question"] == "Which of these is a metal?" == step["candidates"][0]["text"]
