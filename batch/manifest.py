@@ -1,7 +1,7 @@
 """A batch manifest: the rows to write items for, each checked on its own.
 
 A manifest is a CSV or JSONL file (columns ``image``, ``context``, ``answer``, optional ``question``,
-``n_distractors``, ``id``, ``tags``; image paths relative to the manifest), or a folder of images with one
+``n_distractors``, ``id``, ``tags``; image paths relative to the manifest, and inside its folder), or a folder of images with one
 sidecar CSV/JSONL whose ``image`` column names files in the folder. A bad row (missing or broken image,
 empty answer, text that is not UTF-8, a repeated id) becomes a ``RowError`` with its line; the others go on.
 """
@@ -91,6 +91,9 @@ def _records(file: Path) -> list[tuple[int, dict[str, Any] | str]]:
             except json.JSONDecodeError as exc:
                 out.append((n, f"not a JSON object: {exc.msg}"))
                 continue
+            except RecursionError:
+                out.append((n, "not a JSON object: nested too deeply"))
+                continue
             out.append((n, record if isinstance(record, dict) else "not a JSON object"))
         return out
     reader = csv.DictReader(text.splitlines(keepends=True))
@@ -121,7 +124,34 @@ def _tags(value: Any) -> list[str]:
     return [t.strip() for t in re.split(r"[;,]", str(value or "")) if t.strip()]
 
 
-def _row(record: dict[str, Any], line: int, base: Path, row_id: str) -> Row:
+def _image(raw: str, base: Path, allow_outside: bool) -> str:
+    """The row's picture, which must resolve inside the manifest's folder (no ``..`` or link out of it)
+    or be a figure of an ingested material (``coe suggest`` names those), unless ``allow_outside``.
+    Decided before the file is touched, in words that do not tell whether an outside file exists."""
+    from coe.ingest.store import materials_root
+
+    path = (base / raw).expanduser()
+    inside = any(path.resolve().is_relative_to(root) for root in (base, materials_root().resolve()))
+    if not allow_outside and not inside:
+        raise InputError(f"the image {raw!r} is outside the manifest's folder {base} "
+                         "(--allow-outside-files reads it)")
+    return str(path)
+
+
+def _n_distractors(raw: Any) -> int:
+    """A whole number, as a JSON number or text; ``true`` or ``1.9`` is an error, not 1."""
+    if raw in (None, ""):
+        return 3
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"\s*\d{1,3}\s*", raw):
+        return int(raw)
+    raise InputError(f"n_distractors must be a whole number, got {raw!r}")
+
+
+def _row(record: dict[str, Any], line: int, base: Path, row_id: str, allow_outside: bool = False) -> Row:
     from coe.generate import check_inputs
 
     unknown = sorted(set(record) - set(COLUMNS))
@@ -129,12 +159,8 @@ def _row(record: dict[str, Any], line: int, base: Path, row_id: str) -> Row:
         raise InputError(f"unknown column {unknown[0]!r} (columns: {', '.join(COLUMNS)})")
     image = str(record.get("image") or "").strip() or None
     if image is not None:
-        image = str((base / image).expanduser())
-    raw_n = record.get("n_distractors")
-    try:
-        n = int(raw_n) if raw_n not in (None, "") else 3
-    except (TypeError, ValueError):
-        raise InputError(f"n_distractors must be a whole number, got {raw_n!r}") from None
+        image = _image(image, base, allow_outside)
+    n = _n_distractors(record.get("n_distractors"))
     question = record.get("question")
     checked = check_inputs(image=image, context=str(record.get("context") or ""),
                            answer=str(record.get("answer") or ""),
@@ -144,9 +170,10 @@ def _row(record: dict[str, Any], line: int, base: Path, row_id: str) -> Row:
                n_distractors=n, tags=_tags(record.get("tags")))
 
 
-def read_manifest(path: str | Path) -> tuple[list[Row], list[RowError]]:
+def read_manifest(path: str | Path, *, allow_outside: bool = False) -> tuple[list[Row], list[RowError]]:
     """The manifest's good rows and its bad ones, in manifest order. Raises ``InputError`` only when the
-    manifest as a whole is unusable (missing, wrong kind, no answer column, too large)."""
+    manifest as a whole is unusable (missing, wrong kind, no answer column, too large). ``allow_outside``:
+    rows may name pictures outside the manifest's folder."""
     file, base = _source(Path(path).expanduser().resolve())
     rows: list[Row] = []
     errors: list[RowError] = []
@@ -166,7 +193,7 @@ def read_manifest(path: str | Path) -> tuple[list[Row], list[RowError]]:
                 raise InputError(f"the id {row_id!r} must be letters, digits, '.', '_' or '-' (at most 80)")
             if row_id in seen:
                 raise InputError(f"the id {row_id!r} is used by an earlier row")
-            rows.append(_row(record, line, base, row_id))
+            rows.append(_row(record, line, base, row_id, allow_outside))
         except CoeError as exc:
             errors.append(RowError(id=row_id, line=line, error=str(exc)))
         seen.add(row_id)

@@ -83,8 +83,10 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
               services_factory: Callable[[], Any] | None = None,
               runtime_env: dict[str, Any] | None = None,
               on_start: Callable[[int, int], None] | None = None,
-              on_item: Callable[[dict[str, Any]], None] | None = None) -> Summary:
+              on_item: Callable[[dict[str, Any]], None] | None = None,
+              allow_outside: bool = False) -> Summary:
     """Write the items a manifest asks for into ``run_dir``; a second call continues an interrupted run.
+    ``allow_outside``: rows may name pictures outside the manifest's folder.
 
     ``settings`` are ``GraphSettings`` fields (kept in the ledger: a rerun must use the same ones; each
     row's ``n_distractors`` is its own). ``services_factory`` builds the models (default: ``default_services(model)``; each Ray worker calls it
@@ -97,7 +99,7 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
     unknown = sorted(set(settings) - set(GraphSettings.model_fields) - {"n_distractors"})
     if unknown:
         raise InputError(f"unknown batch setting {unknown[0]!r}")
-    rows, errors = read_manifest(manifest)
+    rows, errors = read_manifest(manifest, allow_outside=allow_outside)
     summary = Summary(run_dir=Path(run_dir).expanduser().resolve())
     with Ledger(run_dir) as ledger:
         recorded = {"model": model, "banks": list(banks), **settings}

@@ -14,17 +14,26 @@ from coe.errors import InputError
 from coe.ingest import figures as figs
 
 MAX_UNZIPPED_BYTES = 512 * 1024 * 1024
+# python-docx and python-pptx build a full lxml tree of each part: a part is checked against these first
+MAX_PART_BYTES = 32 * 1024 * 1024
+MAX_PART_ELEMENTS = 500_000
 
 
 def check_zip(file: Path, kind: str) -> None:
-    """An Office file is a zip: refuse one that is not, or that would unpack beyond the limit (zip bombs)."""
+    """An Office file is a zip: refuse one that is not, that would unpack beyond the limit (zip bombs), or
+    whose XML parts are damaged or too large, too many or too deeply nested elements (counted as they
+    unpack, before python-docx or python-pptx builds a tree of them)."""
+    from coe.bounded_xml import check_xml_members
+
     try:
         with zipfile.ZipFile(file) as z:
             total = sum(i.file_size for i in z.infolist())
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"not a readable {kind} file: {file} ({exc})") from exc
-    if total > MAX_UNZIPPED_BYTES:
-        raise InputError(f"{kind} file unpacks to {total} bytes: {file} (limit {MAX_UNZIPPED_BYTES})")
+            if total > MAX_UNZIPPED_BYTES:
+                raise InputError(f"{kind} file unpacks to {total} bytes: {file} (limit {MAX_UNZIPPED_BYTES})")
+            check_xml_members(z, f"{kind} file {file.name}", max_elements=MAX_PART_ELEMENTS,
+                              max_bytes=MAX_PART_BYTES)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(f"not a readable {kind} file: {file} ({exc})") from None
 
 
 class _FigureReader(BaseReader):

@@ -14,7 +14,7 @@ from llama_index.core.schema import Document
 from coe.errors import InputError
 from coe.ingest import figures as figs
 
-MAX_PAGES = 2000
+MAX_PAGES = 1000   # per document (--max-pages raises it)
 _LEADERS = re.compile(r"(?:\s*\.){4,}")
 
 
@@ -58,8 +58,9 @@ def _merge_lines(parts: list[tuple[float, float, str]]) -> list[tuple[float, flo
 class PdfPagesReader(BaseReader):
     """``load_data(file, extra_info)`` → one ``Document`` per page (``page``, ``page_label``, ``figures``)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_pages: int = MAX_PAGES) -> None:
         self.folder = folder
+        self.max_pages = max_pages
         self.warnings: list[str] = []
 
     def load_data(self, file: Path, extra_info: dict[str, Any] | None = None) -> list[Document]:
@@ -76,8 +77,9 @@ class PdfPagesReader(BaseReader):
             raise
         except Exception as exc:
             raise InputError(f"not a readable PDF: {file} ({type(exc).__name__}: {exc})") from exc
-        if count > MAX_PAGES:
-            raise InputError(f"the PDF has {count} pages; split it (limit {MAX_PAGES})")
+        if count > self.max_pages:
+            raise InputError(f"the PDF has {count} pages; split it, or raise the limit with --max-pages "
+                             f"(limit {self.max_pages})")
         try:
             labels = list(reader.page_labels)
         except Exception:

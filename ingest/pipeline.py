@@ -18,6 +18,7 @@ from coe.ingest.readers import SUPPORTED, check_size, extractors
 
 CHUNK_TOKENS = 220
 CHUNK_OVERLAP = 30
+PAGE_BATCH = 64
 # Only these metadata keys reach the embedder and prompts; paths, hashes and figure lists stay out.
 SHOWN_KEYS = ("title", "section")
 
@@ -47,11 +48,14 @@ class IngestReport:
         return sum(f.status == status for f in self.files)
 
 
-def _files(paths: list[str], report: IngestReport) -> tuple[list[Path], list[Path]]:
-    """The supported files named or found under ``paths`` (and the folders given); bad paths are reported."""
+def _files(paths: list[str], report: IngestReport,
+           allow_outside: bool = False) -> tuple[dict[Path, Path], list[Path]]:
+    """The supported files named or found under ``paths``, each with the folder its pictures must stay in
+    (the folder given, or a file's own folder), and the folders given; bad paths are reported. A link that
+    leads out of a folder given is refused unless ``allow_outside``."""
     from llama_index.core import SimpleDirectoryReader
 
-    files: list[Path] = []
+    files: dict[Path, Path] = {}
     folders: list[Path] = []
     for raw in paths:
         p = Path(raw).expanduser().resolve()
@@ -62,15 +66,20 @@ def _files(paths: list[str], report: IngestReport) -> tuple[list[Path], list[Pat
                                               exclude_hidden=True).input_files
             except ValueError:
                 found = []
-            files += [Path(f) for f in found]
+            for f in map(Path, found):
+                if allow_outside or f.resolve().is_relative_to(p):
+                    files.setdefault(f, p)
+                else:
+                    report.files.append(FileResult(str(f), "failed", error=f"a link to a file outside {p}: "
+                                                   f"{f.name} (--allow-outside-files reads it)"))
         elif not p.exists():
             report.files.append(FileResult(str(p), "failed", error=f"not found: {p}"))
         elif p.suffix.lower() not in SUPPORTED:
             report.files.append(FileResult(str(p), "failed", error=f"unsupported file type {p.suffix or '(none)'}: "
                                            f"{p.name} (supported: {', '.join(sorted(SUPPORTED))})"))
         else:
-            files.append(p)
-    return list(dict.fromkeys(files)), folders
+            files.setdefault(p, p.parent)
+    return files, folders
 
 
 def _digest(path: Path) -> str:
@@ -124,10 +133,41 @@ def _loaded(path: Path, name: str, readers: dict) -> list:
     return docs
 
 
+def _node_id(i: int, doc: Any) -> str:
+    """A passage's id from its page/section (its file is in the document id), that page's content and its
+    place in it: a rerun after an interruption writes the same ids again instead of duplicates."""
+    return hashlib.sha256(f"{doc.id_}\0{doc.hash}\0{i}".encode()).hexdigest()[:32]
+
+
 def ingest(paths: list[str], material: str, *, embedder: Any = None, image_reader: Any = None,
-           console: Any = None, reread: bool = False) -> IngestReport:
+           console: Any = None, reread: bool = False, allow_outside: bool = False,
+           max_pages: int | None = None) -> IngestReport:
     """Ingest ``paths`` (files or folders) into ``material``. ``reread``: read unchanged files again
-    (the docstore still skips their unchanged pages). Per-file failures are in the report, never raised."""
+    (the docstore still skips their unchanged pages). ``allow_outside``: read pictures that a document
+    names outside its folder, and files linked from outside a folder given. ``max_pages``: a PDF's page
+    limit. Per-file failures are in the report, never raised.
+
+    One writer per material at a time (``writer_lock``): two ingests into one material run one after the
+    other, and neither loses the other's files."""
+    from coe.store_lock import writer_lock
+
+    name = store.check_name(material)
+    with writer_lock(store.material_dir(name), f"material {name!r}"):
+        new = not store.material_dir(name).joinpath(store.REGISTRY).is_file()
+        try:
+            report = _ingest(paths, name, embedder=embedder, image_reader=image_reader, console=console,
+                             reread=reread, allow_outside=allow_outside, max_pages=max_pages)
+        except BaseException:
+            if new:
+                store.drop_empty(name)
+            raise
+        if new and not any(f.status in ("new", "changed") for f in report.files):
+            store.drop_empty(name)  # nothing went in: no empty material is left to list
+        return report
+
+
+def _ingest(paths: list[str], material: str, *, embedder: Any, image_reader: Any, console: Any, reread: bool,
+            allow_outside: bool, max_pages: int | None) -> IngestReport:
     from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
     from llama_index.core.node_parser import SentenceSplitter
     from rich.console import Console
@@ -138,7 +178,7 @@ def ingest(paths: list[str], material: str, *, embedder: Any = None, image_reade
     t0 = time.perf_counter()
     name = store.check_name(material)
     report = IngestReport(material=name)
-    files, folders = _files(paths, report)
+    files, folders = _files(paths, report, allow_outside)
     if not files and not report.files:
         raise InputError(f"no supported files in {', '.join(paths)} (supported: {', '.join(sorted(SUPPORTED))})")
     folder = store.material_dir(name, create=True)
@@ -146,12 +186,12 @@ def ingest(paths: list[str], material: str, *, embedder: Any = None, image_reade
     docstore = _Docstore(folder / store.DOCSTORE)
     vectors = store.vector_store(name)
     pipeline: IngestionPipeline | None = None
-    readers = extractors(folder, image_reader)
+    readers = extractors(folder, image_reader, allow_outside=allow_outside, max_pages=max_pages)
     console = console or Console(stderr=True)
     changed = False
     with make_progress(console=console) as progress:
         task = progress.add_task(f"ingest {name}", total=len(files))
-        for path in files:
+        for path, scope in files.items():
             key = str(path)
             result = FileResult(key, "changed" if key in registry else "new")
             report.files.append(result)
@@ -161,17 +201,22 @@ def ingest(paths: list[str], material: str, *, embedder: Any = None, image_reade
                 if not reread and registry.get(key, {}).get("sha256") == digest:
                     result.status = "unchanged"
                     continue
+                for reader in readers.values():
+                    reader.scope = scope
                 docs = _loaded(path, name, readers)
                 if pipeline is None:
                     pipeline = IngestionPipeline(
-                        transformations=[SentenceSplitter(chunk_size=CHUNK_TOKENS, chunk_overlap=CHUNK_OVERLAP),
+                        transformations=[SentenceSplitter(chunk_size=CHUNK_TOKENS, chunk_overlap=CHUNK_OVERLAP,
+                                                          id_func=_node_id),
                                          FigureLinker(), CoeEmbedding(embedder)],
                         docstore=docstore.store, vector_store=vectors,
                         docstore_strategy=DocstoreStrategy.UPSERTS, disable_cache=True)
-                nodes = pipeline.run(documents=docs)
+                # a page batch at a time: a long document's passages and vectors are never all in memory
+                written = sum(len(pipeline.run(documents=docs[start:start + PAGE_BATCH]))
+                              for start in range(0, len(docs), PAGE_BATCH))
                 ids = [d.id_ for d in docs]
                 docstore.forget(set(registry.get(key, {}).get("docs", [])) - set(ids), vectors)
-                result.documents, result.passages = len(docs), len(nodes)
+                result.documents, result.passages = len(docs), written
                 result.figures = sum(len(json.loads(d.metadata.get("figures") or "[]")) for d in docs)
                 registry[key] = {"sha256": digest, "size": path.stat().st_size, "docs": ids,
                                  "figures": result.figures}

@@ -26,14 +26,18 @@ def check_size(path: Path) -> None:
         raise InputError(f"file too large: {path} ({size} bytes, limit {limit})")
 
 
-def extractors(folder: Path, image_reader: Any = None) -> dict[str, Any]:
-    """``SimpleDirectoryReader``'s ``file_extractor``: suffix → reader, figures stored under ``folder``."""
+def extractors(folder: Path, image_reader: Any = None, *, allow_outside: bool = False,
+               max_pages: int | None = None) -> dict[str, Any]:
+    """``SimpleDirectoryReader``'s ``file_extractor``: suffix → reader, figures stored under ``folder``.
+    Each reader's ``scope`` (set per file) is the folder a document's pictures must stay in."""
     from coe.ingest.office import SlidesReader, WordReader
     from coe.ingest.pdf import PdfPagesReader
     from coe.ingest.text import HtmlSectionsReader, MarkdownSectionsReader, PlainImageReader
 
-    markdown, html = MarkdownSectionsReader(folder), HtmlSectionsReader(folder)
+    markdown = MarkdownSectionsReader(folder, allow_outside=allow_outside)
+    html = HtmlSectionsReader(folder, allow_outside=allow_outside)
     image = PlainImageReader(folder, image_reader)
-    return {".pdf": PdfPagesReader(folder), ".docx": WordReader(folder), ".pptx": SlidesReader(folder),
+    pdf = PdfPagesReader(folder) if max_pages is None else PdfPagesReader(folder, max_pages=max_pages)
+    return {".pdf": pdf, ".docx": WordReader(folder), ".pptx": SlidesReader(folder),
             ".md": markdown, ".markdown": markdown, ".txt": markdown, ".html": html, ".htm": html,
             **{s: image for s in IMAGES}}

@@ -82,8 +82,22 @@ def collection(name: str):
 
 
 def vector_store(name: str):
+    """The collection as LlamaIndex's vector store; each write is a boundary for ``coe.kill_points``."""
     from llama_index.vector_stores.chroma import ChromaVectorStore
-    return ChromaVectorStore(chroma_collection=collection(name))
+
+    from coe.kill_points import wrote
+
+    class _Watched(ChromaVectorStore):
+        def add(self, nodes, **kwargs):
+            out = super().add(nodes, **kwargs)
+            wrote("material vectors")
+            return out
+
+        def delete(self, ref_doc_id, **kwargs):
+            super().delete(ref_doc_id, **kwargs)
+            wrote("material vectors")
+
+    return _Watched(chroma_collection=collection(name))
 
 
 def passages(name: str) -> list[dict[str, Any]]:
@@ -96,6 +110,19 @@ def passages(name: str) -> list[dict[str, Any]]:
 
 
 def remove_material(name: str) -> None:
-    folder = existing_material(name)
+    from coe.store_lock import writer_lock
+
+    with writer_lock(material_dir(name), f"material {check_name(name)!r}"):
+        folder = existing_material(name)
+        chroma_store().reset(check_name(name))
+        shutil.rmtree(folder)
+
+
+def drop_empty(name: str) -> None:
+    """What a first ingest that put nothing in left: the folder (no file registry) and its collection.
+    The caller holds the material's writer lock."""
+    folder = material_dir(name)
+    if (folder / REGISTRY).is_file():
+        return
     chroma_store().reset(check_name(name))
-    shutil.rmtree(folder)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -19,14 +19,22 @@ _HEADINGS = ("h1", "h2", "h3")
 
 
 class _SectionReader(BaseReader):
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, allow_outside: bool = False) -> None:
         self.folder = folder
+        self.allow_outside = allow_outside
+        self.scope: Path | None = None   # set per file: the folder its pictures must resolve inside
         self.warnings: list[str] = []
 
     def _local_figure(self, file: Path, src: str, caption: str, fig_id: str) -> figs.Figure | None:
         if re.match(r"^[a-z][a-z0-9+.-]*:", src, re.I):  # remote or data: URLs are not fetched
             return None
         path = (file.parent / src).resolve()
+        scope = (self.scope or file.parent).resolve()
+        if not self.allow_outside and not path.is_relative_to(scope):
+            # decided before the path is touched, and worded the same whether or not such a file exists
+            self.warnings.append(f"picture outside {scope} left out: {src} in {file.name} "
+                                 "(--allow-outside-files reads it)")
+            return None
         try:
             if not path.is_file() or path.stat().st_size > DEFAULT_MAX_IMAGE_BYTES:
                 raise InputError(f"picture not found or too large: {src} in {file.name}")

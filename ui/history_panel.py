@@ -16,6 +16,7 @@ from coe.paths import coe_home
 from coe.settings import settings
 
 from coe.ui.resources import dataset, plain_error, shared_graph, shared_services
+from coe.ui.markdown_text import literal
 from coe.ui.review_panel import options_markdown
 
 
@@ -52,7 +53,7 @@ def history_panel() -> None:
         st.error(plain_error(exc))
         return
     item = record.get("item") or {}
-    st.markdown(f"**{item.get('question')}**")
+    st.markdown(f"**{literal(item.get('question'))}**")
     st.markdown(options_markdown(item))
     if record.get("source") == "ui" and record.get("status") == "review":
         st.button("Resume the review", key=f"resume_{pick}", on_click=reopen, args=(record,),

@@ -10,6 +10,7 @@ from coe.ui.runs import Run
 
 from coe.errors import CoeError
 
+from coe.ui.markdown_text import literal
 from coe.ui.resources import current_run, plain_error
 
 
@@ -153,15 +154,15 @@ def export_panel(run: Run, item: dict[str, Any]) -> None:
 def options_markdown(item: dict[str, Any]) -> str:
     """The options as a list, the key marked in words and with a Material icon (Streamlit ships the icon font:
     no emoji font needed)."""
-    return "\n".join([f"- :material/check_circle: {item.get('answer')} **(correct)**",
-                      *[f"- {d}" for d in item.get("distractors") or []]])
+    return "\n".join([f"- :material/check_circle: {literal(item.get('answer'))} **(correct)**",
+                      *[f"- {literal(d)}" for d in item.get("distractors") or []]])
 
 
 def accepted_panel(run: Run) -> None:
     item = run.item()
     st.subheader("Accepted item")
-    st.markdown(f"**{item['question']}**")
+    st.markdown(f"**{literal(item['question'])}**")
     st.markdown(options_markdown(item))
     if item.get("rationale"):
-        st.caption(f"Rationale: {item['rationale']}")
+        st.caption(f"Rationale: {literal(item['rationale'])}")
     export_panel(run, item)

@@ -23,6 +23,7 @@ def run(
     difficulty: str = typer.Option("medium", "--difficulty", help="easy, medium or hard."),
     seed: int = typer.Option(0, "--seed", help="Seed of every item in the run."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip verification (items are 'unverified')."),
+    notes: bool = typer.Option(False, "--notes", help="Also write why a student would pick each wrong option."),
     max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency",
                                                   help="Items in flight at once (per worker with Ray)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run the rows that failed before again."),
@@ -31,6 +32,8 @@ def run(
     workers: int = typer.Option(2, "--workers", help="Ray workers (one set of models each)."),
     bank: list[str] = typer.Option([], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; "
                                                       "default: ScienceQA's)."),
+    allow_outside: bool = typer.Option(False, "--allow-outside-files",
+                                       help="Rows may name pictures outside the manifest's folder."),
 ) -> None:
     """Write one item per manifest row into a run folder; run it again after a crash to continue."""
     from rich.progress import (
@@ -49,7 +52,7 @@ def run(
         raise InputError("--difficulty must be easy, medium or hard")
     if mode not in ("json", "coe"):
         raise InputError("--mode must be json or coe")
-    settings = {"mode": mode, "difficulty": difficulty, "seed": seed, "verify": not no_verify}
+    settings = {"mode": mode, "difficulty": difficulty, "seed": seed, "verify": not no_verify, "write_notes": notes}
     from coe.banks import parse_banks
     progress = make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), TextColumn("eta"),
@@ -71,7 +74,8 @@ def run(
     with progress:
         summary = run_batch(manifest, out, model=model, settings=settings, max_concurrency=max_concurrency,
                             retry_failed=retry_failed, engine=engine, address=address, workers=workers,
-                            on_start=on_start, on_item=on_item, banks=parse_banks(bank))
+                            on_start=on_start, on_item=on_item, banks=parse_banks(bank),
+                            allow_outside=allow_outside)
     per_item = f", {summary.seconds_per_item:.1f} s/item" if summary.seconds_per_item else ""
     err.print(f"done {summary.done} of {summary.total} ({summary.verified} verified, {summary.flagged} flagged), "
               f"failed {summary.failed}, bad rows {summary.invalid}; wrote {summary.written_now} now in "

@@ -20,13 +20,18 @@ def ingest(
     material: str = typer.Option(..., "--material", help="Name of the material to add them to."),
     reread: bool = typer.Option(False, "--reread", help="Read unchanged files again (unchanged pages stay)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    allow_outside: bool = typer.Option(False, "--allow-outside-files",
+                                       help="Read pictures a document names outside its folder, and files "
+                                            "linked from outside a folder given."),
+    max_pages: int = typer.Option(1000, "--max-pages", min=1, help="Refuse a PDF with more pages than this."),
 ) -> int:
     """Read teaching material into passages and figures, searchable by `generate --material`."""
     from dataclasses import asdict
 
     from coe.ingest.pipeline import ingest as run_ingest
 
-    report = run_ingest(paths, material, console=err, reread=reread)
+    report = run_ingest(paths, material, console=err, reread=reread, allow_outside=allow_outside,
+                        max_pages=max_pages)
     for f in report.failed:  # plain prints: one line each, never wrapped to the terminal's width
         print(f"coe: error: {' '.join(f.error.split())}", file=sys.stderr)
     for w in report.warnings:
@@ -95,7 +100,7 @@ def show_command(
                            **{k: r["metadata"][k] for k in LOCATION_KEYS if r["metadata"].get(k) not in (None, "")},
                            "figures": load(r["metadata"].get("figures"))} for r in rows], ensure_ascii=False))
         return
-    out = Console()
+    out = Console(emoji=False)  # ":x:" in a passage is text, not an emoji
     for r in rows:
         meta = r["metadata"]
         where = next((f"{k} {meta[k]}" for k in ("page", "slide", "section") if meta.get(k) not in (None, "")), "")
