@@ -23,7 +23,7 @@ from coe.plugins.llm.protocol import Message, OptionScoreRequest, OptionScores, 
 
 from .claim import about_picture, check_line, claim
 from .cues import Cue, common_word, kind_check_available, opposed, option_cues, question_cues
-from .fit import Fit, answer_fit, misfit_reason
+from .fit import LIKE_QUESTION, SAME_QUESTION, Fit, answer_fit, misfit_reason
 from .item_checks import item_checks
 from .prompting import defang, load_prompt, material_block
 
@@ -169,9 +169,11 @@ def check_given_question(llm, item, question: str, settings: VerifySettings | No
     settings = settings or VerifySettings()
     yes = judge(llm, item, question, [item.answer])[item.answer]
     if retriever is not None:
-        fit = answer_fit(retriever, question, item.answer, exclude_ids=exclude_ids, exclude_splits=exclude_splits)
-        if fit.known:
-            return not fit.misfit, yes, misfit_reason(fit, item.answer) if fit.misfit else ""
+        for similarity in (SAME_QUESTION, LIKE_QUESTION):
+            fit = answer_fit(retriever, question, item.answer, exclude_ids=exclude_ids,
+                             exclude_splits=exclude_splits, min_similarity=similarity)
+            if fit.known:
+                return not fit.misfit, yes, misfit_reason(fit, item.answer) if fit.misfit else ""
     ok = yes >= settings.given_min_yes
     return ok, yes, "" if ok else f"a student model judged it with P(yes) {yes:.2f}"
 
@@ -188,14 +190,21 @@ def difficulty_of(key_prob: float, strongest_prob: float) -> Literal["easy", "me
 def verify_item(llm, item, question: str, distractors: list[str], *, question_given: bool = False,
                 seed: int = 0, settings: VerifySettings | None = None, retriever=None,
                 exclude_ids: list[str] | None = None, exclude_splits: list[str] | None = None,
-                rationale: str | None = None) -> Verification:
+                rationale: str | None = None, model_free_first: bool = False) -> Verification:
     """``retriever`` (the exemplar bank) adds the model-free question-answer fit check and the embedding
-    near-duplicate check; ``rationale`` (the item's own) lets a distractor it states as true be caught."""
+    near-duplicate check; ``rationale`` (the item's own) lets a distractor it states as true be caught.
+    ``model_free_first``: an item the model-free checks flag is returned flagged without asking the student
+    (the evaluation's shortcut; the graph asks anyway, to send every problem back)."""
     s = settings or VerifySettings()
     t0 = time.perf_counter()
     meter = _Meter()
     key = item.answer
     options = [key, *distractors]
+    fit = (answer_fit(retriever, question, key, exclude_ids=exclude_ids, exclude_splits=exclude_splits)
+           if retriever is not None else None)
+    cues = model_free_cues(item, question, distractors, rationale=rationale, retriever=retriever)
+    if model_free_first and (fit is not None and fit.misfit or any(c.severity == "flag" for c in cues)):
+        return _flagged_without_student(item, question, distractors, cues, fit, t0)
     probs = solve(llm, item, question, options, seed=seed, orders=s.orders, meter=meter)
     key_prob = probs[key]
     strongest = max(distractors, key=lambda d: probs[d]) if distractors else None
@@ -210,9 +219,6 @@ def verify_item(llm, item, question: str, distractors: list[str], *, question_gi
         text_probs = solve(llm, item, question, options, seed=seed, use_image=False, orders=s.orders, meter=meter)
         text_only = text_probs[key]
         needs_image = not (text_only >= max(text_probs.values()) and text_only >= 0.5)
-    fit = (answer_fit(retriever, question, key, exclude_ids=exclude_ids, exclude_splits=exclude_splits)
-           if retriever is not None else None)
-    cues = model_free_cues(item, question, distractors, rationale=rationale, retriever=retriever)
     if fit is not None and not fit.known and _spread(probs) < s.vague_spread:
         cues.append(Cue(check="vague_question", severity="flag", target="question",
                         message="no exemplar asks this question and a student model cannot tell the options "
@@ -251,6 +257,17 @@ def verify_item(llm, item, question: str, distractors: list[str], *, question_gi
         second_keys=second, text_only_key_prob=text_only, needs_image=needs_image, cues=cues,
         difficulty=difficulty_of(key_prob, strongest_prob), method=meter.method,
         seconds=round(time.perf_counter() - t0, 3), calls=meter.calls)
+
+
+def _flagged_without_student(item, question: str, distractors: list[str], cues: list[Cue], fit: Fit | None,
+                             t0: float) -> Verification:
+    reasons = [c.message for c in cues if c.severity == "flag"]
+    if fit is not None and fit.misfit:
+        reasons.append(misfit_reason(fit, item.answer))
+    return Verification(key=item.answer, fit=fit, status="flagged", reasons=reasons,
+                        warnings=[c.message for c in cues if c.severity == "warn"], claim=claim(question, item.answer),
+                        key_prob=0.0, key_top=False, option_probs={}, cues=cues, difficulty="hard",
+                        method="model-free", seconds=round(time.perf_counter() - t0, 3), calls=0)
 
 
 def model_free_cues(item, question: str, distractors: list[str], *, rationale: str | None = None,

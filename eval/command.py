@@ -41,6 +41,8 @@ def parse_tasks(text: str) -> list[str]:
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
+    if text.strip() == "all":
+        return KINDS
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:

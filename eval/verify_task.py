@@ -29,11 +29,12 @@ Progress = Callable[[str, int, int], None]
 class Student:
     """The answering agent and verifier of ``coe.agents.verify`` on evaluation items."""
 
-    def __init__(self, llm, image_reader, cache: Path, retriever=None) -> None:
+    def __init__(self, llm, image_reader, cache: Path, retriever=None, solutions: dict[str, str] | None = None) -> None:
         from coe.agents.prompting import PROMPT_VERSION
         from coe.agents.verify import VERIFY_VERSION
 
         self.llm, self.image_reader, self.cache, self.retriever = llm, image_reader, cache, retriever
+        self.solutions = solutions or {}
         self.version = f"{llm.model_id}|verify-{VERIFY_VERSION}|prompts-{PROMPT_VERSION}"
 
     def _input(self, item: EvalItem):
@@ -52,10 +53,15 @@ class Student:
         from coe.agents.verify import verify_item
         # question_given stays off for every item, gold included: the question is what is under test.
         from .predict import exclude_splits
-        # the gold rationale stands in for the item's own: a distractor it states as true is a second key
+        # the gold solution stands in for the item's own rationale (the lecture around it describes every
+        # option's topic, so it would "state" most distractors)
+        from coe.agents.verify import VerifySettings
+        # The text-only solve and the student's scores on an item a model-free check flags change no verdict:
+        # they are skipped here, which is what makes a large sample affordable.
         return verify_item(self.llm, self._input(item), question, distractors, seed=seed, retriever=self.retriever,
                            exclude_ids=[item.pid], exclude_splits=exclude_splits(item.split),
-                           rationale=item.gold_rationale or None).model_dump(mode="json")
+                           rationale=self.solutions.get(item.pid, item.gold_rationale) or None,
+                           settings=VerifySettings(text_only=False), model_free_first=True).model_dump(mode="json")
 
 
 def folder_for(cache: Path, split: str, version: str, seed: int) -> Path:
@@ -151,7 +157,8 @@ def run_verify(items: list[EvalItem], dataset, services, model_id: str, variants
     """Both parts over one sample; the generated items are each variant's cached QG and DG predictions
     (computed first where missing). ``student`` defaults to ``Student`` on the services' model."""
     cache = cache or cache_root()
-    student = student or Student(services.llm, services.image_reader, cache, services.retriever)
+    student = student or Student(services.llm, services.image_reader, cache, services.retriever,
+                                 solutions={p.pid: p.solution for p in dataset})
     generated: dict[str, dict[str, dict[str, Any]]] = {}
     for v in variants:
         qg = run_variant("qg", v, items, services, model_id, cache=cache, progress=progress)["predictions"]

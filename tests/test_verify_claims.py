@@ -3,6 +3,7 @@ item, ``--json``, the exports and the console's batch review."""
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
@@ -88,3 +89,38 @@ def test_stored_verified_items_are_rechecked_before_accept_all():
             "distractors": ["Boise", "Helena"], "image": "map.png", "status": "verified", "verification": {}}
     assert recheck(city) == ["Check in the picture: Denver is marked on the map."]
     assert recheck({**city, "verification": {"blind": False}}) == []
+
+
+class LikeBank:
+    """A bank whose nearest question is the same template about another place (cosine 0.8, below "the same
+    question"), with a toy embedder in which cities and organisms are two clusters."""
+
+    AXES = {"Lincoln": 0, "Omaha": 0, "Denver": 0, "Paris": 0, "copepod": 1}
+
+    def __init__(self):
+        from coe.retrieval.exemplars import Exemplar
+        self.exemplar = Exemplar(id="n1", question="What is the capital of Nebraska?", answer="Lincoln",
+                                 distractors=["Omaha", "Denver"], score=0.8)
+        self.embedder = self
+
+    def embed(self, texts):
+        out = np.zeros((len(texts), 3), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, self.AXES.get(t, 2)] = 1.0
+        return out
+
+    def same_questions(self, question, *, min_similarity, **kw):
+        return [self.exemplar] if "capital of" in question and self.exemplar.score >= min_similarity else []
+
+
+def test_a_given_question_like_a_bank_template_is_refused_when_the_answer_does_not_fit():
+    from coe.agents.generation import ItemInput
+    from coe.agents.verify import check_given_question
+
+    llm = ScriptedStudent(lambda r: {}, yes=lambda q, o: 0.26)  # the student alone would let it through
+    ok, _, why = check_given_question(llm, ItemInput(answer="copepod"), "What is the capital of France?",
+                                      retriever=LikeBank())
+    assert not ok and "Lincoln" in why
+    ok, _, _ = check_given_question(llm, ItemInput(answer="Paris"), "What is the capital of France?",
+                                    retriever=LikeBank())
+    assert ok

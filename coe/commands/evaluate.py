@@ -23,8 +23,8 @@ def eval_command(
     report: Optional[str] = typer.Option(None, "--report", help="Write report.md, report.json and plots here."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
-    known_false: str = typer.Option("wrong_template,second_key,key_in_question,unrelated_question", "--known-false",
-                                    help="Known-false item kinds for --task verify."),
+    known_false: str = typer.Option("all", "--known-false",
+                                    help="Known-false item kinds for --task verify (comma-separated), or all."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95 % intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     bank: list[str] = typer.Option([], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; "
