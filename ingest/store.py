@@ -119,10 +119,10 @@ def remove_material(name: str) -> None:
 
 
 def drop_empty(name: str) -> None:
-    """What a first ingest that put nothing in left: the folder (no file registry) and its collection.
+    """What a first ingest that put nothing in left: the folder (no file registered) and its collection.
     The caller holds the material's writer lock."""
     folder = material_dir(name)
-    if (folder / REGISTRY).is_file():
+    if read_registry(folder):
         return
     chroma_store().reset(check_name(name))
     shutil.rmtree(folder, ignore_errors=True)
