@@ -53,6 +53,10 @@ def bench_command(
     queries: int = typer.Option(200, "--queries", help="Retrieval queries per bank size."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+    compare: Optional[str] = typer.Option(None, "--compare", metavar="REF",
+                                          help="Time REF (a git commit, or KEY=VALUE settings) and the current "
+                                               "code on the same items, taking turns, and print the ratio. With "
+                                               "--models \"\": retrieval on the installed exemplar index."),
 ) -> None:
     """Time each stage per model, retrieval p50/p95 by bank size, index build rate and peak RSS."""
     from coe.datasets import ScienceQA
@@ -69,6 +73,16 @@ def bench_command(
     dataset = ScienceQA(data)
     result: dict = {"machine": machine()}
     model_list = [m.strip() for m in models.split(",") if m.strip()]
+    if compare is not None:
+        from coe.eval import compare_report as cmp
+
+        result["compare"] = cmp.run(compare, dataset, model_list, items=items, queries=queries, status=err)
+        result["peak_rss_mb"] = bench.peak_rss_mb()
+        if as_json:
+            print(json.dumps(result, indent=1, default=float))
+        else:
+            cmp.print_compare(result["compare"], Console())
+        return
     if model_list:
         chosen = sample(load_items(dataset, "test", "dg"), items, stratify=True)
         with err.status("timing stages…"):
