@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ class PendingCall:
         self.extra = extra or {}  # added to the trace once the call is finished (e.g. the prompt id)
         self.trace: dict[str, Any] = {
             "messages": [{"role": m.role, "content": m.content, "images": len(m.images)} for m in messages],
-            "raw": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0}}
+            "raw": [], "usage": {"prompt_tokens": 0, "prompt_tokens_reused": 0, "completion_tokens": 0}}
         self.attempt = 0
         self.done = False
         self.value: Any = None
@@ -44,6 +45,7 @@ class PendingCall:
         self.elapsed += seconds
         self.trace["raw"].append(gen.text)
         self.trace["usage"]["prompt_tokens"] += gen.usage.prompt_tokens
+        self.trace["usage"]["prompt_tokens_reused"] += gen.usage.prompt_tokens_reused
         self.trace["usage"]["completion_tokens"] += gen.usage.completion_tokens
         self.trace["model"] = gen.model
         self.attempt += 1
@@ -125,3 +127,20 @@ def run_call(llm, call: PendingCall) -> tuple[Any, dict]:
         gen = streamed_generate(llm, call.request())
         call.feed(gen, time.perf_counter() - start)
     return call.result()
+
+
+def prompt_tallied(node):
+    """A graph node whose trace entry records the prompt tokens its model calls evaluated and reused from
+    the backend's KV cache (``prompt_tally`` of the llama.cpp plugin; nothing for backends without one)."""
+
+    @functools.wraps(node)
+    def tallied(state, config, runtime):
+        tally = getattr(getattr(runtime.context, "llm", None), "prompt_tally", None)
+        before = dict(tally) if isinstance(tally, dict) else None
+        update = node(state, config, runtime)
+        if before is not None and update.get("trace"):
+            entry = update["trace"][-1]
+            entry["prompt_tokens_evaluated"] = tally["evaluated"] - before["evaluated"]
+            entry["prompt_tokens_reused"] = tally["reused"] - before["reused"]
+        return update
+    return tallied

@@ -18,7 +18,7 @@ from coe.agents.generation import (ItemInput, generate_distractors, generate_que
                                    sample_questions)
 from coe.agents.selection import QuestionCandidate, exemplar_questions, rank_distractors, rank_questions
 from coe.agents.validation import clean_option, exemplar_options, fill_from_options, normalize, validate_distractors
-from coe.agents.llm_call import run_call
+from coe.agents.llm_call import prompt_tallied, run_call
 from coe.agents.generation import notes_call
 from coe.agents.verify import VerifySettings, check_given_question, verification_trace, verify_item
 from coe.errors import ModelOutputError, QuestionMismatch
@@ -139,6 +139,7 @@ def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
                                      for e in found]}]}
 
 
+@prompt_tallied
 def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     """The question: a given one is checked (does the answer answer it at all?); otherwise several candidates
     (greedy, sampled, exemplar questions) are ranked by the answering agent and the best is kept."""
@@ -203,6 +204,7 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     return {"question": value, "model": llm.model_id, "trace": [{"node": "question", **trace}]}
 
 
+@prompt_tallied
 def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     s, llm = settings_from(config), services_of(runtime).llm
     if not s.use_rationale:
@@ -211,6 +213,7 @@ def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services
     return {"rationale": value, "model": llm.model_id, "trace": [{"node": "rationale", **trace}]}
 
 
+@prompt_tallied
 def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     t0 = time.perf_counter()
     s, llm = settings_from(config), services_of(runtime).llm
@@ -302,6 +305,7 @@ def after_validate(state: CoEState) -> str:
     return "done" if state.get("valid") else "retry"
 
 
+@prompt_tallied
 def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     """Take the finished item as a student would and decide: done, back to the question, or replace the
     distractors judged correct (each bounded); what still fails ends ``flagged`` with its reasons."""
@@ -335,6 +339,7 @@ def after_verify(state: CoEState) -> str:
     return state.get("route", "done")
 
 
+@prompt_tallied
 def notes(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     """Why a student would pick each distractor, for the reviewer and the exports."""
     s, llm = settings_from(config), services_of(runtime).llm

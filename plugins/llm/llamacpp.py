@@ -22,6 +22,7 @@ from pathlib import Path
 
 from coe.errors import ConfigError, InputError
 
+from .llamacpp_sampling import grammar_last
 from .protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
                        StreamTally, Usage, chat_deltas, label_probs, label_token_ids, schema_data)
 
@@ -119,8 +120,35 @@ class LlamaCppLLM(SequentialBatchMixin):
         self._lock = threading.Lock()  # a Llama context is not safe to share between threads
         self._params = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1,
                             seed=seed, verbose=verbose)
-        self._llm = _abortable(Llama(**self._params))
+        self._llm = self._counted(grammar_last(_abortable(Llama(**self._params))))
         self._scorer = None
+        # prompt tokens evaluated and reused (from the KV cache) by this model, both contexts together
+        self.prompt_tally = {"evaluated": 0, "reused": 0}
+        self._prompt_eval: tuple[int, int] | None = None
+
+    def _counted(self, llm):
+        """``llm`` whose first ``eval`` of a call records how much of the prompt its KV cache already held
+        (llama-cpp-python's ``generate`` keeps the longest common prefix and evaluates the rest in one go)."""
+        evaluate = llm.eval
+
+        def eval_(tokens):
+            if self._prompt_eval is None:
+                self._prompt_eval = (llm.n_tokens, len(tokens))
+            return evaluate(tokens)
+
+        llm.eval = eval_
+        return llm
+
+    def _tally_prompt(self, reused: int, evaluated: int) -> int:
+        self.prompt_tally["reused"] += reused
+        self.prompt_tally["evaluated"] += evaluated
+        return reused
+
+    def _reused(self) -> int:
+        """Prompt tokens the finished call read from the cache; resets the record for the next call."""
+        reused, evaluated = self._prompt_eval or (0, 0)
+        self._prompt_eval = None
+        return self._tally_prompt(reused, evaluated)
 
     @classmethod
     def from_spec(cls, spec: str = "") -> "LlamaCppLLM":
@@ -160,7 +188,9 @@ class LlamaCppLLM(SequentialBatchMixin):
         messages = self._chat_messages(request.messages)
         start = time.perf_counter()
         with self._lock, _cancellable():
+            self._prompt_eval = None
             out = self._llm.create_chat_completion(messages=messages, **self._completion_args(request))
+            reused = self._reused()
         seconds = time.perf_counter() - start
         choice = out["choices"][0]
         text = choice["message"].get("content") or ""
@@ -169,7 +199,7 @@ class LlamaCppLLM(SequentialBatchMixin):
         return Generation(text=text, data=data, seconds=seconds, model=self.model_id,
                           finish_reason=choice.get("finish_reason"),
                           usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
-                                      completion_tokens=usage.get("completion_tokens", 0)))
+                                      completion_tokens=usage.get("completion_tokens", 0), prompt_tokens_reused=reused))
 
     def stream(self, request: GenerationRequest):
         """The reply's text chunks as llama.cpp decodes them; returns the ``Generation``. The instance lock is
@@ -180,13 +210,15 @@ class LlamaCppLLM(SequentialBatchMixin):
         with self._lock, _cancellable():
             # llama.cpp reports no usage while streaming: the prompt is counted as its chat handler renders it
             prompt_tokens = len(self._prompt_tokens(self._llm, messages))
+            self._prompt_eval = None
             chunks = self._llm.create_chat_completion(messages=messages, stream=True,
                                                       **self._completion_args(request))
             yield from chat_deltas(chunks, tally)
+            reused = self._reused()
         text = tally.text
         return Generation(text=text, data=schema_data(text, request.json_schema), model=self.model_id,
                           seconds=time.perf_counter() - start, finish_reason=tally.finish_reason,
-                          usage=Usage(prompt_tokens=prompt_tokens,
+                          usage=Usage(prompt_tokens=prompt_tokens, prompt_tokens_reused=reused,
                                       completion_tokens=self.count_tokens(text) if text else 0))
 
     # -- option scoring (callers hold self._lock) --
@@ -213,7 +245,7 @@ class LlamaCppLLM(SequentialBatchMixin):
         return [int(t) for t in prompt]
 
     @staticmethod
-    def _last_logits(llm, tokens: list[int]):
+    def _last_logits(llm, tokens: list[int]) -> tuple:
         """Full-vocabulary logits after ``tokens``, evaluating only what the KV cache does not hold yet.
         The last token is always evaluated again when everything else is cached: its logits are what
         we read, and the context may have moved on since it was last decoded."""
@@ -233,7 +265,7 @@ class LlamaCppLLM(SequentialBatchMixin):
             keep = 0
         llm.eval(tokens[keep:])
         row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
-        return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).copy()
+        return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).copy(), keep
 
     def score_options(self, request: OptionScoreRequest) -> OptionScores:
         """Log-probability of each label as the first token of the assistant's reply, over the full
@@ -247,8 +279,9 @@ class LlamaCppLLM(SequentialBatchMixin):
                                   request.labels)
             llm = self.scoring_context()
             tokens = self._prompt_tokens(llm, messages)
-            logits = self._last_logits(llm, tokens)
+            logits, reused = self._last_logits(llm, tokens)
+            self._tally_prompt(reused, len(tokens) - reused)
         logprobs = [float(lp) for lp in Llama.logits_to_logprobs(logits)[ids]]
         return OptionScores(labels=list(request.labels), probs=label_probs(logprobs), logprobs=logprobs,
-                            method="logprobs", model=self.model_id, usage=Usage(prompt_tokens=len(tokens)),
+                            method="logprobs", model=self.model_id, usage=Usage(prompt_tokens=len(tokens), prompt_tokens_reused=reused),
                             seconds=time.perf_counter() - start)

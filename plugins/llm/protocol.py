@@ -59,6 +59,8 @@ class GenerationRequest(BaseModel):
 class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # of prompt_tokens, those read from the backend's prompt (KV) cache instead of evaluated again
+    prompt_tokens_reused: int = 0
 
     @property
     def total_tokens(self) -> int:
