@@ -44,7 +44,9 @@ class GraphSettings(BaseModel):
     max_distractor_rounds: int = 1      # distractors judged correct (or cued) → replaced, at most this often
     difficulty: str = "medium"          # easy | medium | hard: steers distractor selection
     seed: int = 0                       # another seed gives another alternative for the same input
-    write_notes: bool = True            # per-distractor misconception notes
+    # Per-distractor misconception notes: one more model call with the longest prompt of the item, and
+    # small models mostly restate the option, so they are written only when asked (--notes, the console).
+    write_notes: bool = False
 
 
 @dataclass

@@ -78,6 +78,8 @@ def input_panel(busy: bool) -> None:
     d1, d2 = st.columns(2)
     d1.selectbox("Difficulty", DIFFICULTIES, index=1, key="difficulty",
                  help="Steers which distractors are kept: hard ones draw a student model's choice, easy ones less.")
+    d1.checkbox("Misconception notes", value=True, key="write_notes",
+                help="Also write why a student would pick each wrong option, for review (one more model call).")
     try:
         banks = bank_names(settings().services or "")
     except CoeError as exc:
@@ -119,7 +121,7 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool, source
         old.cancel()  # its worker records it as cancelled and drops its thread
     # a run left waiting for review keeps its thread: History can reopen it
     run_settings = {**VARIANTS[ss.get("variant") or "Full CoE"], "seed": ss.get("seed", 0),
-                    "difficulty": ss.get("difficulty") or "medium"}
+                    "difficulty": ss.get("difficulty") or "medium", "write_notes": bool(ss.get("write_notes", True))}
     run = Run(shared_graph(str(coe_home())), services, state, settings=run_settings, variant=ss.get("variant") or "Full CoE",
               model=model)
     ss["run"] = run  # main() starts it once the page shows it in place of the previous item

@@ -31,6 +31,8 @@ def generate(
     difficulty: str = typer.Option("medium", "--difficulty", help="easy, medium or hard: steers distractor choice."),
     seed: int = typer.Option(0, "--seed", help="Another seed gives another alternative for the same input."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip verification (the item is 'unverified')."),
+    notes: bool = typer.Option(False, "--notes", help="Also write why a student would pick each wrong option "
+                               "(one more model call)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 3 when the item is flagged (or unverified)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     bank: list[str] = typer.Option([], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; "
@@ -74,14 +76,15 @@ def generate(
     item = generate_item(image=image, answer=answer, context=context, question=question,
                          n_distractors=n_distractors, subject=subject, grade=grade, services=services,
                          stream=stream, mode=mode, use_exemplars=not no_exemplars,
-                         use_rationale=not no_rationale, difficulty=difficulty, seed=seed, verify=not no_verify)
+                         use_rationale=not no_rationale, difficulty=difficulty, seed=seed, verify=not no_verify,
+                         write_notes=notes)
     item.source = source
     _record(item, inputs={"image": image, "context": context, "answer": answer, "question": question,
                           "n_distractors": n_distractors, "subject": subject, "grade": grade,
                           "material": material},
             settings={"model": model, "mode": mode, "use_exemplars": not no_exemplars,
                       "use_rationale": not no_rationale, "difficulty": difficulty, "seed": seed,
-                      "verify": not no_verify})
+                      "verify": not no_verify, "write_notes": notes})
     if as_json:
         print(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
     else:
