@@ -98,8 +98,9 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
             by_pid = {i.pid: i for i in items}
             for v in chosen:
                 r = run_variant(t, v, items, services, model_id, progress=progress, cache=cache)
-                r["scores"] = aggregate([(by_pid[pid], scorer.score(t, by_pid[pid], p))
-                                         for pid, p in r["predictions"].items()], seed=seed, resamples=resamples)
+                scored = [(by_pid[pid], scorer.score(t, by_pid[pid], p)) for pid, p in r["predictions"].items()]
+                r["scores"] = aggregate(scored, seed=seed, resamples=resamples)
+                r["item_scores"] = {item.pid: s for item, s in scored}  # for paired differences
                 runs.append(r)
         verify = None
         if "verify" in tasks:
@@ -128,7 +129,10 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
     if "learned" in chosen:
         from .ranker_notes import ranker_notes
 
+        from .ranker_notes import paired_differences
+
         notes += ranker_notes(tasks, split, limit, stratify, seed, dataset, services)
+        notes += paired_differences(runs, "learned", seed=seed, resamples=resamples)
     meta = {"split": split, "tasks": tasks, "n_items": n_items, "stratify": stratify, "seed": seed, "notes": notes,
             "model": model_id, "machine": machine(), "wall_seconds": time.perf_counter() - t0,
             "command": "coe " + " ".join(sys.argv[1:]), "embed_threshold": EMBED_MATCH_THRESHOLD,
@@ -164,4 +168,4 @@ def print_summary(result: dict[str, Any], console: Console) -> None:
 
 def as_json(result: dict[str, Any]) -> dict[str, Any]:
     return {"meta": result["meta"], "report": result["report"], "verify": result.get("verify"),
-            "runs": [{k: v for k, v in r.items() if k != "predictions"} for r in result["runs"]]}
+            "runs": [{k: v for k, v in r.items() if k not in ("predictions", "item_scores")} for r in result["runs"]]}

@@ -42,3 +42,29 @@ def ranker_notes(tasks: list[str], split: str, limit: int | None, stratify: bool
         notes.append(f"- Wide pool coverage on these {split} items ({cov['gold']} gold distractors, "
                      f"{cov['candidates_per_item']:.1f} candidates per item): {per}.")
     return notes
+
+
+PAIRED = {"dg": ("bleu4", "rougeL", "recall_exact", "valid"), "qg": ("template_exact", "template_near", "bleu4")}
+
+
+def paired_differences(runs: list[dict[str, Any]], variant: str, *, seed: int, resamples: int) -> list[str]:
+    """``variant`` minus each other variant on the same items, per metric, with the 95 % bootstrap interval
+    of the paired difference (items resampled, each item's two scores kept together)."""
+    from .bootstrap import interval, ratio
+
+    notes = []
+    for task, metrics in PAIRED.items():
+        ours = next((r for r in runs if r["task"] == task and r["variant"] == variant), None)
+        if ours is None:
+            continue
+        for other in [r for r in runs if r["task"] == task and r["variant"] != variant]:
+            pids = sorted(set(ours["item_scores"]) & set(other["item_scores"]))
+            parts = []
+            for k in metrics:
+                diffs = [ours["item_scores"][p].get(k, float("nan")) - other["item_scores"][p].get(k, float("nan"))
+                         for p in pids]
+                lo, hi = interval(diffs, seed=seed, resamples=resamples)
+                parts.append(f"{k} {ratio(diffs):+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            notes.append(f"- {task.upper()} `{variant}` − `{other['variant']}` on the same {len(pids)} items "
+                         f"(paired, 95 % interval): " + "; ".join(parts) + ".")
+    return notes

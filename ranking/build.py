@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .bank import BankStats, bank_records
-from .features import EmbedCache, ItemContext, features
+from .features import EmbedCache, ItemContext, features, index_vectors
 from .model import RANKER_VERSION, TASKS, index_fingerprint, paths, ranker_dir
 from .train import MAX_TRAIN_ITEMS, MAX_VAL_ITEMS, sample, split_records, train_task
 
@@ -52,7 +52,9 @@ def build_rankers(retriever, *, from_runs: list[str] | tuple[str, ...] = (), for
     from_runs = list(dict.fromkeys([*earlier_runs(directory), *(str(Path(r).resolve()) for r in from_runs)]))
     train_recs, val_recs = split_records(bank_records(retriever))
     stats = BankStats(train_recs)       # train items leave themselves out; val items are not in it at all
-    embed = EmbedCache(retriever.embedder)
+    embed = EmbedCache(retriever.embedder, known=index_vectors(retriever))
+    # the question ranker has fewer features and learns from fewer items; half keeps the build short
+    q_train, q_val = sample(train_recs, max_train // 2), sample(val_recs, max_val // 2)
     train_recs, val_recs = sample(train_recs, max_train), sample(val_recs, max_val)
     extra, reviewed = None, 0
     if from_runs:
@@ -66,7 +68,7 @@ def build_rankers(retriever, *, from_runs: list[str] | tuple[str, ...] = (), for
             "decision_rows": int(len(extra[1])) if extra is not None else 0}
     result = train_task("distractors", retriever, directory, train_recs, val_recs, stats, embed, extra=extra,
                         progress=progress, meta=meta)
-    questions = train_task("questions", retriever, directory, train_recs, val_recs, stats, embed,
+    questions = train_task("questions", retriever, directory, q_train, q_val, stats, embed,
                            progress=progress, meta={"index_fingerprint": fingerprint})
     return {"status": "built", **result, "questions": {k: v for k, v in questions.items() if k != "train_ids"},
             "seconds": round(time.perf_counter() - t0, 1), "directory": str(directory)}

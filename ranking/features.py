@@ -160,17 +160,36 @@ def features(pool: list[PoolCandidate], ctx: ItemContext) -> tuple[np.ndarray, l
 
 
 class EmbedCache:
-    """MiniLM vectors per distinct text: options repeat across items, so each is embedded once."""
+    """MiniLM vectors per distinct text. Most candidates are the bank's own answers and questions, whose
+    vectors the index already holds (``known``), so only new texts (adapted options, material terms) are
+    encoded, in one batch per item with the plain embedder (the retriever's per-text query cache would
+    encode them one at a time)."""
 
-    def __init__(self, embedder, max_items: int = 200_000):
-        self.embedder, self.max_items = embedder, max_items
+    def __init__(self, embedder, max_items: int = 200_000, known: dict[str, np.ndarray] | None = None):
+        self.embedder = getattr(embedder, "embedder", embedder)  # unwrap the retriever's query cache
+        self.max_items = max_items
+        self.known = known or {}
         self.vecs: dict[str, np.ndarray] = {}
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        todo = list(dict.fromkeys(t for t in texts if t not in self.vecs))
+        todo = list(dict.fromkeys(t for t in texts if t not in self.vecs and t not in self.known))
         if todo:
             if len(self.vecs) + len(todo) > self.max_items:
                 self.vecs.clear()
             for t, v in zip(todo, self.embedder.embed(todo)):
                 self.vecs[t] = np.asarray(v, dtype=np.float32)
-        return np.stack([self.vecs[t] for t in texts])
+        return np.stack([self.known[t] if t in self.known else self.vecs[t] for t in texts])
+
+
+def index_vectors(retriever) -> dict[str, np.ndarray]:
+    """Text → vector for every answer and question the retriever's in-memory banks hold."""
+    out: dict[str, np.ndarray] = {}
+    for bank, view in getattr(retriever, "views", {}).items():
+        for field in ("answer", "question"):
+            col = view._collection(f"{bank}-{field}") if hasattr(view, "_collection") else None
+            if col is None:
+                continue
+            for doc, vec in zip(col.documents, col.vectors):
+                if doc and doc not in out:
+                    out[doc] = vec
+    return out

@@ -11,7 +11,7 @@ import numpy as np
 
 from .bank import stats_for
 from .candidates import build_pool
-from .features import EmbedCache, ItemContext, features
+from .features import EmbedCache, ItemContext, features, index_vectors
 from .model import index_fingerprint, load, ranker_dir
 
 # per embedder and per retriever, for as long as they live (a test's retriever must not inherit another's)
@@ -32,6 +32,13 @@ def embed_cache(embedder) -> EmbedCache:
     return _EMBED[embedder]
 
 
+def _embed_for(retriever) -> EmbedCache:
+    cache = embed_cache(retriever.embedder)
+    if not cache.known:
+        cache.known = index_vectors(retriever)
+    return cache
+
+
 def rank_pool(answer: str, question: str, material: str, exemplars: list, retriever, *,
               exclude_ids: list[str] | tuple[str, ...] = (), exclude_splits: list[str] | tuple[str, ...] = (),
               rejected: set[str] | None = None, model_options: list[str] | None = None,
@@ -48,7 +55,7 @@ def rank_pool(answer: str, question: str, material: str, exemplars: list, retrie
     if not pool:
         return [], None
     ctx = ItemContext(answer, question, material, exemplars, stats, tuple(exclude_ids),
-                      embed_cache(retriever.embedder))
+                      _embed_for(retriever))
     x, names = features(pool, ctx)
     if names != ranker.features:
         return [], "the distractor ranker was trained on other features; rebuild it with `coe rank train`"
@@ -75,7 +82,7 @@ def rank_question_pool(answer: str, material: str, exemplars: list, retriever, *
             if c.key not in (rejected or set())]
     if not pool:
         return [], None
-    ctx = ItemContext(answer, "", material, exemplars, stats, tuple(exclude_ids), embed_cache(retriever.embedder))
+    ctx = ItemContext(answer, "", material, exemplars, stats, tuple(exclude_ids), _embed_for(retriever))
     x, names = question_features(pool, ctx)
     if names != ranker.features:
         return [], "the question ranker was trained on other features; rebuild it with `coe rank train`"

@@ -30,8 +30,8 @@ from .templates import template_mask
 
 SEED = 7
 POOL_K = 10                       # exemplars retrieved per item, as the graph's pool_k
-MAX_TRAIN_ITEMS = 5000            # enough for a few dozen features, within the 10-minute budget on 2 cores
-MAX_VAL_ITEMS = 1200
+MAX_TRAIN_ITEMS = 4000            # enough for a few dozen features, within the 10-minute budget on 2 cores
+MAX_VAL_ITEMS = 1000
 EXCLUDE = ["val", "test"]         # what retrieval may not return while training: the bank is train alone
 PARAMS = dict(objective="lambdarank", n_estimators=400, learning_rate=0.05, num_leaves=31, min_child_samples=20,
               subsample=1.0, colsample_bytree=1.0, reg_lambda=1.0, random_state=SEED, n_jobs=1,
