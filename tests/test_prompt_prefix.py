@@ -91,3 +91,34 @@ def test_notes_are_written_only_when_asked(fixture_index):
     notes = next(t for t in out["trace"] if t["node"] == "notes")
     assert out["distractor_notes"] == [] and notes["skipped"] == "notes off"
     assert not any("misconception" in r.messages[-1].content for r in llm.requests)
+
+
+def test_the_vision_path_lays_out_every_step_with_the_picture_and_shared_text_first():
+    """Qwen2-VL's chat template over the same requests: system text, picture and shared block come first in
+    identical text for every step, so a server with prefix caching (vLLM, SGLang) reuses them; the schema
+    hint goes after the step's task."""
+    from pathlib import Path
+
+    import jinja2
+
+    from coe.plugins.llm.protocol import ImageRef
+    from coe.plugins.llm.transformers_processing import QWEN2_VL_CHAT_TEMPLATE, chat_messages
+
+    picture = ImageRef(path=Path(__file__).parent / "fixtures/mini_scienceqa/images/test/7/image.png")
+    item = ITEM.model_copy(update={"images": [picture]})
+    vision = type("Vision", (), {"supports_images": True})()
+    calls = [question_call(vision, item, EXEMPLARS), rationale_call(vision, item, GOOD_Q, EXEMPLARS),
+             distractors_call(vision, item, GOOD_Q, "The fox eats the rabbit.", EXEMPLARS, 2),
+             notes_call(vision, item, GOOD_Q, ["grass", "fox"], EXEMPLARS)]
+    template = jinja2.Environment().from_string(QWEN2_VL_CHAT_TEMPLATE)
+    texts = []
+    for call in calls:
+        conversation, images = chat_messages(call.request(), json_hint=True)
+        assert len(images) == 1
+        texts.append(template.render(messages=conversation, add_generation_prompt=True))
+    shared = load_prompt("shared").format(exemplars=exemplar_block(EXEMPLARS),
+                                          material=material_block(ITEM.context, ITEM.image_text), answer="rabbit")
+    prefix = os.path.commonprefix(texts)
+    assert prefix.endswith(shared + "\n\n")
+    assert prefix.index("<|vision_start|><|image_pad|><|vision_end|>") < prefix.index(shared)
+    assert all("JSON schema" in t[len(prefix):] for t in texts)
