@@ -151,28 +151,29 @@ def real_banks(tmp_path_factory):
     bank = default_bank(dataset)
     store = ChromaStore(tmp_path_factory.mktemp("chroma"))
     embedder = MiniLMOnnxEmbedder()
-    build_index(bank[:900:3], embedder=embedder, store=store)
-    build_index(bank[1:900:4], embedder=embedder, store=store, bank="teacher")
-    return embedder, store, list(dataset.split("test"))[:40]
+    build_index(bank[:600:3], embedder=embedder, store=store)
+    build_index(bank[1:600:4], embedder=embedder, store=store, bank="teacher")
+    return embedder, store, list(dataset.split("test"))[:24]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_array_rerank_matches_the_loops_on_real_banks(real_banks, in_memory):
+    """The in-memory matrices on every query; the store's own API (one round trip per lookup) on a few."""
     embedder, store, items = real_banks
     one = ExemplarRetriever(embedder, store, in_memory=in_memory)
     both = ExemplarRetriever(embedder, store, banks=["default", "teacher"], in_memory=in_memory)
     crowded = ExemplarRetriever(embedder, store, banks=["default", "teacher"], in_memory=in_memory,
                                 settings=RetrievalSettings(diversity=0.6, recall_n=60))
     repeats = picked = 0
-    for q in queries(items):
+    for q in queries(items if in_memory else items[:6]):
         for r, k in ((one, 4), (both, 4), (crowded, 8)):
             scored, chosen = assert_same(r, q, k)
             picked += len(chosen)
             keys = [(_norm(e.question), _norm(e.answer)) for e in scored]
             repeats += len(keys) - len(set(keys))
     # the comparison covered what the diversity step does: picks, and exact repeats to drop
-    assert picked > 300 and repeats > 50
+    assert picked > (150 if in_memory else 40) and repeats > (30 if in_memory else 5)
 
 
 def test_array_rerank_matches_the_loops_on_the_fixture(fixture_index):
