@@ -214,3 +214,21 @@ def test_query_embeddings_are_cached_by_exact_text(fixture_index):
     assert calls[-2:] == [["a fox "], ["a cow"]] and cached.cache_info().currsize == 2
     cached.embed(["a hen"])
     assert calls[-1] == ["a hen"]  # evicted, encoded again
+
+
+@pytest.mark.slow
+def test_minilm_embedders_share_one_session_and_a_text_alone_is_stable():
+    from coe.modelstore import is_pulled
+    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+    from coe.retrieval.query_cache import CachedQueryEmbedder
+
+    if not is_pulled("minilm-l6-v2-int8"):
+        pytest.fail("run `coe models pull minilm-l6-v2-int8` first (make test does)")
+    a, b = MiniLMOnnxEmbedder(), MiniLMOnnxEmbedder(max_length=256)
+    assert a._session is b._session  # loaded once per process, whoever asks
+    long = "Below is a food web from Little Rock Lake, a freshwater lake ecosystem in Wisconsin. " * 3
+    cached = CachedQueryEmbedder(a)
+    alone = cached.embed(["copepod"])[0]
+    beside = cached.embed([long, "copepod"])[1]
+    assert np.array_equal(alone, beside) and np.array_equal(alone, a.embed(["copepod"])[0])
+    assert np.isclose(np.linalg.norm(alone), 1.0, atol=1e-3)

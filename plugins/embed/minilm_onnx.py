@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ class MiniLMOnnxEmbedder:
 
     def __init__(self, model_dir: str | os.PathLike | None = None, *, max_length: int = 128,
                  batch_size: int = 64, threads: int | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         if model_dir is None:
@@ -32,10 +32,9 @@ class MiniLMOnnxEmbedder:
         self._tok = Tokenizer.from_file(str(tok_path))
         self._tok.enable_truncation(max_length)
         self._tok.enable_padding(pad_id=0, pad_token="[PAD]")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or os.cpu_count() or 1
-        opts.log_severity_level = 3
-        self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        # keyed by the file's identity too: a model pulled again in this process gets a new session
+        self._session = _session(str(onnx_path.resolve()), onnx_path.stat().st_mtime_ns,
+                                 threads or os.cpu_count() or 1)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -59,3 +58,19 @@ class MiniLMOnnxEmbedder:
         for idx, vecs in out:
             result[idx] = vecs
         return result
+
+
+@lru_cache(maxsize=4)
+def _session(onnx_path: str, mtime_ns: int, threads: int):
+    """One ONNX Runtime session per model file and thread count in a process, whoever builds an embedder
+    (retrieval, material search, an index build): loading one costs far more than a query, and ``run`` is
+    safe to call from several threads at once."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    # Idle worker threads sleep instead of spinning: a query is a few milliseconds, and spinning threads would
+    # take the cores from the llama.cpp step that follows it (and, on a busy machine, from each other).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
