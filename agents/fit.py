@@ -7,6 +7,8 @@ unlike every option those exemplars offer (answers and distractors alike) does n
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -18,9 +20,9 @@ FIT_FLOOR = 0.5
 FIT_MARGIN = 0.15
 SAME_QUESTION = 0.9        # question cosine at which a bank question counts as the same question
 # A teacher's own question is often the bank's template about another place or organism ("What is the
-# capital of France?" beside "... of Nebraska?", cosine about 0.8): when no bank question is the same, the
-# questions this similar decide whether the key fits. Calibrated on ScienceQA val: see the README.
-LIKE_QUESTION = 0.75
+# capital of France?" beside "... of Louisiana?", cosine 0.70): bank questions down to this cosine are
+# candidates for ``template_fit``, which compares them with the names masked.
+LIKE_QUESTION = 0.6
 
 
 class Fit(BaseModel):
@@ -36,9 +38,35 @@ class Fit(BaseModel):
 
 
 def answer_fit(retriever, question: str, answer: str, *, exclude_ids: list[str] | None = None,
-               exclude_splits: list[str] | None = None, min_similarity: float = SAME_QUESTION) -> Fit:
-    same = retriever.same_questions(question, n=20, min_similarity=min_similarity, exclude_ids=exclude_ids,
+               exclude_splits: list[str] | None = None) -> Fit:
+    same = retriever.same_questions(question, n=20, min_similarity=SAME_QUESTION, exclude_ids=exclude_ids,
                                     exclude_splits=exclude_splits)
+    return _fit(retriever, same, answer)
+
+
+def _masked(question: str) -> str:
+    from .item_checks import names
+    found = names(question)
+    return re.sub(r"\b(" + "|".join(map(re.escape, sorted(found, key=len, reverse=True))) + r")\b", "X",
+                  question) if found else question
+
+
+def template_fit(retriever, question: str, answer: str, *, exclude_ids: list[str] | None = None,
+                 exclude_splits: list[str] | None = None) -> Fit:
+    """``answer_fit`` over the bank questions that are this question's template about other names ("What
+    is the capital of France?" and "... of Louisiana?", cosine 0.70): candidates down to ``LIKE_QUESTION``,
+    kept when the two questions with their names masked are the same question."""
+    like = retriever.same_questions(question, n=50, min_similarity=LIKE_QUESTION, exclude_ids=exclude_ids,
+                                    exclude_splits=exclude_splits)
+    if not like:
+        return Fit(known=False)
+    masked = [_masked(question), *dict.fromkeys(_masked(e.question) for e in like)]
+    vectors = retriever.embedder.embed(masked)
+    same_template = {m for m, v in zip(masked[1:], vectors[1:]) if float(v @ vectors[0]) >= SAME_QUESTION}
+    return _fit(retriever, [e for e in like if _masked(e.question) in same_template][:20], answer)
+
+
+def _fit(retriever, same: list, answer: str) -> Fit:
     if not same:
         return Fit(known=False)
     options = list(dict.fromkeys(o for e in same for o in [e.answer, *e.distractors] if o.strip()))

@@ -23,7 +23,7 @@ from coe.plugins.llm.protocol import Message, OptionScoreRequest, OptionScores, 
 
 from .claim import about_picture, check_line, claim
 from .cues import Cue, common_word, kind_check_available, opposed, option_cues, question_cues
-from .fit import LIKE_QUESTION, SAME_QUESTION, Fit, answer_fit, misfit_reason
+from .fit import Fit, answer_fit, misfit_reason, template_fit
 from .item_checks import item_checks
 from .prompting import defang, load_prompt, material_block
 
@@ -169,9 +169,8 @@ def check_given_question(llm, item, question: str, settings: VerifySettings | No
     settings = settings or VerifySettings()
     yes = judge(llm, item, question, [item.answer])[item.answer]
     if retriever is not None:
-        for similarity in (SAME_QUESTION, LIKE_QUESTION):
-            fit = answer_fit(retriever, question, item.answer, exclude_ids=exclude_ids,
-                             exclude_splits=exclude_splits, min_similarity=similarity)
+        for fit_of in (answer_fit, template_fit):
+            fit = fit_of(retriever, question, item.answer, exclude_ids=exclude_ids, exclude_splits=exclude_splits)
             if fit.known:
                 return not fit.misfit, yes, misfit_reason(fit, item.answer) if fit.misfit else ""
     ok = yes >= settings.given_min_yes

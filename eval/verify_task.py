@@ -145,10 +145,16 @@ def verifier_quality(items: list[EvalItem], pool: known_false.Pool, verify_fn: V
                         "reasons": v.get("reasons", []), "checks": sorted({c["check"] for c in v.get("cues", [])
                                                                            if c["severity"] == "flag"}),
                         "key_prob": v.get("key_prob"), "strongest_prob": v.get("strongest_prob"),
-                        "blind": bool(v.get("blind"))})
+                        "blind": bool(v.get("blind")), "fit_known": (v.get("fit") or {}).get("known"),
+                        "spread": _spread(v.get("option_probs") or {})})
         if progress:
             progress("verify/known-false", n + 1, len(todo))
     return records, skipped
+
+
+def _spread(probs: dict[str, float]) -> float | None:
+    top = sorted(probs.values(), reverse=True)
+    return round(top[0] - top[1], 6) if len(top) > 1 else None
 
 
 def run_verify(items: list[EvalItem], dataset, services, model_id: str, variants: list[str], *, seed: int = 0,

@@ -92,19 +92,20 @@ def test_stored_verified_items_are_rechecked_before_accept_all():
 
 
 class LikeBank:
-    """A bank whose nearest question is the same template about another place (cosine 0.8, below "the same
-    question"), with a toy embedder in which cities and organisms are two clusters."""
+    """A bank whose nearest question is the same template about another place (cosine 0.7, below "the same
+    question"), with a toy embedder: cities and organisms are two clusters, and a question with its names
+    masked ("What is the capital of X?") is one point."""
 
-    AXES = {"Lincoln": 0, "Omaha": 0, "Denver": 0, "Paris": 0, "copepod": 1}
+    AXES = {"Lincoln": 0, "Omaha": 0, "Denver": 0, "Paris": 0, "copepod": 1, "What is the capital of X?": 3}
 
     def __init__(self):
         from coe.retrieval.exemplars import Exemplar
         self.exemplar = Exemplar(id="n1", question="What is the capital of Nebraska?", answer="Lincoln",
-                                 distractors=["Omaha", "Denver"], score=0.8)
+                                 distractors=["Omaha", "Denver"], score=0.7)
         self.embedder = self
 
     def embed(self, texts):
-        out = np.zeros((len(texts), 3), dtype=np.float32)
+        out = np.zeros((len(texts), 4), dtype=np.float32)
         for i, t in enumerate(texts):
             out[i, self.AXES.get(t, 2)] = 1.0
         return out
@@ -124,3 +125,7 @@ def test_a_given_question_like_a_bank_template_is_refused_when_the_answer_does_n
     ok, _, _ = check_given_question(llm, ItemInput(answer="Paris"), "What is the capital of France?",
                                     retriever=LikeBank())
     assert ok
+    # another template is no evidence either way: the student decides
+    ok, _, why = check_given_question(llm, ItemInput(answer="copepod"), "Why is the capital of France old?",
+                                      retriever=LikeBank())
+    assert ok and why == ""
