@@ -163,7 +163,9 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         ranked, note = _learned_question(state, s, runtime)
         if ranked:
             return {"question": ranked[0]["text"],
-                    "trace": [{"node": "question", "source": "learned ranking", "candidates": ranked[:10],
+                    "trace": [{"node": "question", "source": "learned ranking",
+                               "candidates": [{"text": r["text"], "score": r["score"],
+                                               "source": "ranker:" + "+".join(r["sources"])} for r in ranked[:10]],
                                "seconds": round(time.perf_counter() - t0, 3)}]}
     exemplars = _exemplars(state, config)
     feedback = state.get("question_feedback", "")

@@ -106,3 +106,27 @@ def test_console_item_text_is_literal_markdown(text, shown):
     from coe.ui.markdown_text import literal
 
     assert literal(text) == shown
+
+
+def test_bank_remove_clears_what_an_interrupted_import_left(tmp_path, monkeypatch):
+    from coe.banks import import_bank, list_banks, remove_bank
+
+    class Failing(ChromaStore):
+        def upsert(self, *args, **kwargs):
+            super().upsert(*args, **kwargs)
+            raise KeyboardInterrupt  # stopped after its first vectors are in
+
+    monkeypatch.setenv("COE_HOME", str(tmp_path / "home"))
+    (tmp_path / "b.gift").write_text("Which is a bird? {=heron ~trout ~frog}\n\nWhich swims? {=trout ~oak ~moss}\n",
+                                     "utf-8")
+    store = Failing(tmp_path / "c")
+    with pytest.raises(KeyboardInterrupt):
+        import_bank(tmp_path / "b.gift", "half", embedder=HashEmbedder(), store=store)
+    from coe.retrieval.index import FIELDS
+
+    assert sum(len(store.existing_ids(f"half-{f}")) for f in FIELDS) == 2
+    remove_bank("half", ChromaStore(tmp_path / "c"))
+    fresh = ChromaStore(tmp_path / "c")
+    assert not any(fresh.existing_ids(f"half-{f}") for f in FIELDS)
+    assert not (tmp_path / "home" / "banks" / "half").exists()
+    assert "half" not in [b.name for b in list_banks(fresh)]
