@@ -49,6 +49,9 @@ def train(
     from_run: list[str] = typer.Option([], "--from-run", metavar="RUN_DIR",
                                        help="Add a batch run's review decisions as training data (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the rankers are up to date."),
+    max_items: int = typer.Option(4000, "--max-items", min=10,
+                                  help="Train items for the distractor ranker (a fixed sample; val: a quarter as "
+                                       "many, the question ranker: half of each)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train the distractor ranker on the bank (and reviewers' decisions) and save it beside the index."""
@@ -58,7 +61,8 @@ def train(
 
     retriever = retrieval_services(parse_banks(bank)).retriever
     with ranker_progress(err) as progress:
-        result = build_rankers(retriever, from_runs=from_run, force=force or bool(from_run), progress=progress)
+        result = build_rankers(retriever, from_runs=from_run, force=force or bool(from_run), progress=progress,
+                               max_train=max_items, max_val=max(max_items // 4, 1))
     if as_json:
         print(json.dumps({k: v for k, v in result.items() if k != "train_ids"}))
         return
