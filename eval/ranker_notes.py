@@ -27,7 +27,8 @@ def ranker_notes(tasks: list[str], split: str, limit: int | None, stratify: bool
             notes.append(f"- No {task} ranker in {directory}: `learned` fell back to the heuristic.")
             continue
         val = meta.get("val", {})
-        top = ", ".join(f"{k} {v:.0f}" for k, v in list(meta.get("importance", {}).items())[:8])
+        gains = sorted(meta.get("importance", {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        top = ", ".join(f"{k} {v:.0f}" for k, v in gains[:8])
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, float))
         base = ", ".join(f"{k} {v:.3f}" for k, v in val.get("heuristic", {}).items())
         cov = ", ".join(f"{k} {v:.3f}" for k, v in val.get("coverage", {}).items())
