@@ -63,7 +63,8 @@ def print_compare(results: list[dict[str, Any]], out: Console) -> None:
                 cells = [_tokens(a["step_tokens"].get(step, {})) for a in (ref, cur)]
                 if any(cells):
                     t.add_row("    prompt tokens", *cells, "")
-            for key, label in (("decode_tokens_per_s", "decode tokens/s"), ("prompt_tokens_per_s", "prompt eval tokens/s"),
+            for key, label in (("decode_tokens_per_s", "decode tokens/s"),
+                               ("prompt_tokens_per_s", "prompt eval tokens/s"),
                                ("prompt_tokens_evaluated_per_item", "prompt tokens evaluated/item")):
                 vals = [(a["llama"] or {}).get(key) for a in (ref, cur)]
                 if any(v is not None for v in vals):
@@ -75,7 +76,8 @@ def print_compare(results: list[dict[str, Any]], out: Console) -> None:
 def _tokens(counts: dict[str, float]) -> str:
     """Prompt tokens a step evaluated and reused (per item), where its trace says; else the prompt length."""
     if "prompt_tokens_evaluated" in counts or "prompt_tokens_reused" in counts:
-        return f"{counts.get('prompt_tokens_evaluated', 0):.0f} eval / {counts.get('prompt_tokens_reused', 0):.0f} reused"
+        evaluated, reused = counts.get("prompt_tokens_evaluated", 0), counts.get("prompt_tokens_reused", 0)
+        return f"{evaluated:.0f} eval / {reused:.0f} reused"
     if counts.get("prompt_tokens"):
         return f"{counts['prompt_tokens']:.0f} (no reuse reported)"
     return ""

@@ -181,8 +181,8 @@ def test_array_rerank_matches_the_loops_on_the_fixture(fixture_index):
     for r in (fixture_index, ExemplarRetriever(fixture_index.embedder, fixture_index.raw_store, in_memory=False)):
         for q in (RetrievalQuery(answer="rabbit", context="food chain grass rabbit fox", image_text="grass rabbit fox"),
                   RetrievalQuery(answer="milk", question="Which of these is a liquid?", exclude_ids=["5"]),
-                  RetrievalQuery(answer="yes", question="Which object in the picture is larger?", subject="natural science",
-                                 exclude_splits=["val"])):
+                  RetrievalQuery(answer="yes", question="Which object in the picture is larger?",
+                                 subject="natural science", exclude_splits=["val"])):
             _, chosen = assert_same(r, q, 4)
             assert chosen
 
