@@ -11,6 +11,7 @@ from pydantic import PrivateAttr
 
 # Passages are longer than exemplar fields; MiniLM's position table allows 512, 256 keeps CPU cost modest.
 MAX_TOKENS = 256
+PASSAGE_BATCH = 16
 
 
 @cache
@@ -29,7 +30,9 @@ class CoeEmbedding(BaseEmbedding):
     def __init__(self, embedder: Any | None = None, **kwargs: Any) -> None:
         embedder = embedder or passage_embedder()
         kwargs.setdefault("model_name", getattr(embedder, "model_id", "coe-embedder"))
-        kwargs.setdefault("embed_batch_size", 64)
+        # onnxruntime keeps its largest batch's buffers (attention grows with batch x tokens^2): 16 passages
+        # of 256 tokens hold an ingest's peak memory to a few hundred MB above the model's
+        kwargs.setdefault("embed_batch_size", PASSAGE_BATCH)
         super().__init__(**kwargs)
         self._embedder = embedder
 
