@@ -4,7 +4,6 @@ peak memory under 1 GB, and nothing changed outside the store it targets."""
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
@@ -133,7 +132,7 @@ def test_a_pdf_over_the_page_limit_is_one_line(tmp_path):
     env = coe_env(tmp_path / "home")
     ran = coe(["ingest", str(pdf), "--material", "target", "--max-pages", "3"], env)
     assert ran.returncode == 1 and ran.errors() == [
-        f"coe: error: the PDF has 4 pages; split it, or raise the limit with --max-pages (limit 3)"], ran.stderr
+        "coe: error: the PDF has 4 pages; split it, or raise the limit with --max-pages (limit 3)"], ran.stderr
     assert coe(["ingest", str(pdf), "--material", "target", "--max-pages", "4"], env).returncode == 0
 
 
