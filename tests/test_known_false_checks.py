@@ -84,3 +84,9 @@ def test_verified_precision_and_the_calibrated_margin_by_hand():
     best, table = calibrate_margin(records, target=0.65)
     assert best == 0.35 and len(table) == 21
     assert calibrate_margin(records, target=0.99)[0] is None
+
+
+def test_all_kinds_is_the_default_of_the_verify_task():
+    from coe.eval.command import parse_kinds
+    assert parse_kinds("all") == kf.KINDS and parse_kinds("subject_option,vague_question") == \
+        ("subject_option", "vague_question")
