@@ -54,8 +54,14 @@ def image_text_for(item: EvalItem, reader, cache: Path) -> str:
 
 def rankers_used(variant: str, services) -> str | None:
     """The checksums of the ranker files a variant's graph settings use (None when it uses none)."""
-    settings = VARIANTS[variant] or {}
-    if "learned" not in (settings.get("pool_selection"), settings.get("question_selection")):
+    if VARIANTS[variant] is None:
+        return None
+    from coe.graphs.services import GraphSettings
+
+    s = GraphSettings(**VARIANTS[variant])
+    # "learned" picks with them; the verified blend and keep-best question step start from them
+    if not ("learned" in (s.pool_selection, s.question_selection)
+            or (s.verify and (s.pool_selection == "blend" or s.question_exemplars))):
         return None
     from coe.ranking.model import fingerprint, ranker_dir
 
