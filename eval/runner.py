@@ -29,10 +29,19 @@ def config_id(task: str, split: str, variant: str, model: str, rankers: str | No
     cfg = {"task": task, "split": split, "variant": variant, "settings": VARIANTS[variant],
            "model": model if VARIANTS[variant] is not None else None, "prompts": PROMPT_VERSION,
            "pool": POOL_VERSION if VARIANTS[variant] is not None else None}
+    if VARIANTS[variant] is not None and "auto" in _selections(variant):
+        cfg["selection"] = "auto"  # resolved by the backend, whose name is in the key
     if rankers:  # a retrained ranker makes other predictions
         cfg["rankers"] = rankers
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
     return f"{variant}-{digest}"
+
+
+def _selections(variant: str) -> tuple[str, str]:
+    from coe.graphs.services import GraphSettings
+
+    s = GraphSettings(**VARIANTS[variant])
+    return s.pool_selection, s.question_selection
 
 
 def write_json(path: Path, data: Any) -> None:

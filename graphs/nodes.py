@@ -26,7 +26,7 @@ from coe.plugins.llm.protocol import ImageRef
 from coe.retrieval.exemplars import Exemplar
 from coe.retrieval.retriever import RetrievalQuery
 
-from .services import Services, services_of, settings_from
+from .services import Services, run_settings, services_of, settings_from
 from .state import CoEState
 
 
@@ -98,6 +98,11 @@ def _as_question_candidates(chosen: list[dict[str, Any]], ranked: list[dict[str,
                               support=round(math.exp(r["score"] - top) / total, 4)) for r in chosen]
 
 
+def _shown(selection: dict[str, Any] | None) -> dict[str, Any]:
+    """The trace's record of what an "auto" selection resolved to for this backend, and why."""
+    return {"selection": selection} if selection else {}
+
+
 def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
     return [c.text for c in _pool_candidates(state, config, n)]
 
@@ -144,7 +149,7 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     """The question: a given one is checked (does the answer answer it at all?); otherwise several candidates
     (greedy, sampled, exemplar questions) are ranked by the answering agent and the best is kept."""
     t0 = time.perf_counter()
-    s, llm = settings_from(config), services_of(runtime).llm
+    (s, selection), llm = run_settings(config, runtime), services_of(runtime).llm
     given = state.get("question_given")
     item = _item(state)
     if given:
@@ -163,7 +168,7 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         ranked, note = _learned_question(state, s, runtime)
         if ranked:
             return {"question": ranked[0]["text"],
-                    "trace": [{"node": "question", "source": "learned ranking",
+                    "trace": [{"node": "question", "source": "learned ranking", **_shown(selection),
                                "candidates": [{"text": r["text"], "score": r["score"],
                                                "source": "ranker:" + "+".join(r["sources"])} for r in ranked[:10]],
                                "seconds": round(time.perf_counter() - t0, 3)}]}
@@ -203,7 +208,7 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     trace["seconds"] = round(time.perf_counter() - t0, 3)
     if note:
         trace["note"] = note
-    return {"question": value, "model": llm.model_id, "trace": [{"node": "question", **trace}]}
+    return {"question": value, "model": llm.model_id, "trace": [{"node": "question", **trace, **_shown(selection)}]}
 
 
 @prompt_tallied
@@ -218,7 +223,7 @@ def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services
 @prompt_tallied
 def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    s, llm = settings_from(config), services_of(runtime).llm
+    (s, selection), llm = run_settings(config, runtime), services_of(runtime).llm
     n = state.get("n_distractors") or s.n_distractors
     attempt = state.get("attempts", 0) + 1
     candidates = _pool_candidates(state, config, n)
@@ -235,13 +240,15 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
             chosen = [r["option"] for r in ranked[:n]]
             return {"candidate_distractors": chosen, "attempts": attempt,
                     "trace": [{"node": "distractors", "attempt": attempt, "seconds": round(time.perf_counter() - t0, 3),
-                               "source": "learned ranking", "ranking": ranked[:30], "parsed": chosen}]}
+                               "source": "learned ranking", "ranking": ranked[:30], "parsed": chosen,
+                               **_shown(selection)}]}
     if (s.choose_from_pool and s.pool_selection in ("rank", "learned") and attempt == 1 and len(pool) >= n):
         # The pool's own ranking picks; the model writes distractors only when the pool falls short or
         # validation sends the step back.
         return {"candidate_distractors": pool[:n], "attempts": attempt,
                 "trace": [{"node": "distractors", "attempt": attempt, "seconds": 0.0, "source": "pool ranking",
-                           "candidates": pool, "parsed": pool[:n], **({"note": note} if note else {})}]}
+                           "candidates": pool, "parsed": pool[:n], **({"note": note} if note else {}),
+                           **_shown(selection)}]}
     try:
         value, trace = generate_distractors(llm, _item(state), state["question"], state.get("rationale"),
                                             _exemplars(state, config), n, mode=s.mode,
@@ -261,6 +268,7 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
     trace["prior"] = "learned ranking" if learned_prior else "heuristic pool"
     if note:
         trace["note"] = note
+    trace.update(_shown(selection))
     trace["seconds"] = round(time.perf_counter() - t0, 3)
     return {"candidate_distractors": value, "attempts": attempt, "model": llm.model_id,
             "trace": [{"node": "distractors", "attempt": attempt, **trace}]}

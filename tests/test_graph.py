@@ -41,7 +41,7 @@ def scripted(distractor_replies, question="Which organism is eaten by the fox?")
 
 # The first version's single-shot path: no verification, the model chooses the distractors, no notes.
 # Verification and its policy are tested in test_verify_policy.py.
-SINGLE_SHOT = {"verify": False, "pool_selection": "model", "write_notes": False}
+SINGLE_SHOT = {"verify": False, "pool_selection": "model", "question_selection": "model", "write_notes": False}
 
 
 def run(llm, retriever, *, image=True, **conf):

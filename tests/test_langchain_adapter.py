@@ -246,7 +246,8 @@ def test_the_graph_runs_on_a_langchain_chat_model(fixture_index):
     state = {"answer": "rabbit", "context": "This is a food chain from a meadow.", "n_distractors": 2,
              "image_path": str(FIXTURE / "images/test/7/image.png")}
     out = graph.invoke(state, config={"configurable": {"n_distractors": 2, "verify": False,
-                                                       "pool_selection": "model", "write_notes": False}},
+                                                       "pool_selection": "model", "question_selection": "model",
+                                                       "write_notes": False}},
                        context=Services(llm=llm, retriever=fixture_index, image_reader=StubReader()))
     assert out["question"] == "Which organism is eaten by the fox?"
     assert out["distractors"] == ["grass", "hawk"] and out["valid"]

@@ -63,7 +63,8 @@ def test_each_model_step_of_the_trace_shows_prompt_tokens_evaluated_and_reused(f
                          yes=lambda q, o: 0.9 if o == "rabbit" else 0.1)
     state = {"answer": "rabbit", "context": ITEM.context, "n_distractors": 2}
     out = graph.invoke(state, config={"configurable": {"question_exemplars": 0, "question_samples": 0,
-                                                       "pool_selection": "model", "n_distractors": 2,
+                                                       "pool_selection": "model", "question_selection": "model",
+                                                       "n_distractors": 2,
                                                        "write_notes": True}},
                        context=Services(llm=llm, retriever=fixture_index, image_reader=StubReader()))
     steps = {t["node"]: t for t in out["trace"]}
@@ -86,7 +87,8 @@ def test_notes_are_written_only_when_asked(fixture_index):
                           yes=lambda q, o: 0.9 if o == "rabbit" else 0.1)
     state = {"answer": "rabbit", "context": ITEM.context, "n_distractors": 2}
     out = graph.invoke(state, config={"configurable": {"question_exemplars": 0, "question_samples": 0,
-                                                       "pool_selection": "model", "n_distractors": 2}},
+                                                       "pool_selection": "model", "question_selection": "model",
+                                                       "n_distractors": 2}},
                        context=Services(llm=llm, retriever=fixture_index, image_reader=StubReader()))
     notes = next(t for t in out["trace"] if t["node"] == "notes")
     assert out["distractor_notes"] == [] and notes["skipped"] == "notes off"

@@ -234,3 +234,86 @@ def test_question_step_takes_the_question_rankers_choice(bank_retriever, tmp_pat
     step = next(t for t in out["trace"] if t["node"] == "question")
     assert step["source"] == "learned ranking" and not llm.requests
     assert out["question"] == "Which of these is a metal?" == step["candidates"][0]["text"]
+
+
+# --- the default selection: "auto", resolved from whether the backend sees the picture ---------------------
+
+def _backend(sees: bool):
+    from tests.scripted_llm import ScriptedLLM
+    from tests.test_graph import stage_of
+
+    llm = ScriptedLLM(lambda request: {"question": "What is this?"} if stage_of(request) == "question"
+                      else {"distractors": ["zinc", "tin"]})
+    llm.supports_images = sees  # a text-only backend (llama.cpp GGUF) or one that sees the picture
+    return llm
+
+
+def test_auto_resolves_from_the_backend_and_forced_values_stay():
+    from coe.graphs.services import GraphSettings, resolve_selection
+
+    default = GraphSettings()
+    assert (default.pool_selection, default.question_selection) == ("auto", "auto")
+    s, shown = resolve_selection(default, _backend(False))
+    assert (s.pool_selection, s.question_selection) == ("learned", "learned")
+    assert shown["auto"] == {"pool_selection": "learned", "question_selection": "learned"}
+    assert "cannot see the picture" in shown["why"]
+    s, shown = resolve_selection(default, _backend(True))
+    assert (s.pool_selection, s.question_selection) == ("blend", "model") and "sees the picture" in shown["why"]
+    # a value the user forces is kept on either backend, and nothing "auto" is left to show
+    forced = GraphSettings(pool_selection="blend", question_selection="model")
+    assert resolve_selection(forced, _backend(False)) == (forced, None)
+    forced = GraphSettings(pool_selection="learned", question_selection="learned")
+    assert resolve_selection(forced, _backend(True)) == (forced, None)
+    with pytest.raises(ValueError):
+        GraphSettings(pool_selection="learnt")
+
+
+def _default_run(retriever, llm, **conf):
+    from coe.graphs import Services, graph
+    from tests.test_graph import StubReader
+
+    out = graph.invoke({"answer": "copper", "context": "Look at the iron.", "n_distractors": 2},
+                       config={"configurable": {"n_distractors": 2, "verify": False, "use_rationale": False,
+                                                "write_notes": False, "exclude_splits": ["test"], **conf}},
+                       context=Services(llm=llm, retriever=retriever, image_reader=StubReader()))
+    return out, {t["node"]: t for t in out["trace"]}
+
+
+def test_text_only_backend_defaults_to_the_rankers(bank_retriever, tmp_path, monkeypatch):
+    from coe.ranking.build import build_rankers
+    from coe.ranking.model import ranker_dir
+
+    monkeypatch.setenv("COE_HOME", str(tmp_path / "home"))
+    build_rankers(bank_retriever, directory=ranker_dir(["default"]))
+    llm = _backend(False)
+    out, steps = _default_run(bank_retriever, llm)
+    assert not llm.requests  # neither the question nor the distractors asked the model
+    assert steps["question"]["source"] == "learned ranking" and out["question"] == "Which of these is a metal?"
+    assert steps["distractors"]["source"] == "learned ranking" and out["distractors"] == steps["distractors"]["parsed"]
+    assert set(out["distractors"]) <= {"iron", "zinc", "tin", "lead"}
+    for node in ("question", "distractors"):
+        assert steps[node]["selection"]["auto"] == {"pool_selection": "learned", "question_selection": "learned"}
+    # forcing the model path on the same backend: the model writes both, nothing resolved to show
+    llm = _backend(False)
+    out, steps = _default_run(bank_retriever, llm, pool_selection="model", question_selection="model",
+                              question_exemplars=0, question_samples=0)
+    assert out["question"] == "What is this?" and out["distractors"] == ["zinc", "tin"]
+    assert len(llm.requests) == 2 and "selection" not in steps["question"] and "selection" not in steps["distractors"]
+
+
+def test_image_capable_backend_keeps_the_model_steps(bank_retriever, tmp_path, monkeypatch):
+    from coe.ranking.build import build_rankers
+    from coe.ranking.model import ranker_dir
+
+    monkeypatch.setenv("COE_HOME", str(tmp_path / "home"))
+    build_rankers(bank_retriever, directory=ranker_dir(["default"]))
+    llm = _backend(True)
+    out, steps = _default_run(bank_retriever, llm)
+    assert out["question"] == "What is this?" and out["distractors"] == ["zinc", "tin"] and len(llm.requests) == 2
+    for node in ("question", "distractors"):
+        assert steps[node]["selection"]["auto"] == {"pool_selection": "blend", "question_selection": "model"}
+    assert steps["distractors"].get("source") != "learned ranking"
+    # forcing the rankers on the same backend
+    llm = _backend(True)
+    out, steps = _default_run(bank_retriever, llm, pool_selection="learned", question_selection="learned")
+    assert not llm.requests and steps["distractors"]["source"] == "learned ranking"

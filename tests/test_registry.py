@@ -83,7 +83,8 @@ def test_model_spec_selects_a_third_party_plugin_by_its_entry_point(third_party,
     item = generate_item(image=None, answer="rabbit", context="A meadow food chain: grass, rabbit, fox.",
                          n_distractors=2, services=Services(llm=llm, retriever=fixture_index,
                                                             image_reader=StubReader()),
-                         question_samples=0, question_exemplars=0, pool_selection="model")
+                         question_samples=0, question_exemplars=0, pool_selection="model",
+                         question_selection="model")
     assert item.model == "rules-v2" and item.question == "Which organism does the fox eat?"
     # no log-probabilities: the student's choices come from schema-constrained replies; this plugin answers
     # "Yes" to every judgement, so its options all look correct and the item ends flagged, never verified

@@ -18,8 +18,8 @@ from tests.verify_support import ScriptedStudent, task_of
 
 QUESTION = "Which organism is eaten by the fox in this food chain?"
 CHECK = "Check in the picture: the rabbit is eaten by the fox in this food chain."
-BASE = {"question_exemplars": 0, "question_samples": 0, "pool_selection": "model", "n_distractors": 2,
-        "write_notes": False}
+BASE = {"question_exemplars": 0, "question_samples": 0, "pool_selection": "model", "question_selection": "model",
+        "n_distractors": 2, "write_notes": False}
 
 
 def reply(request):

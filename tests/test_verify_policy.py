@@ -9,8 +9,8 @@ from tests.verify_support import ScriptedStudent, task_of
 
 GOOD_Q = "Which organism is eaten by the fox?"
 # The greedy question alone, the model's own distractor choice: what each policy test needs to steer.
-BASE = {"question_exemplars": 0, "question_samples": 0, "pool_selection": "model", "n_distractors": 2,
-        "write_notes": True}
+BASE = {"question_exemplars": 0, "question_samples": 0, "pool_selection": "model", "question_selection": "model",
+        "n_distractors": 2, "write_notes": True}
 
 
 def generation(questions, distractor_lists, notes=None):
