@@ -60,6 +60,18 @@ AUTO_SELECTION = {False: {"pool_selection": "learned", "question_selection": "le
                   True: {"pool_selection": "blend", "question_selection": "model"}}
 
 
+# ``--choose`` of coe generate and coe batch run: force either side whatever the backend.
+CHOOSE = {"auto": {}, "rankers": AUTO_SELECTION[False], "model": AUTO_SELECTION[True]}
+
+
+def choose_settings(choose: str) -> dict[str, str]:
+    """The graph settings ``--choose`` stands for; an unknown value is a one-line input error."""
+    if choose not in CHOOSE:
+        from coe.errors import InputError
+        raise InputError(f"--choose must be {', '.join(CHOOSE)}, not {choose!r}")
+    return dict(CHOOSE[choose])
+
+
 def resolve_selection(s: GraphSettings, llm: Any) -> tuple[GraphSettings, dict[str, Any] | None]:
     """``s`` with each "auto" selection replaced by its value for this backend (``supports_images``), and
     what was resolved and why for the trace (None when nothing was on "auto")."""

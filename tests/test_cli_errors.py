@@ -52,6 +52,7 @@ def files(tmp_path):
     ("latin1", "not UTF-8"),
     ("n_zero", "--n-distractors"),
     ("no_answer", "--answer"),
+    ("bad_choose", "--choose must be auto, rankers, model"),
 ])
 def test_bad_input(files, case, needle):
     base = ["generate", "--answer", "fox", "--image", GOOD_IMAGE]
@@ -66,6 +67,7 @@ def test_bad_input(files, case, needle):
         "latin1": base + ["--context-file", str(files["latin1"])],
         "n_zero": base + ["--n-distractors", "0"],
         "no_answer": ["generate", "--image", GOOD_IMAGE],
+        "bad_choose": base + ["--choose", "learnt"],
     }[case]
     one_line_exit2(run(args), needle)
 

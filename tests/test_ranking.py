@@ -268,6 +268,18 @@ def test_auto_resolves_from_the_backend_and_forced_values_stay():
         GraphSettings(pool_selection="learnt")
 
 
+def test_choose_forces_either_side():
+    from coe.errors import InputError
+    from coe.graphs.services import GraphSettings, choose_settings, resolve_selection
+
+    assert choose_settings("auto") == {}
+    for choose, sees, expected in (("rankers", True, ("learned", "learned")), ("model", False, ("blend", "model"))):
+        s, shown = resolve_selection(GraphSettings(**choose_settings(choose)), _backend(sees))
+        assert (s.pool_selection, s.question_selection) == expected and shown is None
+    with pytest.raises(InputError, match="--choose must be auto, rankers, model"):
+        choose_settings("learnt")
+
+
 def _default_run(retriever, llm, **conf):
     from coe.graphs import Services, graph
     from tests.test_graph import StubReader

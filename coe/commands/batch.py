@@ -22,6 +22,7 @@ def run(
     mode: str = typer.Option("json", "--mode", help="json or coe."),
     difficulty: str = typer.Option("medium", "--difficulty", help="easy, medium or hard."),
     seed: int = typer.Option(0, "--seed", help="Seed of every item in the run."),
+    choose: str = typer.Option("auto", "--choose", help="rankers, model, or auto: as for coe generate."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip verification (items are 'unverified')."),
     notes: bool = typer.Option(False, "--notes", help="Also write why a student would pick each wrong option."),
     max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency",
@@ -52,7 +53,10 @@ def run(
         raise InputError("--difficulty must be easy, medium or hard")
     if mode not in ("json", "coe"):
         raise InputError("--mode must be json or coe")
-    settings = {"mode": mode, "difficulty": difficulty, "seed": seed, "verify": not no_verify, "write_notes": notes}
+    from coe.graphs.services import choose_settings
+    # auto adds nothing, so a run begun before --choose existed continues with the same settings
+    settings = {"mode": mode, "difficulty": difficulty, "seed": seed, "verify": not no_verify, "write_notes": notes,
+                **choose_settings(choose)}
     from coe.banks import parse_banks
     progress = make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), TextColumn("eta"),

@@ -30,6 +30,8 @@ def generate(
     no_rationale: bool = typer.Option(False, "--no-rationale", help="Ablation: no chain of thought."),
     difficulty: str = typer.Option("medium", "--difficulty", help="easy, medium or hard: steers distractor choice."),
     seed: int = typer.Option(0, "--seed", help="Another seed gives another alternative for the same input."),
+    choose: str = typer.Option("auto", "--choose", help="Who picks the question and distractors: rankers, model, "
+                               "or auto (rankers when the model cannot see the picture)."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip verification (the item is 'unverified')."),
     notes: bool = typer.Option(False, "--notes", help="Also write why a student would pick each wrong option "
                                "(one more model call)."),
@@ -60,6 +62,8 @@ def generate(
     if difficulty not in ("easy", "medium", "hard"):
         raise InputError("--difficulty must be easy, medium or hard")
     check_inputs(image=image, context=context, answer=answer, question=question, n_distractors=n_distractors)
+    from coe.graphs.services import choose_settings
+    chosen = choose_settings(choose)
     from coe.history import traces_dir
     from coe.paths import writable_dir
     writable_dir(traces_dir(), "run history", "COE_HOME")  # before minutes of work that could not be kept
@@ -77,7 +81,7 @@ def generate(
                          n_distractors=n_distractors, subject=subject, grade=grade, services=services,
                          stream=stream, mode=mode, use_exemplars=not no_exemplars,
                          use_rationale=not no_rationale, difficulty=difficulty, seed=seed, verify=not no_verify,
-                         write_notes=notes)
+                         write_notes=notes, **chosen)
     item.source = source
     _record(item, inputs={"image": image, "context": context, "answer": answer, "question": question,
                           "n_distractors": n_distractors, "subject": subject, "grade": grade,
