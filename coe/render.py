@@ -58,5 +58,7 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
         notes = step.get("skipped") or ("; ".join(step.get("problems", [])) or step.get("repair", ""))
         if step.get("usage"):
             notes = f"{step['usage']['prompt_tokens']}+{step['usage']['completion_tokens']} tokens {notes}".strip()
+        elif step.get("source") in ("learned ranking", "pool ranking"):  # picked without a model call
+            notes = f"{step['source']}, no model call {notes}".strip()
         t.add_row(step["node"], f"{step.get('seconds', 0):.2f}", str(notes)[:80])
     console.print(t)

@@ -305,6 +305,15 @@ def test_text_only_backend_defaults_to_the_rankers(bank_retriever, tmp_path, mon
     assert set(out["distractors"]) <= {"iron", "zinc", "tin", "lead"}
     for node in ("question", "distractors"):
         assert steps[node]["selection"]["auto"] == {"pool_selection": "learned", "question_selection": "learned"}
+    # the printed item says who chose
+    from rich.console import Console
+
+    from coe.generate import mcq_from_output
+    from coe.render import show_item
+    console = Console(width=200, record=True)
+    show_item(mcq_from_output(out, k=3, image=None), console)
+    printed = console.export_text()
+    assert printed.count("learned ranking, no model call") == 2 and "Which of these is a metal?" in printed
     # forcing the model path on the same backend: the model writes both, nothing resolved to show
     llm = _backend(False)
     out, steps = _default_run(bank_retriever, llm, pool_selection="model", question_selection="model",
