@@ -5,7 +5,7 @@ The families and why they should matter:
 * exemplar: a retrieved exemplar that asks the same kind of question usually offers the right option set;
   the closer the exemplar (score, rank), and the more of them agree, the likelier.
 * bank: ScienceQA and teachers' banks are templated, so the options that stand beside the key elsewhere
-  (count, share of the key's items, PMI against the option's own frequency) and the distractors the bank
+  (count per 1,000 bank items, share of the key's items, PMI against the option's own frequency) and the distractors the bank
   gives for this very question are strong evidence, independent of what retrieval found.
 * form: siblings look alike (answer type, length, shared prefix or suffix, singular/plural, digits, a
   capital letter, a final stop).
@@ -70,16 +70,23 @@ def bank_family(pool: list[PoolCandidate], ctx: ItemContext) -> dict[str, np.nda
     count = np.array([beside.get(c.key, 0) for c in pool], float)
     pmi = np.where(count > 0, np.log(np.maximum(count, 1) * n / (max(key_freq, 1) * np.maximum(freq, 1))), -5.0)
     tcount = np.array([template.get(c.key, 0) for c in pool], float)
+    per = per_thousand(n)
     return {
-        "beside_count": count,
+        "beside_count": count * per,
         "beside_share": count / max(key_freq, 1),
         "beside_pmi": pmi,
-        "template_count": tcount,
+        "template_count": tcount * per,
         "template_share": tcount / max(n_template, 1),
-        "template_items": np.full(len(pool), float(n_template)),
-        "option_freq_log": np.log1p(freq),
-        "key_freq_log": np.full(len(pool), math.log1p(key_freq)),
+        "template_items": np.full(len(pool), n_template * per),
+        "option_freq_log": np.log1p(freq * per),
+        "key_freq_log": np.full(len(pool), math.log1p(key_freq * per)),
     }
+
+
+def per_thousand(n_items: int) -> float:
+    """Counts per 1,000 bank items: the rankers train on the train split alone and run on train+val (a third
+    larger), so an absolute count would mean more at run time than it did in training."""
+    return 1000.0 / max(n_items, 1)
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from coe.paths import coe_home
 
-RANKER_VERSION = 1
+RANKER_VERSION = 2
 TASKS = ("distractors", "questions")
 log = logging.getLogger("coe.ranking")
 

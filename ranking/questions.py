@@ -19,7 +19,7 @@ from coe.agents.validation import normalize
 from coe.retrieval.answer_types import answer_type
 
 from .bank import BankStats
-from .features import ItemContext
+from .features import ItemContext, per_thousand
 
 QUESTION_SOURCES = ("exemplar", "answer", "type")
 BY_ANSWER_LIMIT = 10
@@ -74,6 +74,7 @@ def question_pool(answer: str, context: str, exemplars: list, stats: BankStats, 
 def question_features(pool: list[QuestionCandidate], ctx: ItemContext) -> tuple[np.ndarray, list[str]]:
     by_answer, by_type = ctx.stats.questions(ctx.answer, ctx.exclude_ids)
     n_answer, n_type = sum(by_answer.values()), sum(by_type.values())
+    per = per_thousand(ctx.stats.n - len(ctx.exclude_ids))
     answer_norm = normalize(ctx.answer)
     cols: dict[str, np.ndarray] = {
         "support": np.array([c.support for c in pool]),
@@ -81,9 +82,9 @@ def question_features(pool: list[QuestionCandidate], ctx: ItemContext) -> tuple[
         "best_rank": np.array([c.best_rank for c in pool], float),
         "adapted": np.array([c.adapted for c in pool], float),
         "p_given_answer": np.array([by_answer.get(c.key, 0) / max(n_answer, 1) for c in pool]),
-        "count_given_answer": np.array([math.log1p(by_answer.get(c.key, 0)) for c in pool]),
+        "count_given_answer": np.array([math.log1p(by_answer.get(c.key, 0) * per) for c in pool]),
         "p_given_type": np.array([by_type.get(c.key, 0) / max(n_type, 1) for c in pool]),
-        "answer_items_log": np.full(len(pool), math.log1p(n_answer)),
+        "answer_items_log": np.full(len(pool), math.log1p(n_answer * per)),
         "states_key": np.array([contains_phrase(normalize(c.text, articles=True), ctx.answer) and
                                 c.key != answer_norm for c in pool], float),
         "question_words": np.array([len(c.key.split()) for c in pool], float),

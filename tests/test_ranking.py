@@ -48,17 +48,45 @@ def test_pool_sources_and_features_by_hand():
     assert pool[3].sources == {"template"}
     x, names = features(pool, ItemContext("dog", "Which is a mammal?", material, [], s))
     col = lambda name: x[:, names.index(name)].tolist()  # noqa: E731
-    assert col("beside_count") == [2, 1, 1, 0]
+    # counts per 1,000 bank items (N = 3)
+    assert col("beside_count") == pytest.approx([2000 / 3, 1000 / 3, 1000 / 3, 0])
     assert col("beside_share") == [1.0, 0.5, 0.5, 0.0]            # dog stands in 2 items
     # PMI = log(count * N / (freq(dog) * freq(option))), N = 3 items
     assert col("beside_pmi")[:3] == pytest.approx([math.log(2 * 3 / (2 * 3)), math.log(1 * 3 / (2 * 1)),
                                                    math.log(1 * 3 / (2 * 1))])
     assert col("beside_pmi")[3] == -5.0
-    assert col("template_count") == [2, 0, 1, 1]
+    assert col("template_count") == pytest.approx([2000 / 3, 0, 1000 / 3, 1000 / 3])
+    assert col("template_items") == pytest.approx([2000 / 3] * 4)           # two items ask it
+    # frog stands in all three items, owl (a key), snake and lizard in one each
+    assert col("option_freq_log") == pytest.approx([math.log1p(3000 / 3)] + [math.log1p(1000 / 3)] * 3)
     assert col("template_share") == [1.0, 0.0, 0.5, 0.5]
     assert col("in_material") == [1, 0, 0, 0]
     assert col("src_material") == [1, 0, 0, 0] and col("n_sources") == [3, 1, 2, 1]
     assert col("words_log_ratio") == [0, 0, 0, 0] and col("plural_agree") == [1, 1, 1, 1]
+
+
+def test_count_features_are_relative_to_the_bank_size():
+    # the same bank twice over (as train+val is to train): counts double, the features do not
+    double = HAND + [e.model_copy(update={"id": e.id + "2"}) for e in HAND]
+    from coe.ranking.questions import question_features, question_pool
+
+    def cols(bank):
+        s = BankStats(bank)
+        pool = build_pool("dog", "Which is a mammal?", "", [], s)
+        x, names = features(pool, ItemContext("dog", "Which is a mammal?", "", [], s))
+        qpool = question_pool("dog", "", [], s)
+        qx, qnames = question_features(qpool, ItemContext("dog", "", "", [], s))
+        return ({c.text: x[i] for i, c in enumerate(pool)}, names), ({c.text: qx[i] for i, c in enumerate(qpool)}, qnames)
+    (one, names), (q_one, q_names) = cols(HAND)
+    (two, _), (q_two, _) = cols(double)
+    assert set(one) == set(two) and set(q_one) == set(q_two)
+    for name in ("beside_count", "template_count", "template_items", "option_freq_log", "key_freq_log"):
+        i = names.index(name)
+        assert [one[k][i] for k in sorted(one)] == pytest.approx([two[k][i] for k in sorted(one)]), name
+    for name in ("count_given_answer", "answer_items_log"):
+        i = q_names.index(name)
+        assert [q_one[k][i] for k in sorted(q_one)] == pytest.approx([q_two[k][i] for k in sorted(q_one)]), name
+    assert BankStats(double).beside("dog")["frog"] == 2 * BankStats(HAND).beside("dog")["frog"]
 
 
 def test_pool_leaves_the_item_out():
@@ -122,7 +150,7 @@ def test_training_is_deterministic_and_never_sees_test_items(bank_retriever, tmp
 
 
 def test_missing_and_corrupt_ranker_files(tmp_path):
-    from coe.ranking.model import load, paths
+    from coe.ranking.model import RANKER_VERSION, load, paths
 
     ranker, reason = load("distractors", tmp_path / "none")
     assert ranker is None and "no distractors ranker" in reason and "heuristic" in reason
@@ -132,7 +160,7 @@ def test_missing_and_corrupt_ranker_files(tmp_path):
     meta_path.write_text("{not json")
     ranker, reason = load("distractors", tmp_path / "bad")
     assert ranker is None and "unreadable" in reason and "\n" not in reason
-    meta_path.write_text(json.dumps({"version": 1, "model_sha256": "0" * 64, "features": []}))
+    meta_path.write_text(json.dumps({"version": RANKER_VERSION, "model_sha256": "0" * 64, "features": []}))
     ranker, reason = load("distractors", tmp_path / "bad")
     assert ranker is None and "damaged" in reason
     meta_path.write_text(json.dumps({"version": 0}))
