@@ -108,6 +108,25 @@ def test_console_item_text_is_literal_markdown(text, shown):
     assert literal(text) == shown
 
 
+def test_console_verdict_shows_reasons_warnings_and_claim_as_text(monkeypatch):
+    """The verifier's reasons and warnings quote option text, and the claim to check quotes the key: none of
+    them may turn into a remote image or a link in the review panel."""
+    import streamlit as st
+
+    from coe.ui import review_panel
+
+    shown: list[str] = []
+    for name in ("error", "warning", "caption", "success", "info"):
+        monkeypatch.setattr(st, name, lambda text, *a, **k: shown.append(text))
+    bad = "![x](http://evil.example/a.png)"
+    review_panel.verification_summary({"status": "flagged", "reasons": [f"{bad} is a second key"],
+                                       "verification": {"warnings": [f"{bad} restates the question"]}})
+    review_panel.verification_summary({"status": "unconfirmed", "check": f"Check in the picture: {bad}"})
+    assert len(shown) == 3
+    assert not [t for t in shown if "](http" in t or "![" in t]
+    assert all(r"\!\[x\]" in t for t in shown)
+
+
 def test_bank_remove_clears_what_an_interrupted_import_left(tmp_path, monkeypatch):
     from coe.banks import import_bank, list_banks, remove_bank
 

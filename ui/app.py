@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import streamlit as st
+from coe.ui.markdown_text import literal
 from coe.ui.runs import Run
 from coe.ui.steps import STEP_WORDS, first_step_progress
 from coe.ui.trace_view import render_trace
@@ -62,7 +63,7 @@ def input_panel(busy: bool) -> None:
                     st.image(str(p.image_path), width=240, caption=f"ScienceQA {pid}")
                 else:
                     st.caption("This item has no image file.")
-                st.caption(f"Original question: {p.question} (options: {', '.join(p.choices)})")
+                st.caption(f"Original question: {literal(p.question)} (options: {literal(', '.join(p.choices))})")
     # hints, not values: a teacher must not mistake them for filled-in fields
     st.text_area("Context", key="context", height=80,
                  placeholder="e.g. the text that goes with the picture: \"Below is a food web from a tundra…\"")

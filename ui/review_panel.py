@@ -118,14 +118,14 @@ def verification_summary(item: dict[str, Any]) -> None:
     check = item_check(item)
     if status == "unconfirmed":
         st.warning("Unconfirmed: no check found a problem, but no model could confirm the key."
-                   + (f"\n\n**{check}**" if check else ""))
+                   + (f"\n\n**{literal(check)}**" if check else ""))
     elif status == "flagged":
-        st.error("Flagged — check before use:\n" + "\n".join(f"- {r}" for r in item.get("reasons") or []))
+        st.error("Flagged — check before use:\n" + "\n".join(f"- {literal(r)}" for r in item.get("reasons") or []))
     elif status == "unverified":
         st.info("Not verified (verification was off).")
     for w in (item.get("verification") or {}).get("warnings") or []:
         if w != check:
-            st.caption(f"Note: {w}")
+            st.caption(f"Note: {literal(w)}")
 
 
 def item_check(item: dict[str, Any]) -> str | None:

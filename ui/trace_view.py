@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from coe.errors import CoeError
+from coe.ui.markdown_text import literal
 
 
 def entry_label(index: int, entry: dict[str, Any]) -> str:
@@ -69,7 +70,7 @@ def _exemplars(entry: dict[str, Any], known: dict[str, dict[str, Any]], dataset)
             st.markdown(f"`#{row.get('id')}` score **{float(row.get('score') or 0):.3f}** ({signals})")
             if ex:
                 options = ", ".join([ex.get("answer") or "", *(ex.get("distractors") or [])])
-                st.caption(f"{ex.get('question')} → {ex.get('answer')} (options: {options})")
+                st.caption(f"{literal(ex.get('question'))} → {literal(ex.get('answer'))} (options: {literal(options)})")
     extra = {k: v for k, v in entry.items() if k not in ("node", "seconds", "exemplars", "inputs")}
     if extra:
         st.markdown("**Retrieval details**")
@@ -105,14 +106,14 @@ def render_entry(entry: dict[str, Any], known: dict[str, dict[str, Any]], datase
         st.markdown("**Parsed output**")
         st.json({"value": entry["parsed"]}, expanded=True)
     if entry.get("kept"):
-        st.markdown(f"**Kept by the reviewer:** {', '.join(entry['kept'])}")
+        st.markdown(f"**Kept by the reviewer:** {literal(', '.join(entry['kept']))}")
     if node in ("validate", "review"):
         ok = entry.get("valid") or entry.get("valid_after_repair")
         st.markdown("**Validator verdict:** " + (":material/check_circle: valid" if ok else ":red[:material/cancel: invalid]"))
         for problem in entry.get("problems") or []:
-            st.markdown(f"- {problem}")
+            st.markdown(f"- {literal(problem)}")
         if entry.get("repair"):
-            st.markdown(f"**Repair:** {entry['repair']}: {', '.join(entry.get('filled') or [])} "
+            st.markdown(f"**Repair:** {entry['repair']}: {literal(', '.join(entry.get('filled') or []))} "
                         f"({'valid' if entry.get('valid_after_repair') else 'still invalid'} after repair)")
         if node == "review":
             st.json({k: entry.get(k) for k in ("action", "edits", "keep", "rejected") if k in entry},
