@@ -33,15 +33,11 @@ app.command("suggest")(ingest_cmd.suggest)
 app.add_typer(ingest_cmd.material_app, name="material")
 
 
-def _usage_errors() -> tuple[type[BaseException], ...]:
-    # typer may vendor its own copy of click; its usage errors are distinct classes.
-    classes: list[type[BaseException]] = [click.exceptions.UsageError]
-    try:
-        from typer._click.exceptions import UsageError as TyperUsageError
-        classes.append(TyperUsageError)
-    except ImportError:
-        pass
-    return tuple(classes)
+def _is_usage_error(exc: BaseException) -> bool:
+    # typer vendors its own copy of click, whose usage errors are not click's classes but keep click's
+    # shape: a ``format_message()`` and exit code 2.
+    return isinstance(exc, click.exceptions.UsageError) or (
+        getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None)))
 
 
 def _one_line(msg: str) -> str:
@@ -68,17 +64,17 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str] | None) -> None:
     try:
         rv = app(args=argv, standalone_mode=False)
-    except _usage_errors() as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # help is already printed
-            sys.exit(0)
-        print(f"coe: error: {_one_line(exc.format_message())}", file=sys.stderr)
-        sys.exit(2)
     except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         _abort()
     except CoeError as exc:
         print(f"coe: error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # unexpected: still one line, the traceback on request
+    except Exception as exc:  # a usage error, or unexpected: still one line, the traceback on request
+        if _is_usage_error(exc):
+            if type(exc).__name__ == "NoArgsIsHelpError":  # help is already printed
+                sys.exit(0)
+            print(f"coe: error: {_one_line(exc.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
+            sys.exit(2)
         from coe.settings import settings
         if settings().debug:
             raise

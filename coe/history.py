@@ -38,7 +38,7 @@ def _path(run_id: str, root: Path | None = None) -> Path:
     return (root or traces_dir()) / f"{run_id}.json"
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -48,8 +48,8 @@ def save_run(record: dict[str, Any], *, root: Path | None = None) -> str:
     record = dict(record)
     run_id = record.setdefault("run_id", new_run_id())
     path = _path(run_id, root)
-    record.setdefault("created", _now())
-    record["updated"] = _now()
+    record.setdefault("created", now())
+    record["updated"] = now()
     item = record.get("item") or {}
     record.setdefault("answer", item.get("answer") or (record.get("inputs") or {}).get("answer"))
     record.setdefault("question", item.get("question"))

@@ -78,7 +78,7 @@ def chroma_store():
 
 def collection(name: str):
     """The material's Chroma collection (cosine space, no embedding function of Chroma's own)."""
-    return chroma_store()._col(check_name(name))
+    return chroma_store().collection(check_name(name))
 
 
 def vector_store(name: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from coe.errors import ConfigError, InputError
 from coe.modelstore.presets import HUB_PRESETS
-from coe.modelstore.store import _offline
+from coe.modelstore.store import offline
 from coe.paths import models_dir
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -29,7 +29,7 @@ def _is_checkpoint(path: Path) -> bool:
 
 def _download(repo: str, label: str, local: Path | None) -> Path:
     where = f" or put it at {local}" if local else ""
-    if _offline():
+    if offline():
         raise ConfigError(
             f"cannot fetch {label} from the model hub while offline (HF_HUB_OFFLINE/COE_OFFLINE); "
             f"download it where the hub is reachable (`hf download {repo} --local-dir DIR`) and pass that "

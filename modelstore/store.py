@@ -246,13 +246,13 @@ def _is_gguf(path: Path) -> bool:
         return f.read(4) == b"GGUF"
 
 
-def _offline() -> bool:
+def offline() -> bool:
     return (os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true")
             or settings().offline)
 
 
 def _from_hub(spec: str, repo: str, filename: str | None) -> tuple[str, Path]:
-    if _offline():
+    if offline():
         raise ConfigError(f"cannot fetch hub model {spec!r} while offline (HF_HUB_OFFLINE/COE_OFFLINE); "
                           "pass a local .gguf path or a preset name")
     try:

@@ -106,7 +106,7 @@ class Run:
         self.model = model
         self.source = source
         self.run_id = run_id or history.new_run_id()
-        self.created = history._now()
+        self.created = history.now()
         self.round = 0
         self.job: Job | None = None
         self.status = "new"

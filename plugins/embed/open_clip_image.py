@@ -89,8 +89,8 @@ def resolve(open_clip: Any, model: str | os.PathLike, pretrained: str | os.PathL
         if tag not in tags:
             raise ConfigError(f"unknown open_clip pretrained tag {tag!r} for {arch} "
                               f"(known: {', '.join(tags) or 'none'}); or pass a local checkpoint path")
-        from coe.modelstore.store import _offline
-        if _offline():
+        from coe.modelstore.store import offline
+        if offline():
             raise ConfigError(f"open_clip weights {arch}/{tag} come from the model hub, which is off "
                               "(HF_HUB_OFFLINE/COE_OFFLINE); pass a local checkpoint path "
                               f"({', '.join(CHECKPOINT_SUFFIXES)} file or open_clip directory) as pretrained")

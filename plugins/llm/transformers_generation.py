@@ -70,7 +70,8 @@ class TransformersVLLM(AdapterMethods):
         self.dtype = torch_dtype(dtype, self.device)
         self.max_batch_size = max(1, int(max_batch_size))
         self.json_hint = json_hint
-        self._lock = threading.Lock()
+        # one forward pass on the model at a time: generation here, option scoring in transformers_scoring
+        self.model_lock = threading.Lock()
         self.model = load_model(path, dtype=self.dtype, device=self.device, device_map=device_map,
                                 load_in_4bit=load_in_4bit, attn_implementation=attn_implementation,
                                 label=name)
@@ -92,7 +93,7 @@ class TransformersVLLM(AdapterMethods):
         self.device = str(next(model.parameters()).device)
         self.dtype = next(model.parameters()).dtype
         self.max_batch_size, self.json_hint = max(1, int(max_batch_size)), json_hint
-        self._lock = threading.Lock()
+        self.model_lock = threading.Lock()
         left_padded(processor.tokenizer)
         self._setup(model, processor, ignore_eos=ignore_eos, graph_decode=graph_decode)
         return self
@@ -177,7 +178,7 @@ class TransformersVLLM(AdapterMethods):
         import torch
 
         start = time.perf_counter()
-        with self._lock:
+        with self.model_lock:
             inputs = self.encode(requests)
             kwargs = self._generate_kwargs(requests)
             out = None

@@ -15,7 +15,7 @@ def last_logits(llm, request: GenerationRequest):
     """Next-token logits after the request's prompt (float32, on the CPU) and the prompt's token count."""
     import torch
 
-    with llm._lock:
+    with llm.model_lock:
         inputs = llm.encode([request])
         with torch.inference_mode():
             logits = llm.model(**inputs).logits[0, -1].float().cpu()

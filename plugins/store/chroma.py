@@ -41,7 +41,8 @@ class ChromaStore:
         self.prefix = prefix
         self._cols: dict[str, Any] = {}
 
-    def _col(self, name: str):
+    def collection(self, name: str):
+        """The Chroma collection ``name`` of this store (cosine space), created on first use."""
         full = f"{self.prefix}-{name}"
         if full not in self._cols:
             # embedding_function=None: Chroma's default function would try to download a model.
@@ -50,11 +51,11 @@ class ChromaStore:
         return self._cols[full]
 
     def upsert(self, collection, ids, embeddings, metadatas, documents) -> None:
-        self._col(collection).upsert(ids=list(ids), embeddings=np.asarray(embeddings, dtype=np.float32),
+        self.collection(collection).upsert(ids=list(ids), embeddings=np.asarray(embeddings, dtype=np.float32),
                                      metadatas=list(metadatas), documents=list(documents))
 
     def query(self, collection, embedding, n, where=None, *, documents: bool = True) -> list[Hit]:
-        col = self._col(collection)
+        col = self.collection(collection)
         count = col.count()
         if count == 0:
             return []
@@ -68,35 +69,35 @@ class ChromaStore:
     def get_embeddings(self, collection, ids) -> dict[str, np.ndarray]:
         if not ids:
             return {}
-        res = self._col(collection).get(ids=list(ids), include=["embeddings"])
+        res = self.collection(collection).get(ids=list(ids), include=["embeddings"])
         return {i: np.asarray(e, dtype=np.float32) for i, e in zip(res["ids"], res["embeddings"])}
 
     def get_records(self, collection, ids) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
-        res = self._col(collection).get(ids=list(ids), include=["metadatas", "documents"])
+        res = self.collection(collection).get(ids=list(ids), include=["metadatas", "documents"])
         return {i: {"metadata": m or {}, "document": d}
                 for i, m, d in zip(res["ids"], res["metadatas"], res["documents"])}
 
     def get_all(self, collection) -> tuple[list[str], np.ndarray, list[dict[str, Any]], list[str | None]]:
         """Every record of a collection: ids, embeddings (rows), metadata and documents."""
-        res = self._col(collection).get(include=["embeddings", "metadatas", "documents"])
+        res = self.collection(collection).get(include=["embeddings", "metadatas", "documents"])
         vectors = np.asarray(res["embeddings"], dtype=np.float32) if len(res["ids"]) else np.zeros((0, 0), np.float32)
         return list(res["ids"]), vectors, [m or {} for m in res["metadatas"]], list(res["documents"])
 
     def existing_ids(self, collection) -> set[str]:
-        return set(self._col(collection).get(include=[])["ids"])
+        return set(self.collection(collection).get(include=[])["ids"])
 
     def count(self, collection) -> int:
-        return self._col(collection).count()
+        return self.collection(collection).count()
 
     def get_marker(self, key: str) -> dict[str, Any] | None:
-        res = self._col(_MARKERS).get(ids=[key], include=["metadatas"])
+        res = self.collection(_MARKERS).get(ids=[key], include=["metadatas"])
         return (res["metadatas"][0] or {}) if res["ids"] else None
 
     def set_marker(self, key: str, value: dict[str, Any]) -> None:
         # Chroma records need a vector; markers carry a constant one-dimensional placeholder.
-        self._col(_MARKERS).upsert(ids=[key], embeddings=np.ones((1, 1), dtype=np.float32),
+        self.collection(_MARKERS).upsert(ids=[key], embeddings=np.ones((1, 1), dtype=np.float32),
                                    metadatas=[value], documents=[key])
 
     def reset(self, collection) -> None:
