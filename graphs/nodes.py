@@ -107,6 +107,13 @@ def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
     return [c.text for c in _pool_candidates(state, config, n)]
 
 
+def _verify_settings(config: RunnableConfig) -> VerifySettings:
+    """The verifier's thresholds from the run's settings: the given-question check and the verify step
+    read the same ones."""
+    conf = config.get("configurable") or {}
+    return VerifySettings(**{k: v for k, v in conf.items() if k in VerifySettings.model_fields})
+
+
 def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     t0 = time.perf_counter()
     path = state.get("image_path")
@@ -155,7 +162,8 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     if given:
         entry: dict[str, Any] = {"node": "question", "source": "given"}
         if s.verify and s.check_given_question:
-            ok, p_yes, why = check_given_question(llm, item, given.strip(), retriever=services_of(runtime).retriever,
+            ok, p_yes, why = check_given_question(llm, item, given.strip(), _verify_settings(config),
+                                                  retriever=services_of(runtime).retriever,
                                                   exclude_ids=state.get("exclude_ids", []),
                                                   exclude_splits=s.exclude_splits)
             entry.update({"answers_question_p_yes": p_yes, "seconds": round(time.perf_counter() - t0, 3)})
@@ -326,8 +334,7 @@ def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) 
     given = bool(state.get("question_given"))
     v = verify_item(llm, _item(state), state["question"], state["distractors"], question_given=given,
                     retriever=services_of(runtime).retriever, exclude_ids=state.get("exclude_ids", []),
-                    exclude_splits=s.exclude_splits, seed=s.seed, rationale=state.get("rationale"), settings=VerifySettings(**{k: val for k, val in (config.get("configurable") or {}).items()
-                                                            if k in VerifySettings.model_fields}))
+                    exclude_splits=s.exclude_splits, seed=s.seed, rationale=state.get("rationale"), settings=_verify_settings(config))
     update: dict[str, Any] = {"status": v.status, "reasons": v.reasons, "difficulty": v.difficulty,
                               "verification": v.model_dump(mode="json"), "route": "done"}
     entry: dict[str, Any] = {"node": "verify", "seconds": v.seconds, **verification_trace(v)}

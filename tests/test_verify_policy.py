@@ -130,6 +130,17 @@ def test_a_given_question_the_answer_does_not_answer_is_refused(fixture_index):
     assert not [r for r in llm.requests if task_of(r) == "rationale"]  # no rationale invented around it
 
 
+def test_a_configured_given_min_yes_decides_a_question_the_bank_does_not_know(fixture_index):
+    question = "Which animal in this meadow has long ears?"
+    lukewarm = lambda q, o: 0.3  # noqa: E731  above the default threshold (0.2), below the configured one
+    out = run(ScriptedStudent(generation([], [["grass", "fox"]]), yes=lukewarm), fixture_index,
+              question_given=question)
+    assert out["question"] == question
+    with pytest.raises(QuestionMismatch, match="P\\(yes\\) 0.30"):
+        run(ScriptedStudent(generation([], [["grass", "fox"]]), yes=lukewarm), fixture_index,
+            question_given=question, given_min_yes=0.5)
+
+
 def test_repaired_options_go_through_the_same_checks(fixture_index):
     bad = ["option A", "rabbit"]
     # every repair candidate is judged correct too: the verifier must see (and flag) them
