@@ -40,7 +40,8 @@ def test_each_generating_step_streams_the_reply_it_parses(tmp_path):
     services = scripted_services(str(tmp_path / "chroma"))
     services.llm.__class__ = StreamingStudent
     tokens, final = tokens_by_node(graph.stream({"answer": "fox", "n_distractors": 2},
-                                                {"configurable": {**SETTINGS, "question_samples": 0}}, context=services,
+                                                {"configurable": {**SETTINGS, "question_samples": 0, "write_notes": True}},
+                                                context=services,
                                                 stream_mode=["messages", "values"]))
     assert {"question", "rationale", "distractors", "notes"} <= set(tokens)
     assert all(len(pieces) > 1 for pieces in tokens.values())  # token by token, not one message per step
