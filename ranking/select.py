@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-
 from .bank import stats_for
 from .candidates import build_pool
 from .features import EmbedCache, ItemContext, features, index_vectors
@@ -56,15 +55,20 @@ def rank_pool(answer: str, question: str, material: str, exemplars: list, retrie
         return [], None
     ctx = ItemContext(answer, question, material, exemplars, stats, tuple(exclude_ids),
                       _embed_for(retriever))
-    x, names = features(pool, ctx)
+    return _scored(ranker, "distractor", "option", pool, features(pool, ctx))
+
+
+def _scored(ranker, task: str, field: str, pool: list, matrix: tuple[np.ndarray, list[str]]
+            ) -> tuple[list[dict[str, Any]], str | None]:
+    """The pool best first by the ranker's score, each as ``{field: text, score, sources}``; nothing, with the
+    reason, when the features computed now are not the ones the ranker was trained on."""
+    x, names = matrix
     if names != ranker.features:
-        return [], "the distractor ranker was trained on other features; rebuild it with `coe rank train`"
+        return [], f"the {task} ranker was trained on other features; rebuild it with `coe rank train`"
     scores = ranker.score(x)
     order = np.argsort(-scores, kind="stable")
-    return [{"option": pool[i].text, "score": round(float(scores[i]), 4), "sources": sorted(pool[i].sources)}
+    return [{field: pool[i].text, "score": round(float(scores[i]), 4), "sources": sorted(pool[i].sources)}
             for i in order], None
-
-
 
 
 def rank_question_pool(answer: str, material: str, exemplars: list, retriever, *,
@@ -83,10 +87,4 @@ def rank_question_pool(answer: str, material: str, exemplars: list, retriever, *
     if not pool:
         return [], None
     ctx = ItemContext(answer, "", material, exemplars, stats, tuple(exclude_ids), _embed_for(retriever))
-    x, names = question_features(pool, ctx)
-    if names != ranker.features:
-        return [], "the question ranker was trained on other features; rebuild it with `coe rank train`"
-    scores = ranker.score(x)
-    order = np.argsort(-scores, kind="stable")
-    return [{"text": pool[i].text, "score": round(float(scores[i]), 4), "sources": sorted(pool[i].sources)}
-            for i in order], None
+    return _scored(ranker, "question", "text", pool, question_features(pool, ctx))
