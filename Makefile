@@ -1,5 +1,5 @@
 # make demo: set up everything on a fresh machine, then write one item for a real ScienceQA test image.
-# make test: the same set-up, then the whole test suite (unit + real-model integration), offline.
+# make test: the same set-up, ruff over the product code, then the whole test suite (unit + real-model integration), offline.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,14 +12,19 @@ DEMO_PID ?= 85
 DEMO_CONTEXT ?= Below is a food web from Little Rock Lake, a freshwater lake ecosystem in Wisconsin.
 DEMO_ANSWER ?= copepod
 
-.PHONY: demo test setup models index system-deps browser setup-vlm bench-vl-quick clean-venv
+.PHONY: demo test lint setup models index system-deps browser setup-vlm bench-vl-quick clean-venv
 
 demo: index
 	$(BIN)/coe generate --image $(DATA)/images/test/$(DEMO_PID)/image.png \
 		--context "$(DEMO_CONTEXT)" --answer "$(DEMO_ANSWER)"
 
-test: models system-deps browser setup-vlm
+test: lint models system-deps browser setup-vlm
 	$(BIN)/python -m pytest
+
+# ruff over the product code (pyproject's [tool.ruff]); part of `make test`
+lint: setup
+	@echo "==> ruff check"
+	$(BIN)/ruff check .
 
 setup: $(VENV)/.installed
 

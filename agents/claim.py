@@ -9,7 +9,8 @@ import re
 from coe.retrieval.answer_types import answer_type
 
 # "Which (of the following|of these)? (NOUN)? VERB REST?" → "KEY VERB REST"
-_WHICH = re.compile(r"^(?:which|what)(?:\s+of\s+(?:the\s+following|these|those))?(?:\s+(?P<noun>[a-z'-]+(?:\s+[a-z'-]+)?))?"
+_WHICH = re.compile(r"^(?:which|what)(?:\s+of\s+(?:the\s+following|these|those))?"
+                    r"(?:\s+(?P<noun>[a-z'-]+(?:\s+[a-z'-]+)?))?"
                     r"\s+(?P<verb>is|are|was|were|has|have|can|could|will|would|better\s+describes|describes|"
                     r"best\s+describes|shows|contains|lives|eats)\s+(?P<rest>.+?)\s*\?$", re.I)
 # "What is/are REST?" → "KEY is REST" ("What is the capital of Ohio?")

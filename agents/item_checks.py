@@ -25,7 +25,7 @@ import numpy as np
 
 from coe.retrieval.answer_types import answer_type
 
-from .cues import Cue, contains_phrase
+from .cues import Cue
 from .validation import normalize
 
 Embed = Callable[[list[str]], np.ndarray]

@@ -14,7 +14,8 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans({c: " " for c in string.punctuation + "“”‘’–—…"})
 _PLACEHOLDERS = [
     re.compile(p) for p in (
-        r"^(answer|option|choice|distractor|alternative|wrong answer|incorrect answer)\s*([a-e]|\d+|one|two|three|four|five)?$",
+        r"^(answer|option|choice|distractor|alternative|wrong answer|incorrect answer)"
+        r"\s*([a-e]|\d+|one|two|three|four|five)?$",
         r"^([a-e]|\d)$",
         r"^(all|none|both|neither) of (the )?(above|these|them)$",
         r"^(n a|na|none|null|tbd|todo|unknown|\.\.\.|etc|placeholder|string|text)$",

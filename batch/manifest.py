@@ -1,8 +1,8 @@
 """A batch manifest: the rows to write items for, each checked on its own.
 
 A manifest is a CSV or JSONL file (columns ``image``, ``context``, ``answer``, optional ``question``,
-``n_distractors``, ``id``, ``tags``; image paths relative to the manifest, and inside its folder), or a folder of images with one
-sidecar CSV/JSONL whose ``image`` column names files in the folder. A bad row (missing or broken image,
+``n_distractors``, ``id``, ``tags``; image paths relative to the manifest, and inside its folder), or a folder of
+images with one sidecar CSV/JSONL whose ``image`` column names files in the folder. A bad row (missing or broken image,
 empty answer, text that is not UTF-8, a repeated id) becomes a ``RowError`` with its line; the others go on.
 """
 
@@ -112,7 +112,8 @@ def _records(file: Path) -> list[tuple[int, dict[str, Any] | str]]:
         record = {k: v for k, v in record.items() if k}
         if any(_SURROGATE.search(v or "") for v in record.values()):
             # the id is kept when it is readable, so the error names the row the user knows
-            out.append((line, {"id": _SURROGATE.sub("", record.get("id") or ""), "_error": "the row is not UTF-8 text"}))
+            out.append((line, {"id": _SURROGATE.sub("", record.get("id") or ""),
+                               "_error": "the row is not UTF-8 text"}))
             continue
         out.append((line, record))
     return out

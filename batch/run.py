@@ -89,8 +89,9 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
     ``allow_outside``: rows may name pictures outside the manifest's folder.
 
     ``settings`` are ``GraphSettings`` fields (kept in the ledger: a rerun must use the same ones; each
-    row's ``n_distractors`` is its own). ``services_factory`` builds the models (default: ``default_services(model)``; each Ray worker calls it
-    once). ``on_start(todo, total)`` and ``on_item(entry)`` report progress."""
+    row's ``n_distractors`` is its own). ``services_factory`` builds the models (default:
+    ``default_services(model)``; each Ray worker calls it once). ``on_start(todo, total)`` and
+    ``on_item(entry)`` report progress."""
     from coe.graphs.services import GraphSettings, default_services
 
     if engine not in ENGINES:
@@ -137,6 +138,7 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
             summary.seconds = time.perf_counter() - t0
             counts = ledger.counts()
             summary.total, summary.done, summary.failed = counts["total"], counts["done"], counts["failed"]
-            summary.invalid, summary.flagged, summary.verified = counts["invalid"], counts["flagged"], counts["verified"]
+            summary.invalid, summary.flagged = counts["invalid"], counts["flagged"]
+            summary.verified = counts["verified"]
             summary.failures = ledger.failures()
     return summary

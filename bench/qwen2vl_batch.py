@@ -36,7 +36,8 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_GGUF = Path(os.environ.get("COE_MODELS_DIR") or Path(os.environ.get("COE_HOME") or Path.home() / ".cache" / "coe") / "models") / "qwen2.5-coder-0.5b-instruct-q4.gguf"
+_COE_HOME = Path(os.environ.get("COE_HOME") or Path.home() / ".cache" / "coe")
+DEFAULT_GGUF = Path(os.environ.get("COE_MODELS_DIR") or _COE_HOME / "models") / "qwen2.5-coder-0.5b-instruct-q4.gguf"
 ASSETS = REPO / "bench" / "assets"
 
 
@@ -600,7 +601,6 @@ def main(argv=None) -> int:
         attempt(f"decode-graph:{compile_mode}", graph_decode)
 
     # summary
-    by = {(r["mode"], r["batch"]): r for r in results["rows"]}
     best = max((r for r in results["rows"] if r["mode"] == "batched"), key=lambda r: r["items_per_s"], default=None)
     dec = max((r for r in results["rows"] if r["mode"] in ("decode", "decode-graph")),
               key=lambda r: r["fraction_of_hbm_bound"], default=None)

@@ -21,14 +21,16 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
         mark = "  [green](correct)[/green]" if correct else ""
         check = ""
         if text in probs:
-            check = f"  [dim]student {probs[text]:.2f}" + (f", also-correct {also[text]:.2f}" if text in also else "") + "[/dim]"
+            also_correct = f", also-correct {also[text]:.2f}" if text in also else ""
+            check = f"  [dim]student {probs[text]:.2f}{also_correct}[/dim]"
         lines.append(f"  {letter}. {text}{mark}{check}")
         if text in notes:
             lines.append(f"      [dim italic]why tempting: {notes[text]}[/dim italic]")
     if item.rationale:
         lines += ["", f"[italic]Rationale:[/italic] {item.rationale}"]
     if item.status == "verified":
-        lines += ["", f"[green]Verified[/green] · difficulty {item.difficulty} · key probability {v.get('key_prob', 0):.2f}"]
+        lines += ["", f"[green]Verified[/green] · difficulty {item.difficulty} · "
+                      f"key probability {v.get('key_prob', 0):.2f}"]
     elif item.status == "unconfirmed":
         lines += ["", f"[yellow]Unconfirmed[/yellow] · no check found a problem, but no model could confirm the "
                       f"key · difficulty {item.difficulty}"]

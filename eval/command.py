@@ -124,8 +124,8 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
                      "hold (a larger or better-matched exemplar bank, or a stronger model that writes them); "
                      "recall between the two figures is the model's choice at work.")
         notes.append("- BLEU-4 and ROUGE-L on the numbered list also reward the gold order of the options, which "
-                     "ScienceQA varies between items of one template; no generator can recover it, so these two stay below 1 "
-                     "even when every gold option is found.")
+                     "ScienceQA varies between items of one template; no generator can recover it, so these two "
+                     "stay below 1 even when every gold option is found.")
     if "learned" in chosen:
         from .ranker_notes import ranker_notes
 

@@ -118,7 +118,7 @@ def synonym(key: str, exclude: list[str]) -> tuple[str, str] | None:
     shared = set.intersection(*known) if known else set()
 
     def count(sense) -> int:  # how often SemCor tags the key with this sense
-        return sum(l.count() for l in sense.lemmas() if l.name().lower() == lemma.lower())
+        return sum(lem.count() for lem in sense.lemmas() if lem.name().lower() == lemma.lower())
     # The most frequent sense, and only an attested one: "pot.n.09" lists "grass" too. Simplified Lesk was
     # tried here and picked worse senses on ScienceQA ("glassful" for the material glass).
     senses = [s for s in wn.synsets(lemma) if count(s) > 0 and (not shared or s.pos().replace("s", "a") in shared)]
@@ -126,7 +126,7 @@ def synonym(key: str, exclude: list[str]) -> tuple[str, str] | None:
         return None
     sense = max(senses, key=count)  # max keeps WordNet's order on ties
     taken = {normalize(key), *(normalize(e) for e in exclude)}
-    for lem in sorted(sense.lemmas(), key=lambda l: -l.count()):  # the synonym used most in that sense
+    for lem in sorted(sense.lemmas(), key=lambda lem: -lem.count()):  # the synonym used most in that sense
         text = lem.name().replace("_", " ")
         if normalize(text) and normalize(text) not in taken:
             return text, sense.name()

@@ -146,7 +146,8 @@ class ExportItem(BaseModel):
         """Status, difficulty and provenance as ``key:value`` tags, for formats that only have tags."""
         p = self.provenance
         return [f"status:{self.status}", *([f"difficulty:{self.difficulty}"] if self.difficulty else []),
-                *([f"model:{p.model}"] if p.model else []), *([f"prompt:{p.prompt_version}"] if p.prompt_version else []),
+                *([f"model:{p.model}"] if p.model else []),
+                *([f"prompt:{p.prompt_version}"] if p.prompt_version else []),
                 *([f"seed:{p.seed}"] if p.seed is not None else []), *p.tags]
 
     def embedded_image(self) -> EmbeddedImage | None:

@@ -223,7 +223,8 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
 def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     s, llm = settings_from(config), services_of(runtime).llm
     if not s.use_rationale:
-        return {"rationale": None, "trace": [{"node": "rationale", "seconds": 0.0, "skipped": "ablation: no rationale"}]}
+        return {"rationale": None,
+                "trace": [{"node": "rationale", "seconds": 0.0, "skipped": "ablation: no rationale"}]}
     value, trace = generate_rationale(llm, _item(state), state["question"], _exemplars(state, config), mode=s.mode)
     return {"rationale": value, "model": llm.model_id, "trace": [{"node": "rationale", **trace}]}
 
@@ -305,7 +306,8 @@ def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     if verdict.valid:
         update["distractors"] = verdict.kept
     elif state.get("attempts", 0) > s.max_retries:
-        options = [o for o in _pool(state, config, n) + exemplar_options([Exemplar(**e) for e in state.get("exemplars", [])])
+        exemplar_opts = exemplar_options([Exemplar(**e) for e in state.get("exemplars", [])])
+        options = [o for o in _pool(state, config, n) + exemplar_opts
                    if normalize(o) not in rejected]
         filled, added = fill_from_options(verdict.kept, state["answer"], n, options)
         final = validate_distractors(filled, state["answer"], n)
@@ -334,7 +336,8 @@ def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) 
     given = bool(state.get("question_given"))
     v = verify_item(llm, _item(state), state["question"], state["distractors"], question_given=given,
                     retriever=services_of(runtime).retriever, exclude_ids=state.get("exclude_ids", []),
-                    exclude_splits=s.exclude_splits, seed=s.seed, rationale=state.get("rationale"), settings=_verify_settings(config))
+                    exclude_splits=s.exclude_splits, seed=s.seed, rationale=state.get("rationale"),
+                    settings=_verify_settings(config))
     update: dict[str, Any] = {"status": v.status, "reasons": v.reasons, "difficulty": v.difficulty,
                               "verification": v.model_dump(mode="json"), "route": "done"}
     entry: dict[str, Any] = {"node": "verify", "seconds": v.seconds, **verification_trace(v)}

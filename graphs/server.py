@@ -27,7 +27,8 @@ def with_services(services: Services) -> Callable:
         takes_runtime = "runtime" in inspect.signature(fn).parameters
 
         def node(state, config: RunnableConfig, runtime: Runtime[GraphSettings]) -> dict[str, Any]:
-            chosen = runtime.context.model_dump(exclude_unset=True) if isinstance(runtime.context, GraphSettings) else {}
+            chosen = (runtime.context.model_dump(exclude_unset=True)
+                      if isinstance(runtime.context, GraphSettings) else {})
             config = {**config, "configurable": {**chosen, **(config.get("configurable") or {})}}
             return fn(state, config, runtime.override(context=services)) if takes_runtime else fn(state, config)
 

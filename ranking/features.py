@@ -5,8 +5,8 @@ The families and why they should matter:
 * exemplar: a retrieved exemplar that asks the same kind of question usually offers the right option set;
   the closer the exemplar (score, rank), and the more of them agree, the likelier.
 * bank: ScienceQA and teachers' banks are templated, so the options that stand beside the key elsewhere
-  (count per 1,000 bank items, share of the key's items, PMI against the option's own frequency) and the distractors the bank
-  gives for this very question are strong evidence, independent of what retrieval found.
+  (count per 1,000 bank items, share of the key's items, PMI against the option's own frequency) and the
+  distractors the bank gives for this very question are strong evidence, independent of what retrieval found.
 * form: siblings look alike (answer type, length, shared prefix or suffix, singular/plural, digits, a
   capital letter, a final stop).
 * material: an option the picture or context names is the one a student hesitates over.

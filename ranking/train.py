@@ -199,7 +199,8 @@ def sample(records: list, limit: int) -> list:
 
 def train_task(task: str, retriever, directory: Path, train_recs: list, val_recs: list, stats: BankStats, embed, *,
                extra=None, progress: Progress | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    train_rows = collect(task, train_recs, retriever, stats, embed, progress=progress, label=f"{task} ranker: train items")
+    train_rows = collect(task, train_recs, retriever, stats, embed, progress=progress,
+                         label=f"{task} ranker: train items")
     val_rows = collect(task, val_recs, retriever, stats, embed, progress=progress, label=f"{task} ranker: val items")
     booster, best, data_digest = fit(train_rows, val_rows, extra)
     scores = [booster.predict(x, num_iteration=best, num_threads=1) if len(x) else np.zeros(0) for x in val_rows.x]

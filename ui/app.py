@@ -21,8 +21,8 @@ from coe.settings import settings
 from coe.ui.batch_page import batch_page
 from coe.ui.history_panel import history_panel
 from coe.ui.material_page import material_page
-from coe.ui.resources import (DEFAULT_MODEL, DIFFICULTIES, bank_names, POLL_SECONDS, SOURCES, VARIANTS, current_run, dataset,
-                              llm_presets, plain_error, services_for_banks, shared_graph, test_items)
+from coe.ui.resources import (DEFAULT_MODEL, DIFFICULTIES, bank_names, POLL_SECONDS, SOURCES, VARIANTS, current_run,
+                              dataset, llm_presets, plain_error, services_for_banks, shared_graph, test_items)
 from coe.ui.review_panel import accepted_panel, review_panel
 from coe.ui.uploads import checked_upload
 
@@ -123,7 +123,8 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool, source
     # a run left waiting for review keeps its thread: History can reopen it
     run_settings = {**VARIANTS[ss.get("variant") or "Full CoE"], "seed": ss.get("seed", 0),
                     "difficulty": ss.get("difficulty") or "medium", "write_notes": bool(ss.get("write_notes", True))}
-    run = Run(shared_graph(str(coe_home())), services, state, settings=run_settings, variant=ss.get("variant") or "Full CoE",
+    run = Run(shared_graph(str(coe_home())), services, state, settings=run_settings,
+              variant=ss.get("variant") or "Full CoE",
               model=model)
     ss["run"] = run  # main() starts it once the page shows it in place of the previous item
     st.rerun()

@@ -129,10 +129,12 @@ def item_panel(run_dir: str, entry: dict[str, Any], model: str | None) -> None:
                 notes = item.get("distractor_notes") or []
                 c2.text_input(f"Why a student may pick it ({i + 1})", value=notes[i] if i < len(notes) else "",
                               key=f"{key}_n{i}")
-                c3.checkbox("keep", value=False, key=f"{key}_k{i}", help="Kept in its slot when regenerating distractors")
+                c3.checkbox("keep", value=False, key=f"{key}_k{i}",
+                            help="Kept in its slot when regenerating distractors")
             st.text_area("Rationale", value=item.get("rationale") or "", key=f"{key}_r", height=90)
             verification_summary(item)
-            if entry["status"] == "verified" and (found := recheck(item, (entry.get("input") or {}).get("context", ""))):
+            context = (entry.get("input") or {}).get("context", "")
+            if entry["status"] == "verified" and (found := recheck(item, context)):
                 st.warning("Verified when written, but not by today's checks:\n"
                            + "\n".join(f"- {r}" for r in found))
         b1, b2, b3, b4 = st.columns(4)
@@ -175,7 +177,8 @@ def export_section(run_dir: str) -> None:
     c1, c2, c3 = st.columns([2, 2, 3], vertical_alignment="bottom")
     fmt = c1.selectbox("Format", FORMATS, key="batch_export_fmt")
     only = c2.selectbox("Items", SELECTIONS, index=1, key="batch_export_only",
-                        help="all written items, the accepted ones, the verified ones not rejected, or all not rejected")
+                        help="all written items, the accepted ones, the verified ones not rejected, "
+                             "or all not rejected")
     try:
         data, n = _rendered(run_dir, fmt, only, _stamp(run_dir))
     except CoeError as exc:

@@ -100,7 +100,8 @@ def test_items(root: str) -> dict[str, str]:
     dataset = shared_dataset(root)
     if dataset is None or "test" not in dataset.splits():
         return {}
-    return {p.pid: f"{p.pid} · {p.question[:80]}{' · with picture' if p.image_path else ''}" for p in dataset.split("test")}
+    return {p.pid: f"{p.pid} · {p.question[:80]}{' · with picture' if p.image_path else ''}"
+            for p in dataset.split("test")}
 
 
 def llm_presets() -> list[str]:

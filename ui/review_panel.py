@@ -90,7 +90,8 @@ def review_panel(run: Run) -> None:
         if d in probs:
             checks.append(f"draws {probs[d]:.2f} of a student's choice")
         if d in also:
-            checks.append(f"judged also correct with P {also[d]:.2f}" + (" — FLAGGED" if d in v.get("second_keys", []) else ""))
+            flagged = " — FLAGGED" if d in v.get("second_keys", []) else ""
+            checks.append(f"judged also correct with P {also[d]:.2f}{flagged}")
         if checks:
             c1.caption(" · ".join(checks))
         c1.text_input(f"Why a student would pick distractor {i + 1}", value=note_list[i] if i < len(note_list) else "",
@@ -141,7 +142,8 @@ def export_panel(run: Run, item: dict[str, Any]) -> None:
 
     c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
     fmt = c1.selectbox("Export format", FORMATS, key=f"export_fmt_{run.run_id}",
-                       help="Moodle XML and QTI 2.1 carry the image; GIFT and Aiken cannot (GIFT names it in a comment).")
+                       help="Moodle XML and QTI 2.1 carry the image; GIFT and Aiken cannot "
+                            "(GIFT names it in a comment).")
     try:
         data = render([ExportItem.from_console(item, id=run.run_id)], fmt)
     except CoeError as exc:

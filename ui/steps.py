@@ -37,7 +37,8 @@ def summarize(node: str, update: dict[str, Any]) -> dict[str, Any]:
     elif node == "distractors":
         text = ", ".join(map(str, update.get("candidate_distractors") or []))
     elif node == "verify":
-        text = (update.get("status") or "") + (": " + "; ".join(update.get("reasons") or []) if update.get("reasons") else "")
+        reasons = update.get("reasons") or []
+        text = (update.get("status") or "") + (": " + "; ".join(reasons) if reasons else "")
     elif node in ("validate", "review"):
         entry = trace[-1] if trace else {}
         text = "valid" if entry.get("valid") else "; ".join(entry.get("problems") or [])

@@ -109,7 +109,8 @@ def render_entry(entry: dict[str, Any], known: dict[str, dict[str, Any]], datase
         st.markdown(f"**Kept by the reviewer:** {literal(', '.join(entry['kept']))}")
     if node in ("validate", "review"):
         ok = entry.get("valid") or entry.get("valid_after_repair")
-        st.markdown("**Validator verdict:** " + (":material/check_circle: valid" if ok else ":red[:material/cancel: invalid]"))
+        verdict = ":material/check_circle: valid" if ok else ":red[:material/cancel: invalid]"
+        st.markdown("**Validator verdict:** " + verdict)
         for problem in entry.get("problems") or []:
             st.markdown(f"- {literal(problem)}")
         if entry.get("repair"):
@@ -131,7 +132,8 @@ def render_trace(trace: list[dict[str, Any]], *, key: str, exemplars: list[dict[
                  dataset=None) -> None:
     """Every step as an expander; the filter keeps the steps whose content contains the text."""
     known = {str(e.get("id")): e for e in exemplars or []}
-    needle = st.text_input("Filter the trace", key=f"{key}_filter", placeholder="e.g. a word of the prompt, 'invalid', 'retrieve'")
+    needle = st.text_input("Filter the trace", key=f"{key}_filter",
+                           placeholder="e.g. a word of the prompt, 'invalid', 'retrieve'")
     shown = [(i, e) for i, e in enumerate(trace) if matches(e, needle.strip())]
     total_tokens = sum(sum((e.get("usage") or {}).values()) for e in trace)
     total_seconds = sum(float(e.get("seconds") or 0) for e in trace)

@@ -32,7 +32,8 @@ def worker_env(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
     environment: a worker on another node must find the same model server, Chroma server and options."""
     import os
 
-    env = {k: v for k, v in os.environ.items() if k.startswith("COE_") or k in ("HF_HUB_OFFLINE", "ANONYMIZED_TELEMETRY")}
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith("COE_") or k in ("HF_HUB_OFFLINE", "ANONYMIZED_TELEMETRY")}
     runtime_env = dict(runtime_env or {})
     runtime_env["env_vars"] = {**env, **dict(runtime_env.get("env_vars") or {})}
     return runtime_env

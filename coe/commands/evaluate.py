@@ -12,7 +12,8 @@ err = Console(stderr=True)
 
 
 def eval_command(
-    task: str = typer.Option("dg", "--task", help="qg, rg, dg, verify, all, or a comma-separated mix (e.g. all,verify)."),
+    task: str = typer.Option("dg", "--task",
+                             help="qg, rg, dg, verify, all, or a comma-separated mix (e.g. all,verify)."),
     split: str = typer.Option("test", "--split", help="val or test."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a sample of this many items."),
     stratify: bool = typer.Option(False, "--stratify", help="Sample proportionally per context type × subject."),
@@ -105,5 +106,6 @@ def bench_command(
         out.print(f"embedding {r['bank_available']} exemplars: {r['embed_items_per_s']:.0f} items/s")
     for s in r["sizes"]:
         out.print(f"bank {s['bank']:6d} (asked {s['requested']}): retrieval p50 {s['p50_ms']:.1f} ms, "
-                  f"p95 {s['p95_ms']:.1f} ms over {s['queries']} queries; index build {s['build_items_per_s']:.0f} items/s")
+                  f"p95 {s['p95_ms']:.1f} ms over {s['queries']} queries; "
+                  f"index build {s['build_items_per_s']:.0f} items/s")
     out.print(f"peak RSS {result['peak_rss_mb']:.0f} MB")

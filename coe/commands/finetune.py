@@ -77,7 +77,8 @@ def finetune_train(
     else:
         loss = f"mean logged loss {summary['train_loss']:.4f}, " if summary["train_loss"] is not None else ""
         Console().print(f"adapter saved to {summary['adapter']} after {summary['global_step']} steps "
-                        f"({loss}{summary['seconds']:.0f}s); evaluate it with `coe eval --model transformers:{summary['adapter']}`", highlight=False)
+                        f"({loss}{summary['seconds']:.0f}s); evaluate it with "
+                        f"`coe eval --model transformers:{summary['adapter']}`", highlight=False)
 
 
 @finetune_app.command("merge")

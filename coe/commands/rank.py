@@ -45,7 +45,8 @@ def summary(result: dict) -> str:
 @rank_app.command("train")
 def train(
     bank: list[str] = typer.Option([], "--bank", metavar="NAME",
-                                   help="Exemplar bank(s) whose rankers to build (repeatable or a,b; default: ScienceQA's)."),
+                                   help="Exemplar bank(s) whose rankers to build (repeatable or a,b; "
+                                        "default: ScienceQA's)."),
     from_run: list[str] = typer.Option([], "--from-run", metavar="RUN_DIR",
                                        help="Add a batch run's review decisions as training data (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the rankers are up to date."),

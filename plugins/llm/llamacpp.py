@@ -283,5 +283,6 @@ class LlamaCppLLM(SequentialBatchMixin):
             self._tally_prompt(reused, len(tokens) - reused)
         logprobs = [float(lp) for lp in Llama.logits_to_logprobs(logits)[ids]]
         return OptionScores(labels=list(request.labels), probs=label_probs(logprobs), logprobs=logprobs,
-                            method="logprobs", model=self.model_id, usage=Usage(prompt_tokens=len(tokens), prompt_tokens_reused=reused),
+                            method="logprobs", model=self.model_id,
+                            usage=Usage(prompt_tokens=len(tokens), prompt_tokens_reused=reused),
                             seconds=time.perf_counter() - start)

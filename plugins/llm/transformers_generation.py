@@ -54,7 +54,7 @@ class TransformersVLLM(AdapterMethods):
                  graph_decode: bool | None = None) -> None:
         try:
             import torch
-            import transformers
+            import transformers  # noqa: F401  (the backend's dependency, checked here with torch)
         except ImportError as exc:
             raise ConfigError("the transformers backend needs `pip install 'coe[vlm]'`") from exc
         spec = str(model_path or model)
