@@ -113,7 +113,7 @@ def _wordnet():
     the proper-noun kind check is not made (the answer-type check still is)."""
     with _WORDNET_LOCK:
         try:
-            from coe.eval.wordnet import ensure_wordnet
+            from coe.modelstore.wordnet import ensure_wordnet
             ensure_wordnet()
             from nltk.corpus import wordnet
             wordnet.synsets("dog")

@@ -95,7 +95,7 @@ def unrelated_question(item: EvalItem, pool: Pool, rng: random.Random, tries: in
 def _wordnet():
     from nltk.corpus import wordnet
 
-    from .wordnet import ensure_wordnet
+    from coe.modelstore.wordnet import ensure_wordnet
     ensure_wordnet()
     return wordnet
 

@@ -41,7 +41,7 @@ def rouge_l(prediction: str, reference: str) -> float:
 def _meteor_setup():
     from nltk.tokenize import NLTKWordTokenizer
 
-    from .wordnet import ensure_wordnet
+    from coe.modelstore.wordnet import ensure_wordnet
     ensure_wordnet()
     # evaluate tokenizes with nltk.word_tokenize, which needs the punkt model (not available offline);
     # its word-level tokenizer is the same one, without the sentence split first.

@@ -135,21 +135,10 @@ def load_services(model: str | None = None) -> Services:
 
 
 def default_llm(model: str | None = None) -> Any:
-    """The LLM plugin for a ``--model`` spec, resolved through the ``coe.llm`` entry-point group:
+    """The LLM plugin for a ``--model`` spec (``coe.plugins.registry.resolve_llm``)."""
+    from coe.plugins.registry import resolve_llm
 
-    * ``NAME:SPEC`` where NAME is a registered plugin (``llamacpp``, ``openai``, ``transformers``,
-      ``qwen-vl-chat`` or a third party's): the plugin's ``from_spec(SPEC)``, or the plugin called with SPEC;
-    * anything else (a preset name, a ``.gguf`` path, a hub id, or nothing): llama.cpp in process."""
-    from coe.plugins import registry
-    from coe.settings import settings
-
-    model = model or settings().model
-    name, sep, spec = (model or "").partition(":")
-    if sep and name in registry.available("llm"):
-        plugin = registry.load("llm", name)
-        build = getattr(plugin, "from_spec", None)
-        return build(spec) if build is not None else plugin(spec)
-    return registry.load("llm", "llamacpp").from_spec(model or "")
+    return resolve_llm(model)
 
 
 def probe_llm(llm: Any) -> Any:

@@ -35,3 +35,20 @@ def load(kind: str, name: str) -> Any:
 
 def create(kind: str, name: str, **kwargs: Any) -> Any:
     return load(kind, name)(**kwargs)
+
+
+def resolve_llm(model: str | None = None) -> Any:
+    """The LLM plugin for a ``--model`` spec, resolved through the ``coe.llm`` entry-point group:
+
+    * ``NAME:SPEC`` where NAME is a registered plugin (``llamacpp``, ``openai``, ``transformers``,
+      ``qwen-vl-chat`` or a third party's): the plugin's ``from_spec(SPEC)``, or the plugin called with SPEC;
+    * anything else (a preset name, a ``.gguf`` path, a hub id, or nothing): llama.cpp in process."""
+    from coe.settings import settings
+
+    model = model or settings().model
+    name, sep, spec = (model or "").partition(":")
+    if sep and name in available("llm"):
+        plugin = load("llm", name)
+        build = getattr(plugin, "from_spec", None)
+        return build(spec) if build is not None else plugin(spec)
+    return load("llm", "llamacpp").from_spec(model or "")

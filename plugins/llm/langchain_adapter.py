@@ -1,7 +1,7 @@
 """Present any LLM plugin as a LangChain chat model, so it composes with LCEL chains, agents and LangSmith.
 
 The chat model is named by a model spec (``llamacpp:PRESET``, ``openai:MODEL@URL``, any ``coe.llm`` entry
-point), resolved through ``coe.graphs.services.default_llm`` on first use; that spec is also what it
+point), resolved through ``coe.plugins.registry.resolve_llm`` on first use; that spec is also what it
 serialises to, so ``dumpd``/``load`` round-trip without touching the model. Structured output and tool
 calls both ride on the plugins' schema-constrained decoding (``GenerationRequest.json_schema``)."""
 
@@ -122,7 +122,7 @@ def _reply_message(gen: Generation, tools: list[dict] | None) -> tuple[str, list
 
 
 def _spec_of(plugin: Any) -> str:
-    """A spec ``default_llm`` resolves back to this plugin's model (the OpenAI backend needs its URL)."""
+    """A spec ``resolve_llm`` resolves back to this plugin's model (the OpenAI backend needs its URL)."""
     base_url = getattr(plugin, "base_url", None)
     spec = f"{getattr(plugin, 'name', 'plugin')}:{getattr(plugin, 'model_id', '')}"
     return f"{spec}@{base_url}" if base_url else spec
@@ -131,8 +131,8 @@ def _spec_of(plugin: Any) -> str:
 @cache
 def resolve_plugin(spec: str) -> Any:
     """One plugin per spec for the process: chat models built from the same spec share its loaded model."""
-    from coe.graphs.services import default_llm
-    return default_llm(spec)
+    from coe.plugins.registry import resolve_llm
+    return resolve_llm(spec)
 
 
 def _json_schema(schema: Any) -> dict:

@@ -1,4 +1,5 @@
-"""WordNet 3.0 for NLTK's METEOR, assembled from Debian's wordnet-base and wordnet-sense-index.
+"""WordNet 3.0 (for NLTK: METEOR in eval, the proper-noun cue at run time), assembled from Debian's wordnet-base and
+wordnet-sense-index.
 
 Debian ships the database files but not the ``lexnames`` table NLTK's reader needs; that table is a fixed
 part of WordNet 3.0 (see lexnames(5WN)), so it is written here."""
