@@ -12,7 +12,7 @@ import numpy as np
 from .bank import BankStats, bank_records
 from .features import EmbedCache, ItemContext, features, index_vectors
 from .model import RANKER_VERSION, TASKS, index_fingerprint, paths, ranker_dir
-from .train import MAX_TRAIN_ITEMS, MAX_VAL_ITEMS, sample, split_records, train_task
+from .train import MAX_TRAIN_ITEMS, MAX_VAL_ITEMS, require_items, sample, split_records, train_task
 
 
 def up_to_date(directory: Path, fingerprint: str) -> bool:
@@ -51,6 +51,7 @@ def build_rankers(retriever, *, from_runs: list[str] | tuple[str, ...] = (), for
     t0 = time.perf_counter()
     from_runs = list(dict.fromkeys([*earlier_runs(directory), *(str(Path(r).resolve()) for r in from_runs)]))
     train_recs, val_recs = split_records(bank_records(retriever))
+    require_items("distractors", len(train_recs))  # before anything is computed or written
     stats = BankStats(train_recs)       # train items leave themselves out; val items are not in it at all
     embed = EmbedCache(retriever.embedder, known=index_vectors(retriever))
     # the question ranker has fewer features and learns from fewer items; half keeps the build short

@@ -19,6 +19,7 @@ import numpy as np
 
 from coe.agents.validation import clean_option, normalize
 from coe.atomic import write_text
+from coe.errors import InputError
 from coe.retrieval.retriever import RetrievalQuery
 
 from .bank import BankStats
@@ -62,6 +63,20 @@ class Rows:
         out = {s: round(self.cov[s] / g, 4) for s in (*self.sources, "union")}
         out["candidates_per_item"] = round(self.cov["candidates"] / max(len(self.ids), 1), 2)
         return out
+
+
+# fewer items than this teach a ranker nothing it can be trusted with (and LightGBM refuses empty data)
+MIN_TRAIN_ITEMS = 20
+
+
+class TooFewItems(InputError):
+    """The bank is too small to train a ranker on: the heuristic ranking serves it."""
+
+
+def require_items(task: str, n: int) -> None:
+    if n < MIN_TRAIN_ITEMS:
+        raise TooFewItems(f"the bank has {n} train items with candidates for the {task} ranker, fewer than "
+                          f"{MIN_TRAIN_ITEMS}: no ranker is trained and the heuristic ranking is used")
 
 
 def _key(text: str) -> str:
@@ -147,6 +162,8 @@ def fit(train: Rows, val: Rows, extra: tuple[np.ndarray, np.ndarray, list[int]] 
     early-stopped on val NDCG@3. Returns the booster, its best iteration and the training data's digest."""
     import lightgbm as lgb
 
+    require_items("distractors" if train.sources == SOURCES else "questions",
+                  sum(1 for y in train.y if len(y) and y.max() > 0))
     x, y, groups = train.stacked()
     if extra is not None and len(extra[1]):
         x, y, groups = np.vstack([x, extra[0]]), np.concatenate([y, extra[1]]), groups + list(extra[2])

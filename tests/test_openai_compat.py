@@ -548,7 +548,9 @@ def test_coe_graph_over_real_server(real_llm, fixture_index):
     state = {"answer": "rabbit", "context": "This is a food chain from a meadow: grass, rabbit, fox.",
              "image_path": str(FIXTURE / "images/test/7/image.png"), "n_distractors": 3}
     services = Services(llm=real_llm, retriever=fixture_index, image_reader=StubReader())
-    out = graph.invoke(state, config={"configurable": {"n_distractors": 3}}, context=services)
+    # the model writes and picks every step here (a text-only server would otherwise leave picking to the rankers)
+    out = graph.invoke(state, config={"configurable": {"n_distractors": 3, "question_selection": "model",
+                                                       "pool_selection": "blend"}}, context=services)
     assert out["valid"] and out["question"].strip() and out["rationale"]
     assert len(out["distractors"]) == 3
     assert validate_distractors(out["distractors"], "rabbit", 3).valid

@@ -149,6 +149,21 @@ def test_training_is_deterministic_and_never_sees_test_items(bank_retriever, tmp
     assert second["training_digest"] == first["training_digest"]
 
 
+def test_a_bank_too_small_to_train_on_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.ranking.build import build_rankers
+    from coe.ranking.train import MIN_TRAIN_ITEMS, TooFewItems
+    from coe.retrieval.index import build_index
+    from coe.retrieval.retriever import ExemplarRetriever
+
+    store = ChromaStore(tmp_path / "chroma")
+    tiny = [e for e in small_bank() if e.split == "train"][:MIN_TRAIN_ITEMS - 1]
+    build_index(tiny, embedder=HashEmbedder(), store=store)
+    with pytest.raises(TooFewItems, match=f"{MIN_TRAIN_ITEMS - 1} train items .* heuristic ranking is used"):
+        build_rankers(ExemplarRetriever(HashEmbedder(), store), directory=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_and_corrupt_ranker_files(tmp_path):
     from coe.ranking.model import RANKER_VERSION, load, paths
 

@@ -52,13 +52,17 @@ def index_build(
               f"({result['added']} records added) in {store.location}")
     if rankers:
         from coe.ranking.build import build_rankers
+        from coe.ranking.train import TooFewItems
         from coe.retrieval.retriever import ExemplarRetriever
 
         from .rank import ranker_progress, summary
 
-        with ranker_progress(err) as progress:
-            ranked = build_rankers(ExemplarRetriever(embedder, store), force=force, progress=progress)
-        err.print(summary(ranked), highlight=False, markup=False)
+        try:
+            with ranker_progress(err) as progress:
+                ranked = build_rankers(ExemplarRetriever(embedder, store), force=force, progress=progress)
+            err.print(summary(ranked), highlight=False, markup=False)
+        except TooFewItems as exc:  # a small bank is still a usable index: the heuristic ranks its pools
+            err.print(str(exc), highlight=False, markup=False)
     if images is not None:
         err.print(f"image index {image_result['status']} with {images.model_id}: "
                   f"{image_result['added']} records added"
