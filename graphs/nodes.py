@@ -5,7 +5,6 @@ Settings come from ``config["configurable"]`` (``GraphSettings``); the models co
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -13,105 +12,20 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from coe.agents.candidates import Candidate, distractor_pool
-from coe.agents.generation import (ItemInput, generate_distractors, generate_question, generate_rationale,
+from coe.agents.generation import (generate_distractors, generate_question, generate_rationale, notes_call,
                                    sample_questions)
 from coe.agents.selection import QuestionCandidate, exemplar_questions, rank_distractors, rank_questions
 from coe.agents.validation import clean_option, exemplar_options, fill_from_options, normalize, validate_distractors
 from coe.agents.llm_call import prompt_tallied, run_call
-from coe.agents.generation import notes_call
-from coe.agents.verify import VerifySettings, check_given_question, verification_trace, verify_item
+from coe.agents.verify import check_given_question, verification_trace, verify_item
 from coe.errors import ModelOutputError, QuestionMismatch
-from coe.plugins.llm.protocol import ImageRef
 from coe.retrieval.exemplars import Exemplar
 from coe.retrieval.retriever import RetrievalQuery
 
+from .learned import as_prior, as_question_candidates, ranked_distractors, ranked_questions, shown_selection
+from .node_inputs import item_input, pool_candidates, pool_texts, rejected_options, shown_exemplars, verify_settings
 from .services import Services, run_settings, services_of, settings_from
 from .state import CoEState
-
-
-def _item(state: CoEState) -> ItemInput:
-    images = [ImageRef(path=Path(state["image_path"]))] if state.get("image_path") else []
-    return ItemInput(answer=state["answer"], context=state.get("context", ""),
-                     image_text=state.get("image_text", ""), question=state.get("question_given"),
-                     images=images)
-
-
-def _exemplars(state: CoEState, config: RunnableConfig | None = None) -> list[Exemplar]:
-    """The exemplars shown in prompts: the top k of those retrieved (the rest only feed the pool)."""
-    k = settings_from(config).k if config is not None else None
-    return [Exemplar(**e) for e in state.get("exemplars", [])][:k]
-
-
-def _pool_candidates(state: CoEState, config: RunnableConfig, n: int) -> list[Candidate]:
-    """The candidate pool for this item, without options the verifier already rejected."""
-    if not settings_from(config).use_pool:
-        return []
-    rejected = _rejected(state)
-    return [c for c in distractor_pool(state["answer"], [Exemplar(**e) for e in state.get("exemplars", [])],
-                                       state.get("context", ""), state.get("image_text", ""),
-                                       question=state.get("question", ""), n=n)
-            if normalize(c.text) not in rejected]
-
-
-def _learned(state: CoEState, s, runtime: Runtime[Services]) -> tuple[list[dict[str, Any]], str | None]:
-    """The wide pool ranked by the trained distractor ranker, without rejected options; ``([], reason)`` when
-    there is no usable ranker (the heuristic pool decides instead, and the trace says why)."""
-    from coe.ranking.select import rank_pool
-
-    retriever = services_of(runtime).retriever
-    if retriever is None:
-        return [], "no retriever: the heuristic ranking is used"
-    return rank_pool(state["answer"], state.get("question", ""),
-                     " ".join((state.get("context", ""), state.get("image_text", ""))),
-                     [Exemplar(**e) for e in state.get("exemplars", [])], retriever,
-                     exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits,
-                     rejected=set(_rejected(state)))
-
-
-def _learned_question(state: CoEState, s, runtime: Runtime[Services]) -> tuple[list[dict[str, Any]], str | None]:
-    """Exemplar and bank questions ranked by the trained question ranker (no model call)."""
-    from coe.ranking.select import rank_question_pool
-
-    retriever = services_of(runtime).retriever
-    if retriever is None:
-        return [], "no retriever: the model writes the question"
-    return rank_question_pool(state["answer"], " ".join((state.get("context", ""), state.get("image_text", ""))),
-                              [Exemplar(**e) for e in state.get("exemplars", [])], retriever,
-                              exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits,
-                              rejected={normalize(q) for q in state.get("rejected_questions", [])})
-
-
-def _as_prior(ranked: list[dict[str, Any]]) -> list[Candidate]:
-    """Ranker scores as the blend's prior: exp(score - best), so the best is 1 and the rest shrink by how far
-    the ranker puts them below it."""
-    top = ranked[0]["score"]
-    return [Candidate(text=r["option"], score=round(math.exp(r["score"] - top), 4), sources=r["sources"])
-            for r in ranked]
-
-
-def _as_question_candidates(chosen: list[dict[str, Any]], ranked: list[dict[str, Any]]) -> list[QuestionCandidate]:
-    """The ranker's questions with its softmax over every candidate as their support."""
-    top = ranked[0]["score"]
-    total = sum(math.exp(r["score"] - top) for r in ranked)
-    return [QuestionCandidate(text=r["text"], source="ranker:" + "+".join(r["sources"]),
-                              support=round(math.exp(r["score"] - top) / total, 4)) for r in chosen]
-
-
-def _shown(selection: dict[str, Any] | None) -> dict[str, Any]:
-    """The trace's record of what an "auto" selection resolved to for this backend, and why."""
-    return {"selection": selection} if selection else {}
-
-
-def _pool(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
-    return [c.text for c in _pool_candidates(state, config, n)]
-
-
-def _verify_settings(config: RunnableConfig) -> VerifySettings:
-    """The verifier's thresholds from the run's settings: the given-question check and the verify step
-    read the same ones."""
-    conf = config.get("configurable") or {}
-    return VerifySettings(**{k: v for k, v in conf.items() if k in VerifySettings.model_fields})
 
 
 def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
@@ -158,11 +72,11 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     t0 = time.perf_counter()
     (s, selection), llm = run_settings(config, runtime), services_of(runtime).llm
     given = state.get("question_given")
-    item = _item(state)
+    item = item_input(state)
     if given:
         entry: dict[str, Any] = {"node": "question", "source": "given"}
         if s.verify and s.check_given_question:
-            ok, p_yes, why = check_given_question(llm, item, given.strip(), _verify_settings(config),
+            ok, p_yes, why = check_given_question(llm, item, given.strip(), verify_settings(config),
                                                   retriever=services_of(runtime).retriever,
                                                   exclude_ids=state.get("exclude_ids", []),
                                                   exclude_splits=s.exclude_splits)
@@ -173,14 +87,14 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         return {"question": given.strip(), "trace": [{**entry, "seconds": round(time.perf_counter() - t0, 3)}]}
     note = None
     if s.question_selection == "learned":
-        ranked, note = _learned_question(state, s, runtime)
+        ranked, note = ranked_questions(state, s, runtime)
         if ranked:
             return {"question": ranked[0]["text"],
-                    "trace": [{"node": "question", "source": "learned ranking", **_shown(selection),
+                    "trace": [{"node": "question", "source": "learned ranking", **shown_selection(selection),
                                "candidates": [{"text": r["text"], "score": r["score"],
                                                "source": "ranker:" + "+".join(r["sources"])} for r in ranked[:10]],
                                "seconds": round(time.perf_counter() - t0, 3)}]}
-    exemplars = _exemplars(state, config)
+    exemplars = shown_exemplars(state, config)
     feedback = state.get("question_feedback", "")
     failure: ModelOutputError | None = None
     try:
@@ -196,9 +110,9 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         trace["samples"] = sample_traces
     if s.question_exemplars and s.verify:
         # the question ranker's best exemplar and bank questions when there is one, else the exemplars' own
-        learned, note = _learned_question(state, s, runtime) if note is None else ([], note)
+        learned, note = ranked_questions(state, s, runtime) if note is None else ([], note)
         if learned:
-            candidates += _as_question_candidates(learned[:s.question_exemplars], learned)
+            candidates += as_question_candidates(learned[:s.question_exemplars], learned)
         else:
             all_exemplars = [Exemplar(**e) for e in state.get("exemplars", [])]
             candidates += exemplar_questions(all_exemplars, state["answer"], state.get("context", ""),
@@ -216,7 +130,8 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     trace["seconds"] = round(time.perf_counter() - t0, 3)
     if note:
         trace["note"] = note
-    return {"question": value, "model": llm.model_id, "trace": [{"node": "question", **trace, **_shown(selection)}]}
+    return {"question": value, "model": llm.model_id,
+            "trace": [{"node": "question", **trace, **shown_selection(selection)}]}
 
 
 @prompt_tallied
@@ -225,7 +140,8 @@ def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services
     if not s.use_rationale:
         return {"rationale": None,
                 "trace": [{"node": "rationale", "seconds": 0.0, "skipped": "ablation: no rationale"}]}
-    value, trace = generate_rationale(llm, _item(state), state["question"], _exemplars(state, config), mode=s.mode)
+    value, trace = generate_rationale(llm, item_input(state), state["question"], shown_exemplars(state, config),
+                                      mode=s.mode)
     return {"rationale": value, "model": llm.model_id, "trace": [{"node": "rationale", **trace}]}
 
 
@@ -235,32 +151,32 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
     (s, selection), llm = run_settings(config, runtime), services_of(runtime).llm
     n = state.get("n_distractors") or s.n_distractors
     attempt = state.get("attempts", 0) + 1
-    candidates = _pool_candidates(state, config, n)
+    candidates = pool_candidates(state, config, n)
     note, learned_prior = None, False
     if s.pool_selection == "blend" and s.use_pool and s.verify:
         # the learned ranking is the prior the model's vote and the student's draw start from, when there is one
-        ranked, note = _learned(state, s, runtime)
+        ranked, note = ranked_distractors(state, s, runtime)
         if len(ranked) >= n:
-            candidates, learned_prior = _as_prior(ranked[:max(12, 2 * n)]), True
+            candidates, learned_prior = as_prior(ranked[:max(12, 2 * n)]), True
     pool = [c.text for c in candidates]
     if s.choose_from_pool and s.use_pool and s.pool_selection == "learned" and attempt == 1:
-        ranked, note = _learned(state, s, runtime)
+        ranked, note = ranked_distractors(state, s, runtime)
         if len(ranked) >= n:
             chosen = [r["option"] for r in ranked[:n]]
             return {"candidate_distractors": chosen, "attempts": attempt,
                     "trace": [{"node": "distractors", "attempt": attempt, "seconds": round(time.perf_counter() - t0, 3),
                                "source": "learned ranking", "ranking": ranked[:30], "parsed": chosen,
-                               **_shown(selection)}]}
+                               **shown_selection(selection)}]}
     if (s.choose_from_pool and s.pool_selection in ("rank", "learned") and attempt == 1 and len(pool) >= n):
         # The pool's own ranking picks; the model writes distractors only when the pool falls short or
         # validation sends the step back.
         return {"candidate_distractors": pool[:n], "attempts": attempt,
                 "trace": [{"node": "distractors", "attempt": attempt, "seconds": 0.0, "source": "pool ranking",
                            "candidates": pool, "parsed": pool[:n], **({"note": note} if note else {}),
-                           **_shown(selection)}]}
+                           **shown_selection(selection)}]}
     try:
-        value, trace = generate_distractors(llm, _item(state), state["question"], state.get("rationale"),
-                                            _exemplars(state, config), n, mode=s.mode,
+        value, trace = generate_distractors(llm, item_input(state), state["question"], state.get("rationale"),
+                                            shown_exemplars(state, config), n, mode=s.mode,
                                             feedback=state.get("feedback", ""), candidates=pool,
                                             choose=s.choose_from_pool)
     except ModelOutputError as exc:
@@ -269,7 +185,7 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
         value = []
     if s.pool_selection == "blend" and s.verify and len(candidates) + len(value) >= n:
         votes = [v for v in value if isinstance(v, str)]
-        choice = rank_distractors(llm, _item(state), state["question"], candidates, votes, n,
+        choice = rank_distractors(llm, item_input(state), state["question"], candidates, votes, n,
                                   difficulty=s.difficulty, exclude=state.get("rejected_options", []), seed=s.seed)
         if len(choice.chosen) >= n:
             trace.update({"votes": votes, "ranking": choice.ranking, "source": "pool + model vote + student draw"})
@@ -277,24 +193,17 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
     trace["prior"] = "learned ranking" if learned_prior else "heuristic pool"
     if note:
         trace["note"] = note
-    trace.update(_shown(selection))
+    trace.update(shown_selection(selection))
     trace["seconds"] = round(time.perf_counter() - t0, 3)
     return {"candidate_distractors": value, "attempts": attempt, "model": llm.model_id,
             "trace": [{"node": "distractors", "attempt": attempt, **trace}]}
-
-
-def _rejected(state: CoEState) -> dict[str, str]:
-    """Options that may not come back, by normalised text, with who rejected them."""
-    out = {normalize(r): "the verifier" for r in state.get("rejected_options") or []}
-    out.update({normalize(r): "the reviewer" for r in state.get("rejected") or []})  # the review graph's
-    return out
 
 
 def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     s = settings_from(config)
     n = state.get("n_distractors") or s.n_distractors
-    rejected = _rejected(state)
+    rejected = rejected_options(state)
     candidates = list(state.get("candidate_distractors", []))
     back = [c for c in candidates if isinstance(c, str) and normalize(clean_option(c)) in rejected]
     complaints = [f"{clean_option(c)!r} was rejected by {rejected[normalize(clean_option(c))]}" for c in back]
@@ -307,7 +216,7 @@ def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
         update["distractors"] = verdict.kept
     elif state.get("attempts", 0) > s.max_retries:
         exemplar_opts = exemplar_options([Exemplar(**e) for e in state.get("exemplars", [])])
-        options = [o for o in _pool(state, config, n) + exemplar_opts
+        options = [o for o in pool_texts(state, config, n) + exemplar_opts
                    if normalize(o) not in rejected]
         filled, added = fill_from_options(verdict.kept, state["answer"], n, options)
         final = validate_distractors(filled, state["answer"], n)
@@ -334,10 +243,10 @@ def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) 
         return {"status": "unverified", "reasons": [], "route": "done",
                 "trace": [{"node": "verify", "seconds": 0.0, "skipped": "verification off"}]}
     given = bool(state.get("question_given"))
-    v = verify_item(llm, _item(state), state["question"], state["distractors"], question_given=given,
+    v = verify_item(llm, item_input(state), state["question"], state["distractors"], question_given=given,
                     retriever=services_of(runtime).retriever, exclude_ids=state.get("exclude_ids", []),
                     exclude_splits=s.exclude_splits, seed=s.seed, rationale=state.get("rationale"),
-                    settings=_verify_settings(config))
+                    settings=verify_settings(config))
     update: dict[str, Any] = {"status": v.status, "reasons": v.reasons, "difficulty": v.difficulty,
                               "verification": v.model_dump(mode="json"), "route": "done"}
     entry: dict[str, Any] = {"node": "verify", "seconds": v.seconds, **verification_trace(v)}
@@ -366,8 +275,8 @@ def notes(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -
     if not s.write_notes:
         return {"distractor_notes": [], "trace": [{"node": "notes", "seconds": 0.0, "skipped": "notes off"}]}
     try:
-        value, trace = run_call(llm, notes_call(llm, _item(state), state["question"], state["distractors"],
-                                                _exemplars(state, config)))
+        value, trace = run_call(llm, notes_call(llm, item_input(state), state["question"], state["distractors"],
+                                                shown_exemplars(state, config)))
     except ModelOutputError as exc:  # notes are an aid to the reviewer: their absence is recorded, not fatal
         return {"distractor_notes": [], "trace": [{"node": "notes", **getattr(exc, "trace", {}), "error": str(exc)}]}
     return {"distractor_notes": value, "trace": [{"node": "notes", **trace}]}
