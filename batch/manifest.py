@@ -127,12 +127,15 @@ def _tags(value: Any) -> list[str]:
 
 def _image(raw: str, base: Path, allow_outside: bool) -> str:
     """The row's picture, which must resolve inside the manifest's folder (no ``..`` or link out of it)
-    or be a figure of an ingested material (``coe suggest`` names those), unless ``allow_outside``.
+    or be a figure of an ingested material (``coe suggest`` names those) or a picture of the configured
+    ScienceQA folder (``coe batch scienceqa`` names those), unless ``allow_outside``.
     Decided before the file is touched, in words that do not tell whether an outside file exists."""
     from coe.ingest.store import materials_root
+    from coe.paths import scienceqa_dir
 
     path = (base / raw).expanduser()
-    inside = any(path.resolve().is_relative_to(root) for root in (base, materials_root().resolve()))
+    trusted = (base, materials_root().resolve(), (scienceqa_dir() / "images").resolve())
+    inside = any(path.resolve().is_relative_to(root) for root in trusted)
     if not allow_outside and not inside:
         raise InputError(f"the image {raw!r} is outside the manifest's folder {base} "
                          "(--allow-outside-files reads it)")

@@ -108,6 +108,23 @@ def test_console_item_text_is_literal_markdown(text, shown):
     assert literal(text) == shown
 
 
+def test_a_scienceqa_manifest_reads_the_configured_dataset_pictures(tmp_path, monkeypatch):
+    """``coe batch scienceqa`` names the dataset's pictures by absolute path: the configured ScienceQA folder
+    is in scope, as material figures are; a picture beside it is not."""
+    from coe.batch.manifest import read_manifest
+    from coe.batch.scienceqa_manifest import scienceqa_manifest
+    from tests.conftest import FIXTURE
+
+    monkeypatch.setenv("COE_SCIENCEQA_DIR", str(FIXTURE))
+    manifest = tmp_path / "m.csv"
+    scienceqa_manifest(None, manifest, n=1)
+    rows, errors = read_manifest(manifest)
+    assert errors == [] and len(rows) == 1
+    (tmp_path / "outside.csv").write_text(f"image,answer\n{FIXTURE / 'problems.json'},fox\n")
+    rows, errors = read_manifest(tmp_path / "outside.csv")
+    assert rows == [] and "outside the manifest's folder" in errors[0].error
+
+
 def test_console_verdict_shows_reasons_warnings_and_claim_as_text(monkeypatch):
     """The verifier's reasons and warnings quote option text, and the claim to check quotes the key: none of
     them may turn into a remote image or a link in the review panel."""
