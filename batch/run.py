@@ -1,7 +1,7 @@
 """``coe batch run``: every pending row of a manifest through the compiled graph, each finished item kept
 in the run ledger the moment it is done.
 
-The rows go through ``graph.batch_as_completed`` (``coe.graphs.batch.iter_items``), the same compiled
+The rows go through ``graph.batch_as_completed`` (``coe.graphs.many_items.iter_items``), the same compiled
 graph ``coe generate`` invokes; batching the model calls is the backend's business. ``engine="ray"``
 spreads the rows over a Ray cluster (``batch.engines.ray``); either way only this process writes the
 ledger, so its exactly-once semantics do not depend on the engine.
@@ -57,7 +57,7 @@ def item_record(row: Row, out: dict[str, Any], *, k: int, model: str) -> tuple[d
 
 def _local(rows: list[Row], services_factory: Callable[[], Any], settings: dict[str, Any],
            max_concurrency: int | None, on_result: Callable[[Row, dict[str, Any]], None]) -> None:
-    from coe.graphs.batch import iter_items
+    from coe.graphs.many_items import iter_items
 
     services = services_factory()
     if max_concurrency is None and not getattr(services.llm, "native_batching", False):

@@ -20,7 +20,7 @@ def scienceqa_manifest(data: str | Path | None, out: str | Path, *, split: str =
     """Write ``n`` items of ``split`` that have an image (a seeded sample) as a CSV manifest: the hint as
     context, the answer, one distractor fewer than the item's choices; tagged with subject and grade."""
     from coe.atomic import write_text
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
 
     if n < 1:
         raise InputError("--n must be at least 1")

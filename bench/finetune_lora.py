@@ -36,7 +36,7 @@ def sample_record(data: str | None, image_size: int):
     of the data here), rendered by ``coe.finetune.records`` with the item's own train exemplars."""
     from PIL import Image
 
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.finetune.records import records_for
     from coe.retrieval.exemplars import Exemplar
 

@@ -33,7 +33,7 @@ def main() -> int:
     import_coe()
     from PIL import Image
 
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.plugins.llm.vl_random import load_qwen2_tokenizer
 
     tok_dir = ASSETS / "tokenizer"

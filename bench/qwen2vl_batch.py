@@ -43,7 +43,7 @@ ASSETS = REPO / "bench" / "assets"
 
 def import_coe():
     """Import coe installed, or straight from this checkout, mapping ``coe.*`` to folders as pyproject's
-    ``package-dir`` does (``coe.datasets`` lives in ``dataset_loaders/``)."""
+    ``package-dir`` does (``coe.dataset_loaders`` lives in ``dataset_loaders/``)."""
     try:
         import coe.agents.generation  # noqa: F401
         return
@@ -121,7 +121,7 @@ def load_items(data: str | None, n: int, image_size: int, k_exemplars: int, log)
     from PIL import Image
 
     from coe.agents.generation import ItemInput
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.errors import CoeError
     from coe.plugins.llm.protocol import ImageRef
     from coe.retrieval.exemplars import Exemplar
@@ -290,7 +290,7 @@ def run_batched(llm, items, tokens, device, k_exemplars: int, full_graph: bool =
     are off, so each item makes the three generation calls ``seed`` makes. Returns seconds, generated
     and prompt tokens, and the batch sizes sent."""
     from coe.graphs import GraphSettings, Services, generate_items
-    from coe.plugins.llm.microbatch import MicroBatchLLM
+    from coe.plugins.llm.request_batcher import MicroBatchLLM
 
     model = StandInReplies(llm, tokens)
     services = Services(llm=MicroBatchLLM(model, max_batch_size=len(items)), retriever=BenchRetriever(items),

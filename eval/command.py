@@ -55,7 +55,7 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
         resamples: int = RESAMPLES, banks: list[str] | None = None) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.graphs.services import Services, default_llm, probe_llm, retrieval_services
     from coe.progress import make_progress
 
@@ -69,7 +69,7 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
         raise InputError("--limit must be positive")
     chosen = parse_variants(variants)
     dataset = ScienceQA(data)
-    from coe.banks import parse_banks
+    from coe.question_banks import parse_banks
     bank_names = parse_banks(banks)
     base = retrieval_services(bank_names)
     from .runner import cache_root

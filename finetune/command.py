@@ -54,7 +54,7 @@ def prepare(*, stages: str, multitask: bool, split: str, out: str, limit: int | 
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file")
     if dataset is None:
-        from coe.datasets import ScienceQA
+        from coe.dataset_loaders import ScienceQA
         dataset = ScienceQA(data)
     if retriever is None:
         from coe.graphs.services import retrieval_services

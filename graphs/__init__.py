@@ -1,6 +1,6 @@
 """The CoE LangGraph: ``from coe.graphs import graph`` gives a compiled Runnable."""
 
-from .batch import generate_items
+from .many_items import generate_items
 from .build import build_graph, graph
 from .services import GraphSettings, Services
 

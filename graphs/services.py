@@ -155,7 +155,7 @@ def default_services(model: str | None = None, banks: tuple[str, ...] | None = N
     """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), MiniLM ONNX over Chroma
     searching ``banks`` (default: ScienceQA's, ``("default",)``), OCR + dataset caption. One per model and
     set of banks in a process (``None`` and ``("default",)`` are the same set)."""
-    from coe.banks import parse_banks
+    from coe.question_banks import parse_banks
 
     return _default_services(model, parse_banks(banks))
 
@@ -170,17 +170,17 @@ def _default_services(model: str | None, banks: tuple[str, ...]) -> Services:
 
 def retrieval_services(banks: tuple[str, ...] | None = None) -> Services:
     """Everything but the LLM: what model-free baselines and retrieval benchmarks need. ``banks``: the
-    exemplar banks retrieval searches (``coe.banks``; default ``("default",)``, ScienceQA). The image signal of
+    exemplar banks retrieval searches (``coe.question_banks``; default ``("default",)``, ScienceQA). The image signal of
     retrieval is on only when ``COE_IMAGE_EMBEDDER`` names an image embedder (see ``configured_image_embedder``).
     One per set of banks in a process: the bank matrices and the embedder are loaded once."""
-    from coe.banks import parse_banks
+    from coe.question_banks import parse_banks
 
     return _retrieval_services(parse_banks(banks))
 
 
 @cache
 def _retrieval_services(banks: tuple[str, ...]) -> Services:
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.errors import ConfigError
     from coe.plugins.embed.configured import configured_image_embedder
     from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
@@ -188,7 +188,7 @@ def _retrieval_services(banks: tuple[str, ...]) -> Services:
     from coe.plugins.vision.ocr_caption import OcrCaptionReader
     from coe.retrieval.retriever import ExemplarRetriever
 
-    from coe.banks import require_banks
+    from coe.question_banks import require_banks
 
     store = ChromaStore()
     embedder = MiniLMOnnxEmbedder()

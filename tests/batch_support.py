@@ -68,7 +68,7 @@ def student(delay: float = 0.0) -> ScriptedStudent:
 
 
 def build_bank(chroma_dir: Path) -> None:
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.plugins.store.chroma import ChromaStore
     from coe.retrieval.index import build_index, default_bank
 

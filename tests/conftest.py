@@ -38,7 +38,7 @@ class HashEmbedder:
 
 @pytest.fixture
 def fixture_dataset():
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     return ScienceQA(FIXTURE)
 
 

@@ -8,8 +8,8 @@ import json
 import zipfile
 
 import pytest
-from coe.banks.importer import detect_format, parse_file
-from coe.banks.records import ParsedQuestion, Problem, checked
+from coe.question_banks.importer import detect_format, parse_file
+from coe.question_banks.records import ParsedQuestion, Problem, checked
 from coe.exports import SUFFIXES, export
 
 from coe.errors import InputError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from coe.banks import import_bank, list_banks, parse_banks, remove_bank, require_banks
+from coe.question_banks import import_bank, list_banks, parse_banks, remove_bank, require_banks
 from coe.exports import ExportItem, export
 from coe.graphs import Services, graph
 from coe.plugins.store.chroma import ChromaStore
@@ -151,7 +151,7 @@ def test_remove_and_bad_names(tmp_path, home, monkeypatch):
             import_bank(write_bank(tmp_path, "coe-gift"), bad, embedder=HashEmbedder(), store=home)
     with pytest.raises(InputError, match="default bank is ScienceQA's"):
         remove_bank("default", home)
-    monkeypatch.setattr("coe.banks.importer.MAX_FILE_BYTES", 100)
+    monkeypatch.setattr("coe.question_banks.importer.MAX_FILE_BYTES", 100)
     with pytest.raises(InputError, match="bank file too large"):
         import_bank(write_bank(tmp_path, "coe-gift"), "teacher", embedder=HashEmbedder(), store=home)
     assert parse_banks(["a,b", " b ", "c"]) == ("a", "b", "c") and parse_banks([]) == ("default",)

@@ -34,7 +34,7 @@ def llm():
 def mini_index(tmp_path_factory):
     """The fixture bank embedded with the real MiniLM into a real Chroma folder."""
     _require("minilm-l6-v2-int8")
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
     from coe.plugins.store.chroma import ChromaStore
     from coe.retrieval.index import build_index, default_bank

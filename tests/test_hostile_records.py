@@ -70,7 +70,7 @@ def test_csv_export_neutralises_formula_cells():
 
 
 def test_an_item_id_like_the_manifest_does_not_clobber_it(tmp_path):
-    from coe.banks.qti21 import parse
+    from coe.question_banks.qti21 import parse
 
     items = [_item("imsmanifest", "Which animal hunts mice?"), _item("Case", "Which bird swims?"),
              _item("case", "Which bird sings?")]
@@ -81,8 +81,8 @@ def test_an_item_id_like_the_manifest_does_not_clobber_it(tmp_path):
 
 
 def test_a_bank_import_stores_formula_cells_as_text(tmp_path, monkeypatch):
-    from coe.banks import import_bank
-    from coe.banks.registry import read_exemplars
+    from coe.question_banks import import_bank
+    from coe.question_banks.registry import read_exemplars
 
     monkeypatch.setenv("COE_HOME", str(tmp_path / "home"))
     with (tmp_path / "bank.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -145,7 +145,7 @@ def test_console_verdict_shows_reasons_warnings_and_claim_as_text(monkeypatch):
 
 
 def test_bank_remove_clears_what_an_interrupted_import_left(tmp_path, monkeypatch):
-    from coe.banks import import_bank, list_banks, remove_bank
+    from coe.question_banks import import_bank, list_banks, remove_bank
 
     class Failing(ChromaStore):
         def upsert(self, *args, **kwargs):

@@ -24,7 +24,7 @@ NODES = ["describe_image", "retrieve", "question", "rationale", "distractors", "
 
 @pytest.fixture(scope="session")
 def dataset():
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     if not (scienceqa_dir() / "problems.json").is_file():
         pytest.fail(f"ScienceQA data not found at {scienceqa_dir()} (set COE_SCIENCEQA_DIR)")
     return ScienceQA()

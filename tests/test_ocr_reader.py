@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from coe.datasets import ScienceQA
+from coe.dataset_loaders import ScienceQA
 from coe.imageio import load_image
 from coe.paths import scienceqa_dir
 from coe.errors import CoeError

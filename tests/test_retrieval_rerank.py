@@ -137,7 +137,7 @@ def queries(items):
 def real_banks(tmp_path_factory):
     """Two banks of real ScienceQA exemplars (many templated repeats, ids shared between the banks), embedded
     with the real MiniLM in a real Chroma store; and test items to query them with."""
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.modelstore import is_pulled
     from coe.paths import scienceqa_dir
     from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from coe.datasets import ScienceQA, ScienceQAProblem
+from coe.dataset_loaders import ScienceQA, ScienceQAProblem
 from tests.tiers import require_file
 from coe.errors import ConfigError, InputError
 from coe.paths import scienceqa_dir

@@ -82,7 +82,7 @@ def reply(request):
 
 @cache
 def _retriever():
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.plugins.store.chroma import ChromaStore
     from coe.retrieval.index import build_index, default_bank
     from coe.retrieval.retriever import ExemplarRetriever

@@ -45,7 +45,7 @@ def services_for_banks(spec: str, model: str | None, banks: tuple[str, ...]):
     of each chosen set of banks per process)."""
     from dataclasses import replace
 
-    from coe.banks import require_banks
+    from coe.question_banks import require_banks
 
     base = shared_services(spec, model)
     if tuple(base.retriever.banks) == banks:
@@ -58,7 +58,7 @@ def services_for_banks(spec: str, model: str | None, banks: tuple[str, ...]):
 def bank_names(spec: str) -> list[str]:
     """The banks retrieval can search: ScienceQA's (``default``) and every imported one. Read from the
     exemplar store alone, so listing them does not load a model."""
-    from coe.banks import list_banks
+    from coe.question_banks import list_banks
 
     store = shared_services(spec, None).retriever.raw_store if spec else None
     return [b.name for b in list_banks(store)]
@@ -85,7 +85,7 @@ def shared_graph(home: str):
 
 @st.cache_resource(show_spinner=False)
 def shared_dataset(root: str):
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
 
     try:
         dataset = ScienceQA(root)

@@ -22,7 +22,7 @@ class _Worker:
         self.settings = settings
 
     def run(self, graph_input: dict[str, Any]) -> dict[str, Any]:
-        from coe.graphs.batch import generate_items
+        from coe.graphs.many_items import generate_items
 
         return generate_items([graph_input], self.services, **self.settings)[0]
 

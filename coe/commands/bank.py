@@ -25,7 +25,7 @@ def import_(
 ) -> None:
     """Read a question bank; its multiple-choice questions become exemplars that guide generation."""
 
-    from coe.banks import import_bank
+    from coe.question_banks import import_bank
     from coe.progress import field_progress
 
     with field_progress(err) as progress:
@@ -51,7 +51,7 @@ def import_(
 @bank_app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print the banks as JSON.")) -> None:
     """The exemplar banks: name, size, source files and when they were imported."""
-    from coe.banks import list_banks
+    from coe.question_banks import list_banks
 
     banks = list_banks()
     if as_json:
@@ -67,7 +67,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print the banks as
 @bank_app.command("remove")
 def remove(name: str = typer.Argument(..., help="The imported bank to remove.")) -> None:
     """Remove an imported bank: its index and its folder (pictures included)."""
-    from coe.banks import remove_bank
+    from coe.question_banks import remove_bank
 
     info = remove_bank(name)
     err.print(f"removed bank {info.name} ({info.exemplars} exemplars)", highlight=False, markup=False)

@@ -57,7 +57,7 @@ def run(
     # auto adds nothing, so a run begun before --choose existed continues with the same settings
     settings = {"mode": mode, "difficulty": difficulty, "seed": seed, "verify": not no_verify, "write_notes": notes,
                 **choose_settings(choose)}
-    from coe.banks import parse_banks
+    from coe.question_banks import parse_banks
     progress = make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), TextColumn("eta"),
                              TimeRemainingColumn(), console=err)

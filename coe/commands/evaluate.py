@@ -60,7 +60,7 @@ def bench_command(
                                                "--models \"\": retrieval on the installed exemplar index."),
 ) -> None:
     """Time each stage per model, retrieval p50/p95 by bank size, index build rate and peak RSS."""
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.errors import InputError
     from coe.eval import bench
     from coe.eval.items import load_items, sample

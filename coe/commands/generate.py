@@ -67,7 +67,7 @@ def generate(
     from coe.history import traces_dir
     from coe.paths import writable_dir
     writable_dir(traces_dir(), "run history", "COE_HOME")  # before minutes of work that could not be kept
-    from coe.banks import parse_banks
+    from coe.question_banks import parse_banks
     banks = parse_banks(bank)
     with err.status("loading models…"):
         services = default_services(model, banks)

@@ -31,7 +31,7 @@ def index_build(
     """Embed the exemplar bank into Chroma (re-running only adds what is missing)."""
     from coe.progress import field_progress
 
-    from coe.datasets import ScienceQA
+    from coe.dataset_loaders import ScienceQA
     from coe.plugins.embed.configured import configured_image_embedder
     from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
     from coe.plugins.store.chroma import ChromaStore

@@ -56,7 +56,7 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train the distractor ranker on the bank (and reviewers' decisions) and save it beside the index."""
-    from coe.banks import parse_banks
+    from coe.question_banks import parse_banks
     from coe.graphs.services import retrieval_services
     from coe.ranking.build import build_rankers
 

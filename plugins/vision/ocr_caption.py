@@ -19,7 +19,7 @@ from coe.errors import CoeError, ConfigError
 from coe.plugins.vision.protocol import ImageText
 
 if TYPE_CHECKING:
-    from coe.datasets.scienceqa import ScienceQA
+    from coe.dataset_loaders.scienceqa import ScienceQA
 
 MAX_SIDE = 1600
 MAX_ASPECT = 3.0

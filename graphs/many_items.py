@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
-from coe.plugins.llm.microbatch import MicroBatchLLM
+from coe.plugins.llm.request_batcher import MicroBatchLLM
 from langchain_core.callbacks import BaseCallbackHandler
 
 from coe.errors import CoeError

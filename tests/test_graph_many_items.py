@@ -9,7 +9,7 @@ import pytest
 
 from coe.errors import ModelOutputError
 from coe.graphs import Services, generate_items, graph
-from coe.plugins.llm.microbatch import MicroBatchLLM
+from coe.plugins.llm.request_batcher import MicroBatchLLM
 from coe.plugins.llm.protocol import Generation, GenerationRequest, Message, Usage
 from tests.scripted_llm import ScriptedLLM
 from tests.conftest import FIXTURE
