@@ -7,12 +7,12 @@ occurs in good items (ScienceQA's own keys are sometimes the longest option)."""
 from __future__ import annotations
 
 import re
-import threading
 from functools import cache
 from typing import Literal
 
 from pydantic import BaseModel
 
+from coe.modelstore.wordnet import WORDNET_LOCK, wordnet_reader
 from coe.retrieval.answer_types import answer_type, compatible
 
 from .validation import normalize
@@ -103,27 +103,8 @@ def _shape(option: str) -> str:
     return ("upper" if o[0].isupper() else "lower") + ("." if o.endswith(".") else "")
 
 
-# NLTK's WordNet reader seeks in shared file handles: one lookup at a time (graph.batch runs items in threads).
-_WORDNET_LOCK = threading.RLock()
-
-
-@cache
-def _wordnet():
-    """NLTK's WordNet when it is set up (``coe eval`` and the tests set it up); None otherwise, in which case
-    the proper-noun kind check is not made (the answer-type check still is)."""
-    with _WORDNET_LOCK:
-        try:
-            from coe.modelstore.wordnet import ensure_wordnet
-            ensure_wordnet()
-            from nltk.corpus import wordnet
-            wordnet.synsets("dog")
-            return wordnet
-        except Exception:  # noqa: BLE001 - an optional lexical resource; absence only disables one cue
-            return None
-
-
 def kind_check_available() -> bool:
-    return _wordnet() is not None
+    return wordnet_reader() is not None
 
 
 # Two kinds are "the same kind" when they meet within this many hypernym steps (state capital and town meet
@@ -134,17 +115,17 @@ KIND_STEPS = 3
 @cache
 def _instance_kinds(text: str) -> tuple:
     """What a proper noun is an instance of ("Asia" → continent; "Vanuatu" → country), from WordNet."""
-    wn = _wordnet()
+    wn = wordnet_reader()
     if wn is None or not text[:1].isupper():
         return ()
-    with _WORDNET_LOCK:
+    with WORDNET_LOCK:
         return tuple({h for s in wn.synsets(text.strip().replace(" ", "_"), pos="n") for h in s.instance_hypernyms()})
 
 
 @cache
 def _near_kinds(kind) -> frozenset:
     out, frontier = {kind}, {kind}
-    with _WORDNET_LOCK:
+    with WORDNET_LOCK:
         for _ in range(KIND_STEPS):
             frontier = {h for k in frontier for h in k.hypernyms()}
             out |= frontier
@@ -163,10 +144,10 @@ def _instance_kind_clash(answer: str, option: str) -> tuple[str, str] | None:
 
 @cache
 def _senses(text: str) -> frozenset:
-    wn = _wordnet()
+    wn = wordnet_reader()
     if wn is None:
         return frozenset()
-    with _WORDNET_LOCK:
+    with WORDNET_LOCK:
         return frozenset(wn.synsets(normalize(text).replace(" ", "_")))
 
 
@@ -181,10 +162,10 @@ def same_meaning(a: str, b: str) -> bool:
 def common_word(word: str) -> bool:
     """Whether WordNet knows ``word`` as a common word (a sense that is no instance of something): the
     first word of a sentence is then not taken for a name. Without WordNet every first word counts as common."""
-    wn = _wordnet()
+    wn = wordnet_reader()
     if wn is None:
         return True
-    with _WORDNET_LOCK:
+    with WORDNET_LOCK:
         return any(not s.instance_hypernyms() for s in wn.synsets(word))
 
 
@@ -192,10 +173,10 @@ def common_word(word: str) -> bool:
 def opposed(a: str, b: str) -> bool | None:
     """Whether two words are WordNet antonyms ("smaller" / "larger" through their base forms); None without
     WordNet, when nobody can tell."""
-    wn = _wordnet()
+    wn = wordnet_reader()
     if wn is None:
         return None
-    with _WORDNET_LOCK:
+    with WORDNET_LOCK:
         bases_b = {wn.morphy(b, pos) or b for pos in ("a", "n", "v", "r")} | {b}
         for pos in ("a", "n", "v", "r"):
             base = wn.morphy(a, pos) or a

@@ -1,5 +1,5 @@
-"""WordNet 3.0 (for NLTK: METEOR in eval, the proper-noun cue at run time), assembled from Debian's wordnet-base and
-wordnet-sense-index.
+"""WordNet 3.0 for NLTK (METEOR in eval; at run time the proper-noun cue and the rankers' sister terms),
+assembled from Debian's wordnet-base and wordnet-sense-index.
 
 Debian ships the database files but not the ``lexnames`` table NLTK's reader needs; that table is a fixed
 part of WordNet 3.0 (see lexnames(5WN)), so it is written here."""
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+from functools import cache
 from pathlib import Path
 
 from coe.errors import ConfigError
@@ -57,3 +59,21 @@ def ensure_wordnet(source: Path = DEBIAN_WORDNET) -> Path:
     if str(root) not in nltk.data.path:
         nltk.data.path.insert(0, str(root))
     return target
+
+
+# NLTK's WordNet reader seeks in shared file handles: one lookup at a time (graph.batch runs items in threads).
+WORDNET_LOCK = threading.RLock()
+
+
+@cache
+def wordnet_reader():
+    """NLTK's WordNet when it can be set up (the Debian files are there); None otherwise, in which case the
+    run-time uses of WordNet (the proper-noun kind cue, the rankers' sister terms) are not made."""
+    with WORDNET_LOCK:
+        try:
+            ensure_wordnet()
+            from nltk.corpus import wordnet
+            wordnet.synsets("dog")
+            return wordnet
+        except Exception:  # noqa: BLE001 - an optional lexical resource; its absence disables two cues
+            return None

@@ -7,6 +7,7 @@ bank knows as options), ``wordnet`` (sister terms of a common-noun key) and ``mo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from coe.agents.candidates import candidate_pool, restates_answer
@@ -14,6 +15,7 @@ from coe.agents.validation import clean_option, is_placeholder, normalize
 from coe.retrieval.answer_types import answer_type, compatible
 
 from .bank import BankStats
+from .sisters import sister_terms
 
 SOURCES = ("exemplar", "beside", "template", "material", "wordnet", "model")
 POOL_LIMIT = 30          # candidates the ranker scores per item
@@ -56,9 +58,11 @@ def material_terms(material: str, stats: BankStats, limit: int = MATERIAL_LIMIT)
 
 def build_pool(answer: str, question: str, material: str, exemplars: list, stats: BankStats, *,
                exclude_ids: list[str] | tuple[str, ...] = (), model_options: list[str] | None = None,
-               sisters=None, limit: int | None = None) -> list[PoolCandidate]:
+               sisters: Callable[[str], Sequence[str]] | None = sister_terms,
+               limit: int | None = None) -> list[PoolCandidate]:
     """Every candidate of every source, in a stable order (exemplar pool order, then the bank's by count).
-    ``sisters``: a function from the answer to WordNet sister terms, when WordNet is there."""
+    ``sisters``: the answer's sister terms (WordNet's by default; None leaves the source out), of which the
+    pool takes those the bank knows as options, the most frequent first."""
     want = answer_type(answer)
     pool: dict[str, PoolCandidate] = {}
 
@@ -88,8 +92,10 @@ def build_pool(answer: str, question: str, material: str, exemplars: list, stats
     for term in material_terms(material, stats):
         add(stats.text.get(term, term), "material")
     if sisters is not None:
-        for term in sisters(answer)[:WORDNET_LIMIT]:
-            add(term, "wordnet")
+        terms = list(dict.fromkeys(normalize(t) for t in sisters(answer)))
+        freq = {t: stats.frequency(t, exclude_ids) for t in terms}
+        for term in sorted((t for t in terms if freq[t] > 0), key=lambda t: -freq[t])[:WORDNET_LIMIT]:
+            add(stats.text.get(term, term), "wordnet")
     for opt in model_options or []:
         if isinstance(opt, str):
             add(opt, "model")

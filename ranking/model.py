@@ -16,7 +16,7 @@ import numpy as np
 
 from coe.paths import coe_home
 
-RANKER_VERSION = 2
+RANKER_VERSION = 3  # 3: WordNet sister terms join the pool
 TASKS = ("distractors", "questions")
 log = logging.getLogger("coe.ranking")
 

@@ -83,17 +83,17 @@ def _key(text: str) -> str:
     return normalize(clean_option(text))
 
 
-def distractor_item(ex, retriever, stats: BankStats, embed, sisters=None):
+def distractor_item(ex, retriever, stats: BankStats, embed):
     found, _ = retriever.retrieve(RetrievalQuery(answer=ex.answer, question=ex.question, context=ex.context,
                                                  exclude_ids=[ex.id], exclude_splits=EXCLUDE), k=POOL_K)
-    pool = build_pool(ex.answer, ex.question, ex.context, found, stats, exclude_ids=(ex.id,), sisters=sisters)
+    pool = build_pool(ex.answer, ex.question, ex.context, found, stats, exclude_ids=(ex.id,))
     x, names = features(pool, ItemContext(ex.answer, ex.question, ex.context, found, stats, (ex.id,), embed))
     gold = {k for k in (_key(d) for d in ex.distractors) if k and k != _key(ex.answer)}
     y = np.array([c.key in gold for c in pool], float)
     return x, names, y, len(gold), coverage(pool, list(gold)), len(pool)
 
 
-def question_item(ex, retriever, stats: BankStats, embed, sisters=None):
+def question_item(ex, retriever, stats: BankStats, embed):
     found, _ = retriever.retrieve(RetrievalQuery(answer=ex.answer, context=ex.context, exclude_ids=[ex.id],
                                                  exclude_splits=EXCLUDE), k=POOL_K)
     pool = question_pool(ex.answer, ex.context, found, stats, exclude_ids=(ex.id,))
@@ -106,12 +106,12 @@ def question_item(ex, retriever, stats: BankStats, embed, sisters=None):
     return x, names, y, 1, cov, len(pool)
 
 
-def collect(task: str, records: list, retriever, stats: BankStats, embed, *, sisters=None,
+def collect(task: str, records: list, retriever, stats: BankStats, embed, *,
             progress: Progress | None = None, label: str = "items") -> Rows:
     item = distractor_item if task == "distractors" else question_item
     rows = Rows(SOURCES if task == "distractors" else QUESTION_SOURCES)
     for n, ex in enumerate(records):
-        x, names, y, n_gold, cov, size = item(ex, retriever, stats, embed, sisters)
+        x, names, y, n_gold, cov, size = item(ex, retriever, stats, embed)
         rows.names = names
         for k, v in cov.items():
             rows.cov[k] += v

@@ -89,6 +89,19 @@ def test_count_features_are_relative_to_the_bank_size():
     assert BankStats(double).beside("dog")["frog"] == 2 * BankStats(HAND).beside("dog")["frog"]
 
 
+def test_wordnet_sisters_the_bank_knows_join_the_pool():
+    # wolf, fox and hyena are WordNet sisters of dog (under canine); the bank offers wolf and fox as options
+    # somewhere, never beside dog, and fox more often; hyena it never offers
+    bank = [*HAND, ex("d", "Which is a predator?", "owl", ["wolf", "fox"]), ex("e", "Which hunts?", "cat", ["fox"])]
+    s = BankStats(bank)
+    wordnet = [c for c in build_pool("dog", "Which is a mammal?", "", [], s) if "wordnet" in c.sources]
+    assert [c.text for c in wordnet] == ["fox", "wolf"]
+    # leave-one-out: with item d out, the bank no longer knows wolf
+    out = [c.text for c in build_pool("dog", "", "", [], s, exclude_ids=("d",)) if "wordnet" in c.sources]
+    assert out == ["fox"]
+    assert not [c for c in build_pool("dog", "Which is a mammal?", "", [], s, sisters=None) if "wordnet" in c.sources]
+
+
 def test_pool_leaves_the_item_out():
     s = BankStats(HAND)
     keys = [c.key for c in build_pool("dog", "Which is a mammal?", "", [], s, exclude_ids=("a",))]
@@ -292,7 +305,7 @@ def _backend(sees: bool):
 
 
 def test_auto_resolves_from_the_backend_and_forced_values_stay():
-    from coe.graphs.services import GraphSettings, resolve_selection
+    from coe.graphs.settings import GraphSettings, resolve_selection
 
     default = GraphSettings()
     assert (default.pool_selection, default.question_selection) == ("auto", "auto")
@@ -313,7 +326,7 @@ def test_auto_resolves_from_the_backend_and_forced_values_stay():
 
 def test_choose_forces_either_side():
     from coe.errors import InputError
-    from coe.graphs.services import GraphSettings, choose_settings, resolve_selection
+    from coe.graphs.settings import GraphSettings, choose_settings, resolve_selection
 
     assert choose_settings("auto") == {}
     for choose, sees, expected in (("rankers", True, ("learned", "learned")), ("model", False, ("blend", "model"))):
