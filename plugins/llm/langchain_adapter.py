@@ -7,118 +7,27 @@ calls both ride on the plugins' schema-constrained decoding (``GenerationRequest
 
 from __future__ import annotations
 
-import base64
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from functools import cache
 from operator import itemgetter
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.runnables.config import run_in_executor
-from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
-from .protocol import (Generation, GenerationRequest, ImageRef, Message, Streamed, StreamingLLMPlugin,
-                       parse_json_text)
+from .langchain_messages import (json_schema_of, parse_structured, reply_message, to_plugin_message,
+                                 tool_instruction, tool_reply_schema)
+from .protocol import Generation, GenerationRequest, Message, Streamed, StreamingLLMPlugin
 
-_ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "user"}
-_FORCED = ("any", "required")
-
-
-def _image_from_url(url: str) -> ImageRef:
-    if url.startswith("data:"):
-        header, _, payload = url.partition(",")
-        mime = header[5:].split(";")[0] or "image/png"
-        return ImageRef(data=base64.b64decode(payload), mime=mime)
-    if url.startswith(("http://", "https://")):
-        raise ValueError("remote image URLs are not fetched; pass a data: URI or a file path")
-    return ImageRef(path=url.removeprefix("file://"))
-
-
-def to_plugin_message(message: BaseMessage) -> Message:
-    """A plugin message; tool calls and tool results become text in the JSON shape the tool schema asks for,
-    since plugins have no tool roles."""
-    role = _ROLES.get(message.type)
-    if role is None:
-        raise ValueError(f"unsupported message type for coe plugins: {message.type}")
-    texts: list[str] = []
-    images: list[ImageRef] = []
-    for block in [message.content] if isinstance(message.content, str) else message.content:
-        if isinstance(block, str):
-            texts.append(block)
-        elif block.get("type") == "text":
-            texts.append(block["text"])
-        elif block.get("type") == "image_url":
-            url = block["image_url"]["url"] if isinstance(block["image_url"], dict) else block["image_url"]
-            images.append(_image_from_url(url))
-        elif block.get("type") == "image" and block.get("base64"):
-            images.append(ImageRef(data=base64.b64decode(block["base64"]),
-                                   mime=block.get("mime_type", "image/png")))
-        elif block.get("type") in ("tool_use", "tool_call") and getattr(message, "tool_calls", None):
-            continue  # the same calls as ``message.tool_calls``, written out below
-        else:
-            raise ValueError(f"unsupported content block: {block.get('type')}")
-    for call in getattr(message, "tool_calls", None) or []:
-        texts.append(json.dumps({"name": call["name"], "arguments": call["args"]}))
-    if message.type == "tool":
-        texts = [f"Result of tool call {getattr(message, 'name', None) or message.tool_call_id}: "
-                 + "\n".join(texts)]
-    return Message(role=role, content="\n".join(t for t in texts if t), images=images)
-
-
-def tool_reply_schema(tools: list[dict], tool_choice: Any) -> dict:
-    """The JSON schema of a reply to a model with tools: one call ``{"name", "arguments"}`` of a listed tool
-    or, unless a call is forced, a plain answer ``{"content"}``."""
-    forced = tool_choice in _FORCED or tool_choice is True
-    if isinstance(tool_choice, dict):  # {"type": "function", "function": {"name": ...}}
-        tool_choice = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
-    if isinstance(tool_choice, str) and tool_choice not in (*_FORCED, "auto", "none"):
-        tools, forced = [t for t in tools if t["function"]["name"] == tool_choice], True
-        if not tools:
-            raise ValueError(f"tool_choice names no bound tool: {tool_choice!r}")
-    options = [{"type": "object", "properties": {
-                    "name": {"const": t["function"]["name"]},
-                    "arguments": t["function"].get("parameters") or {"type": "object", "properties": {}}},
-                "required": ["name", "arguments"]} for t in tools]
-    if not forced:
-        options.append({"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"]})
-    return options[0] if len(options) == 1 else {"anyOf": options}
-
-
-def _tool_instruction(tools: list[dict]) -> str:
-    lines = ["You can call these tools:"]
-    for t in tools:
-        fn = t["function"]
-        lines.append(f"- {fn['name']}: {fn.get('description', '')} Arguments (JSON schema): "
-                     f"{json.dumps(fn.get('parameters') or {})}")
-    lines.append('To call one, reply {"name": TOOL, "arguments": {...}}; to answer directly, reply '
-                 '{"content": ANSWER}. Answer directly once the tool results you need are given.')
-    return "\n".join(lines)
-
-
-def _reply_message(gen: Generation, tools: list[dict] | None) -> tuple[str, list[dict]]:
-    """The reply's text and tool calls; a reply that is not a call of a bound tool stays text."""
-    if not tools:
-        return gen.text, []
-    try:
-        data = parse_json_text(gen.text)
-    except ValueError:
-        return gen.text, []
-    names = {t["function"]["name"] for t in tools}
-    if isinstance(data, dict) and data.get("name") in names and isinstance(data.get("arguments"), dict):
-        return "", [{"name": data["name"], "args": data["arguments"], "id": f"call_{uuid.uuid4().hex[:24]}",
-                     "type": "tool_call"}]
-    if isinstance(data, dict) and isinstance(data.get("content"), str):
-        return data["content"], []
-    return gen.text, []
+__all__ = ["PluginChatModel", "resolve_plugin", "to_plugin_message", "tool_reply_schema"]
 
 
 def _spec_of(plugin: Any) -> str:
@@ -133,31 +42,6 @@ def resolve_plugin(spec: str) -> Any:
     """One plugin per spec for the process: chat models built from the same spec share its loaded model."""
     from coe.plugins.registry import resolve_llm
     return resolve_llm(spec)
-
-
-def _json_schema(schema: Any) -> dict:
-    """LangChain's conversion; a plain JSON schema without a ``title`` (which that conversion needs, to name
-    a function) is already what the plugins take."""
-    if schema is None:
-        return {"type": "object"}
-    try:
-        return convert_to_json_schema(schema)
-    except ValueError:
-        if isinstance(schema, dict) and isinstance(schema.get("type"), str):
-            return schema
-        raise
-
-
-def _parse_structured(schema: Any, message: BaseMessage) -> Any:
-    try:
-        data = parse_json_text(message.text)
-        if isinstance(schema, type) and hasattr(schema, "model_validate"):
-            return schema.model_validate(data)
-        if isinstance(schema, type) and hasattr(schema, "parse_obj"):  # pydantic.v1 models
-            return schema.parse_obj(data)
-        return data
-    except ValueError as exc:  # pydantic's ValidationError is one too
-        raise OutputParserException(f"reply does not fit the schema: {exc}", llm_output=message.text) from exc
 
 
 class PluginChatModel(BaseChatModel):
@@ -228,7 +112,7 @@ class PluginChatModel(BaseChatModel):
         tools = self._tools(kwargs)
         if tools:
             schema = tool_reply_schema(tools, kwargs.get("tool_choice"))
-            instruction = _tool_instruction(tools)
+            instruction = tool_instruction(tools)
             if plugin_messages and plugin_messages[0].role == "system":
                 first = plugin_messages[0]
                 plugin_messages[0] = first.model_copy(update={"content": f"{first.content}\n\n{instruction}"})
@@ -255,7 +139,7 @@ class PluginChatModel(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         gen = self._plugin(kwargs).generate(self._request(messages, stop, kwargs))
-        text, calls = _reply_message(gen, self._tools(kwargs))
+        text, calls = reply_message(gen, self._tools(kwargs))
         usage, meta = self._metadata(gen)
         message = AIMessage(content=text, tool_calls=calls, usage_metadata=usage, response_metadata=meta)
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -278,7 +162,7 @@ class PluginChatModel(BaseChatModel):
                     run_manager.on_llm_new_token(piece, chunk=chunk)
                 yield chunk
             gen = pieces.generation
-        text, calls = _reply_message(gen, tools)
+        text, calls = reply_message(gen, tools)
         usage, meta = self._metadata(gen)
         last = AIMessageChunk(content="" if streamed else text,
                               usage_metadata=usage, response_metadata=meta, chunk_position="last",
@@ -318,11 +202,11 @@ class PluginChatModel(BaseChatModel):
             raise ValueError(f"unsupported with_structured_output arguments: {sorted(kwargs)}")
         if schema is None and method != "json_mode":
             raise ValueError("with_structured_output needs a schema (or method='json_mode')")
-        json_schema = _json_schema(schema)
+        json_schema = json_schema_of(schema)
         llm = self.bind(json_schema=json_schema,
                         ls_structured_output_format={"kwargs": {"method": method, "strict": strict},
                                                      "schema": json_schema if schema is None else schema})
-        parser = RunnableLambda(lambda message: _parse_structured(schema, message))
+        parser = RunnableLambda(lambda message: parse_structured(schema, message))
         if not include_raw:
             return llm | parser
         parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
