@@ -92,7 +92,8 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
     row's ``n_distractors`` is its own). ``services_factory`` builds the models (default:
     ``default_services(model)``; each Ray worker calls it once). ``on_start(todo, total)`` and
     ``on_item(entry)`` report progress."""
-    from coe.graphs.services import GraphSettings, default_services
+    from coe.graphs.services import default_services
+    from coe.graphs.settings import GraphSettings
 
     if engine not in ENGINES:
         raise InputError(f"--engine must be one of: {', '.join(ENGINES)}")

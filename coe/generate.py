@@ -81,7 +81,7 @@ def generate_item(*, image: str | None, answer: str, context: str = "", question
             final.setdefault("trace", []).extend(trace)
             if stream:
                 stream(node, update)
-    from coe.graphs.services import settings_from
+    from coe.graphs.settings import settings_from
     return mcq_from_output(final, k=settings_from(config).k, image=state["image_path"],
                            model=getattr(services.llm, "model_id", ""), seconds=time.perf_counter() - t0)
 

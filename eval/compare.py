@@ -48,7 +48,7 @@ def _git(*args: str) -> str:
 
 def parse_settings(ref: str) -> tuple[dict[str, Any], dict[str, str]]:
     """``KEY=VALUE,...`` → (graph settings, environment); values are JSON where they parse (true, 3), else text."""
-    from coe.graphs.services import GraphSettings
+    from coe.graphs.settings import GraphSettings
 
     configurable: dict[str, Any] = {}
     env: dict[str, str] = {}

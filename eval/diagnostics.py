@@ -14,7 +14,7 @@ def pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) 
     """Share of gold distractors present in the pool the distractor step is offered, and in its top n
     (what choosing the pool's best candidates alone would recall)."""
     from coe.agents.candidates import distractor_pool
-    from coe.graphs.services import GraphSettings
+    from coe.graphs.settings import GraphSettings
     from coe.retrieval.retriever import RetrievalQuery
 
     settings = GraphSettings()
@@ -38,7 +38,7 @@ def pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) 
 def learned_pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) -> dict[str, Any]:
     """Gold distractors in the learned ranker's wide pool, per source and for the union, on these items,
     with the pool's mean size and what ranking the pool perfectly would recall (the oracle)."""
-    from coe.graphs.services import GraphSettings
+    from coe.graphs.settings import GraphSettings
     from coe.ranking.bank import stats_for
     from coe.ranking.candidates import SOURCES, build_pool, coverage
     from coe.retrieval.retriever import RetrievalQuery

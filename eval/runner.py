@@ -38,7 +38,7 @@ def config_id(task: str, split: str, variant: str, model: str, rankers: str | No
 
 
 def _selections(variant: str) -> tuple[str, str]:
-    from coe.graphs.services import GraphSettings
+    from coe.graphs.settings import GraphSettings
 
     s = GraphSettings(**VARIANTS[variant])
     return s.pool_selection, s.question_selection
@@ -65,7 +65,7 @@ def rankers_used(variant: str, services) -> str | None:
     """The checksums of the ranker files a variant's graph settings use (None when it uses none)."""
     if VARIANTS[variant] is None:
         return None
-    from coe.graphs.services import GraphSettings
+    from coe.graphs.settings import GraphSettings
 
     s = GraphSettings(**VARIANTS[variant])
     # "learned" picks with them; the verified blend and keep-best question step start from them

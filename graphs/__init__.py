@@ -2,6 +2,7 @@
 
 from .many_items import generate_items
 from .build import build_graph, graph
-from .services import GraphSettings, Services
+from .services import Services
+from .settings import GraphSettings
 
 __all__ = ["build_graph", "generate_items", "graph", "GraphSettings", "Services"]

@@ -24,7 +24,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from coe.errors import CoeError
 
 from .build import graph
-from .services import GraphSettings, Services
+from .services import Services
+from .settings import GraphSettings
 
 
 class _ItemDone(BaseCallbackHandler):

@@ -4,6 +4,7 @@ exemplars shown in prompts, the candidate pool without rejected options, and the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
@@ -14,7 +15,8 @@ from coe.agents.verify import VerifySettings
 from coe.plugins.llm.protocol import ImageRef
 from coe.retrieval.exemplars import Exemplar
 
-from .services import settings_from
+from .services import services_of
+from .settings import GraphSettings, resolve_selection, settings_from
 from .state import CoEState
 
 
@@ -58,3 +60,8 @@ def verify_settings(config: RunnableConfig) -> VerifySettings:
     read the same ones."""
     conf = config.get("configurable") or {}
     return VerifySettings(**{k: v for k, v in conf.items() if k in VerifySettings.model_fields})
+
+
+def run_settings(config: RunnableConfig | None, runtime) -> tuple[GraphSettings, dict[str, Any] | None]:
+    """The run's settings with "auto" resolved for its model (``resolve_selection``)."""
+    return resolve_selection(settings_from(config), services_of(runtime).llm)

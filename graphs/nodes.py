@@ -23,8 +23,10 @@ from coe.retrieval.exemplars import Exemplar
 from coe.retrieval.retriever import RetrievalQuery
 
 from .learned import as_prior, as_question_candidates, ranked_distractors, ranked_questions, shown_selection
-from .node_inputs import item_input, pool_candidates, pool_texts, rejected_options, shown_exemplars, verify_settings
-from .services import Services, run_settings, services_of, settings_from
+from .node_inputs import (item_input, pool_candidates, pool_texts, rejected_options, run_settings, shown_exemplars,
+                          verify_settings)
+from .services import Services, services_of
+from .settings import settings_from
 from .state import CoEState
 
 

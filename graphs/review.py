@@ -31,8 +31,10 @@ from langgraph.types import Command, interrupt
 
 from . import nodes
 from .build import build_graph
-from .services import Services, settings_from
+from .services import Services
+from .settings import settings_from
 from .state import CoEState
+from coe.text import one_line
 
 ACTIONS = ("accept", "regenerate_distractors")
 
@@ -103,7 +105,7 @@ def distractors_keeping(state: ReviewState, config: RunnableConfig, runtime: Run
 
 
 def _text(value: Any) -> str:
-    return " ".join(str(value).split()) if value is not None else ""
+    return one_line(value) if value is not None else ""
 
 
 def review(state: ReviewState, config: RunnableConfig) -> Command:

@@ -16,7 +16,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from .build import build_graph
-from .services import GraphSettings, Services, load_services
+from .services import Services, load_services
+from .settings import GraphSettings
 
 
 def with_services(services: Services) -> Callable:

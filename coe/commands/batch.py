@@ -53,7 +53,7 @@ def run(
         raise InputError("--difficulty must be easy, medium or hard")
     if mode not in ("json", "coe"):
         raise InputError("--mode must be json or coe")
-    from coe.graphs.services import choose_settings
+    from coe.graphs.settings import choose_settings
     # auto adds nothing, so a run begun before --choose existed continues with the same settings
     settings = {"mode": mode, "difficulty": difficulty, "seed": seed, "verify": not no_verify, "write_notes": notes,
                 **choose_settings(choose)}

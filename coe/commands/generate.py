@@ -62,7 +62,7 @@ def generate(
     if difficulty not in ("easy", "medium", "hard"):
         raise InputError("--difficulty must be easy, medium or hard")
     check_inputs(image=image, context=context, answer=answer, question=question, n_distractors=n_distractors)
-    from coe.graphs.services import choose_settings
+    from coe.graphs.settings import choose_settings
     chosen = choose_settings(choose)
     from coe.history import traces_dir
     from coe.paths import writable_dir
