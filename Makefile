@@ -21,10 +21,15 @@ demo: index
 test: lint models system-deps browser setup-vlm
 	$(BIN)/python -m pytest
 
-# ruff over the product code (pyproject's [tool.ruff]); part of `make test`
+# ruff, the import contracts and the type check over the product code (pyproject's [tool.ruff],
+# [tool.importlinter], [tool.mypy]); part of `make test`. lint-imports and mypy walk folders, so they read
+# build/pkgview/coe, the package laid out as one folder of symlinks (tools/pkgview.py).
 lint: setup
 	@echo "==> ruff check"
 	$(BIN)/ruff check .
+	@echo "==> import contracts (lint-imports)"
+	$(BIN)/python tools/pkgview.py >/dev/null
+	cd build/pkgview && $(abspath $(BIN))/lint-imports $(CURDIR)/pyproject.toml --no-logo --cache-dir ../.import_linter_cache
 
 setup: $(VENV)/.installed
 

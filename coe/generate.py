@@ -9,11 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from coe.errors import InputError
-
-MAX_CONTEXT_CHARS = 4000
-MAX_ANSWER_CHARS = 300
-MAX_QUESTION_CHARS = 600
-MAX_DISTRACTORS = 8
+from coe.limits import MAX_ANSWER_CHARS, MAX_CONTEXT_CHARS, MAX_DISTRACTORS, MAX_QUESTION_CHARS
 
 
 class MCQItem(BaseModel):

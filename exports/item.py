@@ -11,14 +11,11 @@ import hashlib
 import random
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from coe.errors import InputError
-
-if TYPE_CHECKING:
-    from coe.generate import MCQItem
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 Status = Literal["verified", "unconfirmed", "flagged", "unverified"]
@@ -90,9 +87,10 @@ class ExportItem(BaseModel):
             raise InputError(f"cannot export item {fields.get('id')!r}: {where}: {first['msg']}") from None
 
     @classmethod
-    def from_mcq(cls, item: MCQItem, *, id: str | None = None, seed: int | None = None,
+    def from_mcq(cls, item: BaseModel, *, id: str | None = None, seed: int | None = None,
                  tags: list[str] | None = None) -> ExportItem:
-        """From what ``coe.generate.generate_item`` returns."""
+        """From what ``coe.generate.generate_item`` returns (an ``MCQItem``; exports sit below the generate job,
+        so any pydantic model with its fields will do)."""
         return cls._from_fields(item.model_dump(), id=id, seed=seed, tags=tags)
 
     @classmethod

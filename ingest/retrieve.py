@@ -12,6 +12,7 @@ from coe.ingest import store
 from coe.ingest.figures import load
 
 from coe.errors import InputError
+from coe.limits import MAX_CONTEXT_CHARS
 
 TOP_K = 20
 # Below this cosine a passage that does not even name the answer is not about it.
@@ -75,8 +76,6 @@ def source_of(material: str, metadata: dict[str, Any], passage_id: str, figure: 
 def material_input(material: str, answer: str, *, embedder: Any = None) -> dict[str, Any]:
     """``{"context", "image_path", "source"}`` for an item about ``answer``: the best passage that names it
     (else the nearest one, when near enough) and its figure. ``InputError`` when the material has none."""
-    from coe.generate import MAX_CONTEXT_CHARS
-
     hits = search(material, answer, embedder=embedder)
     ranked = sorted(hits, key=lambda h: (not _mentions(h.node.get_content(), answer), not _prose(h.node.get_content()),
                                          -cosine(h)))

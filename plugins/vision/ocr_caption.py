@@ -10,16 +10,13 @@ import functools
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from coe.errors import CoeError, ConfigError
-from coe.plugins.vision.protocol import ImageText
-
-if TYPE_CHECKING:
-    from coe.dataset_loaders.scienceqa import ScienceQA
+from coe.plugins.vision.protocol import CaptionSource, ImageText
 
 MAX_SIDE = 1600
 MAX_ASPECT = 3.0
@@ -100,7 +97,7 @@ def _padded(image: Image.Image, max_aspect: float) -> Image.Image:
 class OcrCaptionReader:
     name = "ocr-caption"
 
-    def __init__(self, dataset: ScienceQA | None = None, *, use_dataset_caption: bool = True,
+    def __init__(self, dataset: CaptionSource | None = None, *, use_dataset_caption: bool = True,
                  min_confidence: float = 0.5, max_side: int = MAX_SIDE,
                  drop_cjk: bool = True) -> None:
         self.dataset = dataset

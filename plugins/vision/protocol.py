@@ -29,6 +29,23 @@ class ImageText(BaseModel):
         return "\n".join(parts)
 
 
+class CaptionedImage(Protocol):
+    """A known image's record: its dataset id and official caption (a ScienceQA problem is one)."""
+
+    @property
+    def pid(self) -> str: ...
+
+    @property
+    def caption(self) -> str: ...
+
+
+class CaptionSource(Protocol):
+    """Where a reader looks up a known image's caption (``coe.dataset_loaders.ScienceQA`` is one); plugins
+    never import the dataset loaders, so the reader names only this."""
+
+    def find_by_image(self, path: Path) -> CaptionedImage | None: ...
+
+
 @runtime_checkable
 class ImageReader(Protocol):
     name: str
