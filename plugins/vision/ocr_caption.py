@@ -17,6 +17,7 @@ from PIL import Image
 
 from coe.errors import CoeError, ConfigError
 from coe.plugins.vision.protocol import CaptionSource, ImageText
+from coe.text import one_line
 
 MAX_SIDE = 1600
 MAX_ASPECT = 3.0
@@ -117,7 +118,7 @@ class OcrCaptionReader:
         try:
             result, _elapsed = engine(bgr)
         except Exception as exc:  # runtime errors from onnxruntime/OpenCV span many lines
-            detail = " ".join(str(exc).split())[:300]
+            detail = one_line(exc)[:300]
             raise CoeError(f"OCR failed on the image ({type(exc).__name__}: {detail})") from exc
         lines = []
         for _box, text, score in _reading_order(list(result or [])):
@@ -126,7 +127,7 @@ class OcrCaptionReader:
             text = str(text)
             if self.drop_cjk:
                 text = _CJK.sub("", text.translate(_FULLWIDTH))
-            text = " ".join(text.split())
+            text = one_line(text)
             if text:
                 lines.append(text)
         return lines
