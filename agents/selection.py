@@ -21,7 +21,7 @@ from .candidates import adapt, restates_answer, word_map
 from .cues import question_cues
 from .fit import answer_fit, misfit_reason
 from .validation import normalize
-from .verify import _Meter, judge, solve
+from .student import Meter, judge, solve
 
 # Weights of the ranking terms (checked on ScienceQA val; see the evaluation report).
 SUPPORT_WEIGHT = 0.6
@@ -68,7 +68,7 @@ def rank_questions(llm, item, candidates: list[QuestionCandidate], *, seed: int 
         if normalize(c.text) not in seen:
             seen.add(normalize(c.text))
             unique.append(c)
-    meter = _Meter()
+    meter = Meter()
     for c in unique:
         flags = [q.message for q in question_cues(c.text, item.answer) if q.severity == "flag"]
         if flags or restates_answer(c.text, item.answer) or normalize(c.text) == normalize(item.answer):
@@ -125,7 +125,7 @@ def rank_distractors(llm, item, question: str, pool: list[Any], votes: list[str]
                 prior[key], texts[key] = 0.3, v  # written by the model, not in the pool
     if not prior:
         return DistractorChoice(chosen=[], ranking=[])
-    meter = _Meter()
+    meter = Meter()
     keys = list(prior)
     probs = solve(llm, item, question, [item.answer, *[texts[k] for k in keys]], seed=seed, orders=1, meter=meter)
     # The draw is relative to an even spread, so the term does not shrink as the list grows.

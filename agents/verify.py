@@ -1,8 +1,4 @@
-"""The answering agent and the verification of a finished item.
-
-A student-like agent takes the item — material (pixels for vision backends, image text for text backends),
-question, options in shuffled order — and the backend scores every option (``score_options``: token
-log-probabilities where the backend has them, else a constrained choice). From its answers the item gets:
+"""The verification of a finished item by the answering agent (``student``). From its answers the item gets:
 the key's probability and whether it is the top choice, the strongest distractor, a per-option "is this also
 a correct answer?" judgement (relative to the same judgement on the key, so a model that says Yes to
 everything does not flag everything), a solve without the picture, the model-free cues, a status and an
@@ -13,41 +9,33 @@ for all of these calls."""
 
 from __future__ import annotations
 
-import random
 import time
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
-
-from coe.plugins.llm.protocol import Message, OptionScoreRequest, OptionScores, score_options
 
 from .claim import about_picture, check_line, claim
 from .cues import Cue, common_word, kind_check_available, opposed, option_cues, question_cues
 from .fit import Fit, answer_fit, misfit_reason, template_fit
 from .item_checks import item_checks
-from .prompting import defang, load_prompt, material_block
+from .student import Meter, judge, solve
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 VERIFY_VERSION = 2  # part of evaluation cache keys: bump when verification changes its verdicts
 
 
-class VerifySettings(BaseModel):
-    """Thresholds of the verdicts (read from the graph's configurable settings of the same names)."""
+class VerifyThresholds(Protocol):
+    """What verification reads from the run's settings: ``coe.graphs.settings.GraphSettings`` (documented
+    there) has these fields; a Protocol, so the agents do not depend on the graph."""
 
-    orders: int = 2               # option orders averaged per solve (position bias of small models)
-    key_margin: float = 0.15      # flag when a distractor beats the key by more than this
-    min_key_prob: float = 0.0     # flag when the key gets less than this (0: rely on the margin)
-    also_correct_yes: float = 0.5  # a distractor judged "also correct" needs P(yes) at least this ...
-    also_correct_gap: float = 0.1  # ... and within this of the key's own P(yes)
-    given_min_yes: float = 0.2    # a user-given question whose key gets P(yes) below this is refused
-    # "verified" needs the key ahead of every distractor by this much. Calibrated with the 0.5B on ScienceQA
-    # val gold and known-false items (``coe eval --task verify``) so that items marked verified are right
-    # at least 90 % of the time; see the README.
-    confirm_margin: float = 0.1
-    # A question the bank does not know, on which the student spreads its probability this evenly (top
-    # option less the runner-up), asks for no one thing.
-    vague_spread: float = 0.0
-    text_only: bool = True        # solve without the picture too (only when the item has one)
+    orders: int
+    key_margin: float
+    min_key_prob: float
+    also_correct_yes: float
+    also_correct_gap: float
+    given_min_yes: float
+    confirm_margin: float
+    vague_spread: float
+    text_only: bool
 
 
 class Verification(BaseModel):
@@ -96,77 +84,11 @@ class Verification(BaseModel):
         return out
 
 
-class _Meter:
-    """Calls, seconds and usage of one verification, for its trace entry."""
-
-    def __init__(self) -> None:
-        self.calls, self.prompt_tokens, self.method = 0, 0, ""
-
-    def score(self, llm, request: OptionScoreRequest) -> OptionScores:
-        out = score_options(llm, request)
-        self.calls += 1
-        self.prompt_tokens += out.usage.prompt_tokens
-        self.method = out.method
-        return out
-
-
-def _material(item, use_image: bool, llm) -> tuple[str, list]:
-    """Pixels for a vision backend, image text otherwise; nothing of the picture when ``use_image`` is off."""
-    vision = bool(getattr(llm, "supports_images", False)) and bool(item.images)
-    if not use_image:
-        return material_block(item.context, ""), []
-    return material_block(item.context, "" if vision else item.image_text), (list(item.images) if vision else [])
-
-
-def _messages(body: str, images: list) -> list[Message]:
-    return [Message(role="system", content=load_prompt("student")),
-            Message(role="user", content=body, images=images)]
-
-
-def solve(llm, item, question: str, options: list[str], *, seed: int = 0, use_image: bool = True,
-          orders: int = 2, meter: _Meter | None = None) -> dict[str, float]:
-    """The student's probability of each option, averaged over ``orders`` shuffles of the option list
-    (the first seeded, then its reverse, then further seeded shuffles)."""
-    meter = meter or _Meter()
-    material, images = _material(item, use_image, llm)
-    rng = random.Random(seed)
-    base = list(range(len(options)))
-    rng.shuffle(base)
-    count = max(1, orders)
-    perms = [base, base[::-1]][:count]
-    while len(perms) < count:
-        p = list(base)
-        rng.shuffle(p)
-        perms.append(p)
-    total = {o: 0.0 for o in options}
-    for perm in perms:
-        labels = list(LETTERS[: len(options)])
-        listed = "\n".join(f"{labels[i]}. {defang(options[j])}" for i, j in enumerate(perm))
-        body = load_prompt("answer").format(material=material, question=defang(question), options=listed)
-        scores = meter.score(llm, OptionScoreRequest(messages=_messages(body, images), labels=labels))
-        for i, j in enumerate(perm):
-            total[options[j]] += scores.probs[i]
-    return {o: round(p / count, 6) for o, p in total.items()}
-
-
-def judge(llm, item, question: str, options: list[str], *, meter: _Meter | None = None) -> dict[str, float]:
-    """P("Yes") that each option is a correct answer to the question, judged one option at a time."""
-    meter = meter or _Meter()
-    material, images = _material(item, True, llm)
-    out = {}
-    for option in options:
-        body = load_prompt("judge").format(material=material, question=defang(question), option=defang(option))
-        scores = meter.score(llm, OptionScoreRequest(messages=_messages(body, images), labels=["Yes", "No"]))
-        out[option] = round(scores.prob("Yes"), 6)
-    return out
-
-
-def check_given_question(llm, item, question: str, settings: VerifySettings | None = None, *, retriever=None,
+def check_given_question(llm, item, question: str, settings: VerifyThresholds, *, retriever=None,
                          exclude_ids: list[str] | None = None,
                          exclude_splits: list[str] | None = None) -> tuple[bool, float, str]:
     """Whether the teacher's answer answers the teacher's question at all: (ok, P(yes), why not). The
     exemplar bank decides when it knows such questions; the student's judgement otherwise."""
-    settings = settings or VerifySettings()
     yes = judge(llm, item, question, [item.answer])[item.answer]
     if retriever is not None:
         for fit_of in (answer_fit, template_fit):
@@ -186,17 +108,18 @@ def difficulty_of(key_prob: float, strongest_prob: float) -> Literal["easy", "me
     return "medium"
 
 
-def verify_item(llm, item, question: str, distractors: list[str], *, question_given: bool = False,
-                seed: int = 0, settings: VerifySettings | None = None, retriever=None,
+def verify_item(llm, item, question: str, distractors: list[str], *, settings: VerifyThresholds,
+                question_given: bool = False, seed: int = 0, retriever=None,
                 exclude_ids: list[str] | None = None, exclude_splits: list[str] | None = None,
                 rationale: str | None = None, model_free_first: bool = False) -> Verification:
     """``retriever`` (the exemplar bank) adds the model-free question-answer fit check and the embedding
     near-duplicate check; ``rationale`` (the item's own) lets a distractor it states as true be caught.
     ``model_free_first``: an item the model-free checks flag is returned flagged without asking the student
-    (the evaluation's shortcut; the graph asks anyway, to send every problem back)."""
-    s = settings or VerifySettings()
+    (the evaluation's shortcut; the graph asks anyway, to send every problem back). ``settings``: the
+    thresholds (``GraphSettings``)."""
+    s = settings
     t0 = time.perf_counter()
-    meter = _Meter()
+    meter = Meter()
     key = item.answer
     options = [key, *distractors]
     fit = (answer_fit(retriever, question, key, exclude_ids=exclude_ids, exclude_splits=exclude_splits)

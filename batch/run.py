@@ -93,14 +93,12 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
     ``default_services(model)``; each Ray worker calls it once). ``on_start(todo, total)`` and
     ``on_item(entry)`` report progress."""
     from coe.graphs.services import default_services
-    from coe.graphs.settings import GraphSettings
+    from coe.graphs.settings import check_settings
 
     if engine not in ENGINES:
         raise InputError(f"--engine must be one of: {', '.join(ENGINES)}")
     settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(GraphSettings.model_fields) - {"n_distractors"})
-    if unknown:
-        raise InputError(f"unknown batch setting {unknown[0]!r}")
+    k = check_settings(settings).k
     rows, errors = read_manifest(manifest, allow_outside=allow_outside)
     summary = Summary(run_dir=Path(run_dir).expanduser().resolve())
     with Ledger(run_dir) as ledger:
@@ -111,7 +109,6 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
         todo = ledger.todo(retry_failed=retry_failed)
         if on_start:
             on_start(len(todo), len(rows) + len(errors))
-        k = GraphSettings(**settings).k
         factory = services_factory or partial(default_services, model, tuple(banks))
 
         def on_result(row: Row, out: dict[str, Any]) -> None:

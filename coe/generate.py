@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -22,9 +22,9 @@ class MCQItem(BaseModel):
     image: str | None = None
     repaired: list[str] = Field(default_factory=list)
     distractor_notes: list[str] = Field(default_factory=list)
-    status: str = "unverified"      # verified | unconfirmed | flagged | unverified (verification off)
+    status: Literal["verified", "unconfirmed", "flagged", "unverified"] = "unverified"  # unverified: off
     reasons: list[str] = Field(default_factory=list)
-    difficulty: str | None = None
+    difficulty: Literal["easy", "medium", "hard"] | None = None
     verification: dict[str, Any] = Field(default_factory=dict)
     # what the reviewer must check when no model could confirm the key ("Check in the picture: ...")
     check: str | None = None
@@ -57,15 +57,19 @@ def check_inputs(*, image: str | None, context: str, answer: str, question: str 
 def generate_item(*, image: str | None, answer: str, context: str = "", question: str | None = None,
                   n_distractors: int = 3, subject: str | None = None, grade: str | None = None,
                   services=None, model: str | None = None, stream=None, **settings: Any) -> MCQItem:
-    """Run the graph once. ``stream(node, update)`` is called after each node finishes."""
+    """Run the graph once. ``settings`` are ``GraphSettings`` fields, checked before any model loads (an unknown
+    or ill-typed one is an ``InputError``). ``stream(node, update)`` is called after each node finishes."""
     from coe.graphs import graph
     from coe.graphs.services import default_services
+    from coe.graphs.settings import check_settings
+
+    resolved = check_settings({**settings, "n_distractors": n_distractors})
 
     state = check_inputs(image=image, context=context, answer=answer, question=question,
                          n_distractors=n_distractors)
     state.update({"subject": subject, "grade": grade})
     services = services or default_services(model)
-    config = {"configurable": {"n_distractors": n_distractors, **settings}}
+    config = {"configurable": resolved.model_dump(exclude_unset=True)}
     t0 = time.perf_counter()
     final: dict[str, Any] = dict(state)
     for chunk in graph.stream(state, config=config, context=services, stream_mode="updates"):
@@ -77,8 +81,7 @@ def generate_item(*, image: str | None, answer: str, context: str = "", question
             final.setdefault("trace", []).extend(trace)
             if stream:
                 stream(node, update)
-    from coe.graphs.settings import settings_from
-    return mcq_from_output(final, k=settings_from(config).k, image=state["image_path"],
+    return mcq_from_output(final, k=resolved.k, image=state["image_path"],
                            model=getattr(services.llm, "model_id", ""), seconds=time.perf_counter() - t0)
 
 

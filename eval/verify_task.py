@@ -46,7 +46,7 @@ class Student:
                          image_text=image_text_for(item, self.image_reader, self.cache))
 
     def solve(self, item: EvalItem, question: str, options: list[str], seed: int) -> dict[str, float]:
-        from coe.agents.verify import solve
+        from coe.agents.student import solve
         return solve(self.llm, self._input(item), question, options, seed=seed)
 
     def verify(self, item: EvalItem, question: str, distractors: list[str], seed: int) -> dict[str, Any]:
@@ -55,13 +55,13 @@ class Student:
         from .predict import exclude_splits
         # the gold solution stands in for the item's own rationale (the lecture around it describes every
         # option's topic, so it would "state" most distractors)
-        from coe.agents.verify import VerifySettings
+        from coe.graphs.settings import GraphSettings
         # The text-only solve and the student's scores on an item a model-free check flags change no verdict:
         # they are skipped here, which is what makes a large sample affordable.
         return verify_item(self.llm, self._input(item), question, distractors, seed=seed, retriever=self.retriever,
                            exclude_ids=[item.pid], exclude_splits=exclude_splits(item.split),
                            rationale=self.solutions.get(item.pid, item.gold_rationale) or None,
-                           settings=VerifySettings(text_only=False), model_free_first=True).model_dump(mode="json")
+                           settings=GraphSettings(text_only=False), model_free_first=True).model_dump(mode="json")
 
 
 def folder_for(cache: Path, split: str, version: str, seed: int) -> Path:
@@ -175,8 +175,8 @@ def run_verify(items: list[EvalItem], dataset, services, model_id: str, variants
     pool = known_false.Pool([EvalItem.from_problem(p) for p in dataset])
     records, skipped = verifier_quality(items, pool, student.verify, folder, seed=seed, kinds=kinds,
                                         progress=progress)
-    from coe.agents.verify import VerifySettings
-    margin = VerifySettings().confirm_margin
+    from coe.graphs.settings import GraphSettings
+    margin = GraphSettings().confirm_margin
     best, table = calibrate_margin(records)
     return {"config_id": folder.name, "model": student.version, "n_items": len(items), "kinds": list(kinds),
             "answerability": answer_scores(answers, seed=seed, resamples=resamples),

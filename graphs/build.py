@@ -5,16 +5,19 @@ notes, where verify's decision may send the item back to question or to distract
 
 ``build_graph(until=STEP)`` compiles the same nodes and edges, ending after STEP: the evaluation of one
 task (QG ends after ``question``, RG after ``rationale``) runs this graph, not a copy of its steps.
-``build_graph(review=NODE)`` appends a human review node (see ``review.py``) in place of the end."""
+``build_graph(review=NODE)`` appends a human review node (see ``review.py``) in place of the end. Every step
+runs in one wrapper (``tracing.traced``): timing, trace entries, and the models of a served run."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
 from . import nodes
 from .services import Services
+from .tracing import traced
 from .state import CoEInput, CoEOutput, CoEState
 
 STEPS = ("describe_image", "retrieve", "question", "rationale", "distractors", "validate", "verify", "notes")
@@ -23,9 +26,12 @@ _LINEAR = (("describe_image", "retrieve"), ("retrieve", "question"), ("question"
 
 
 def build_graph(checkpointer=None, *, until: str | None = None, functions: dict | None = None,
-                wrap: Callable = lambda name, fn: fn, name: str = "coe", state_schema=CoEState,
-                context_schema=Services, review: Callable | None = None):
-    """``functions`` overrides some node functions and ``wrap`` decorates each (the console traces with it)."""
+                name: str = "coe", state_schema=CoEState, context_schema: Any = Services,
+                review: Callable | None = None, record_inputs: bool = False,
+                services: Callable[[], Services] | None = None):
+    """``functions`` overrides some node functions; ``record_inputs``: each trace entry lists the state fields
+    its node read (the console shows them); ``services``: the models of a run whose context brings none, and
+    ``context_schema`` what such a run's context is instead (the LangGraph server's settings form)."""
     if until is not None and until not in STEPS:
         raise ValueError(f"unknown step {until!r}; steps: {', '.join(STEPS)}")
     steps = STEPS[: STEPS.index(until) + 1] if until else STEPS
@@ -34,7 +40,8 @@ def build_graph(checkpointer=None, *, until: str | None = None, functions: dict 
     g = (StateGraph(state_schema, context_schema=context_schema, input_schema=CoEInput, output_schema=CoEOutput)
          if review is None else StateGraph(state_schema, context_schema=context_schema))
     for step in steps:
-        g.add_node(step, wrap(step, functions.get(step, getattr(nodes, step))))
+        g.add_node(step, traced(step, functions.get(step, getattr(nodes, step)), first=step == steps[0],
+                                services=services, record_inputs=record_inputs))
     end = END
     if review is not None:
         g.add_node("review", review, destinations=("distractors", "review", END))

@@ -25,7 +25,7 @@ from coe.errors import CoeError
 
 from .build import graph
 from .services import Services
-from .settings import GraphSettings
+from .settings import check_settings
 
 
 class _ItemDone(BaseCallbackHandler):
@@ -63,9 +63,7 @@ def batching_llm(llm: Any) -> MicroBatchLLM | None:
 
 def _prepared(items: list[dict[str, Any]], services: Services, max_concurrency: int | None,
               settings: dict[str, Any]):
-    unknown = set(settings) - set(GraphSettings.model_fields)
-    if unknown:
-        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    check_settings(settings)
     if max_concurrency is not None and max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
     batcher = batching_llm(services.llm)
@@ -123,7 +121,8 @@ def generate_items(items: list[dict[str, Any]], services: Services, *, raise_err
     """Write one multiple-choice item per input dict (the graph's input keys: ``answer``, ``context``,
     ``image_path``, ``question_given``, ``n_distractors``, ``subject``, ``grade``, ``exclude_ids``).
 
-    ``settings`` are ``GraphSettings`` fields (``n_distractors``, ``mode``, ``k``, ``max_retries``, ...).
+    ``settings`` are ``GraphSettings`` fields (``n_distractors``, ``mode``, ``k``, ``max_retries``, ...); an
+    unknown or ill-typed one is an ``InputError`` before any item runs.
     ``max_concurrency`` items run at once (default: the micro-batch size for a natively batching
     backend, else LangChain's default pool). ``stats``, when given, gets ``items``, ``failed``,
     ``seconds``, ``max_concurrency`` and ``batching`` (the micro-batcher's ``stats``, or None).

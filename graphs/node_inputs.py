@@ -1,5 +1,5 @@
 """What the graph's nodes read from the state and the run's settings: the item as the steps take it, the
-exemplars shown in prompts, the candidate pool without rejected options, and the verifier's thresholds."""
+exemplars shown in prompts, the candidate pool without rejected options."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from langchain_core.runnables import RunnableConfig
 from coe.agents.candidates import Candidate, distractor_pool
 from coe.agents.generation import ItemInput
 from coe.agents.validation import normalize
-from coe.agents.verify import VerifySettings
 from coe.plugins.llm.protocol import ImageRef
 from coe.retrieval.exemplars import Exemplar
 
@@ -51,15 +50,8 @@ def pool_texts(state: CoEState, config: RunnableConfig, n: int) -> list[str]:
 def rejected_options(state: CoEState) -> dict[str, str]:
     """Options that may not come back, by normalised text, with who rejected them."""
     out = {normalize(r): "the verifier" for r in state.get("rejected_options") or []}
-    out.update({normalize(r): "the reviewer" for r in state.get("rejected") or []})  # the review graph's
+    out.update({normalize(r): who for r, who in (state.get("rejected_by") or {}).items()})
     return out
-
-
-def verify_settings(config: RunnableConfig) -> VerifySettings:
-    """The verifier's thresholds from the run's settings: the given-question check and the verify step
-    read the same ones."""
-    conf = config.get("configurable") or {}
-    return VerifySettings(**{k: v for k, v in conf.items() if k in VerifySettings.model_fields})
 
 
 def run_settings(config: RunnableConfig | None, runtime) -> tuple[GraphSettings, dict[str, Any] | None]:

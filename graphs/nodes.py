@@ -1,11 +1,11 @@
-"""Graph nodes: each reads the state, does one CoE step and returns its update plus a trace entry.
+"""Graph nodes: each reads the state, does one CoE step and returns its update plus a trace entry (timed and
+completed by ``tracing.traced``, which ``build_graph`` wraps every node in).
 
 Settings come from ``config["configurable"]`` (``GraphSettings``); the models come from the run's context
-(``runtime.context``, a ``Services``): nothing here loads a model."""
+(``runtime.context``, a ``Services``; see ``tracing`` for why): nothing here loads a model."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,17 @@ from coe.retrieval.exemplars import Exemplar
 from coe.retrieval.retriever import RetrievalQuery
 
 from .learned import as_prior, as_question_candidates, ranked_distractors, ranked_questions, shown_selection
-from .node_inputs import (item_input, pool_candidates, pool_texts, rejected_options, run_settings, shown_exemplars,
-                          verify_settings)
+from .node_inputs import item_input, pool_candidates, pool_texts, rejected_options, run_settings, shown_exemplars
 from .services import Services, services_of
 from .settings import settings_from
 from .state import CoEState
 
 
 def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
-    t0 = time.perf_counter()
     path = state.get("image_path")
     if not path:  # a caller may bring its own image text (e.g. a dataset caption when the file is absent)
         return {"image_text": state.get("image_text", ""),
-                "trace": [{"node": "describe_image", "seconds": 0.0, "skipped": "no image"}]}
+                "trace": [{"node": "describe_image", "skipped": "no image"}]}
     from coe.imageio import load_image
 
     reader = services_of(runtime).image_reader
@@ -43,16 +41,15 @@ def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Ser
     described = reader.describe(image, source_path=Path(path))
     text = described.as_prompt_text()
     return {"image_text": text,
-            "trace": [{"node": "describe_image", "seconds": round(time.perf_counter() - t0, 3),
+            "trace": [{"node": "describe_image",
                        "reader": getattr(reader, "name", type(reader).__name__),
                        "output": described.model_dump(mode="json")}]}
 
 
 def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
-    t0 = time.perf_counter()
     s = settings_from(config)
     if not s.use_exemplars:
-        return {"exemplars": [], "trace": [{"node": "retrieve", "seconds": 0.0, "skipped": "ablation: no exemplars"}]}
+        return {"exemplars": [], "trace": [{"node": "retrieve", "skipped": "ablation: no exemplars"}]}
     retriever = services_of(runtime).retriever
 
     q = RetrievalQuery(answer=state["answer"], question=state.get("question_given"),
@@ -62,7 +59,7 @@ def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
                        image_path=state.get("image_path"))
     found, info = retriever.retrieve(q, k=max(s.k, s.pool_k if s.use_pool else 0))
     return {"exemplars": [e.model_dump() for e in found],
-            "trace": [{"node": "retrieve", "seconds": round(time.perf_counter() - t0, 3), **info,
+            "trace": [{"node": "retrieve", **info,
                        "exemplars": [{"id": e.id, "bank": e.bank, "score": e.score, "signals": e.signals}
                                      for e in found]}]}
 
@@ -71,22 +68,21 @@ def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
 def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     """The question: a given one is checked (does the answer answer it at all?); otherwise several candidates
     (greedy, sampled, exemplar questions) are ranked by the answering agent and the best is kept."""
-    t0 = time.perf_counter()
     (s, selection), llm = run_settings(config, runtime), services_of(runtime).llm
     given = state.get("question_given")
     item = item_input(state)
     if given:
         entry: dict[str, Any] = {"node": "question", "source": "given"}
         if s.verify and s.check_given_question:
-            ok, p_yes, why = check_given_question(llm, item, given.strip(), verify_settings(config),
+            ok, p_yes, why = check_given_question(llm, item, given.strip(), s,
                                                   retriever=services_of(runtime).retriever,
                                                   exclude_ids=state.get("exclude_ids", []),
                                                   exclude_splits=s.exclude_splits)
-            entry.update({"answers_question_p_yes": p_yes, "seconds": round(time.perf_counter() - t0, 3)})
+            entry["answers_question_p_yes"] = p_yes
             if not ok:
                 raise QuestionMismatch(f'"{state["answer"]}" does not answer the given question "{given.strip()}": '
                                        f"{why}; check the question and answer")
-        return {"question": given.strip(), "trace": [{**entry, "seconds": round(time.perf_counter() - t0, 3)}]}
+        return {"question": given.strip(), "trace": [entry]}
     note = None
     if s.question_selection == "learned":
         ranked, note = ranked_questions(state, s, runtime)
@@ -94,8 +90,7 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
             return {"question": ranked[0]["text"],
                     "trace": [{"node": "question", "source": "learned ranking", **shown_selection(selection),
                                "candidates": [{"text": r["text"], "score": r["score"],
-                                               "source": "ranker:" + "+".join(r["sources"])} for r in ranked[:10]],
-                               "seconds": round(time.perf_counter() - t0, 3)}]}
+                                               "source": "ranker:" + "+".join(r["sources"])} for r in ranked[:10]]}]}
     exemplars = shown_exemplars(state, config)
     feedback = state.get("question_feedback", "")
     failure: ModelOutputError | None = None
@@ -129,7 +124,6 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
                                 exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits)
         value = ranked[0].text
         trace["candidates"] = [c.model_dump() for c in ranked]
-    trace["seconds"] = round(time.perf_counter() - t0, 3)
     if note:
         trace["note"] = note
     return {"question": value, "model": llm.model_id,
@@ -141,7 +135,7 @@ def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services
     s, llm = settings_from(config), services_of(runtime).llm
     if not s.use_rationale:
         return {"rationale": None,
-                "trace": [{"node": "rationale", "seconds": 0.0, "skipped": "ablation: no rationale"}]}
+                "trace": [{"node": "rationale", "skipped": "ablation: no rationale"}]}
     value, trace = generate_rationale(llm, item_input(state), state["question"], shown_exemplars(state, config),
                                       mode=s.mode)
     return {"rationale": value, "model": llm.model_id, "trace": [{"node": "rationale", **trace}]}
@@ -149,7 +143,6 @@ def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services
 
 @prompt_tallied
 def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
-    t0 = time.perf_counter()
     (s, selection), llm = run_settings(config, runtime), services_of(runtime).llm
     n = state.get("n_distractors") or s.n_distractors
     attempt = state.get("attempts", 0) + 1
@@ -166,14 +159,14 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
         if len(ranked) >= n:
             chosen = [r["option"] for r in ranked[:n]]
             return {"candidate_distractors": chosen, "attempts": attempt,
-                    "trace": [{"node": "distractors", "attempt": attempt, "seconds": round(time.perf_counter() - t0, 3),
+                    "trace": [{"node": "distractors", "attempt": attempt,
                                "source": "learned ranking", "ranking": ranked[:30], "parsed": chosen,
                                **shown_selection(selection)}]}
     if (s.choose_from_pool and s.pool_selection in ("rank", "learned") and attempt == 1 and len(pool) >= n):
         # The pool's own ranking picks; the model writes distractors only when the pool falls short or
         # validation sends the step back.
         return {"candidate_distractors": pool[:n], "attempts": attempt,
-                "trace": [{"node": "distractors", "attempt": attempt, "seconds": 0.0, "source": "pool ranking",
+                "trace": [{"node": "distractors", "attempt": attempt, "source": "pool ranking",
                            "candidates": pool, "parsed": pool[:n], **({"note": note} if note else {}),
                            **shown_selection(selection)}]}
     try:
@@ -196,13 +189,11 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
     if note:
         trace["note"] = note
     trace.update(shown_selection(selection))
-    trace["seconds"] = round(time.perf_counter() - t0, 3)
     return {"candidate_distractors": value, "attempts": attempt, "model": llm.model_id,
             "trace": [{"node": "distractors", "attempt": attempt, **trace}]}
 
 
 def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
-    t0 = time.perf_counter()
     s = settings_from(config)
     n = state.get("n_distractors") or s.n_distractors
     rejected = rejected_options(state)
@@ -224,10 +215,8 @@ def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
         final = validate_distractors(filled, state["answer"], n)
         entry.update({"repair": "filled from exemplars", "filled": added, "valid_after_repair": final.valid})
         if not final.valid:
-            entry["seconds"] = round(time.perf_counter() - t0, 3)
             raise ModelOutputError(f"could not produce {n} valid distractors: {final.feedback()}")
         update.update({"valid": True, "distractors": final.kept, "repaired": added})
-    entry["seconds"] = round(time.perf_counter() - t0, 3)
     update["trace"] = [entry]
     return update
 
@@ -243,15 +232,15 @@ def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) 
     s, llm = settings_from(config), services_of(runtime).llm
     if not s.verify:
         return {"status": "unverified", "reasons": [], "route": "done",
-                "trace": [{"node": "verify", "seconds": 0.0, "skipped": "verification off"}]}
+                "trace": [{"node": "verify", "skipped": "verification off"}]}
     given = bool(state.get("question_given"))
     v = verify_item(llm, item_input(state), state["question"], state["distractors"], question_given=given,
                     retriever=services_of(runtime).retriever, exclude_ids=state.get("exclude_ids", []),
                     exclude_splits=s.exclude_splits, seed=s.seed, rationale=state.get("rationale"),
-                    settings=verify_settings(config))
+                    settings=s)
     update: dict[str, Any] = {"status": v.status, "reasons": v.reasons, "difficulty": v.difficulty,
                               "verification": v.model_dump(mode="json"), "route": "done"}
-    entry: dict[str, Any] = {"node": "verify", "seconds": v.seconds, **verification_trace(v)}
+    entry: dict[str, Any] = {"node": "verify", **verification_trace(v)}
     q_rounds, d_rounds = state.get("question_rounds", 0), state.get("distractor_rounds", 0)
     problems, bad = v.question_problems(), v.flagged_distractors()
     if v.status == "flagged" and problems and not given and q_rounds < s.max_question_rounds:
@@ -275,7 +264,7 @@ def notes(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -
     """Why a student would pick each distractor, for the reviewer and the exports."""
     s, llm = settings_from(config), services_of(runtime).llm
     if not s.write_notes:
-        return {"distractor_notes": [], "trace": [{"node": "notes", "seconds": 0.0, "skipped": "notes off"}]}
+        return {"distractor_notes": [], "trace": [{"node": "notes", "skipped": "notes off"}]}
     try:
         value, trace = run_call(llm, notes_call(llm, item_input(state), state["question"], state["distractors"],
                                                 shown_exemplars(state, config)))

@@ -18,9 +18,7 @@ are required.
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Callable
 from typing import Any
 
 from coe.agents.validation import clean_option, normalize, validate_distractors
@@ -38,50 +36,12 @@ from coe.text import one_line
 
 ACTIONS = ("accept", "regenerate_distractors")
 
-# What each node reads from the state; recorded as the trace entry's ``inputs``.
-NODE_INPUTS: dict[str, tuple[str, ...]] = {
-    "describe_image": ("image_path",),
-    "retrieve": ("answer", "question_given", "context", "image_text", "subject", "grade", "exclude_ids"),
-    "question": ("answer", "question_given", "context", "image_text", "exemplars"),
-    "rationale": ("answer", "question", "context", "image_text", "exemplars"),
-    "distractors": ("answer", "question", "rationale", "n_distractors", "feedback", "keep", "review_note",
-                    "attempts", "exemplars"),
-    "validate": ("answer", "candidate_distractors", "n_distractors", "attempts", "rejected"),
-}
-
-
 class ReviewState(CoEState, total=False):
     keep: list[str]            # distractors the reviewer keeps while the others are rewritten
-    rejected: list[str]        # distractors the reviewer replaced: they may not come back
+    rejected: list[str]        # distractors the reviewer replaced: they may not come back (as ``rejected_by``)
     review_note: str           # what the reviewer rejected, passed to the distractor prompt
     review_problems: list[str]  # why the last review decision was refused
     reviewed: bool             # accepted by the reviewer
-
-
-def _inputs(name: str, state: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in NODE_INPUTS.get(name, ()):
-        if key not in state:
-            continue
-        value = state[key]
-        if key == "exemplars":
-            value = [e.get("id") for e in value or []]
-        out[key] = value
-    return out
-
-
-def _recording(name: str, fn: Callable[..., dict[str, Any]]):
-    """Wrap a node so each of its trace entries also records the state fields the node read."""
-    takes_runtime = "runtime" in inspect.signature(fn).parameters
-
-    def node(state: ReviewState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
-        update = fn(state, config, runtime) if takes_runtime else fn(state, config)
-        inputs = _inputs(name, state)
-        update["trace"] = [{**entry, "inputs": inputs} for entry in update.get("trace", [])]
-        return update
-
-    node.__name__ = name
-    return node
 
 
 def distractors_keeping(state: ReviewState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
@@ -95,9 +55,8 @@ def distractors_keeping(state: ReviewState, config: RunnableConfig, runtime: Run
     if len(keep) >= n:
         attempt = state.get("attempts", 0) + 1
         return {"candidate_distractors": keep[:n], "attempts": attempt,
-                "trace": [{"node": "distractors", "attempt": attempt, "seconds": 0.0, "kept": keep,
-                           "skipped": "every distractor kept"}]}
-    view = {**state, "n_distractors": n - len(keep), "feedback": feedback}
+                "trace": [{"attempt": attempt, "kept": keep, "skipped": "every distractor kept"}]}
+    view = state | {"n_distractors": n - len(keep), "feedback": feedback}
     update = nodes.distractors(view, config, runtime)
     update["candidate_distractors"] = keep + list(update.get("candidate_distractors") or [])
     update["trace"] = [{**entry, "kept": keep} for entry in update.get("trace", [])]
@@ -172,6 +131,7 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
                           "seconds": round(time.perf_counter() - t0, 3)})
             return Command(goto="distractors", update={
                 "question": question, "answer": answer, "keep": keep, "rejected": rejected,
+                "rejected_by": {d: "the reviewer" for d in rejected},
                 "review_note": note, "feedback": "",
                 "attempts": 0, "candidate_distractors": [], "valid": False, "repaired": [],
                 "reviewed": False, "review_problems": [], "trace": [entry]})
@@ -186,5 +146,5 @@ def build_review_graph(checkpointer=None):
     if checkpointer is None:
         from langgraph.checkpoint.memory import InMemorySaver
         checkpointer = InMemorySaver()
-    return build_graph(checkpointer, functions={"distractors": distractors_keeping},
-                       wrap=_recording, name="coe-review", state_schema=ReviewState, review=review)
+    return build_graph(checkpointer, functions={"distractors": distractors_keeping}, record_inputs=True,
+                       name="coe-review", state_schema=ReviewState, review=review)

@@ -3,50 +3,81 @@ nodes from ``config["configurable"]``, and what ``"auto"`` and ``--choose`` stan
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, get_args, get_origin
 
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+MAX_DISTRACTORS = 8
+_SHARE = {"ge": 0.0, "le": 1.0}
 
 
 class GraphSettings(BaseModel):
-    """Per-run switches, read from ``config["configurable"]``; every field can be overridden there."""
+    """Every per-run switch of the graph, verification thresholds included. The CLI (``--set KEY=VALUE`` and
+    its named options), batch runs, the console, the LangGraph server and the evaluation all build this
+    model, so an unknown or ill-typed setting is refused the same way everywhere (``check_settings``)."""
 
-    n_distractors: int = 3
-    mode: str = "json"          # "json" (schema-constrained) or "coe" (paper's free-text shapes)
-    use_exemplars: bool = True  # ablation: zero-shot when False
-    use_rationale: bool = True  # ablation: distractors without the chain of thought
-    k: int = 4                  # exemplars shown in each prompt
-    pool_k: int = 10            # exemplars whose options form the distractor candidate pool
-    use_pool: bool = True       # offer pooled candidate options to the distractor step
-    choose_from_pool: bool = True  # constrain distractors to the pool when it is large enough
-    # Who chooses among the pool: "model" lets the LLM choose under the schema's enum; "rank" takes the
-    # pool's top n and calls the model only when the pool falls short (see the evaluation report).
-    # "blend": the pool's ranking is the prior, the model's choice a vote, and the student's draw
-    # (verify's answering agent) re-ranks them, steered by ``difficulty``. "learned": the wide pool (exemplar
-    # options, the bank's co-occurring options, material terms) ranked by the trained ranker, no model call.
-    # "auto" (default): see ``resolve_selection``.
-    pool_selection: Literal["auto", "blend", "learned", "rank", "model"] = "auto"
-    max_retries: int = 2        # re-asks of the distractor step before repairing from exemplars
-    exclude_splits: list[str] = []
-    # Generate several, keep the best (question step): exemplar questions and sampled model questions
-    # beside the greedy one, ranked by the answering agent. 0 and 0: the greedy question alone.
-    question_exemplars: int = 4
-    question_samples: int = 1
-    # "learned": the trained question ranker picks among the exemplars' and the bank's questions, no model
-    # call (the model writes the question when no ranker is there); "model": generate several, keep the best.
-    # "auto" (default): see ``resolve_selection``.
-    question_selection: Literal["auto", "model", "learned"] = "auto"
-    # Verification and its decision policy.
-    verify: bool = True
-    check_given_question: bool = True   # refuse a given question that the answer does not answer
-    max_question_rounds: int = 1        # flagged question → back to the question step, at most this often
-    max_distractor_rounds: int = 1      # distractors judged correct (or cued) → replaced, at most this often
-    difficulty: str = "medium"          # easy | medium | hard: steers distractor selection
-    seed: int = 0                       # another seed gives another alternative for the same input
-    # Per-distractor misconception notes: one more model call with the longest prompt of the item, and
-    # small models mostly restate the option, so they are written only when asked (--notes, the console).
-    write_notes: bool = False
+    model_config = ConfigDict(extra="forbid")
+
+    n_distractors: int = Field(3, ge=1, le=MAX_DISTRACTORS, description="wrong options per item "
+                               "(a manifest row's or a request's own count wins)")
+    mode: Literal["json", "coe"] = Field("json", description="`json`: schema-constrained prompts; `coe`: the "
+                                         "paper's free-text shapes")
+    use_exemplars: bool = Field(True, description="retrieve exemplars (off: zero-shot ablation)")
+    use_rationale: bool = Field(True, description="write the rationale before the distractors (off: ablation)")
+    k: int = Field(4, ge=0, description="exemplars shown in each prompt")
+    pool_k: int = Field(10, ge=0, description="exemplars whose options form the distractor candidate pool")
+    use_pool: bool = Field(True, description="offer the pooled candidate options to the distractor step")
+    choose_from_pool: bool = Field(True, description="constrain distractors to the pool when it is large "
+                                   "enough")
+    pool_selection: Literal["auto", "blend", "learned", "rank", "model"] = Field(
+        "auto", description="who picks the distractors: `model` (the LLM under the schema's enum), `rank` (the "
+        "pool's top n), `blend` (the pool's ranking, the model's vote and the student's draw, steered by "
+        "`difficulty`), `learned` (the trained ranker over the wide pool, no model call), `auto` (by backend, "
+        "below)")
+    max_retries: int = Field(2, ge=0, description="re-asks of the distractor step before repairing from "
+                             "exemplars")
+    exclude_splits: list[str] = Field(default_factory=list, description="bank splits retrieval never returns "
+                                      "(the evaluation excludes `test`)")
+    question_exemplars: int = Field(4, ge=0, description="exemplar (or ranked bank) questions ranked beside "
+                                    "the model's")
+    question_samples: int = Field(1, ge=0, description="sampled model questions ranked beside the greedy one")
+    question_selection: Literal["auto", "model", "learned"] = Field(
+        "auto", description="who writes the question: `model` (generate several, keep the best), `learned` "
+        "(the trained ranker over exemplar and bank questions, no model call), `auto` (by backend, below)")
+    verify: bool = Field(True, description="verify the item with the answering agent (off: `unverified`)")
+    check_given_question: bool = Field(True, description="refuse a given question that the answer does not "
+                                       "answer")
+    max_question_rounds: int = Field(1, ge=0, description="times a flagged question goes back to the question "
+                                     "step")
+    max_distractor_rounds: int = Field(1, ge=0, description="times distractors judged correct (or cued) are "
+                                       "replaced")
+    difficulty: Literal["easy", "medium", "hard"] = Field("medium", description="steers which distractors "
+                                                          "are kept")
+    seed: int = Field(0, description="another seed gives another alternative for the same input")
+    # one more model call with the longest prompt of the item, and small models mostly restate the option
+    write_notes: bool = Field(False, description="write why a student would pick each distractor (one more "
+                              "model call)")
+    orders: int = Field(2, ge=1, description="option orders averaged per solve (position bias of small models)")
+    key_margin: float = Field(0.15, **_SHARE, description="flag when a distractor beats the key by more than "
+                              "this")
+    min_key_prob: float = Field(0.0, **_SHARE, description="flag when the key gets less than this (0: rely on "
+                                "the margin)")
+    also_correct_yes: float = Field(0.5, **_SHARE, description="a distractor judged also correct needs "
+                                    "P(yes) at least this ...")
+    also_correct_gap: float = Field(0.1, **_SHARE, description="... and within this of the key's own P(yes)")
+    given_min_yes: float = Field(0.2, **_SHARE, description="a given question whose key gets P(yes) below "
+                                 "this is refused")
+    # calibrated with the 0.5B on ScienceQA val gold and known-false items (coe eval --task verify) so that
+    # items marked verified are right at least 90 % of the time
+    confirm_margin: float = Field(0.1, **_SHARE, description="`verified` needs the key ahead of every "
+                                  "distractor by this much")
+    vague_spread: float = Field(0.0, **_SHARE, description="flag a question the bank does not know when the "
+                                "student's top two options are closer than this")
+    text_only: bool = Field(True, description="also solve without the picture (only when the item has one)")
 
 
 # What "auto" resolves to, by whether the backend sees the picture. A text-only model (llama.cpp GGUF, a
@@ -84,5 +115,68 @@ def resolve_selection(s: GraphSettings, llm: Any) -> tuple[GraphSettings, dict[s
 
 
 def settings_from(config: RunnableConfig | None) -> GraphSettings:
+    """The run's settings as the nodes read them. ``configurable`` also carries LangGraph's own keys
+    (``thread_id``, ...) and a server's, so only the model's fields are taken here; callers check theirs
+    whole with ``check_settings`` before the run."""
     conf = (config or {}).get("configurable", {}) or {}
-    return GraphSettings(**{k: v for k, v in conf.items() if k in GraphSettings.model_fields})
+    return check_settings({k: v for k, v in conf.items() if k in GraphSettings.model_fields})
+
+
+def check_settings(values: Mapping[str, Any], *, where: str = "") -> GraphSettings:
+    """``values`` as ``GraphSettings``; an unknown or ill-typed setting is a one-line ``InputError`` (exit 2)
+    naming it. ``where`` prefixes the message (``"--set: "``)."""
+    from coe.errors import InputError
+
+    try:
+        return GraphSettings.model_validate(dict(values))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "settings"
+        if err["type"] == "extra_forbidden":
+            raise InputError(f"{where}unknown setting {key!r} (settings: {', '.join(GraphSettings.model_fields)})"
+                             ) from None
+        raise InputError(f"{where}setting {key}={err.get('input')!r}: {err['msg']}") from None
+
+
+def parse_assignments(pairs: Iterable[str], *, where: str = "--set: ") -> dict[str, Any]:
+    """``KEY=VALUE`` strings as settings: the value is JSON where it parses (``true``, ``3``, ``0.2``,
+    ``["val"]``), else text; a list may also be written ``a,b``. Checked with ``check_settings``."""
+    from coe.errors import InputError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise InputError(f"{where}expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+        field = GraphSettings.model_fields.get(key)
+        if field is not None and get_origin(field.annotation) is list and isinstance(out[key], str):
+            out[key] = [v.strip() for v in out[key].split(",") if v.strip()]
+    check_settings(out, where=where)
+    return out
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return " \\| ".join(f"`{v}`" for v in get_args(annotation))
+    if get_origin(annotation) is list:
+        return "list of text"
+    return {int: "integer", float: "number", bool: "true/false", str: "text"}.get(annotation, str(annotation))
+
+
+def markdown_table() -> str:
+    """The README's settings table, written from the model (``python -m coe.graphs.settings``)."""
+    rows = ["| setting | value | default | meaning |", "| --- | --- | --- | --- |"]
+    for name, field in GraphSettings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = json.dumps(default) if not isinstance(default, str) else default
+        rows.append(f"| `{name}` | {_type_name(field.annotation)} | `{shown}` | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from typing_extensions import TypedDict
+
+
+class TraceEntry(TypedDict, total=False):
+    """One step's record in the ``trace`` (every entry has ``node`` and ``seconds``; the rest is the step's)."""
+
+    node: str
+    seconds: float
+    attempt: int
+    skipped: str
+    source: str
+    error: str
+    note: str
+    inputs: dict[str, Any]      # the state fields the node read (the review graph records them)
+    settings: dict[str, Any]    # on the first step: the settings the run resolved ("auto" decided)
 
 
 class CoEInput(TypedDict, total=False):
@@ -30,12 +44,12 @@ class CoEOutput(TypedDict, total=False):
     image_text: str
     valid: bool
     repaired: list[str]
-    status: str                 # verified | unconfirmed | flagged | unverified (verification off)
+    status: Literal["verified", "unconfirmed", "flagged", "unverified"]  # unverified: verification off
     reasons: list[str]
-    difficulty: str
+    difficulty: Literal["easy", "medium", "hard"]   # estimated by the verifier
     verification: dict[str, Any]
     model: str
-    trace: list[dict[str, Any]]
+    trace: list[TraceEntry]
 
 
 class CoEState(CoEInput, CoEOutput, total=False):
@@ -46,7 +60,8 @@ class CoEState(CoEInput, CoEOutput, total=False):
     question_feedback: str
     question_rounds: int
     distractor_rounds: int
-    rejected_options: list[str]
+    rejected_options: list[str]         # options the verifier judged correct too
+    rejected_by: dict[str, str]         # options a caller steering the graph rejected, and who (the reviewer)
     rejected_questions: list[str]
     route: str
-    trace: Annotated[list[dict[str, Any]], operator.add]
+    trace: Annotated[list[TraceEntry], operator.add]

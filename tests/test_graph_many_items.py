@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from coe.errors import ModelOutputError
+from coe.errors import InputError, ModelOutputError
 from coe.graphs import Services, generate_items, graph
 from coe.plugins.llm.request_batcher import MicroBatchLLM
 from coe.plugins.llm.protocol import Generation, GenerationRequest, Message, Usage
@@ -195,7 +195,7 @@ def test_a_failed_item_carries_its_error_and_the_rest_go_on(fixture_index):
         with pytest.raises(ModelOutputError, match="could not produce"):
             generate_items(ITEMS, services, n_distractors=2, use_exemplars=False, max_retries=1, raise_errors=True,
                            **SINGLE_SHOT)
-    with pytest.raises(ValueError, match="unknown settings"):
+    with pytest.raises(InputError, match="unknown setting .nope."):
         generate_items(ITEMS, services, nope=1)
 
 

@@ -117,15 +117,16 @@ class LikeBank:
 def test_a_given_question_like_a_bank_template_is_refused_when_the_answer_does_not_fit():
     from coe.agents.generation import ItemInput
     from coe.agents.verify import check_given_question
+    from coe.graphs.settings import GraphSettings
 
     llm = ScriptedStudent(lambda r: {}, yes=lambda q, o: 0.26)  # the student alone would let it through
     ok, _, why = check_given_question(llm, ItemInput(answer="copepod"), "What is the capital of France?",
-                                      retriever=LikeBank())
+                                      GraphSettings(), retriever=LikeBank())
     assert not ok and "Lincoln" in why
     ok, _, _ = check_given_question(llm, ItemInput(answer="Paris"), "What is the capital of France?",
-                                    retriever=LikeBank())
+                                    GraphSettings(), retriever=LikeBank())
     assert ok
     # another template is no evidence either way: the student decides
     ok, _, why = check_given_question(llm, ItemInput(answer="copepod"), "Why is the capital of France old?",
-                                      retriever=LikeBank())
+                                      GraphSettings(), retriever=LikeBank())
     assert ok and why == ""

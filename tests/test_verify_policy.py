@@ -211,10 +211,11 @@ def test_the_bank_tells_whether_the_key_fits_the_question():
 def test_a_given_question_the_bank_says_the_key_cannot_answer_is_refused():
     from coe.agents.generation import ItemInput
     from coe.agents.verify import check_given_question
+    from coe.graphs.settings import GraphSettings
 
     llm = ScriptedStudent(lambda r: {}, yes=lambda q, o: 0.9)  # the student alone would let it through
     ok, p_yes, why = check_given_question(llm, ItemInput(answer="copepod"), "What is the capital of France?",
-                                          retriever=TemplateBank())
+                                          GraphSettings(), retriever=TemplateBank())
     assert not ok and p_yes == 0.9 and "unlike what questions like this are answered with" in why
 
 

@@ -35,6 +35,8 @@ def run(
                                                       "default: ScienceQA's)."),
     allow_outside: bool = typer.Option(False, "--allow-outside-files",
                                        help="Rows may name pictures outside the manifest's folder."),
+    assignments: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                          help="Any graph setting, for every row (repeatable; README: Configuration)."),
 ) -> None:
     """Write one item per manifest row into a run folder; run it again after a crash to continue."""
     from rich.progress import (
@@ -46,17 +48,13 @@ def run(
     )
 
     from coe.batch.run import run_batch
-    from coe.errors import CoeError, InputError
+    from coe.errors import CoeError
     from coe.progress import make_progress
 
-    if difficulty not in ("easy", "medium", "hard"):
-        raise InputError("--difficulty must be easy, medium or hard")
-    if mode not in ("json", "coe"):
-        raise InputError("--mode must be json or coe")
-    from coe.graphs.settings import choose_settings
+    from coe.graphs.settings import choose_settings, parse_assignments
     # auto adds nothing, so a run begun before --choose existed continues with the same settings
     settings = {"mode": mode, "difficulty": difficulty, "seed": seed, "verify": not no_verify, "write_notes": notes,
-                **choose_settings(choose)}
+                **choose_settings(choose), **parse_assignments(assignments)}
     from coe.question_banks import parse_banks
     progress = make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), TextColumn("eta"),

@@ -39,6 +39,8 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     bank: list[str] = typer.Option([], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; "
                                                       "default: ScienceQA's). See `coe bank list`."),
+    assignments: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                          help="Any graph setting (repeatable; README: Configuration)."),
 ) -> None:
     """Write one multiple-choice item for an image + context + answer, verified by an answering agent."""
     from coe.errors import InputError
@@ -57,13 +59,13 @@ def generate(
         from coe.ingest.retrieve import material_input
         found = material_input(material, answer)
         context, image, source = found["context"], found["image_path"], found["source"]
-    if mode not in ("json", "coe"):
-        raise InputError("--mode must be json or coe")
-    if difficulty not in ("easy", "medium", "hard"):
-        raise InputError("--difficulty must be easy, medium or hard")
+    from coe.graphs.settings import check_settings, choose_settings, parse_assignments
+    named = {"mode": mode, "use_exemplars": not no_exemplars, "use_rationale": not no_rationale,
+             "difficulty": difficulty, "seed": seed, "verify": not no_verify, "write_notes": notes,
+             **choose_settings(choose)}
+    settings = check_settings({**named, **parse_assignments(assignments)}).model_dump(exclude_unset=True)
+    n_distractors = settings.pop("n_distractors", n_distractors)
     check_inputs(image=image, context=context, answer=answer, question=question, n_distractors=n_distractors)
-    from coe.graphs.settings import choose_settings
-    chosen = choose_settings(choose)
     from coe.history import traces_dir
     from coe.paths import writable_dir
     writable_dir(traces_dir(), "run history", "COE_HOME")  # before minutes of work that could not be kept
@@ -79,16 +81,12 @@ def generate(
 
     item = generate_item(image=image, answer=answer, context=context, question=question,
                          n_distractors=n_distractors, subject=subject, grade=grade, services=services,
-                         stream=stream, mode=mode, use_exemplars=not no_exemplars,
-                         use_rationale=not no_rationale, difficulty=difficulty, seed=seed, verify=not no_verify,
-                         write_notes=notes, **chosen)
+                         stream=stream, **settings)
     item.source = source
     _record(item, inputs={"image": image, "context": context, "answer": answer, "question": question,
                           "n_distractors": n_distractors, "subject": subject, "grade": grade,
                           "material": material},
-            settings={"model": model, "mode": mode, "use_exemplars": not no_exemplars,
-                      "use_rationale": not no_rationale, "difficulty": difficulty, "seed": seed,
-                      "verify": not no_verify, "write_notes": notes})
+            settings={"model": model, **settings})
     if as_json:
         print(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
     else:
