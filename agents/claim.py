@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from coe.retrieval.answer_types import answer_type
+from coe.text import one_line
 
 # "Which (of the following|of these)? (NOUN)? VERB REST?" → "KEY VERB REST"
 _WHICH = re.compile(r"^(?:which|what)(?:\s+of\s+(?:the\s+following|these|those))?"
@@ -29,7 +30,7 @@ def _subject(key: str, noun: str | None) -> str:
 
 def claim(question: str, key: str) -> str:
     """The statement the key makes as the answer to the question, ending with a full stop."""
-    q = " ".join(question.split())
+    q = one_line(question)
     last = re.split(r"(?<=[.!])\s+", q)[-1]  # the question proper, after any lead-in sentences
     k = key.strip()
     m = _WHICH.match(last)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from coe.plugins.llm.protocol import ImageRef
+from coe.text import one_line
 
 from .llm_call import PendingCall, run_call
 from .parsing import drop_repeated_sentences, list_field, text_field
@@ -132,7 +133,7 @@ def notes_call(llm, item: ItemInput, question: str, distractors: list[str], exem
         if len({normalize(x) for x in notes}) < n:
             # one sentence copied for every option explains none of them (small models do this)
             raise ValueError("the notes repeat each other; each wrong option needs its own")
-        return [" ".join(x.split())[:300] for x in notes]
+        return [one_line(x)[:300] for x in notes]
     schema = {"type": "object", "properties": {"notes": {"type": "array", "minItems": n, "maxItems": n,
                                                          "items": {"type": "string"}}}, "required": ["notes"]}
     from .prompting import numbered

@@ -7,26 +7,23 @@ from typing import Any
 
 from coe.plugins.llm.protocol import parse_json_text
 from coe.plugins.llm.transformers_reply import cut_off_value
+from coe.text import one_line
 
 _NUMBERED = re.compile(r"(?:^|\n|\s)\(?(\d{1,2})[).:]\s*(.+?)(?=(?:\n|\s)\(?\d{1,2}[).:]\s|\n\s*\n|$)", re.S)
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def prefixed(text: str, prefix: str) -> str:
     """Text after ``prefix:`` (paper shape), else the whole reply."""
     m = re.search(rf"{prefix}\s*:\s*(.+)", text, re.I | re.S)
-    return _one_line(m.group(1) if m else text)
+    return one_line(m.group(1) if m else text)
 
 
 def numbered_list(text: str) -> list[str]:
     """``(1) a\\n(2) b`` or ``1. a 2. b`` → ["a", "b"]; a plain one-per-line list also works."""
-    items = [_one_line(m.group(2)) for m in _NUMBERED.finditer(text)]
+    items = [one_line(m.group(2)) for m in _NUMBERED.finditer(text)]
     if items:
         return [i for i in items if i]
-    return [_one_line(line.lstrip("-*• ")) for line in text.splitlines() if line.strip()]
+    return [one_line(line.lstrip("-*• ")) for line in text.splitlines() if line.strip()]
 
 
 def salvage_truncated(text: str, key: str) -> str | None:
@@ -59,7 +56,7 @@ def text_field(data: Any, text: str, key: str, mode: str, prefix: str, max_chars
                 raise
     if not isinstance(value, str):
         raise ValueError(f"{key} is not text")
-    value = _one_line(value)
+    value = one_line(value)
     if not value:
         raise ValueError(f"{key} is empty")
     if len(value) > max_chars:

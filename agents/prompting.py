@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from coe.plugins.llm.protocol import ImageRef, Message
+from coe.text import one_line
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 PROMPT_VERSION = "v1"
@@ -28,7 +29,7 @@ def defang(text: str) -> str:
 
 
 def data_block(tag: str, text: str, max_chars: int = 2000) -> str:
-    safe = defang(" ".join(text.split()))[:max_chars] or "(none)"
+    safe = defang(one_line(text))[:max_chars] or "(none)"
     return f"<{tag}>\n{safe}\n</{tag}>"
 
 
@@ -42,7 +43,7 @@ def numbered(options: list[str]) -> str:
 
 
 def _clip(text: str, n: int) -> str:
-    text = " ".join(text.split())
+    text = one_line(text)
     return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " …"
 
 

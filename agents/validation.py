@@ -9,6 +9,7 @@ import unicodedata
 from pydantic import BaseModel, Field
 
 from coe.retrieval.answer_types import answer_type, compatible
+from coe.text import one_line
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans({c: " " for c in string.punctuation + "“”‘’–—…"})
@@ -30,7 +31,7 @@ def normalize(text: str, *, articles: bool = False) -> str:
     t = unicodedata.normalize("NFKC", text).lower().translate(_PUNCT)
     if not articles:
         t = _ARTICLES.sub(" ", t)
-    return re.sub(r"\s+", " ", t).strip()
+    return one_line(t)
 
 
 def is_placeholder(text: str) -> bool:
@@ -52,7 +53,7 @@ def clean_option(text: str) -> str:
     t = str(text).strip()
     t = re.sub(r"^\s*(\(?[a-eA-E1-9]\)|[a-eA-E1-9][.:]\s)\s*", "", t)
     t = t.strip().strip("\"'`").strip()
-    return re.sub(r"\s+", " ", t)
+    return one_line(t)
 
 
 def validate_distractors(distractors: list, answer: str, n: int) -> Verdict:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import IO
 
 from coe.errors import InputError
+from coe.text import one_line
 
 MAX_ELEMENTS = 1_000_000
 MAX_DEPTH = 256
@@ -69,7 +70,7 @@ def _read(stream: IO[bytes], size: int, what: str) -> bytes:
     try:
         return stream.read(size)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise InputError(f"{what} is damaged in its zip file ({' '.join(str(exc).split()) or type(exc).__name__})"
+        raise InputError(f"{what} is damaged in its zip file ({one_line(exc) or type(exc).__name__})"
                          ) from None
 
 
@@ -105,7 +106,7 @@ def read_member(package: zipfile.ZipFile, info: zipfile.ZipInfo, what: str,
     try:
         stream = package.open(info)
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as exc:
-        raise InputError(f"{what} cannot be read from its zip file ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{what} cannot be read from its zip file ({one_line(exc)})") from None
     with stream:
         return b"".join(_chunks(stream, what, max_bytes))
 
@@ -121,6 +122,6 @@ def check_xml_members(package: zipfile.ZipFile, label: str, *, max_elements: int
         try:
             stream = package.open(info)
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as exc:
-            raise InputError(f"{what} cannot be read ({' '.join(str(exc).split())})") from None
+            raise InputError(f"{what} cannot be read ({one_line(exc)})") from None
         with stream:
             parse_xml(stream, what, build=False, max_elements=max_elements, max_bytes=max_bytes)

@@ -15,6 +15,7 @@ from coe.commands import batch, evaluate, finetune, generate, index, models, ran
 from coe.commands import ingest as ingest_cmd
 from coe.commands.bank import bank_app
 from coe.errors import CoeError
+from coe.text import one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Chain-of-Exemplar multiple-choice question generation.")
@@ -40,10 +41,6 @@ def _is_usage_error(exc: BaseException) -> bool:
         getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None)))
 
 
-def _one_line(msg: str) -> str:
-    return " ".join(str(msg).split())
-
-
 def _abort() -> None:
     print("coe: aborted", file=sys.stderr)
     sys.exit(130)
@@ -67,18 +64,18 @@ def _run(argv: list[str] | None) -> None:
     except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         _abort()
     except CoeError as exc:
-        print(f"coe: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"coe: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except Exception as exc:  # a usage error, or unexpected: still one line, the traceback on request
         if _is_usage_error(exc):
             if type(exc).__name__ == "NoArgsIsHelpError":  # help is already printed
                 sys.exit(0)
-            print(f"coe: error: {_one_line(exc.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
+            print(f"coe: error: {one_line(exc.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
             sys.exit(2)
         from coe.settings import settings
         if settings().debug:
             raise
-        print(f"coe: internal error: {type(exc).__name__}: {_one_line(str(exc))} (set COE_DEBUG=1 for details)",
+        print(f"coe: internal error: {type(exc).__name__}: {one_line(str(exc))} (set COE_DEBUG=1 for details)",
               file=sys.stderr)
         sys.exit(1)
     if rv == 130:  # typer turns a KeyboardInterrupt into this exit code, silently

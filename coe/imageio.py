@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from coe.errors import InputError
+from coe.text import one_line
 
 MiB = 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -38,7 +39,7 @@ def _regular_file(path: str | os.PathLike, *, kind: str, max_bytes: int) -> Path
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = one_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

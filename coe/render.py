@@ -9,6 +9,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from coe.text import LETTERS
+
 
 def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
     options = [(item.answer, True)] + [(d, False) for d in item.distractors]
@@ -17,7 +19,7 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
     v = item.verification or {}
     probs, also = v.get("option_probs", {}), v.get("also_correct", {})
     notes = dict(zip(item.distractors, item.distractor_notes))
-    for letter, (text, correct) in zip("ABCDEFGHIJ", options):
+    for letter, (text, correct) in zip(LETTERS, options):
         mark = "  [green](correct)[/green]" if correct else ""
         check = ""
         if text in probs:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from coe.errors import ConfigError, InputError
 from coe.paths import scienceqa_dir
+from coe.text import one_line
 
 SPLIT_NAMES = ("train", "val", "test", "trainval", "minitrain", "minival", "minitest")
 _REQUIRED = ("problems.json", "pid_splits.json")
@@ -197,7 +198,7 @@ class ScienceQA:
                 solution_original=_is_original(sources.get("solution")),
             )
         except (TypeError, IndexError, ValidationError) as exc:
-            reason = " ".join(str(exc).split())[:200]
+            reason = one_line(exc)[:200]
             raise ConfigError(f"ScienceQA problem {pid} is malformed in "
                               f"{self.root / 'problems.json'} ({reason})") from exc
 

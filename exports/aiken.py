@@ -14,7 +14,7 @@ from pathlib import Path
 from coe.atomic import write_bytes
 from coe.errors import InputError
 from coe.exports.item import ExportItem
-from coe.exports.markup import fold
+from coe.text import one_line
 
 # what Moodle's Aiken importer takes for an option line or the answer line
 _OPTION_LINE = re.compile(r"^[A-Z][.)]\s")
@@ -23,12 +23,12 @@ _ANSWER_LINE = re.compile(r"^ANSWER:", re.IGNORECASE)
 
 def render_item(item: ExportItem) -> str:
     options = item.options()
-    question = fold(item.question)
+    question = one_line(item.question)
     if _OPTION_LINE.match(question) or _ANSWER_LINE.match(question):
         raise InputError(f"item {item.id}: Aiken cannot hold a question that starts like an option or "
                          f"'ANSWER:' ({question[:40]!r}); export it as Moodle XML, GIFT or QTI")
     lines = [question]
-    lines += [f"{o.letter}. {fold(o.text)}" for o in options]
+    lines += [f"{o.letter}. {one_line(o.text)}" for o in options]
     lines.append(f"ANSWER: {item.correct_option().letter}")
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from coe.atomic import write_bytes
 from coe.exports.item import ExportItem
-from coe.exports.markup import fold, to_html
+from coe.exports.markup import to_html
+from coe.text import one_line
 
 _SPECIALS = re.compile(r"([\\~=#{}:])")
 _LEADING_PERCENT = re.compile(r"^(\s*)%")
@@ -32,10 +33,10 @@ def escape(text: str, *, answer: bool = False) -> str:
 
 
 def render_item(item: ExportItem) -> str:
-    lines = [f"// id: {item.id}", *(f"// {fold(tag)}" for tag in item.tags()),
-             *(f"// review: {fold(note)}" for note in item.review_notes())]
+    lines = [f"// id: {item.id}", *(f"// {one_line(tag)}" for tag in item.tags()),
+             *(f"// review: {one_line(note)}" for note in item.review_notes())]
     if item.image is not None:
-        lines.append(f"// image: {fold(Path(item.image).name)} not included (GIFT cannot embed images)")
+        lines.append(f"// image: {one_line(Path(item.image).name)} not included (GIFT cannot embed images)")
     lines.append(f"::{escape(item.id)}::[html]{escape(item.question)} {{")
     for option in item.options():
         feedback = f" #{escape(option.feedback)}" if option.feedback else ""

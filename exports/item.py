@@ -16,10 +16,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from coe.errors import InputError
+from coe.text import LETTERS
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 Status = Literal["verified", "unconfirmed", "flagged", "unverified"]
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 class Provenance(BaseModel):

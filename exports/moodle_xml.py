@@ -15,7 +15,8 @@ from lxml import etree
 
 from coe.atomic import write_bytes
 from coe.exports.item import ExportItem
-from coe.exports.markup import fold, to_html
+from coe.exports.markup import to_html
+from coe.text import one_line
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
@@ -34,8 +35,8 @@ def _html_field(parent: etree._Element, tag: str, content: str) -> etree._Elemen
 def _question(item: ExportItem) -> etree._Element:
     q = etree.Element("question", type="multichoice")
     for note in item.review_notes():  # for the reviewer reading the file; Moodle's importer skips comments
-        q.append(etree.Comment(f" review: {fold(note)} ".replace("--", "- -")))
-    _sub(_sub(q, "name"), "text", fold(item.question)[:100])
+        q.append(etree.Comment(f" review: {one_line(note)} ".replace("--", "- -")))
+    _sub(_sub(q, "name"), "text", one_line(item.question)[:100])
     image = item.embedded_image()
     body = to_html(item.question)
     if image is not None:

@@ -16,7 +16,7 @@ from lxml import etree
 
 from coe.atomic import write_bytes
 from coe.exports.item import ExportItem, check_unique_ids
-from coe.exports.markup import fold
+from coe.text import one_line
 
 QTI = "http://www.imsglobal.org/xsd/imsqti_v2p1"
 CP = "http://www.imsglobal.org/xsd/imscp_v1p1"
@@ -68,11 +68,11 @@ def _unique(name: str, used: set[str]) -> str:
 def render_item(item: ExportItem, image_href: str | None = None) -> bytes:
     """One ``assessmentItem``; ``image_href`` is where the package keeps the item's image (items sit at
     the package root, so it is relative to both)."""
-    root = _q(None, "assessmentItem", identifier=item_identifier(item), title=fold(item.question)[:100],
+    root = _q(None, "assessmentItem", identifier=item_identifier(item), title=one_line(item.question)[:100],
               adaptive="false", timeDependent="false")
     root.set(f"{{{XSI}}}schemaLocation", f"{QTI} {QTI_XSD}")
     for note in item.review_notes():  # for the reviewer reading the package; players skip comments
-        root.append(etree.Comment(f" review: {fold(note)} ".replace("--", "- -")))
+        root.append(etree.Comment(f" review: {one_line(note)} ".replace("--", "- -")))
     options = item.options()
     response = _q(root, "responseDeclaration", identifier="RESPONSE", cardinality="single", baseType="identifier")
     _q(_q(response, "correctResponse"), "value", item.correct_option().letter)
@@ -83,7 +83,7 @@ def render_item(item: ExportItem, image_href: str | None = None) -> bytes:
     body = _q(root, "itemBody")
     _lines(_q(body, "p"), item.question)
     if image_href is not None:
-        _q(_q(body, "p"), "img", src=image_href, alt=fold(item.question)[:100])
+        _q(_q(body, "p"), "img", src=image_href, alt=one_line(item.question)[:100])
     choices = _q(body, "choiceInteraction", responseIdentifier="RESPONSE", shuffle="true", maxChoices="1")
     for option in options:
         _lines(_q(choices, "simpleChoice", identifier=option.letter), option.text)

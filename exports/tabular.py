@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from coe.atomic import write_bytes
-from coe.exports.item import LETTERS, ExportItem
+from coe.exports.item import ExportItem
+from coe.text import LETTERS
 
 
 COLUMNS = ("id", "question", "answer", "distractors", "correct", "rationale", "distractor_notes", "image",

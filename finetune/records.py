@@ -22,6 +22,7 @@ from coe.errors import InputError
 from coe.eval.items import EvalItem
 from coe.plugins.llm.protocol import ImageRef
 from coe.retrieval.retriever import RetrievalQuery
+from coe.text import one_line
 
 STAGES = ("qg", "rg", "dg")
 RECORD_VERSION = 1
@@ -42,16 +43,12 @@ class Record(BaseModel):
     exemplar_ids: list[str] = []    # every exemplar the prompt drew on (shown, or pooled for options)
 
 
-def _gold_rationale(p) -> str:
-    return " ".join(p.rationale.split())
-
-
 def stage_ready(p, stage: str) -> bool:
     """Whether the problem has the gold output this stage trains on."""
     if stage == "qg":
         return bool(p.question.strip())
     if stage == "rg":
-        return bool(_gold_rationale(p))
+        return bool(one_line(p.rationale))
     return bool(p.distractors)
 
 
@@ -87,12 +84,12 @@ def records_for(p, exemplars: list, stages: Iterable[str], *, k: int = 4) -> lis
         if stage == "qg":
             call, target = question_call(llm, item, shown), {"question": p.question}
         elif stage == "rg":
-            call, target = rationale_call(llm, item, p.question, shown), {"rationale": _gold_rationale(p)}
+            call, target = rationale_call(llm, item, p.question, shown), {"rationale": one_line(p.rationale)}
         else:
             n = len(p.distractors)
             pool = [c.text for c in distractor_pool(p.answer, exemplars, item.context, item.image_text,
                                                     question=p.question, n=n)]
-            call = distractors_call(llm, item, p.question, _gold_rationale(p) or None, shown, n,
+            call = distractors_call(llm, item, p.question, one_line(p.rationale) or None, shown, n,
                                     candidates=pool, choose=True)
             target = {"distractors": list(p.distractors)}
         messages, images = _conversation(call, target)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from coe.imageio import load_image_bytes
+from coe.text import one_line
 
 # Icons, bullets and rules are pictures too; a figure worth a question is at least this big.
 MIN_SIDE = 48
@@ -30,10 +31,6 @@ class Figure:
     width: int
     height: int
     captioned: bool = False  # a real caption ("Figure 3: ...", alt text, figcaption), not merely nearby text
-
-
-def clean(text: str) -> str:
-    return " ".join((text or "").split())
 
 
 def is_caption(text: str) -> bool:
@@ -61,7 +58,7 @@ def save_figure(folder: Path, data: bytes, *, fig_id: str, caption: str, label: 
     if not target.exists():
         from coe.atomic import write_bytes
         write_bytes(target, data)
-    return Figure(id=fig_id, path=f"figures/{name}", caption=clean(caption)[:MAX_CAPTION_CHARS],
+    return Figure(id=fig_id, path=f"figures/{name}", caption=one_line(caption or "")[:MAX_CAPTION_CHARS],
                   width=width, height=height, captioned=is_caption(caption) if captioned is None else captioned)
 
 
@@ -82,7 +79,7 @@ def nearest_caption(lines: list[tuple[float, float, str]], box: tuple[float, flo
     """The caption of a picture at ``box`` (x0, y0, x1, y1) among text ``lines`` (x, y, text): a "Figure N"
     line near it first, else the closest line (above or below: documents say "produces:" above a picture
     as often as they caption it below). Without a box, the page's first "Figure N" line or its first line."""
-    lines = [(x, y, clean(t)) for x, y, t in lines if len(clean(t)) >= 3 and not clean(t).isdigit()]
+    lines = [(x, y, one_line(t)) for x, y, t in lines if len(one_line(t)) >= 3 and not one_line(t).isdigit()]
     if not lines:
         return ""
     if box is None:

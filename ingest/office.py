@@ -12,6 +12,7 @@ from llama_index.core.schema import Document
 
 from coe.errors import InputError
 from coe.ingest import figures as figs
+from coe.text import one_line
 
 MAX_UNZIPPED_BYTES = 512 * 1024 * 1024
 # python-docx and python-pptx build a full lxml tree of each part: a part is checked against these first
@@ -62,7 +63,7 @@ def _shapes(shapes):
 
 def _alt_text(shape) -> str:
     try:
-        return figs.clean(shape._element._nvXxPr.cNvPr.get("descr") or "")
+        return one_line(shape._element._nvXxPr.cNvPr.get("descr") or "")
     except AttributeError:
         return ""
 
@@ -126,7 +127,7 @@ def _pictures(paragraph):
     from docx.oxml.ns import qn
     for drawing in paragraph._p.iter(qn("w:drawing")):
         doc_pr = next(drawing.iter(qn("wp:docPr")), None)
-        alt = figs.clean(doc_pr.get("descr") or "") if doc_pr is not None else ""
+        alt = one_line(doc_pr.get("descr") or "") if doc_pr is not None else ""
         for blip in drawing.iter(qn("a:blip")):
             rid = blip.get(qn("r:embed"))
             if rid:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from coe.errors import InputError
+from coe.text import one_line
 from coe.ingest import store
 from coe.ingest.linking import FigureLinker
 from coe.ingest.readers import SUPPORTED, check_size, extractors
@@ -126,7 +127,7 @@ def _loaded(path: Path, name: str, readers: dict) -> list:
         cause = exc.__cause__ or exc
         if isinstance(cause, InputError):
             raise cause from None
-        raise InputError(f"cannot read {path.name}: {type(cause).__name__}: {' '.join(str(cause).split())}") from None
+        raise InputError(f"cannot read {path.name}: {type(cause).__name__}: {one_line(cause)}") from None
     for doc in docs:
         doc.excluded_embed_metadata_keys = [k for k in doc.metadata if k not in SHOWN_KEYS]
         doc.excluded_llm_metadata_keys = list(doc.excluded_embed_metadata_keys)

@@ -13,6 +13,7 @@ from llama_index.core.schema import Document
 from coe.errors import InputError
 from coe.imageio import DEFAULT_MAX_IMAGE_BYTES, load_image, read_text_file
 from coe.ingest import figures as figs
+from coe.text import one_line
 
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _HEADINGS = ("h1", "h2", "h3")
@@ -69,7 +70,7 @@ class MarkdownSectionsReader(_SectionReader):
                 sections.append({"title": heading.group(1), "lines": [], "figures": []})
             for alt, src in _MD_IMAGE.findall(line):
                 k = sum(len(s["figures"]) for s in sections) + 1
-                caption = alt or figs.clean(_MD_IMAGE.sub("", line)) or sections[-1]["title"]
+                caption = alt or one_line(_MD_IMAGE.sub("", line)) or sections[-1]["title"]
                 fig = self._local_figure(file, src, caption, f"{file.stem}-f{k}")
                 if fig is not None:
                     sections[-1]["figures"].append(fig)
@@ -89,11 +90,11 @@ class HtmlSectionsReader(_SectionReader):
         body = soup.body or soup
         for el in body.find_all([*_HEADINGS, "p", "li", "pre", "td", "th", "figcaption", "img", "dt", "dd"]):
             if el.name in _HEADINGS:
-                sections.append({"title": figs.clean(el.get_text(" ")), "lines": [], "figures": []})
+                sections.append({"title": one_line(el.get_text(" ")), "lines": [], "figures": []})
             elif el.name == "img":
                 figure = el.find_parent("figure")
                 cap = figure.find("figcaption") if figure is not None else None
-                caption = figs.clean(el.get("alt") or "") or (figs.clean(cap.get_text(" ")) if cap else "")
+                caption = one_line(el.get("alt") or "") or (one_line(cap.get_text(" ")) if cap else "")
                 k = sum(len(s["figures"]) for s in sections) + 1
                 fig = self._local_figure(file, el.get("src") or "", caption, f"{file.stem}-f{k}")
                 if fig is not None:
@@ -103,7 +104,7 @@ class HtmlSectionsReader(_SectionReader):
                 continue
             if el.find_parent(["p", "li", "td", "th", "pre", "dd"]) is not None:
                 continue  # nested block: its text is in its parent's
-            text = figs.clean(el.get_text(" "))
+            text = one_line(el.get_text(" "))
             if text:
                 sections[-1]["lines"].append(text)
         return self._documents(file, sections, extra_info)
@@ -118,7 +119,7 @@ class PlainImageReader(_SectionReader):
 
     def load_data(self, file: Path, extra_info: dict[str, Any] | None = None) -> list[Document]:
         image = load_image(file)
-        name = figs.clean(re.sub(r"[_\-.]+", " ", file.stem))
+        name = one_line(re.sub(r"[_\-.]+", " ", file.stem))
         lines = [f"Figure: {name}"]
         if self.image_reader is not None:
             described = self.image_reader.describe(image, source_path=file)

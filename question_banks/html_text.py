@@ -1,63 +1,54 @@
-"""HTML as the quiz formats carry it (Moodle XML, GIFT ``[html]``, QTI) turned into the plain text of an
-exemplar, with the standard library's tolerant HTML parser: tags dropped, entities undone, line breaks kept."""
+"""Markup as the quiz formats carry it (HTML in Moodle XML and GIFT ``[html]``, QTI's XHTML) turned into the
+plain text of an exemplar: tags dropped, entities undone, each block element on lines of its own."""
 
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 
-_BREAKS = {"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"}
-_DROPPED = {"script", "style"}
+import lxml.html
+from lxml import etree
 
-
-class _Text(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skip = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in _DROPPED:
-            self.skip += 1
-        elif tag in _BREAKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag):
-        if tag in _DROPPED:
-            self.skip = max(0, self.skip - 1)
-        elif tag in _BREAKS - {"br"}:
-            self.parts.append("\n")
-
-    def handle_data(self, data):
-        if not self.skip:
-            self.parts.append(data)
+HTML_BLOCKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"})
+_HTML_DROPPED = frozenset({"script", "style"})
 
 
 def html_to_text(markup: str) -> str:
-    parser = _Text()
-    parser.feed(markup)
-    parser.close()
-    return tidy("".join(parser.parts))
+    """The text of an HTML fragment or document, parsed by lxml (libxml2's tolerant HTML parser)."""
+    if not markup.strip():
+        return ""
+    try:
+        # as bytes with their encoding named: a string with an XML declaration is refused as a str
+        root = lxml.html.document_fromstring(markup.encode("utf-8"),
+                                             parser=lxml.html.HTMLParser(encoding="utf-8"))
+    except etree.ParserError:  # nothing but comments
+        return ""
+    return element_text(root, HTML_BLOCKS, _HTML_DROPPED)
+
+
+def element_text(root, blocks: frozenset[str] | set[str], skipped: frozenset[str] | set[str]) -> str:
+    """The text under an lxml element (HTML or namespaced XML: tags are compared by local name), with the
+    ``blocks`` on lines of their own and the ``skipped`` elements left out (their tails stay); comments and
+    processing instructions are no text."""
+    parts: list[str] = []
+
+    def walk(e) -> None:
+        tag = e.tag.rsplit("}", 1)[-1] if isinstance(e.tag, str) else None
+        if tag is None or tag in skipped:
+            return
+        if tag in blocks:
+            parts.append("\n")
+        parts.append(e.text or "")
+        for child in e:
+            walk(child)
+            parts.append(child.tail or "")
+        if tag in blocks:
+            parts.append("\n")
+
+    walk(root)
+    return tidy("".join(parts))
 
 
 def tidy(text: str) -> str:
     """Runs of spaces as one, each line trimmed, no empty lines."""
     lines = [re.sub(r"[ \t\r\f\v\xa0]+", " ", line).strip() for line in text.split("\n")]
     return re.sub(r"\n{2,}", "\n", "\n".join(lines)).strip()
-
-
-def image_sources(markup: str) -> list[str]:
-    """The ``src`` of every ``<img>``, in order."""
-    found: list[str] = []
-
-    class _Images(HTMLParser):
-        def handle_starttag(self, tag, attrs):
-            if tag == "img":
-                src = dict(attrs).get("src")
-                if src:
-                    found.append(src)
-
-    parser = _Images(convert_charrefs=True)
-    parser.feed(markup)
-    parser.close()
-    return found

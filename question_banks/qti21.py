@@ -13,11 +13,12 @@ import zipfile
 from collections.abc import Callable
 
 from coe.errors import InputError
+from coe.text import one_line
 
 from coe.bounded_xml import parse_xml as bounded_parse
 from coe.bounded_xml import read_member
 
-from .html_text import tidy
+from .html_text import element_text
 from .moodle_xml import parse_xml
 from .records import Image, ParsedQuestion, Problem
 
@@ -33,23 +34,7 @@ def _local(tag) -> str:
 
 
 def _plain(el, skip: set[str] = _SKIPPED) -> str:
-    parts: list[str] = []
-
-    def walk(e) -> None:
-        tag = _local(e.tag)
-        if tag in skip:
-            return
-        if tag in _BLOCKS:
-            parts.append("\n")
-        parts.append(e.text or "")
-        for child in e:
-            walk(child)
-            parts.append(child.tail or "")
-        if tag in _BLOCKS:
-            parts.append("\n")
-
-    walk(el)
-    return tidy("".join(parts))
+    return element_text(el, _BLOCKS, skip)
 
 
 def _find(el, tag: str):
@@ -114,7 +99,7 @@ def parse_package(data: bytes) -> list[ParsedQuestion | Problem]:
         try:
             stream = package.open(info)
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as exc:
-            raise InputError(f"{what} cannot be read from the package ({' '.join(str(exc).split())})") from None
+            raise InputError(f"{what} cannot be read from the package ({one_line(exc)})") from None
         with stream:  # parsed as it unpacks: a bomb of elements stops at the cap, not after unpacking
             return bounded_parse(stream, what, max_bytes=MAX_MEMBER_BYTES)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from coe.agents.validation import normalize
 from coe.retrieval.answer_types import answer_type
 from coe.retrieval.exemplars import MAX_CONTEXT_CHARS, MAX_RATIONALE_CHARS, Exemplar
+from coe.text import one_line
 
 MAX_FIELD_CHARS = 4000  # a question or option longer than this is not a quiz item
 
@@ -57,11 +58,11 @@ def checked(q: ParsedQuestion) -> ParsedQuestion | Problem:
         return Problem(q.position, f"a field is longer than {MAX_FIELD_CHARS} characters", "malformed")
     # options that differ only in case or punctuation are the point of some questions ("Dear Pablo," or
     # "dear Pablo,"), so only spacing makes two options the same here
-    seen = {" ".join(answer.split())}
+    seen = {one_line(answer)}
     wrong: list[str] = []
     for d in (d.strip() for d in q.distractors):
-        if d and " ".join(d.split()) not in seen:
-            seen.add(" ".join(d.split()))
+        if d and one_line(d) not in seen:
+            seen.add(one_line(d))
             wrong.append(d)
     if not wrong:
         return Problem(q.position, "no wrong option besides the correct answer")

@@ -8,7 +8,6 @@ index in the same process, call ``refresh()``. A store without ``get_all`` is us
 
 from __future__ import annotations
 
-import re
 import threading
 from functools import cached_property
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from coe.plugins.store.protocol import Hit
+from coe.text import one_line
 
 
 class _Collection:
@@ -73,11 +73,7 @@ class _Collection:
 
 
 def dedupe_key(question: str, answer: str) -> str:
-    return f"{_norm(question)}\x1f{_norm(answer)}"
-
-
-def _norm(s: str) -> str:
-    return re.sub(r"\s+", " ", s.lower()).strip()
+    return f"{one_line(question.lower())}\x1f{one_line(answer.lower())}"
 
 
 class InMemoryBank:

@@ -18,7 +18,8 @@ from coe.ingest import store
 from coe.ingest.figures import load
 from coe.ingest.readers import MAX_DOCUMENT_BYTES, SUPPORTED
 from coe.ingest.retrieve import describe_source, source_of
-from coe.ui.resources import current_run, one_line, plain_error
+from coe.text import one_line
+from coe.ui.resources import current_run, plain_error
 
 from coe.atomic import write_bytes
 from coe.errors import CoeError, InputError

@@ -13,6 +13,7 @@ from coe.ui.runs import Run
 
 from coe.errors import CoeError, ConfigError
 from coe.paths import scienceqa_dir
+from coe.text import one_line
 
 SOURCES = ("Upload an image", "ScienceQA test item")
 DEFAULT_MODEL = "default"
@@ -116,10 +117,6 @@ def llm_presets() -> list[str]:
 
 def dataset():
     return shared_dataset(str(scienceqa_dir()))
-
-
-def one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 _MB = 1024 * 1024

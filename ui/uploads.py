@@ -16,7 +16,7 @@ from coe.errors import ConfigError, InputError
 from coe.imageio import DEFAULT_MAX_IMAGE_BYTES, HIGH_DEPTH_MODES, load_image
 from coe.paths import coe_home, writable_dir
 
-from coe.ui.resources import one_line
+from coe.text import one_line
 
 
 def save_upload(name: str, data: bytes) -> Path:

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from coe.text import one_line
+
 err = Console(stderr=True)
 material_app = typer.Typer(no_args_is_help=True, help="Ingested teaching material: list, show, remove.")
 
@@ -33,9 +35,9 @@ def ingest(
     report = run_ingest(paths, material, console=err, reread=reread, allow_outside=allow_outside,
                         max_pages=max_pages)
     for f in report.failed:  # plain prints: one line each, never wrapped to the terminal's width
-        print(f"coe: error: {' '.join(f.error.split())}", file=sys.stderr)
+        print(f"coe: error: {one_line(f.error)}", file=sys.stderr)
     for w in report.warnings:
-        print(f"coe: warning: {' '.join(w.split())}", file=sys.stderr)
+        print(f"coe: warning: {one_line(w)}", file=sys.stderr)
     if as_json:
         print(json.dumps({"material": report.material, "seconds": report.seconds,
                           "files": [asdict(f) for f in report.files], "warnings": report.warnings}))
@@ -104,7 +106,7 @@ def show_command(
     for r in rows:
         meta = r["metadata"]
         where = next((f"{k} {meta[k]}" for k in ("page", "slide", "section") if meta.get(k) not in (None, "")), "")
-        text = " ".join(r["text"].split())
+        text = one_line(r["text"])
         out.print(f"[bold]{escape(meta.get('file_name', ''))}[/bold] {escape(where)}: {escape(text[:160])}",
                   highlight=False)
         for fig in load(meta.get("figures")):
