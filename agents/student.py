@@ -8,10 +8,10 @@ from __future__ import annotations
 import random
 
 from coe.plugins.llm.protocol import Message, OptionScoreRequest, OptionScores, score_options
+from coe.text import LETTERS
 
 from .prompting import defang, load_prompt, material_block
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 class Meter:
