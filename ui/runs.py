@@ -1,9 +1,9 @@
 """Console runs without Streamlit: one review-graph thread per run, driven by a worker thread.
 
 A :class:`Run` is one item being written and reviewed. Its graph state lives in the checkpointer
-under ``thread_id = run_id``; each step (first generation, every review decision) is a :class:`Job`
-that streams the graph in a background thread, collects the node updates for the page to show,
-stops between nodes when cancelled, and records the run in the local history when it ends.
+under ``thread_id = run_id``; each step (first generation, every review decision) is a
+:class:`~coe.ui.jobs.Job` that the run streams through the graph in a background thread: it stops
+between nodes when cancelled, and records the run in the local history when it ends.
 Graph steps of all sessions share one lock, because they share one model instance.
 """
 
@@ -12,23 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from coe import history
 from coe.agents.validation import normalize
 from coe.errors import CoeError
-from coe.ui.steps import expected_next, progress, record_step_time, summarize
+from coe.text import one_line
+from coe.ui.jobs import Job
+from coe.ui.steps import summarize
 
 log = logging.getLogger(__name__)
 
 # Graph steps run one at a time across sessions: the model (llama.cpp, OCR) is one shared instance.
 STEP_LOCK = threading.Lock()
-
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def in_slots(slots: list[str | None], options: list[str]) -> list[int]:
@@ -47,50 +43,6 @@ def in_slots(slots: list[str | None], options: list[str]) -> list[int]:
         fixed[i] = keys.index(normalize(kept))
     rest = iter(j for j in unchanged if j not in fixed.values())
     return [fixed[i] if i in fixed else next(rest) for i in unchanged]
-
-
-@dataclass
-class Job:
-    """One stream of the graph: from the input (or a resume command) to the next interrupt or the end."""
-
-    kind: str                      # "generate" or the review action
-    first_node: str
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    status: str = "running"        # running | review | accepted | cancelled | error
-    error: str | None = None
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-    thread: threading.Thread | None = None
-    slots: list[str | None] | None = None  # a single regeneration: the kept options by slot
-
-    def add(self, summary: dict[str, Any], update: dict[str, Any]) -> None:
-        now = time.time()
-        wall = now - (self.updates[-1]["at"] if self.updates else self.started)
-        record_step_time(summary["node"], wall)
-        self.updates.append({**summary, "wall": round(wall, 3), "at": now, "_update": update})
-
-    @property
-    def running(self) -> bool:
-        return not self.done.is_set()
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def next_node(self) -> str:
-        if not self.updates:
-            return self.first_node
-        last = self.updates[-1]
-        return expected_next(last["node"], last.get("_update"))
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.done.wait(timeout)
-
-    def progress(self) -> tuple[int, int, str]:
-        """(step k, of n, a line in plain words with the time left) for the step in progress."""
-        since = time.time() - (self.updates[-1]["at"] if self.updates else self.started)
-        return progress(self.kind, self.updates, self.next_node(), since)
 
 
 class Run:
@@ -183,10 +135,10 @@ class Run:
                 with STEP_LOCK:
                     self._keep_slots(job.slots)
         except CoeError as exc:
-            status, job.error = "error", _one_line(exc)
+            status, job.error = "error", one_line(exc)
         except Exception as exc:  # shown on the page as one line; details go to the server log
             log.exception("run %s failed", self.run_id)
-            status, job.error = "error", f"{type(exc).__name__}: {_one_line(exc)}"
+            status, job.error = "error", f"{type(exc).__name__}: {one_line(exc)}"
         finally:
             stream.close()
             if status in ("cancelled", "error") and before is not None:
@@ -198,7 +150,7 @@ class Run:
                     status = "review"
                 except Exception as exc:
                     log.exception("restoring run %s failed", self.run_id)
-                    status, job.error = "error", f"{type(exc).__name__}: {_one_line(exc)}"
+                    status, job.error = "error", f"{type(exc).__name__}: {one_line(exc)}"
             elif status == "cancelled":
                 self.notice = "Cancelled."
             job.status = status
