@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 MAX_DISTRACTORS = 8
-_SHARE = {"ge": 0.0, "le": 1.0}
+# a share or probability: the type carries the bounds, so every such field declares its default plainly
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class GraphSettings(BaseModel):
@@ -62,20 +63,20 @@ class GraphSettings(BaseModel):
     write_notes: bool = Field(False, description="write why a student would pick each distractor (one more "
                               "model call)")
     orders: int = Field(2, ge=1, description="option orders averaged per solve (position bias of small models)")
-    key_margin: float = Field(0.15, **_SHARE, description="flag when a distractor beats the key by more than "
+    key_margin: Share = Field(0.15, description="flag when a distractor beats the key by more than "
                               "this")
-    min_key_prob: float = Field(0.0, **_SHARE, description="flag when the key gets less than this (0: rely on "
+    min_key_prob: Share = Field(0.0, description="flag when the key gets less than this (0: rely on "
                                 "the margin)")
-    also_correct_yes: float = Field(0.5, **_SHARE, description="a distractor judged also correct needs "
+    also_correct_yes: Share = Field(0.5, description="a distractor judged also correct needs "
                                     "P(yes) at least this ...")
-    also_correct_gap: float = Field(0.1, **_SHARE, description="... and within this of the key's own P(yes)")
-    given_min_yes: float = Field(0.2, **_SHARE, description="a given question whose key gets P(yes) below "
+    also_correct_gap: Share = Field(0.1, description="... and within this of the key's own P(yes)")
+    given_min_yes: Share = Field(0.2, description="a given question whose key gets P(yes) below "
                                  "this is refused")
     # calibrated with the 0.5B on ScienceQA val gold and known-false items (coe eval --task verify) so that
     # items marked verified are right at least 90 % of the time
-    confirm_margin: float = Field(0.1, **_SHARE, description="`verified` needs the key ahead of every "
+    confirm_margin: Share = Field(0.1, description="`verified` needs the key ahead of every "
                                   "distractor by this much")
-    vague_spread: float = Field(0.0, **_SHARE, description="flag a question the bank does not know when the "
+    vague_spread: Share = Field(0.0, description="flag a question the bank does not know when the "
                                 "student's top two options are closer than this")
     text_only: bool = Field(True, description="also solve without the picture (only when the item has one)")
 
