@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from coe.plugins.llm.protocol import parse_json_text
-from coe.plugins.llm.transformers_reply import cut_off_value
+from coe.plugins.llm.reply import parse_json_text
+from coe.plugins.llm.reply import cut_off_value
 from coe.text import one_line
 
 _NUMBERED = re.compile(r"(?:^|\n|\s)\(?(\d{1,2})[).:]\s*(.+?)(?=(?:\n|\s)\(?\d{1,2}[).:]\s|\n\s*\n|$)", re.S)

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from coe.plugins.llm.protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
-                       Usage, parse_json_text)
+                       Usage)
+from coe.plugins.llm.reply import parse_json_text
 
 Reply = str | dict | list | Callable[[GenerationRequest | OptionScoreRequest], Any]
 

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from coe.agents.parsing import list_field, numbered_list, prefixed, text_field
-from coe.plugins.llm.protocol import parse_json_text
+from coe.plugins.llm.reply import parse_json_text
 
 
 def test_numbered_list_shapes():

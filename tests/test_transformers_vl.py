@@ -169,7 +169,7 @@ def test_json_replies_are_parsed_repaired_and_validated(llm, monkeypatch):
 
 
 def test_repair_json_keeps_only_complete_values():
-    from coe.plugins.llm.transformers_reply import parse_and_validate, repair_json
+    from coe.plugins.llm.reply import parse_and_validate, repair_json
 
     # a value the token limit cut off is dropped with its key; open arrays and objects are closed
     assert repair_json('{"distractors": ["a", "b", "c') == {"distractors": ["a", "b"]}

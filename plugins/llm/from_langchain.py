@@ -25,7 +25,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from coe.errors import ConfigError
 
 from .protocol import (Generation, GenerationRequest, Message, OptionScoreRequest, OptionScores,
-                       SequentialBatchMixin, Usage, choice_scores, schema_data, top_logprob_scores)
+                       SequentialBatchMixin, Usage, choice_scores, top_logprob_scores)
+from .reply import schema_data
 
 TOP_LOGPROBS = 20  # the most the OpenAI API allows
 _JSON_HINT = "\n\nReply with one JSON object only, no prose, matching this JSON schema: "

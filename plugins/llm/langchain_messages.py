@@ -13,7 +13,8 @@ from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import BaseMessage
 from langchain_core.utils.function_calling import convert_to_json_schema
 
-from .protocol import Generation, ImageRef, Message, parse_json_text
+from .protocol import Generation, ImageRef, Message
+from .reply import parse_json_text
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "user"}
 _FORCED = ("any", "required")

@@ -24,7 +24,8 @@ from coe.errors import ConfigError, InputError
 
 from .llamacpp_sampling import grammar_last
 from .protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
-                       StreamTally, Usage, chat_deltas, label_probs, label_token_ids, schema_data)
+                       StreamTally, Usage, chat_deltas, label_probs, label_token_ids)
+from .reply import schema_data
 
 
 CANCEL = threading.Event()

@@ -43,7 +43,8 @@ from coe.errors import ConfigError, InputError
 from coe.settings import settings
 
 from .protocol import (Generation, GenerationRequest, Message, OptionScoreRequest, OptionScores, Usage,
-                       StreamTally, chat_deltas, choice_scores, schema_data, top_logprob_scores)
+                       StreamTally, chat_deltas, choice_scores, top_logprob_scores)
+from .reply import schema_data
 
 log = logging.getLogger(__name__)
 

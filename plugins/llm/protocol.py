@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 from collections.abc import Generator
 from pathlib import Path
@@ -230,35 +229,6 @@ def choice_scores(llm, request: OptionScoreRequest) -> OptionScores:
     probs = [1.0 if label == chosen else 0.0 for label in request.labels] if chosen in request.labels else [1 / n] * n
     return OptionScores(labels=list(request.labels), probs=probs, logprobs=[None] * n, method="choice",
                         model=gen.model, usage=gen.usage, seconds=gen.seconds)
-
-
-def parse_json_text(text: str) -> Any:
-    """Parse JSON from model text, tolerating code fences and prose around one top-level object."""
-    s = text.strip()
-    if s.startswith("```"):
-        s = s.strip("`")
-        s = s[s.find("\n") + 1:] if "\n" in s else s
-    try:
-        return json.loads(s)
-    except json.JSONDecodeError:
-        pass
-    start = min((i for i in (s.find("{"), s.find("[")) if i >= 0), default=-1)
-    if start < 0:
-        raise ValueError("no JSON object in model output")
-    decoder = json.JSONDecoder()
-    obj, _ = decoder.raw_decode(s[start:])
-    return obj
-
-
-def schema_data(text: str, schema: dict | None) -> Any:
-    """The parsed JSON of a reply to a schema-bound request; None when there was no schema or no JSON.
-    Callers validate and repair: a truncated object is reported there, not here."""
-    if schema is None:
-        return None
-    try:
-        return parse_json_text(text)
-    except ValueError:
-        return None
 
 
 class SequentialBatchMixin:

@@ -8,7 +8,7 @@ token count. ``generate_batch`` left-pads a batch of requests and runs ONE ``gen
 each decoding step is one forward pass for the whole batch.
 
 JSON output: requests with a ``json_schema`` get their reply parsed (code fences and prose tolerated),
-repaired when it was cut off and validated against the schema (``transformers_reply``);
+repaired when it was cut off and validated against the schema (``reply``);
 ``Generation.data`` holds the object only when it validates. Re-asking is the caller's job.
 """
 
@@ -26,7 +26,7 @@ from .protocol import Generation, GenerationRequest, OptionScoreRequest, OptionS
 from .transformers_loading import (AdapterMethods, adapter_base, adapter_label, load_model, takes_token_types,
                                    torch_dtype)
 from .transformers_processing import chat_messages, left_padded, load_processor
-from .transformers_reply import parse_and_validate, stop_at
+from .reply import parse_and_validate, stop_at
 
 
 class TransformersVLLM(AdapterMethods):

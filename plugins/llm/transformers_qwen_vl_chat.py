@@ -21,7 +21,7 @@ from coe.errors import ConfigError
 from .protocol import Generation, GenerationRequest, Message, Usage
 from .transformers_loading import torch_dtype
 from .transformers_processing import load_pil
-from .transformers_reply import parse_and_validate, stop_at
+from .reply import parse_and_validate, stop_at
 
 
 class QwenVLChatLLM:

@@ -3,7 +3,7 @@
 
 The plugin is split by concern: ``transformers_processing`` (images, chat template, processor),
 ``transformers_loading`` (weights, dtypes, LoRA adapters), ``transformers_generation``
-(``TransformersVLLM``: batched generation), ``transformers_reply`` (stop strings, JSON repair and
+(``TransformersVLLM``: batched generation), ``reply`` (stop strings, JSON repair and
 validation), ``transformers_scoring`` (option scoring) and ``transformers_qwen_vl_chat`` (the legacy
 Qwen-VL-Chat, ``QwenVLChatLLM``). Import helpers from those modules; this one names the plugins only.
 """

@@ -1,21 +1,21 @@
-"""What a model's reply text becomes: cut at stop strings, its JSON salvaged when the token limit cut it
-off, and checked against the request's schema.
+"""What a model's reply text becomes: cut at stop strings, its JSON read, or salvaged when the token limit
+cut it off, and checked against the request's schema. Every backend reads replies here.
 
-Salvaging uses ``json_repair``, which closes open strings, arrays and objects. It keeps a half-written
-string as if it were complete, but a value the token limit cut off is not an answer: the reply is
-repaired with a marker appended, so whatever value the cut fell into holds the marker. Callers
-then either drop marked values (``repair_json``) or take a cut-off text and keep what of it is
-complete (``cut_off_value``, used for long rationales). Model output is untrusted: nothing here raises
-on odd text.
+Reading and salvaging both use ``json_repair``, which finds the JSON amid prose or a code fence, mends
+quoting slips and closes open strings, arrays and objects. It keeps a half-written string as if it were
+complete, but a value the token limit cut off is not an answer: the reply is repaired with a marker
+appended, so whatever value the cut fell into holds the marker. ``parse_json_text`` refuses such a reply;
+callers then either drop marked values (``repair_json``) or take a cut-off text and keep what of it is
+complete (``cut_off_value``, used for long rationales). Model output is untrusted: only
+``parse_json_text`` raises, and only ValueError.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import json_repair
-
-from .protocol import parse_json_text
 
 # Letters make json_repair read the marker as a value where a key is left without one ("b": <cut>), and
 # neither is a hex digit nor an escape letter, so a cut inside "\u00" cannot swallow them; the
@@ -35,6 +35,49 @@ def salvage_json(text: str) -> Any | None:
     except (RecursionError, ValueError):  # nesting deeper than the parser allows: no answer in it
         return None
     return obj if isinstance(obj, (dict, list)) else None
+
+
+def _holds_cut(obj: Any) -> bool:
+    if isinstance(obj, str):
+        return _MARK in obj
+    if isinstance(obj, dict):
+        return any(_MARK in k or _holds_cut(v) for k, v in obj.items())
+    return isinstance(obj, list) and any(map(_holds_cut, obj))
+
+
+def parse_json_text(text: str) -> Any:
+    """The JSON a reply holds, whole: bare, in a code fence or amid prose; of several top-level values, the
+    first. ValueError when there is none, or when the token limit cut it off (see ``repair_json``)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        pass
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    if start < 0:
+        raise ValueError("no JSON object in model output")
+    try:
+        return json.JSONDecoder().raw_decode(text, start)[0]  # a whole value, whatever prose follows it
+    except (ValueError, RecursionError):
+        pass
+    obj = salvage_json(text[start:])
+    if isinstance(obj, list) and obj and text[start] == "{":
+        obj = obj[0]  # json_repair lists the values of a reply that holds several; the reply opened with this one
+    if obj is None:
+        raise ValueError("no JSON object in model output")
+    if _holds_cut(obj):
+        raise ValueError("the JSON in the model output is cut off")
+    return obj
+
+
+def schema_data(text: str, schema: dict | None) -> Any:
+    """The parsed JSON of a reply to a schema-bound request; None when there was no schema or no JSON.
+    Callers validate and repair: a truncated object is reported there, not here."""
+    if schema is None:
+        return None
+    try:
+        return parse_json_text(text)
+    except ValueError:
+        return None
 
 
 _GONE = object()  # a dropped value (None is a JSON value of its own)

@@ -1,4 +1,5 @@
-"""JSON salvaging of cut-off replies (``transformers_reply``) on generated documents cut at every length."""
+"""Reading a reply's JSON (``coe.plugins.llm.reply``): whole replies amid prose, and cut-off replies salvaged
+on generated documents cut at every length."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coe.plugins.llm.transformers_reply import CUT, cut_off_value, repair_json
+import pytest
+
+from coe.plugins.llm.reply import CUT, cut_off_value, parse_json_text, repair_json, schema_data
 
 _text = st.text(alphabet=st.characters(blacklist_characters=CUT[-1]), max_size=8)
 _docs = st.recursive(st.none() | st.booleans() | st.integers() | _text,
@@ -30,3 +33,18 @@ def test_cut_off_value_only_for_a_value_the_cut_fell_into():
     assert cut_off_value('{"rationale": "It rains.", "q": "Wh', "rationale") is None
     assert cut_off_value('{"rationale": "It rains.", "n": 3', "rationale") is None
     assert cut_off_value("not json at all", "rationale") is None
+
+
+def test_a_whole_reply_is_read_amid_prose_and_quoting_slips():
+    assert parse_json_text('Sure! {"a": "x"} and then {"b": 2}') == {"a": "x"}  # the first of several
+    assert parse_json_text("{'distractors': ['owl', 'hawk',]}") == {"distractors": ["owl", "hawk"]}
+    assert parse_json_text('Here: [{"a": 1}, {"b": 2}] as asked') == [{"a": 1}, {"b": 2}]
+
+
+@pytest.mark.parametrize("text", ['{"d": ["x", "y", "z', '{"a": "half a sent', '{"a": 1, "b": tr', "[" * 5000,
+                                  "no json here"])
+def test_a_cut_off_or_missing_reply_is_refused(text):
+    with pytest.raises(ValueError):
+        parse_json_text(text)
+    assert schema_data(text, {"type": "object"}) is None
+
