@@ -1,22 +1,18 @@
-"""The three CoE generation steps: question → rationale → distractors, each guided by exemplars."""
+"""The three CoE generation steps: question → rationale → distractors, each guided by exemplars; and the
+misconception notes of the distractors. Each step's reply is a contract of ``contracts``."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from coe.plugins.llm.protocol import ImageRef
-from coe.text import one_line
 
+from .contracts import (QuestionReply, RationaleReply, Reply, check_mode, distractors_reply, enforceable,
+                        notes_reply)
 from .llm_call import PendingCall, run_call
-from .parsing import drop_repeated_sentences, list_field, text_field
-from .prompting import render
-from .validation import normalize
-
-MODES = ("json", "coe")
-_UNSAFE_ENUM = re.compile(r'["\\\x00-\x1f]')
+from .prompting import numbered, render
 
 
 class ItemInput(BaseModel):
@@ -27,51 +23,31 @@ class ItemInput(BaseModel):
     images: list[ImageRef] = Field(default_factory=list)
 
 
-def _string_schema(key: str) -> dict:
-    # Length bounds are checked after parsing: llama.cpp grammars blow up on large repetition counts.
-    return {"type": "object", "properties": {key: {"type": "string"}}, "required": [key]}
-
-
-def distractor_schema(n: int, choices: list[str] | None = None) -> dict:
-    """``choices`` restricts every distractor to that list (the model chooses instead of inventing)."""
-    items = {"type": "string", "enum": list(choices)} if choices else {"type": "string"}
-    return {"type": "object",
-            "properties": {"distractors": {"type": "array", "minItems": n, "maxItems": n, "items": items}},
-            "required": ["distractors"]}
-
-
-def _prepare(stage: str, llm, item: ItemInput, exemplars: list, mode: str, schema: dict, parse, max_tokens: int,
-             repeat_penalty: float = 1.0, **fields: str) -> PendingCall:
-    if mode not in MODES:
-        raise ValueError(f"unknown output mode {mode!r}; use one of {MODES}")
+def _prepare(stage: str, llm, item: ItemInput, exemplars: list, mode: str, contract: type[Reply], max_tokens: int,
+             repeat_penalty: float = 1.0, context: dict[str, Any] | None = None, **fields: str) -> PendingCall:
     images = item.images if getattr(llm, "supports_images", False) else []
-    messages, prompt_id = render(stage, mode, exemplars=exemplars, context=item.context,
-                                 image_text=item.image_text, answer=item.answer, images=images, **fields)
-    return PendingCall(messages, parse=parse, schema=schema if mode == "json" else None, max_tokens=max_tokens,
+    messages, prompt_id = render(stage, check_mode(mode), exemplars=exemplars, context=item.context,
+                                 image_text=item.image_text, answer=item.answer, images=images,
+                                 reply_format=contract.reply_format(mode), **fields)
+    return PendingCall(messages, contract=contract, mode=mode, context=context, max_tokens=max_tokens,
                        what=stage, repeat_penalty=repeat_penalty, extra={"prompt_id": prompt_id})
 
 
-# The request halves: each returns a PendingCall (prompt rendered, parser attached) that ``run_call``
+# The request halves: each returns a PendingCall (prompt rendered, contract attached) that ``run_call``
 # drives; benchmarks and batch runners send many items' requests (``call.request()``) in one batch.
 
 def question_call(llm, item: ItemInput, exemplars: list, *, mode: str = "json", max_tokens: int = 80,
                   feedback: str = "") -> PendingCall:
-    def parse(d, t):
-        question = text_field(d, t, "question", mode, "Question", 400)
-        if normalize(question) == normalize(item.answer):
-            raise ValueError("the question only restates the answer")
-        return question
     feedback_line = f"A previous question was rejected: {feedback}. Write a better one.\n" if feedback else ""
-    return _prepare("question", llm, item, exemplars, mode, _string_schema("question"), parse, max_tokens,
-                    feedback=feedback_line)
+    # the answer goes to the contract's validators: a question that only restates it is refused
+    return _prepare("question", llm, item, exemplars, mode, QuestionReply, max_tokens,
+                    context={"answer": item.answer}, feedback=feedback_line)
 
 
 def rationale_call(llm, item: ItemInput, question: str, exemplars: list, *, mode: str = "json",
                    max_tokens: int = 160) -> PendingCall:
-    return _prepare("rationale", llm, item, exemplars, mode, _string_schema("rationale"),
-                    lambda d, t: drop_repeated_sentences(
-                        text_field(d, t, "rationale", mode, "Rationale", 2000, salvage=True)),
-                    max_tokens, repeat_penalty=1.15, question=question)
+    return _prepare("rationale", llm, item, exemplars, mode, RationaleReply, max_tokens, repeat_penalty=1.15,
+                    question=question)
 
 
 def distractors_call(llm, item: ItemInput, question: str, rationale: str | None, exemplars: list, n: int, *,
@@ -83,22 +59,27 @@ def distractors_call(llm, item: ItemInput, question: str, rationale: str | None,
     feedback_line = (f"Your previous distractors were rejected: {feedback}. Fix these problems.\n"
                      if feedback else "")
     candidates = list(candidates or [])
-    # llama.cpp's schema-to-grammar conversion breaks (and can crash the process) on enum strings with
-    # quotes, backslashes or control characters, so only plain strings can be enforced by the schema.
-    enforceable = [c for c in candidates if not _UNSAFE_ENUM.search(c)]
-    choose = choose and len(enforceable) >= n and mode == "json"
+    choices = enforceable(candidates)
+    choose = choose and len(choices) >= n and mode == "json"
     candidates_line = ""
     if candidates:
         verb = f"Choose exactly {n} of them" if choose else "Prefer these where they fit"
         listed = " ".join(f"({i}) {c}" for i, c in enumerate(candidates, 1))
         candidates_line = (f"Candidate options from similar items, most likely first: {listed}\n"
                            f"{verb}, favouring options that appear in the new item's material.\n")
-    call = _prepare("distractors", llm, item, exemplars, mode, distractor_schema(n, enforceable if choose else None),
-                    lambda d, t: list_field(d, t, "distractors", mode), max_tokens, question=question,
-                    rationale_line=rationale_line, candidates_line=candidates_line, feedback=feedback_line,
-                    n=str(n))
+    call = _prepare("distractors", llm, item, exemplars, mode, distractors_reply(n, choices if choose else None),
+                    max_tokens, question=question, rationale_line=rationale_line, candidates_line=candidates_line,
+                    feedback=feedback_line, n=str(n))
     call.extra.update({"candidates": candidates, "constrained_to_candidates": choose})
     return call
+
+
+def notes_call(llm, item: ItemInput, question: str, distractors: list[str], exemplars: list, *,
+               max_tokens: int = 60) -> PendingCall:
+    """One short misconception note per distractor (why a student would pick it), in the given order."""
+    n = len(distractors)
+    return _prepare("notes", llm, item, exemplars, "json", notes_reply(n), max_tokens * max(n, 1),
+                    question=question, options=numbered(distractors), n=str(n))
 
 
 def generate_question(llm, item: ItemInput, exemplars: list, *, mode: str = "json", max_tokens: int = 80,
@@ -118,27 +99,6 @@ def sample_questions(llm, item: ItemInput, exemplars: list, k: int, *, seed: int
             out.append(call.value)
         traces.append({"raw": call.trace["raw"], "usage": call.trace["usage"], "seconds": round(gen.seconds, 3)})
     return out, traces
-
-
-def notes_call(llm, item: ItemInput, question: str, distractors: list[str], exemplars: list, *,
-               max_tokens: int = 60) -> PendingCall:
-    """One short misconception note per distractor (why a student would pick it), in the given order."""
-    n = len(distractors)
-
-    def parse(d, t):
-        notes = list_field(d, t, "notes", "json")
-        if len(notes) != n or not all(isinstance(x, str) and x.strip() for x in notes):
-            raise ValueError(f"expected {n} notes")
-        from .validation import normalize
-        if len({normalize(x) for x in notes}) < n:
-            # one sentence copied for every option explains none of them (small models do this)
-            raise ValueError("the notes repeat each other; each wrong option needs its own")
-        return [one_line(x)[:300] for x in notes]
-    schema = {"type": "object", "properties": {"notes": {"type": "array", "minItems": n, "maxItems": n,
-                                                         "items": {"type": "string"}}}, "required": ["notes"]}
-    from .prompting import numbered
-    return _prepare("notes", llm, item, exemplars, "json", schema, parse, max_tokens * max(n, 1),
-                    question=question, options=numbered(distractors), n=str(n))
 
 
 def generate_rationale(llm, item: ItemInput, question: str, exemplars: list, *, mode: str = "json",

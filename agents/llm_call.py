@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import time
 import functools
-from collections.abc import Callable
 from typing import Any
 
 from coe.errors import ModelOutputError
 from coe.plugins.llm.protocol import GenerationRequest, Message
 
+from .contracts import Reply, check_mode
+
 
 class PendingCall:
-    """One model call with parse retries, split into halves so many calls can share a batched request:
-    ``request()`` gives the next attempt's request, ``feed(generation)`` parses the reply, and
-    ``result()`` returns the value and trace fragment (or raises once the attempts are spent)."""
+    """One model call of a step whose reply is ``contract`` (``contracts``), with parse retries, split into
+    halves so many calls can share a batched request: ``request()`` gives the next attempt's request,
+    ``feed(generation)`` parses the reply, and ``result()`` returns the value and trace fragment (or raises
+    once the attempts are spent)."""
 
-    def __init__(self, messages: list[Message], *, parse: Callable[[Any, str], Any], schema: dict | None,
-                 max_tokens: int, attempts: int = 2, repeat_penalty: float = 1.0, what: str = "output",
-                 extra: dict[str, Any] | None = None) -> None:
-        self.messages, self.parse, self.schema = messages, parse, schema
+    def __init__(self, messages: list[Message], *, contract: type[Reply], mode: str = "json",
+                 context: dict[str, Any] | None = None, max_tokens: int, attempts: int = 2,
+                 repeat_penalty: float = 1.0, what: str = "output", extra: dict[str, Any] | None = None) -> None:
+        # the schema and the parser come from the same contract, so they cannot disagree
+        self.messages, self.contract, self.mode, self.context = messages, contract, check_mode(mode), context
+        self.schema = contract.json_schema() if mode == "json" else None
         self.max_tokens, self.attempts, self.repeat_penalty, self.what = max_tokens, attempts, repeat_penalty, what
         self.extra = extra or {}  # added to the trace once the call is finished (e.g. the prompt id)
         self.trace: dict[str, Any] = {
@@ -50,7 +54,7 @@ class PendingCall:
         self.trace["model"] = gen.model
         self.attempt += 1
         try:
-            self.value = self.parse(gen.data, gen.text)
+            self.value = self.contract.parse(gen.data, gen.text, self.mode, self.context)
         except (ValueError, KeyError, TypeError) as exc:
             self.last_error = str(exc)
             self.trace.setdefault("parse_errors", []).append(self.last_error)
@@ -68,17 +72,6 @@ class PendingCall:
         err = ModelOutputError(f"model {self.what} unusable after {self.attempts} attempts: {self.last_error}")
         err.trace = self.trace
         raise err
-
-
-def call_and_parse(llm, messages: list[Message], *, parse: Callable[[Any, str], Any],
-                   schema: dict | None, max_tokens: int, attempts: int = 2, repeat_penalty: float = 1.0,
-                   what: str = "output") -> tuple[Any, dict]:
-    """Call the model and parse its reply; ``parse(data, text)`` raises ValueError when unusable.
-
-    Returns the parsed value and a trace fragment (prompt, raw replies, usage, seconds)."""
-    call = PendingCall(messages, parse=parse, schema=schema, max_tokens=max_tokens, attempts=attempts,
-                       repeat_penalty=repeat_penalty, what=what)
-    return run_call(llm, call)
 
 
 def _token_listener():
@@ -113,6 +106,8 @@ def streamed_generate(llm, request: GenerationRequest):
             run.on_llm_new_token(piece, chunk=ChatGenerationChunk(message=AIMessageChunk(content=piece,
                                                                                         id=message_id)))
         gen = pieces.generation
+        if gen is None:  # a plugin's stream ends by returning its Generation
+            raise ModelOutputError(f"{getattr(llm, 'name', 'the model')} streamed no final reply")
     except BaseException as exc:
         run.on_llm_error(exc)
         raise

@@ -1,11 +1,10 @@
-"""Parsers for both output modes: schema JSON and the paper's free-text shapes."""
+"""Reply text helpers of the step contracts (``contracts``): the paper's free-text shapes, a JSON reply cut
+off by the token limit, and the clean-up of looping text."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from coe.plugins.llm.reply import parse_json_text
 from coe.plugins.llm.reply import cut_off_value
 from coe.text import one_line
 
@@ -33,42 +32,6 @@ def salvage_truncated(text: str, key: str) -> str | None:
         return None
     end = max(value.rfind(". "), value.rfind(".\n"), value.rfind(".") if value.endswith(".") else -1)
     return value[: end + 1].strip() if end > 0 else None
-
-
-def json_field(data: Any, text: str, key: str) -> Any:
-    if data is None:
-        data = parse_json_text(text)
-    if not isinstance(data, dict) or key not in data:
-        raise ValueError(f"JSON reply lacks {key!r}")
-    return data[key]
-
-
-def text_field(data: Any, text: str, key: str, mode: str, prefix: str, max_chars: int,
-               salvage: bool = False) -> str:
-    if mode != "json":
-        value = prefixed(text, prefix)
-    else:
-        try:
-            value = json_field(data, text, key)
-        except ValueError:
-            value = salvage_truncated(text, key) if salvage else None
-            if value is None:
-                raise
-    if not isinstance(value, str):
-        raise ValueError(f"{key} is not text")
-    value = one_line(value)
-    if not value:
-        raise ValueError(f"{key} is empty")
-    if len(value) > max_chars:
-        raise ValueError(f"{key} is longer than {max_chars} characters")
-    return value
-
-
-def list_field(data: Any, text: str, key: str, mode: str) -> list:
-    value = json_field(data, text, key) if mode == "json" else numbered_list(text)
-    if not isinstance(value, list):
-        raise ValueError(f"{key} is not a list")
-    return value
 
 
 def drop_repeated_sentences(text: str) -> str:

@@ -64,13 +64,14 @@ def exemplar_block(exemplars: list, *, context_chars: int = 180, rationale_chars
 
 
 def render(stage: str, mode: str, *, exemplars: list, context: str, image_text: str, answer: str,
-           images: list[ImageRef] | None = None, **fields: str) -> tuple[list[Message], str]:
-    """Messages for one stage and the id of the prompt version used."""
+           reply_format: str, images: list[ImageRef] | None = None, **fields: str) -> tuple[list[Message], str]:
+    """Messages for one stage and the id of the prompt version used; ``reply_format`` (the step's contract
+    says it, ``contracts.Reply.reply_format``) fills the template's slot of that name."""
     version = PROMPT_VERSION if mode == "json" else f"coe-{PROMPT_VERSION}"
     shared = load_prompt("shared").format(exemplars=exemplar_block(exemplars),
                                           material=material_block(context, image_text),
                                           answer=defang(answer))
-    task = load_prompt(stage, version).format(answer=defang(answer),
+    task = load_prompt(stage, version).format(answer=defang(answer), reply_format=reply_format,
                                               **{k: defang(v) for k, v in fields.items()})
     messages = [Message(role="system", content=load_prompt("system")),
                 Message(role="user", content=f"{shared}\n\n{task}", images=images or [])]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from coe.agents.generation import ItemInput, distractors_call, notes_call, question_call, rationale_call
 from coe.retrieval.exemplars import Exemplar
 
@@ -53,9 +55,63 @@ def test_every_step_sends_the_requests_the_quality_numbers_were_measured_with():
     got = {name: rendered(call) for name, call in step_calls().items()}
     assert set(got) == set(expected)
     for name in expected:
-        assert got[name] == expected[name], name
+        # byte for byte: the transformers plugins and OpenAI's "none" mode spell the schema out in the prompt
+        assert json.dumps(got[name]) == json.dumps(expected[name]), name
 
 
 if __name__ == "__main__":  # writes the expectation: only ever from the prompts the numbers were measured with
     RENDERS.write_text(json.dumps({n: rendered(c) for n, c in step_calls().items()}, indent=1, ensure_ascii=False)
                        + "\n", encoding="utf-8")
+
+
+def test_generation_templates_leave_the_reply_format_to_the_contract():
+    from coe.agents.prompting import PROMPT_DIR
+
+    for stage in ("question", "rationale", "distractors", "notes"):
+        for path in PROMPT_DIR.glob(f"{stage}.*.txt"):
+            text = path.read_text(encoding="utf-8")
+            assert text.count("{reply_format}") == 1, path.name
+            assert "JSON" not in text and "Respond" not in text, path.name
+
+
+def test_the_schema_and_the_reply_format_follow_the_contract():
+    from coe.agents.contracts import distractors_reply, notes_reply
+
+    three = distractors_reply(3, ["grass", "fox", "hawk", "owl"])
+    spec = three.json_schema()["properties"]["distractors"]
+    assert (spec["minItems"], spec["maxItems"]) == (3, 3)
+    assert spec["items"] == {"type": "string", "enum": ["grass", "fox", "hawk", "owl"]}
+    assert three.reply_format() == 'Reply with JSON: {"distractors": [...3 strings...]}'
+    assert three.reply_format("coe") == 'Respond with one distractor per line, numbered "(1) ...", "(2) ...".'
+    assert notes_reply(4).reply_format() == 'Reply with JSON: {"notes": [...4 strings...]}'
+    assert "enum" not in distractors_reply(2).json_schema()["properties"]["distractors"]["items"]
+
+
+def test_the_distractors_count_and_pool_are_the_decoders_the_notes_count_is_checked():
+    """Distractors are judged after parsing (validation.validate_distractors), which tells the model what
+    was wrong; notes have no such step, so their contract checks the count itself."""
+    from coe.agents.contracts import distractors_reply, notes_reply
+
+    two_of_pool = distractors_reply(2, ["grass", "fox"])
+    assert two_of_pool.parse({"distractors": ["grass", "hawk", "owl"]}, "") == ["grass", "hawk", "owl"]
+    with pytest.raises(ValueError, match="valid string"):
+        two_of_pool.parse({"distractors": ["grass", 7]}, "")
+    notes = notes_reply(2)
+    assert notes.parse({"notes": [" Thinks  foxes\neat grass. ", "x" * 400]}, "") == ["Thinks foxes eat grass.",
+                                                                                    "x" * 300]
+    with pytest.raises(ValueError, match="at least 2"):
+        notes.parse({"notes": ["Thinks foxes eat grass."]}, "")
+    with pytest.raises(ValueError, match="a note is empty"):
+        notes.parse({"notes": ["Thinks foxes eat grass.", " "]}, "")
+    with pytest.raises(ValueError, match="repeat each other"):
+        notes.parse({"notes": ["Same idea.", "same idea"]}, "")
+
+
+def test_every_schema_compiles_to_a_llamacpp_grammar():
+    grammar = pytest.importorskip("llama_cpp.llama_grammar")
+    for name, call in step_calls().items():
+        if call.schema is not None:
+            gbnf = grammar.json_schema_to_gbnf(json.dumps(call.schema))
+            assert "root ::=" in gbnf, name
+            for option in call.schema["properties"].get("distractors", {}).get("items", {}).get("enum", []):
+                assert f'\\"{option}\\"' in gbnf, (name, option)
