@@ -1,5 +1,8 @@
 # make demo: set up everything on a fresh machine, then write one item for a real ScienceQA test image.
-# make test: the same set-up, ruff over the product code, then the whole test suite (unit + real-model integration), offline.
+# make test: the same set-up, ruff over the product code, then the whole test suite (every tier: unit + real-model
+#   integration, browser, vlm, root), offline.
+# make test-fast: the unit tier alone (pyproject's markers slow, real_parts, browser, vlm and root deselected): no
+#   models, ScienceQA data, servers, Chromium, torch or root needed; a few minutes on 2 cores.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +15,7 @@ DEMO_PID ?= 85
 DEMO_CONTEXT ?= Below is a food web from Little Rock Lake, a freshwater lake ecosystem in Wisconsin.
 DEMO_ANSWER ?= copepod
 
-.PHONY: demo test lint setup models index system-deps browser setup-vlm bench-vl-quick clean-venv
+.PHONY: demo test test-fast lint setup models index system-deps browser setup-vlm bench-vl-quick clean-venv
 
 demo: index
 	$(BIN)/coe generate --image $(DATA)/images/test/$(DEMO_PID)/image.png \
@@ -20,6 +23,11 @@ demo: index
 
 test: lint models system-deps browser setup-vlm
 	$(BIN)/python -m pytest
+
+# the tiers a missing part would fail, deselected on purpose (tests/tiers.py)
+UNIT_TIER := not slow and not real_parts and not browser and not vlm and not root
+test-fast: setup system-deps
+	$(BIN)/python -m pytest -m "$(UNIT_TIER)"
 
 # ruff, the import contracts and the type check over the product code (pyproject's [tool.ruff],
 # [tool.importlinter], [tool.mypy]); part of `make test`. lint-imports and mypy walk folders, so they read

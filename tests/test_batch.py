@@ -21,6 +21,7 @@ from coe.batch.run import run_batch
 from coe.errors import ConfigError, InputError
 from tests.batch_support import (IMAGE, SETTINGS, build_bank, done_count, kill9_soak, scripted_services,
                                  without_timings, write_manifest)
+from tests.tiers import require_root
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,26 +152,29 @@ def test_ctrl_c_stops_soon_and_leaves_finished_items_and_pending_rows(tmp_path, 
     while done_count(tmp_path / "run") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert child.poll() is None, "the run ended before it could be interrupted"
+    done_before = done_count(tmp_path / "run")
     child.send_signal(signal.SIGINT)
-    t0 = time.monotonic()
     child.wait(timeout=60)
-    assert time.monotonic() - t0 < 10 and child.returncode == -signal.SIGINT  # Python's exit on Ctrl-C
+    assert child.returncode == -signal.SIGINT  # Python's exit on Ctrl-C
     assert "KeyboardInterrupt" in child.stderr.read()
     with Ledger(tmp_path / "run", create=False) as ledger:
         states = [e["state"] for e in ledger.entries()]
     assert states.count("done") >= 2 and set(states) == {"done", "pending"}  # nothing marked failed
+    # soon: at most the two rows in flight (two workers) were finished after Ctrl-C, no new row was started
+    assert states.count("done") <= done_before + 2, (done_before, states)
     resumed = run(manifest, tmp_path / "run", bank)
     assert resumed.done == 12 and resumed.written_now == states.count("pending")
 
 
+@pytest.mark.root
 def test_a_full_disk_stops_with_a_clear_error_and_the_run_resumes(tmp_path, bank):
+    require_root("this test mounts a small tmpfs as the run folder")
     manifest = write_manifest(tmp_path / "m" / "manifest.csv", 30)
     mount = tmp_path / "small"
     mount.mkdir()
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True,
                           text=True)
-    if made.returncode != 0:
-        pytest.fail(f"this test mounts a small tmpfs as the run folder and needs root: {made.stderr.strip()}")
+    assert made.returncode == 0, f"mounting a small tmpfs failed: {made.stderr.strip()}"
     try:
         with pytest.raises(ConfigError, match="disk is full") as caught:
             run(manifest, mount / "run", bank)

@@ -1,8 +1,12 @@
-"""Bad input: one clear line on stderr and exit 2, before any model is loaded."""
+"""Bad input: one clear line on stderr and exit 2, before any model is loaded.
+
+The command line runs in this process (``coe.cli.main``, what the ``coe`` script calls), with the model
+loading replaced by a tripwire; only what needs a process of its own (argv bytes) starts one."""
 
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -12,19 +16,35 @@ from tests.conftest import FIXTURE
 GOOD_IMAGE = str(FIXTURE / "images/test/7/image.png")
 
 
-def run(args, **kw):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COE_HOME": kw.pop("home", os.environ.get("COE_HOME", ""))}
-    if not env["COE_HOME"]:
-        env.pop("COE_HOME")
-    return subprocess.run([sys.executable, "-m", "coe.cli", *args], capture_output=True, timeout=120, **kw)
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """Run ``coe ARGS`` in this process: its exit code, stdout and stderr."""
+    import coe.graphs.services as services
+    from coe.cli import main
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded for bad input")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COE_HOME", str(tmp_path / "home"))
+
+    def run(args, *, models=False):
+        capsys.readouterr()
+        with monkeypatch.context() as patch, pytest.raises(SystemExit) as ended:
+            if not models:
+                patch.setattr(services, "default_services", no_model)
+            main(args)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=ended.value.code, stdout=out, stderr=err)
+    return run
 
 
 def one_line_exit2(proc, needle):
-    err = proc.stderr.decode()
+    err = proc.stderr.decode() if isinstance(proc.stderr, bytes) else proc.stderr
     assert proc.returncode == 2, (proc.returncode, err)
     assert len(err.strip().splitlines()) == 1, err
     assert needle in err, err
-    assert proc.stdout == b""
+    assert not proc.stdout
 
 
 @pytest.fixture
@@ -54,7 +74,7 @@ def files(tmp_path):
     ("no_answer", "--answer"),
     ("bad_choose", "--choose must be auto, rankers, model"),
 ])
-def test_bad_input(files, case, needle):
+def test_bad_input(cli, files, case, needle):
     base = ["generate", "--answer", "fox", "--image", GOOD_IMAGE]
     args = {
         "missing": ["generate", "--answer", "fox", "--image", str(files["dir"] / "nope.png")],
@@ -69,14 +89,18 @@ def test_bad_input(files, case, needle):
         "no_answer": ["generate", "--image", GOOD_IMAGE],
         "bad_choose": base + ["--choose", "learnt"],
     }[case]
-    one_line_exit2(run(args), needle)
+    one_line_exit2(cli(args), needle)
 
 
 def test_non_utf8_argument_is_rejected():
-    proc = run([b"generate", b"--answer", b"caf\xe9", b"--image", GOOD_IMAGE.encode()])
+    """Bytes that are not UTF-8 on the command line: only a process of its own receives them as argv."""
+    proc = subprocess.run([sys.executable, "-m", "coe.cli", b"generate", b"--answer", b"caf\xe9", b"--image",
+                           GOOD_IMAGE.encode()], capture_output=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     one_line_exit2(proc, "UTF-8")
 
 
+@pytest.mark.real_parts
 def test_missing_index_is_a_clear_error(tmp_path):
     from coe.modelstore import is_pulled
     if not is_pulled("qwen2.5-coder-0.5b-instruct-q4"):
@@ -91,7 +115,8 @@ def test_missing_index_is_a_clear_error(tmp_path):
     assert proc.returncode == 1 and "coe index build" in err and len(err.strip().splitlines()) == 1
 
 
-def test_hub_id_offline_fails_fast():
-    proc = run(["generate", "--answer", "fox", "--image", GOOD_IMAGE, "--model", "Qwen/Qwen2-VL-2B-Instruct"])
-    err = proc.stderr.decode()
-    assert proc.returncode == 1 and "offline" in err and len(err.strip().splitlines()) == 1
+def test_hub_id_offline_fails_fast(cli):
+    # the model loading runs: it refuses the hub id while resolving it, before any download
+    proc = cli(["generate", "--answer", "fox", "--image", GOOD_IMAGE, "--model", "Qwen/Qwen2-VL-2B-Instruct"],
+               models=True)
+    assert proc.returncode == 1 and "offline" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -1,12 +1,15 @@
 """Test tiers: a part a tier needs that is missing fails the run loudly, unless that tier was deselected on
 purpose (``-m "not vlm"``); then its modules are skipped saying so.
 
-Tiers (markers): ``real_parts`` (real models, servers and data on the CPU), ``browser`` (Chromium),
-``vlm`` (torch, transformers, peft, open_clip). ``make test`` runs them all."""
+Tiers (pyproject's markers): ``slow`` (a real model on the CPU), ``real_parts`` (real models, servers,
+processes and data), ``browser`` (Chromium), ``vlm`` (torch, transformers, peft, open_clip), ``root`` (mounts).
+``make test`` runs them all; ``make test-fast`` deselects them all and runs the unit tier, which needs none of
+these parts."""
 
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,9 @@ def require_file(path: Path, tier: str, hint: str) -> Path:
     if not Path(path).exists():
         missing(str(path), tier, hint)
     return Path(path)
+
+
+def require_root(why: str, tier: str = "root") -> None:
+    """Fail unless this process is root (skip only when ``tier`` is deselected)."""
+    if os.geteuid() != 0:
+        missing(f"root ({why})", tier, "run the tests as root")
