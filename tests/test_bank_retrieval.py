@@ -157,6 +157,7 @@ def test_remove_and_bad_names(tmp_path, home, monkeypatch):
     assert parse_banks(["a,b", " b ", "c"]) == ("a", "b", "c") and parse_banks([]) == ("default",)
 
 
+@pytest.mark.real_parts
 def test_cli_imports_lists_and_removes_with_minilm(tmp_path):
     """The real embedder, through the command line; a bad --bank on generate is a one-line input error."""
     from coe.paths import models_dir

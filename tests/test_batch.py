@@ -121,6 +121,7 @@ def test_a_run_writes_each_row_once_and_a_rerun_only_what_changed(tmp_path, bank
         run(manifest, tmp_path / "run", bank, settings={**SETTINGS, "difficulty": "hard"})
 
 
+@pytest.mark.real_parts
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path, bank):
     manifest = write_manifest(tmp_path / "m" / "manifest.csv", 16)
     reference = run(manifest, tmp_path / "reference", bank)
@@ -142,6 +143,7 @@ def _sigint_as_a_terminal_gives_it() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+@pytest.mark.real_parts
 def test_ctrl_c_stops_soon_and_leaves_finished_items_and_pending_rows(tmp_path, bank):
     manifest = write_manifest(tmp_path / "m" / "manifest.csv", 12)
     # 0.2 s per model call: several seconds per row, so rows are still to come when Ctrl-C arrives

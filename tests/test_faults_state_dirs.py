@@ -58,6 +58,7 @@ def test_history_of_generate(blocked, tmp_path):
     one_clear_line(proc, "run history", home / "traces", "COE_HOME")
 
 
+@pytest.mark.real_parts
 def test_index_of_generate(blocked, tmp_path):
     from coe.modelstore import is_pulled
     from coe.paths import models_dir

@@ -12,6 +12,8 @@ from PIL import Image
 from tests.ingest_support import (REPORTLAB_GUIDE, food_web_slides, ingested_science, plants_docx,
                                   use_home)
 
+pytestmark = pytest.mark.real_parts  # MiniLM from the model store, a real Chroma
+
 
 @pytest.fixture(scope="module")
 def material(tmp_path_factory):

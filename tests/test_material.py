@@ -11,6 +11,8 @@ import pytest
 
 from tests.ingest_support import ingested_science
 
+pytestmark = pytest.mark.real_parts  # MiniLM from the model store, a real Chroma
+
 
 @pytest.fixture(scope="module")
 def material(tmp_path_factory):

@@ -30,6 +30,7 @@ def test_is_an_image_reader(reader):
     assert reader.name == "ocr-caption"
 
 
+@pytest.mark.real_parts
 def test_ocr_reads_diagram_labels_in_order(reader):
     text = reader.describe(load_image(FOOD_CHAIN))
     assert text.ocr_lines == ["grass", "rabbit", "fox"]
@@ -37,11 +38,13 @@ def test_ocr_reads_diagram_labels_in_order(reader):
     assert (text.caption, text.source, text.scienceqa_pid) == ("", "ocr", None)
 
 
+@pytest.mark.real_parts
 def test_confidence_threshold(reader):
     strict = OcrCaptionReader(min_confidence=1.01)
     assert strict.describe(load_image(FOOD_CHAIN)).ocr_lines == []
 
 
+@pytest.mark.real_parts
 def test_large_image_is_downscaled_before_ocr(reader):
     big = load_image(FOOD_CHAIN).resize((3600, 1440))
     assert _bounded(big, 1600).size == (1600, 640)
@@ -93,6 +96,7 @@ def test_engine_failure_is_one_line_error(monkeypatch):
         OcrCaptionReader().ocr_lines(Image.new("RGB", (40, 40)))
 
 
+@pytest.mark.real_parts
 def test_known_image_adds_dataset_caption(tmp_path):
     ds = ScienceQA(FIXTURE)
     reader = OcrCaptionReader(ds)
@@ -115,6 +119,7 @@ def test_as_prompt_text():
     assert ImageText(source="ocr").as_prompt_text() == ""
 
 
+@pytest.mark.real_parts
 def test_real_scienceqa_image_gets_caption_and_ocr():
     root = scienceqa_dir()
     require_file(root / "problems.json", "real_parts", "set COE_SCIENCEQA_DIR to the ScienceQA folder")
@@ -135,6 +140,7 @@ def test_real_scienceqa_image_gets_caption_and_ocr():
         assert word in text.ocr_text.lower()
 
 
+@pytest.mark.real_parts
 def test_grayscale_input_is_converted(reader):
     gray = load_image(FOOD_CHAIN).convert("L")
     assert isinstance(gray, Image.Image)

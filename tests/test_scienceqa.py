@@ -194,12 +194,14 @@ def real() -> ScienceQA:
     return ScienceQA(root)
 
 
+@pytest.mark.real_parts
 def test_real_split_sizes(real):
     assert len(real.split("train")) == 12726
     assert len(real.split("test")) == 4241
     assert len(real) >= 19000
 
 
+@pytest.mark.real_parts
 def test_real_test_image_problem(real):
     with_image = [p for p in real.split("test") if p.has_image]
     assert len(with_image) > 2000

@@ -20,6 +20,8 @@ from coe import history
 from tests.conftest import FIXTURE
 from tests.ingest_support import use_home, water_cycle_pdf
 
+pytestmark = pytest.mark.real_parts  # MiniLM from the model store, a real Chroma
+
 APP = str(Path(coe.ui.__file__).resolve().parent / "app.py")
 SINGLE_SHOT = "Single shot (unverified)"
 CAPTION = "Figure 1: The water cycle"
