@@ -55,6 +55,18 @@ def fixture_index(tmp_path, fixture_dataset):
     return ExemplarRetriever(embedder, store)
 
 
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any connection attempt fails the test: what "fails at once when offline" means, without a clock."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network touched")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
 GGUF_PRESET = "qwen2.5-coder-0.5b-instruct-q4"
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
-import time
 import zipfile
 from pathlib import Path
 
@@ -247,19 +245,11 @@ def test_resolve_local_files(env, tmp_path):
 
 
 @pytest.mark.parametrize("var,value", [("HF_HUB_OFFLINE", "1"), ("HF_HUB_OFFLINE", "true"), ("COE_OFFLINE", "1")])
-def test_hub_id_offline_fails_fast(env, monkeypatch, var, value):
+def test_hub_id_offline_fails_fast(env, monkeypatch, no_network, var, value):
     monkeypatch.setenv(var, value)
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("network touched")
-
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    start = time.monotonic()
     for spec in ("Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF", "owner/repo:sub/model-q4.gguf"):
         with pytest.raises(ConfigError, match="offline"):
             store.resolve_llm(spec)
-    assert time.monotonic() - start < 1.0
 
 
 def test_damaged_wheel_bytes_are_rejected(env):

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -130,13 +129,11 @@ def test_local_checkpoint_file_and_directory(embedder, tiny_config, checkpoint, 
 
 
 @pytest.mark.parametrize("var", ["HF_HUB_OFFLINE", "COE_OFFLINE"])
-def test_pretrained_tag_offline_fails_at_once(monkeypatch, var):
+def test_pretrained_tag_offline_fails_at_once(monkeypatch, no_network, var):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv(var, "1")
-    t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="pass a local checkpoint path") as info:
         OpenClipImageEmbedder("ViT-B-32", pretrained="openai")
-    assert time.perf_counter() - t0 < 5
     assert "\n" not in str(info.value)
     assert "HF_HUB_OFFLINE" in str(info.value) and "ViT-B-32/openai" in str(info.value)
 
