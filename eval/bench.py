@@ -66,8 +66,7 @@ def bench_retrieval(dataset, sizes: list[int], queries: int = 200) -> dict[str, 
 
     The bank is every problem in the folder: train, then val, then test (test only to reach the larger
     sizes; the queries are test items and exclude themselves)."""
-    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
-    from coe.plugins.store.chroma import ChromaStore
+    from coe.plugins.registry import resolve
     from coe.retrieval.exemplars import Exemplar
     from coe.retrieval.index import FIELDS, embed_unique, field_text
     from coe.retrieval.retriever import ExemplarRetriever, RetrievalQuery
@@ -75,7 +74,7 @@ def bench_retrieval(dataset, sizes: list[int], queries: int = 200) -> dict[str, 
     bank = [Exemplar.from_problem(p) for s in ("train", "val", "test") for p in dataset.split(s)]
     largest = min(max(sizes), len(bank))
     bank = bank[:largest]
-    embedder = MiniLMOnnxEmbedder()
+    embedder = resolve("text_embedder")
     t0 = time.perf_counter()
     vectors = {}
     for f in FIELDS:
@@ -87,7 +86,7 @@ def bench_retrieval(dataset, sizes: list[int], queries: int = 200) -> dict[str, 
     for size in sorted(sizes):
         n = min(size, len(bank))
         with tempfile.TemporaryDirectory() as tmp:
-            store = ChromaStore(Path(tmp))
+            store = resolve("vector_store", path=Path(tmp))
             t1 = time.perf_counter()
             for f in FIELDS:
                 keep = [i for i in range(n) if field_text(bank[i], f).strip()]

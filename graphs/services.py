@@ -7,14 +7,19 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+# imported at run time, not only for type checkers: LangGraph reads the context schema's field types
+from coe.plugins.llm.protocol import CheckedLLM, LLMPlugin
+from coe.plugins.vision.protocol import ImageReader
+from coe.retrieval.retriever import ExemplarRetriever
+
 
 @dataclass
 class Services:
     """The LangGraph runtime context of a run (``context_schema``): the resolved plugins."""
 
-    llm: Any
-    retriever: Any = None
-    image_reader: Any = None
+    llm: LLMPlugin | None  # None only for model-free work (``retrieval_services``)
+    retriever: ExemplarRetriever | None = None
+    image_reader: ImageReader | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -48,27 +53,27 @@ def load_services(model: str | None = None) -> Services:
     return factory(model)
 
 
-def default_llm(model: str | None = None) -> Any:
+def default_llm(model: str | None = None) -> LLMPlugin:
     """The LLM plugin for a ``--model`` spec (``coe.plugins.registry.resolve_llm``)."""
     from coe.plugins.registry import resolve_llm
 
     return resolve_llm(model)
 
 
-def probe_llm(llm: Any) -> Any:
-    """Run a plugin's own reachability check when it has one (``check()``: the OpenAI-compatible plugin's
+def probe_llm(llm: LLMPlugin) -> LLMPlugin:
+    """Run a plugin's own reachability check when it has one (``CheckedLLM``: the OpenAI-compatible plugin's
     GET /models), so a server that cannot be reached fails at once, naming its URL, not after OCR and
     retrieval at the first generation step."""
-    check = getattr(llm, "check", None)
-    if callable(check):
-        check()
+    if isinstance(llm, CheckedLLM):
+        llm.check()
     return llm
 
 
 def default_services(model: str | None = None, banks: tuple[str, ...] | None = None) -> Services:
     """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), MiniLM ONNX over Chroma
-    searching ``banks`` (default: ScienceQA's, ``("default",)``), OCR + dataset caption. One per model and
-    set of banks in a process (``None`` and ``("default",)`` are the same set)."""
+    searching ``banks`` (default: ScienceQA's, ``("default",)``), OCR + dataset caption (each plugin as
+    ``retrieval_services`` resolves it). One per model and set of banks in a process (``None`` and
+    ``("default",)`` are the same set)."""
     from coe.question_banks import parse_banks
 
     return _default_services(model, parse_banks(banks))
@@ -84,9 +89,12 @@ def _default_services(model: str | None, banks: tuple[str, ...]) -> Services:
 
 def retrieval_services(banks: tuple[str, ...] | None = None) -> Services:
     """Everything but the LLM: what model-free baselines and retrieval benchmarks need. ``banks``: the
-    exemplar banks retrieval searches (``coe.question_banks``; default ``("default",)``, ScienceQA). The image signal of
-    retrieval is on only when ``COE_IMAGE_EMBEDDER`` names an image embedder (see ``configured_image_embedder``).
-    One per set of banks in a process: the bank matrices and the embedder are loaded once."""
+    exemplar banks retrieval searches (``coe.question_banks``; default ``("default",)``, ScienceQA). Each plugin
+    comes from its entry-point group, named by ``COE_TEXT_EMBEDDER``, ``COE_VECTOR_STORE`` and
+    ``COE_IMAGE_READER`` (default: the built-in MiniLM ONNX, Chroma, OCR + caption; see
+    ``coe.plugins.registry.resolve``). The image signal of retrieval is on only when ``COE_IMAGE_EMBEDDER``
+    names an image embedder (see ``configured_image_embedder``). One per set of banks in a process: the bank
+    matrices and the embedder are loaded once."""
     from coe.question_banks import parse_banks
 
     return _retrieval_services(parse_banks(banks))
@@ -97,19 +105,15 @@ def _retrieval_services(banks: tuple[str, ...]) -> Services:
     from coe.dataset_loaders import ScienceQA
     from coe.errors import ConfigError
     from coe.plugins.embed.configured import configured_image_embedder
-    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
-    from coe.plugins.store.chroma import ChromaStore
-    from coe.plugins.vision.ocr_caption import OcrCaptionReader
-    from coe.retrieval.retriever import ExemplarRetriever
-
+    from coe.plugins.registry import resolve
     from coe.question_banks import require_banks
 
-    store = ChromaStore()
-    embedder = MiniLMOnnxEmbedder()
+    store = resolve("vector_store")
+    embedder = resolve("text_embedder")
     require_banks(store, banks, embedder.model_id)
     retriever = ExemplarRetriever(embedder, store, banks=list(banks), image_embedder=configured_image_embedder())
     try:
         dataset = ScienceQA()
     except ConfigError:  # no dataset: OCR alone describes images
         dataset = None
-    return Services(llm=None, retriever=retriever, image_reader=OcrCaptionReader(dataset=dataset))
+    return Services(llm=None, retriever=retriever, image_reader=resolve("image_reader", dataset=dataset))

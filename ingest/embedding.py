@@ -16,10 +16,11 @@ PASSAGE_BATCH = 16
 
 @cache
 def passage_embedder():
-    """MiniLM for passages, one session per process: loading it costs more than embedding a query."""
-    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+    """The text embedder (``COE_TEXT_EMBEDDER``, default MiniLM) for passages, one per process: loading it
+    costs more than embedding a query."""
+    from coe.plugins.registry import resolve
 
-    return MiniLMOnnxEmbedder(max_length=MAX_TOKENS)
+    return resolve("text_embedder", max_length=MAX_TOKENS)
 
 
 class CoeEmbedding(BaseEmbedding):

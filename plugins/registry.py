@@ -1,4 +1,8 @@
-"""Plugins are found through entry points, so third-party packages can add backends without touching coe."""
+"""Plugins are found through entry points, so third-party packages can add backends without touching coe.
+
+Each kind is chosen by name: ``--model`` (``resolve_llm``) for the LLM, ``COE_TEXT_EMBEDDER``,
+``COE_VECTOR_STORE``, ``COE_IMAGE_READER`` and ``COE_IMAGE_EMBEDDER`` for the others (``resolve``); unset,
+the built-in plugin of the kind (``DEFAULTS``; no image embedder)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,10 @@ GROUPS = {
     "image_reader": "coe.image_readers",
     "vector_store": "coe.vector_stores",
 }
+
+
+# The built-in plugin of each kind that has one by default.
+DEFAULTS = {"text_embedder": "minilm-onnx", "image_reader": "ocr-caption", "vector_store": "chroma"}
 
 
 def available(kind: str) -> list[str]:
@@ -35,6 +43,24 @@ def load(kind: str, name: str) -> Any:
 
 def create(kind: str, name: str, **kwargs: Any) -> Any:
     return load(kind, name)(**kwargs)
+
+
+def configured_name(kind: str) -> str | None:
+    """The plugin of ``kind`` the environment names (``COE_TEXT_EMBEDDER``, ...), else the kind's default."""
+    from coe.settings import settings
+
+    return (getattr(settings(), kind, None) or "").strip() or DEFAULTS.get(kind)
+
+
+def resolve(kind: str, name: str | None = None, **kwargs: Any) -> Any:
+    """The plugin of ``kind`` named ``name`` (default: ``configured_name(kind)``), built with ``kwargs``: the
+    keyword arguments its Protocol documents. A name no entry point has is a one-line ``ConfigError`` listing
+    those there are."""
+    name = name or configured_name(kind)
+    if not name:
+        raise ConfigError(f"no {kind} plugin is named and the kind has no default; "
+                          f"installed: {', '.join(available(kind)) or 'none'}")
+    return create(kind, name, **kwargs)
 
 
 def resolve_llm(model: str | None = None) -> Any:

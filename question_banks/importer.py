@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from coe.errors import InputError
+from coe.plugins.registry import resolve
 
 from .records import ParsedQuestion, Problem, checked, digest, to_exemplar
 from .registry import (
@@ -142,11 +143,9 @@ def import_bank(path: str | Path, bank: str, *, fmt: str | None = None, embedder
     report = ImportReport(bank=bank, file=str(path), format=fmt)
     found = _read_questions(data, fmt, path, max_questions)
     if embedder is None:
-        from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
-        embedder = MiniLMOnnxEmbedder()
+        embedder = resolve("text_embedder")
     if store is None:
-        from coe.plugins.store.chroma import ChromaStore
-        store = ChromaStore()
+        store = resolve("vector_store")
     with writer_lock(bank_dir(bank), f"bank {bank!r}"):
         existing = read_exemplars(bank)
         known = {digest(e.question, e.answer, e.distractors) for e in existing}

@@ -16,6 +16,7 @@ from coe.retrieval.index import FIELDS
 from pydantic import BaseModel, Field
 
 from coe.errors import ConfigError, InputError
+from coe.plugins.registry import resolve
 
 DEFAULT_BANK = "default"
 # a Chroma collection name is [A-Za-z0-9._-], and ours are "coe-NAME-field"
@@ -98,11 +99,10 @@ def _default_info(store) -> BankInfo | None:
 
 
 def list_banks(store=None) -> list[BankInfo]:
-    """Every bank: ``default`` when its index is built (``store``: the vector store; default: the local
-    Chroma), then the imported ones by name."""
+    """Every bank: ``default`` when its index is built (``store``: the vector store; default: the configured
+    one, ``COE_VECTOR_STORE``), then the imported ones by name."""
     if store is None:
-        from coe.plugins.store.chroma import ChromaStore
-        store = ChromaStore()
+        store = resolve("vector_store")
     out = [b for b in [_default_info(store)] if b is not None]
     root = banks_root()
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
@@ -137,8 +137,7 @@ def remove_bank(name: str, store=None) -> BankInfo:
     if name == DEFAULT_BANK:
         raise InputError("the default bank is ScienceQA's; rebuild it with `coe index build --force`")
     if store is None:
-        from coe.plugins.store.chroma import ChromaStore
-        store = ChromaStore()
+        store = resolve("vector_store")
     with writer_lock(bank_dir(name), f"bank {name!r}"):
         try:
             info = read_info(name)

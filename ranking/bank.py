@@ -113,13 +113,7 @@ def bank_records(retriever, exclude_splits: Iterable[str] = ()) -> list[Any]:
     out = []
     for bank, view in retriever.views.items():
         name = f"{bank}-answer"
-        loaded = view._collection(name) if hasattr(view, "_collection") else None  # the in-memory copy
-        if loaded is not None:
-            ids, metas = loaded.ids, loaded.metadatas
-        elif hasattr(view, "get_all"):
-            ids, _, metas, _ = view.get_all(name)
-        else:
-            continue
+        ids, _, metas, _ = view.get_all(name)  # an in-memory bank answers from what it holds
         out += [Exemplar.from_metadata(i, m or {}) for i, m in zip(ids, metas)
                 if (m or {}).get("split", "") not in excluded]
     return out

@@ -191,9 +191,11 @@ class EmbedCache:
 def index_vectors(retriever) -> dict[str, np.ndarray]:
     """Text → vector for every answer and question the retriever's in-memory banks hold."""
     out: dict[str, np.ndarray] = {}
+    from coe.retrieval.memory_bank import InMemoryBank
+
     for bank, view in getattr(retriever, "views", {}).items():
         for field in ("answer", "question"):
-            col = view._collection(f"{bank}-{field}") if hasattr(view, "_collection") else None
+            col = view.loaded(f"{bank}-{field}") if isinstance(view, InMemoryBank) else None
             if col is None:
                 continue
             for doc, vec in zip(col.documents, col.vectors):

@@ -1,10 +1,10 @@
 """The exemplar bank as in-memory matrices beside the vector store: retrieval's hot path without round trips.
 
 ``InMemoryBank(store, bank)`` is a read-through view with the store's read API (``query``, ``get_embeddings``,
-``get_records``): on first use it loads each of the bank's collections once (ids, unit vectors, metadata),
-then answers nearest-neighbour queries with one matrix-vector product (exact, where the store's HNSW index
-is approximate) and lookups from memory. Writes and everything else go to the store; after rebuilding the
-index in the same process, call ``refresh()``. A store without ``get_all`` is used as it is."""
+``get_records``, ``get_all``): on first use it loads each of the bank's collections once (ids, unit vectors,
+metadata; ``loaded``), then answers nearest-neighbour queries with one matrix-vector product (exact, where the
+store's HNSW index is approximate) and lookups from memory. Writes and everything else go to the store;
+after rebuilding the index in the same process, call ``refresh()``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from coe.plugins.store.protocol import Hit
 from coe.text import one_line
 
 
-class _Collection:
+class LoadedCollection:
+    """One collection held in memory: its ids, vectors (rows), metadata and documents."""
+
     def __init__(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict], documents: list[str | None]):
         self.ids = ids
         self.row = {i: n for n, i in enumerate(ids)}
@@ -81,18 +83,19 @@ class InMemoryBank:
         self.store = store
         self.bank = bank
         self.names = {f"{bank}-{c}" for c in collections}
-        self._loaded: dict[str, _Collection] = {}
+        self._loaded: dict[str, LoadedCollection] = {}
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:  # writes, markers, counts: the store's own
         return getattr(self.store, name)
 
-    def _collection(self, name: str) -> _Collection | None:
-        if name not in self.names or not hasattr(self.store, "get_all"):
+    def loaded(self, name: str) -> LoadedCollection | None:
+        """Collection ``name`` as held in memory (loaded on first use); None for one outside this bank."""
+        if name not in self.names:
             return None
         with self._lock:
             if name not in self._loaded:
-                self._loaded[name] = _Collection(*self.store.get_all(name))
+                self._loaded[name] = LoadedCollection(*self.store.get_all(name))
             return self._loaded[name]
 
     def refresh(self) -> None:
@@ -101,7 +104,7 @@ class InMemoryBank:
             self._loaded.clear()
 
     def query(self, collection, embedding, n, where=None, *, documents: bool = True) -> list[Hit]:
-        col = self._collection(collection)
+        col = self.loaded(collection)
         allowed = _split_filter(where)
         if col is None or allowed is False:
             return self.store.query(collection, embedding, n, where, documents=documents)
@@ -122,29 +125,35 @@ class InMemoryBank:
                     document=col.documents[r] if documents else None) for r in top]
 
     def get_embeddings(self, collection, ids) -> dict[str, np.ndarray]:
-        col = self._collection(collection)
+        col = self.loaded(collection)
         if col is None:
             return self.store.get_embeddings(collection, ids)
         return {i: col.vectors[col.row[i]] for i in ids if i in col.row}
 
     def get_records(self, collection, ids) -> dict[str, dict[str, Any]]:
-        col = self._collection(collection)
+        col = self.loaded(collection)
         if col is None:
             return self.store.get_records(collection, ids)
         return {i: {"metadata": col.metadatas[col.row[i]] or {}, "document": col.documents[col.row[i]]}
                 for i in ids if i in col.row}
 
+    def get_all(self, collection) -> tuple[list[str], np.ndarray, list[dict[str, Any]], list[str | None]]:
+        col = self.loaded(collection)
+        if col is None:
+            return self.store.get_all(collection)
+        return list(col.ids), col.vectors, list(col.metadatas), list(col.documents)
 
-def collection_rows(view, collection: str, ids: np.ndarray) -> tuple[_Collection, np.ndarray]:
+
+def collection_rows(view, collection: str, ids: np.ndarray) -> tuple[LoadedCollection, np.ndarray]:
     """The collection holding ``ids`` and each id's row in it (-1: absent). An ``InMemoryBank`` answers from
     what it loaded; any other store is asked for just these records, which are then held the same way."""
-    col = view._collection(collection) if isinstance(view, InMemoryBank) else None
+    col = view.loaded(collection) if isinstance(view, InMemoryBank) else None
     if col is None:
         want = ids.tolist()
         records, embeddings = view.get_records(collection, want), view.get_embeddings(collection, want)
         have = [i for i in want if i in records and i in embeddings]
         vectors = np.stack([embeddings[i] for i in have]) if have else np.zeros((0, 0), dtype=np.float32)
-        col = _Collection(have, vectors, [records[i]["metadata"] for i in have], [None] * len(have))
+        col = LoadedCollection(have, vectors, [records[i]["metadata"] for i in have], [None] * len(have))
     return col, col.rows_of(ids)
 
 

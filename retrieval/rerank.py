@@ -88,10 +88,10 @@ def score_candidates(retriever, bank: str, candidates: set[str], vectors: dict[s
             dots = np.vecdot(mat, np.asarray(vectors[name], dtype=np.float32)) if mat.shape[1] else \
                 np.zeros(len(ids), dtype=np.float32)
             sims[name] = np.where(have, dots.astype(np.float64), np.nan)
-            floors[name] = retriever._floor(name, False)
+            floors[name] = retriever.settings.floor(name)
             if name == IMAGE_FIELD and len(col.ids):
                 text_tower = col.columns["modality"][np.where(have, rows, 0)] == "text"
-                floors[name] = np.where(text_tower, retriever._floor(name, True), floors[name])
+                floors[name] = np.where(text_tower, retriever.settings.floor(name, True), floors[name])
     fused = np.zeros(len(ids))
     for name, v in sims.items():
         if name in weights:

@@ -44,6 +44,12 @@ class RetrievalSettings(BaseModel):
     metadata_bonus: float = 0.05
     diversity: float = 0.15
 
+    def floor(self, field: str, cross_modal: bool = False) -> float:
+        """The floor of ``field``'s signal; ``cross_modal``: an image-collection record held as text."""
+        if field == IMAGE_FIELD and cross_modal:
+            return self.floors.get("image_text", 0.0)
+        return self.floors.get(field, 0.0)
+
 
 class ExemplarRetriever:
     def __init__(self, embedder, store, *, bank: str = "default", banks: list[str] | tuple[str, ...] | None = None,
@@ -150,11 +156,6 @@ class ExemplarRetriever:
         """The first bank's candidates fused, scored and diversified (``retrieve`` merges every bank's)."""
         scored = score_candidates(self, self.bank, candidates, vectors, weights, q)
         return diversify(scored, k or self.settings.k, self.settings.diversity)
-
-    def _floor(self, field: str, cross_modal: bool) -> float:
-        if field == IMAGE_FIELD and cross_modal:
-            return self.settings.floors.get("image_text", 0.0)
-        return self.settings.floors.get(field, 0.0)
 
     def retrieve(self, q: RetrievalQuery, k: int | None = None) -> tuple[list[Exemplar], dict]:
         """Top ``k`` (default ``settings.k``) exemplars with scores, and what each stage did."""

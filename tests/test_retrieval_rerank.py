@@ -49,7 +49,7 @@ def loop_score(r, bank, candidates, vectors, weights, q):
         ex = Exemplar.from_metadata(i, meta)
         signals = {f: round(v, 4) for f, v in sims[i].items()}
         fused = sum(weights[f] * v for f, v in sims[i].items()
-                    if f in weights and v >= r._floor(f, i in cross_modal))
+                    if f in weights and v >= r.settings.floor(f, i in cross_modal))
         score = fused / total_w
         if not compatible(want_type, ex.answer_type):
             score *= s.type_penalty

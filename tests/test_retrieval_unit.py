@@ -104,12 +104,13 @@ def test_recall_filters_an_overfetch_and_asks_chroma_only_when_excluded_items_cr
             return [Hit(id=i, similarity=1.0, metadata={"split": dict(self.splits)[i]}) for i in ids[:n]]
 
     mixed = Store([("a", "train"), ("b", "val"), ("c", "train"), ("d", "train"), ("e", "train")])
-    r = ExemplarRetriever(None, mixed, settings=RetrievalSettings(recall_n=2))
+    # the store itself, not matrices loaded from it: what is asked of it is the point
+    r = ExemplarRetriever(None, mixed, settings=RetrievalSettings(recall_n=2), in_memory=False)
     got = r.recall({"answer": np.zeros(3)}, RetrievalQuery(answer="x", exclude_splits=["val"], exclude_ids=["a"]))
     assert got == {"c", "d"} and mixed.calls == [None]  # one unfiltered query sufficed
 
     crowded = Store([("v1", "val"), ("v2", "val"), ("v3", "val"), ("v4", "val"), ("t1", "train"), ("t2", "train")])
-    r = ExemplarRetriever(None, crowded, settings=RetrievalSettings(recall_n=2))
+    r = ExemplarRetriever(None, crowded, settings=RetrievalSettings(recall_n=2), in_memory=False)
     got = r.recall({"answer": np.zeros(3)}, RetrievalQuery(answer="x", exclude_splits=["val"]))
     assert got == {"t1", "t2"} and crowded.calls == [None, {"split": {"$nin": ["val"]}}]
 

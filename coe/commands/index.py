@@ -33,14 +33,13 @@ def index_build(
 
     from coe.dataset_loaders import ScienceQA
     from coe.plugins.embed.configured import configured_image_embedder
-    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
-    from coe.plugins.store.chroma import ChromaStore
+    from coe.plugins.registry import resolve
     from coe.retrieval.index import build_image_index, build_index, default_bank, exemplar_images
 
     dataset = ScienceQA(data)
     bank = default_bank(dataset, tuple(s.strip() for s in splits.split(",") if s.strip()))
-    store = ChromaStore(chroma)
-    embedder = MiniLMOnnxEmbedder()
+    store = resolve("vector_store", path=chroma)
+    embedder = resolve("text_embedder")
     # Loaded before any embedding, so a bad image model spec fails before minutes of text indexing.
     images = configured_image_embedder(image_embedder, model=image_model, pretrained=image_weights)
     with field_progress(err) as progress:

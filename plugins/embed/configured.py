@@ -14,7 +14,7 @@ def configured_image_embedder(name: str | None = None, *, model: str | None = No
     """An image embedder plugin built from the arguments, each falling back to its variable
     (``COE_IMAGE_EMBEDDER``, ``COE_IMAGE_MODEL``, ``COE_IMAGE_WEIGHTS``); ``None`` when no name is set."""
     env = settings()
-    name = name or (env.image_embedder or "").strip()
+    name = name or registry.configured_name("image_embedder")
     if not name or name == "none":
         return None
     kwargs = {}

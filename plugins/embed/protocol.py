@@ -9,6 +9,9 @@ import numpy as np
 
 @runtime_checkable
 class TextEmbedder(Protocol):
+    """Strings into vectors (``coe.text_embedders``). Plugins are built with no arguments, or with
+    ``max_length`` (tokens a text is cut to; material passages ask for more than exemplar fields)."""
+
     name: str
     model_id: str
     dim: int

@@ -101,10 +101,11 @@ class OptionScores(BaseModel):
 
 @runtime_checkable
 class LLMPlugin(Protocol):
-    """A text(+vision) generator. ``supports_images`` False means callers must describe images as text.
-
-    Optional: ``stream(request)`` (see ``StreamingLLMPlugin``) yields the reply's text as it is decoded;
-    callers fall back to one chunk of ``generate`` for backends without it."""
+    """A text(+vision) generator (``coe.llm``). ``supports_images`` False means callers must describe images
+    as text. This is all a third party's backend needs; two capabilities are optional, each a Protocol of its
+    own: ``stream(request)`` (``StreamingLLMPlugin``; callers fall back to one chunk of ``generate``) and
+    ``score_options(request)`` (``OptionScoringLLM``; callers fall back to ``choice_scores``). Every bundled
+    backend has both."""
 
     name: str
     model_id: str
@@ -115,9 +116,23 @@ class LLMPlugin(Protocol):
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]: ...
 
+
+@runtime_checkable
+class CheckedLLM(Protocol):
+    """A plugin that can tell before its first call whether its backend answers (the OpenAI-compatible
+    plugin's GET /models); ``check()`` raises a one-line ``ConfigError`` naming what it could not reach."""
+
+    def check(self) -> None: ...
+
+
+@runtime_checkable
+class OptionScoringLLM(Protocol):
+    """A plugin that scores a closed set of replies itself; callers go through ``score_options`` below, which
+    falls back to ``choice_scores`` for any other plugin."""
+
     def score_options(self, request: OptionScoreRequest) -> OptionScores:
         """Probabilities over ``request.labels`` (log-probabilities where the backend has them, else
-        ``choice_scores``). Backends without it are scored through ``score_options`` below."""
+        ``choice_scores``)."""
         ...
 
 
@@ -209,13 +224,12 @@ def label_token_ids(tokenize, labels: list[str]) -> list[int]:
     return ids
 
 
-def score_options(llm, request: OptionScoreRequest) -> OptionScores:
-    """Any plugin's option scores: its own ``score_options`` when it has one, else a constrained choice."""
-    own = getattr(llm, "score_options", None)
-    return own(request) if callable(own) else choice_scores(llm, request)
+def score_options(llm: LLMPlugin, request: OptionScoreRequest) -> OptionScores:
+    """Any plugin's option scores: its own (``OptionScoringLLM``) when it has them, else a constrained choice."""
+    return llm.score_options(request) if isinstance(llm, OptionScoringLLM) else choice_scores(llm, request)
 
 
-def choice_scores(llm, request: OptionScoreRequest) -> OptionScores:
+def choice_scores(llm: LLMPlugin, request: OptionScoreRequest) -> OptionScores:
     """Option scores without log-probabilities: one greedy reply constrained to the labels by a JSON
     schema; the chosen label gets probability 1 (an unparsable reply spreads it evenly)."""
     schema = {"type": "object", "properties": {"choice": {"type": "string", "enum": list(request.labels)}},

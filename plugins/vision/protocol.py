@@ -48,6 +48,9 @@ class CaptionSource(Protocol):
 
 @runtime_checkable
 class ImageReader(Protocol):
+    """Turns an image into text (``coe.image_readers``). Plugins take a ``dataset`` keyword argument: a
+    ``CaptionSource`` for known images' captions, or None; that is how the services build one."""
+
     name: str
 
     def describe(self, image: Image.Image, *, source_path: Path | None = None) -> ImageText: ...
