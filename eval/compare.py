@@ -19,7 +19,7 @@ import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -120,10 +120,12 @@ class Worker:
         self.proc = subprocess.Popen([sys.executable, "-P", str(WORKER), "--root", str(arm.root), "--mode", mode,
                                       "--model", model], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._log, text=True, env=env)
+        # both PIPE above, so both are there
+        self._to, self._from = cast(IO[str], self.proc.stdin), cast(IO[str], self.proc.stdout)
         self.coe = self._read()["coe"]
 
     def _read(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline()
+        line = self._from.readline()
         if not line:
             self.proc.wait()
             tail = self.log.read_text("utf-8", errors="replace").strip().splitlines()[-1:] or ["no output"]
@@ -137,13 +139,13 @@ class Worker:
         return self._read()
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
+        self._to.write(json.dumps(request) + "\n")
+        self._to.flush()
         return self._read()
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.stdin.close()
+            self._to.close()
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -160,9 +162,9 @@ def compare(ref: str, *, mode: str, model: str = "", requests: list[dict[str, An
         ref_arm, cur_arm = arms_for(ref, stack)
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="coe-compare-logs-")))
         workers: list[Worker] = []
-        stack.callback(lambda: [w.close() for w in workers])
         for arm in (ref_arm, cur_arm):
             workers.append(Worker(arm, mode, model, logs / f"{arm.name}.log", env or {}))
+            stack.callback(workers[-1].close)
         ready = [w.ready() for w in workers]
         if mode == "items":
             reqs = [[{"input": r["input"], "configurable": {**r["configurable"], **arm.configurable}}

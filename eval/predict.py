@@ -94,7 +94,7 @@ def predict_graph(task: str, item: EvalItem, services, settings: dict[str, Any],
                        "status": out.get("status"), "reasons": out.get("reasons", []),
                        "verification": out.get("verification")})
     if task == "qg":
-        q = next((t for t in out.get("trace", []) if t.get("node") == "question"), {})
+        q: dict[str, Any] = next((t for t in out.get("trace", []) if t.get("node") == "question"), {})
         result["candidates"] = [{"text": c["text"], "source": c["source"], "score": c.get("score")}
                                 for c in q.get("candidates", [])]
     return result

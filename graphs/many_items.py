@@ -79,13 +79,14 @@ def _prepared(items: list[dict[str, Any]], services: Services, max_concurrency: 
         # the model, nobody else is about to ask and the batch goes without waiting out the timer.
         remaining = [len(items)]
         lock = threading.Lock()
+        at_once = max_concurrency or batcher.max_batch_size  # as set above
 
         def item_done() -> None:
             with lock:
                 remaining[0] -= 1
-                batcher.set_callers(min(max_concurrency, remaining[0]))
+                batcher.set_callers(min(at_once, remaining[0]))
 
-        batcher.set_callers(min(max_concurrency, len(items)))
+        batcher.set_callers(min(at_once, len(items)))
         for config in configs:
             config["callbacks"] = [_ItemDone(item_done)]
     return services, batcher, configs, max_concurrency

@@ -20,7 +20,8 @@ from .state import CoEState
 
 
 def item_input(state: CoEState) -> ItemInput:
-    images = [ImageRef(path=Path(state["image_path"]))] if state.get("image_path") else []
+    image_path = state.get("image_path")
+    images = [ImageRef(path=Path(image_path))] if image_path else []
     return ItemInput(answer=state["answer"], context=state.get("context", ""),
                      image_text=state.get("image_text", ""), question=state.get("question_given"),
                      images=images)

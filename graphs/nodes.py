@@ -117,13 +117,14 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     rejected = {normalize(q) for q in state.get("rejected_questions", [])}
     candidates = [c for c in candidates if normalize(c.text) not in rejected] or candidates[:1]
     if not candidates:
+        assert failure is not None  # only a failed model question leaves no candidate at all
         raise failure
     value = candidates[0].text
     if len(candidates) > 1:
-        ranked = rank_questions(llm, item, candidates, seed=s.seed, retriever=services_of(runtime).retriever,
-                                exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits)
-        value = ranked[0].text
-        trace["candidates"] = [c.model_dump() for c in ranked]
+        ordered = rank_questions(llm, item, candidates, seed=s.seed, retriever=services_of(runtime).retriever,
+                                 exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits)
+        value = ordered[0].text
+        trace["candidates"] = [c.model_dump() for c in ordered]
     if note:
         trace["note"] = note
     return {"question": value, "model": llm.model_id,

@@ -98,7 +98,7 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
         entry.update({"valid": verdict.valid, "problems": verdict.problems,
                       "seconds": round(time.perf_counter() - t0, 3)})
         if verdict.valid:
-            texts = {k: _text(edits[k]) for k in ("rationale",) if k in edits}
+            texts: dict[str, Any] = {k: _text(edits[k]) for k in ("rationale",) if k in edits}
             if "distractor_notes" in edits:  # one note per kept distractor, in its slot
                 texts["distractor_notes"] = [_text(x) for x in list(edits["distractor_notes"])[: len(verdict.kept)]]
             return Command(goto=END, update={

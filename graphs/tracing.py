@@ -61,7 +61,8 @@ def traced(name: str, fn: Callable[..., dict[str, Any]], *, first: bool = False,
     def node(state: dict[str, Any], config: RunnableConfig, runtime: Runtime[Services]) -> Any:
         if services is not None and not isinstance(runtime.context, Services):
             runtime = runtime.override(context=services())
-        seen = Reads(state) if record_inputs else state
+        reads = Reads(state) if record_inputs else None
+        seen = reads if reads is not None else state
         t0 = time.perf_counter()
         update = fn(seen, config, runtime) if takes_runtime else fn(seen, config)
         seconds = round(time.perf_counter() - t0, 3)
@@ -69,8 +70,8 @@ def traced(name: str, fn: Callable[..., dict[str, Any]], *, first: bool = False,
         if not isinstance(target, dict) or "trace" not in target:
             return update
         entries: list[TraceEntry] = [{"node": name, **entry, "seconds": seconds} for entry in target["trace"]]
-        if record_inputs:
-            entries = [{**entry, "inputs": read_fields(state, seen.read)} for entry in entries]
+        if reads is not None:
+            entries = [{**entry, "inputs": read_fields(state, reads.read)} for entry in entries]
         if first and entries:
             resolved, _ = resolve_selection(settings_from(config), getattr(runtime.context, "llm", None))
             entries[0]["settings"] = resolved.model_dump(mode="json")

@@ -47,14 +47,14 @@ def input_panel(busy: bool) -> None:
         image_path, error = checked_upload(upload)
         if error:
             st.error(f"Cannot use this upload. {plain_error(error)}")
-        elif image_path:
+        elif image_path and upload is not None:
             st.image(str(image_path), width=240, caption=upload.name)
     else:
         items = test_items(str(scienceqa_dir()))
         if not items:
             st.warning(f"No ScienceQA test split found in {scienceqa_dir()} (set COE_SCIENCEQA_DIR).")
         else:
-            pid = st.selectbox("ScienceQA test item", list(items), index=None, format_func=items.get,
+            pid = st.selectbox("ScienceQA test item", list(items), index=None, format_func=items.__getitem__,
                                key="sqa_pid", on_change=prefill_from_item, placeholder="Type an id or words")
             if pid:
                 p = dataset().get(pid)

@@ -38,7 +38,7 @@ def _engine() -> Any:
 
 # The bundled recognition model is Chinese+English: on English diagrams it sometimes
 # emits full-width punctuation (kept, as ASCII) or CJK characters (misread lettering, dropped).
-_FULLWIDTH = {0x3000: " ", **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}}
+_FULLWIDTH: dict[int, str | int] = {0x3000: " ", **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}}
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff5f-\uffef]")
 
 
