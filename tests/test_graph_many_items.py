@@ -150,11 +150,11 @@ def test_concurrent_model_calls_are_batched(fixture_index):
     llm = NativeLLM(replies())
     # A long timer: the batches below can only go out early because every running item is waiting.
     batcher = MicroBatchLLM(llm, max_wait_ms=5000)
+    waits = watch(batcher)
     stats = {}
-    t0 = time.perf_counter()
     out = generate_items(ITEMS, services_for(batcher, fixture_index), n_distractors=2, stats=stats,
                          max_concurrency=4, **SINGLE_SHOT)
-    assert time.perf_counter() - t0 < 4.0
+    assert waits.ran_out == []  # no batch waited for the timer
     assert all(o["valid"] for o in out)
     # rounds of model calls: item 3 was given its question, so it is one step ahead and done one round early
     assert [sorted(b) for b in llm.batches] == [["question"] * 3 + ["rationale"],
@@ -246,6 +246,27 @@ def req(text):
     return GenerationRequest(messages=[Message(role="user", content=text)])
 
 
+class WatchedCondition(threading.Condition):
+    """The batcher's condition, noting each wait's timeout and each wait that ran it out (a timer fired)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+        self.ran_out: list[float | None] = []
+
+    def wait(self, timeout=None):
+        self.timeouts.append(timeout)
+        woken = super().wait(timeout)
+        if not woken:
+            self.ran_out.append(timeout)
+        return woken
+
+
+def watch(batcher: MicroBatchLLM) -> WatchedCondition:
+    batcher._cond = WatchedCondition()
+    return batcher._cond
+
+
 def in_threads(fn, args):
     """fn(arg) in one thread per arg, started together; {arg: result or exception}."""
     results, start = {}, threading.Barrier(len(args))
@@ -297,14 +318,16 @@ def test_a_backend_error_reaches_every_caller_of_its_batch():
 
 def test_a_single_caller_waits_at_most_max_wait_ms():
     mb = MicroBatchLLM(EchoLLM(), max_wait_ms=150)
+    waits = watch(mb)
     t0 = time.perf_counter()
     assert mb.generate(req("alone")).text == "alone"
-    waited = time.perf_counter() - t0
-    assert 0.14 <= waited < 0.6  # the timer, not more
+    assert time.perf_counter() - t0 >= 0.14  # the timer held it
+    # it waited for the timer and nothing else: every wait bounded by max_wait_ms, the timer ran out
+    assert waits.ran_out and all(t is not None and t <= 0.15 for t in waits.timeouts), waits.timeouts
     mb.set_callers(1)  # the only caller: nobody to wait for
-    t0 = time.perf_counter()
+    before = len(waits.timeouts)
     mb.generate(req("alone again"))
-    assert time.perf_counter() - t0 < 0.1
+    assert len(waits.timeouts) == before  # sent at once, no wait at all
     mb.set_callers(5)  # a count too high only costs the timer, it never hangs
     got = in_threads(lambda p: mb.generate(req(p)).text, ["p", "q"])
     assert got == {"p": "p", "q": "q"} and mb.stats["sizes"][-1] == 2
