@@ -110,7 +110,7 @@ def question_subjects(question: str) -> list[str]:
 
 
 def subject_options(question: str, answer: str, distractors: list[str]) -> list[Cue]:
-    out = []
+    out: list[Cue] = []
     if answer_type(answer) in ("boolean", "sentence"):
         return out  # yes/no items and sentence options restate the question by nature
     last = re.split(r"(?<=[.!?])\s+", question.strip().splitlines()[0] if question.strip() else "")[-1]
@@ -143,10 +143,11 @@ def near_duplicates(answer: str, distractors: list[str], embed: Embed | None = N
         if b in seen or normalize(a) == normalize(b):
             continue  # exact repeats are the validator's business
         by_text = loose_form(a) == loose_form(b)
-        by_meaning = sims is not None and sims[i, j] >= threshold and not _contrast(a, b, opposed)
+        sim = None if sims is None else float(sims[i, j])
+        by_meaning = sim is not None and sim >= threshold and not _contrast(a, b, opposed)
         if by_text or by_meaning:
             seen.add(b)
-            how = "the same words" if by_text else f"embedding similarity {sims[i, j]:.2f}"
+            how = "the same words" if by_text else f"embedding similarity {sim:.2f}"
             what = "the key" if i == 0 else f'"{a}"'
             out.append(Cue(check="near_duplicate", severity="flag", target="distractor", option=b,
                            message=f'"{b}" says the same thing as {what} ({how})'))

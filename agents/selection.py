@@ -131,7 +131,7 @@ def rank_distractors(llm, item, question: str, pool: list[Any], votes: list[str]
     # The draw is relative to an even spread, so the term does not shrink as the list grows.
     even = 1.0 / (len(keys) + 1)
     w = DRAW_WEIGHT.get(difficulty, DRAW_WEIGHT["medium"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k in keys:
         draw = probs[texts[k]]
         score = POOL_WEIGHT * prior[k] + VOTE_WEIGHT * (k in voted) + w * math.tanh(draw / even - 1.0)

@@ -9,6 +9,7 @@ import csv
 import io
 import random
 from pathlib import Path
+from typing import cast
 
 from coe.errors import InputError
 
@@ -33,7 +34,8 @@ def scienceqa_manifest(data: str | Path | None, out: str | Path, *, split: str =
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
     for p in chosen:
-        w.writerow({"id": f"sqa-{p.pid}", "image": str(Path(p.image_path).resolve()),
+        image = cast(Path, p.image_path)  # with_image holds only problems with an image path
+        w.writerow({"id": f"sqa-{p.pid}", "image": str(image.resolve()),
                     "context": "" if p.hint_missing else p.hint, "answer": p.answer, "question": "",
                     "n_distractors": min(3, len(p.choices) - 1),
                     "tags": ";".join(t for t in (p.subject, p.grade) if t)})

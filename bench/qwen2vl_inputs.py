@@ -65,12 +65,17 @@ def standin_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    from coe.agents.contracts import DistractorsReply, NotesReply, QuestionReply, RationaleReply
     from coe.agents.prompting import PROMPT_DIR
     from coe.plugins.llm.vl_random import QWEN2_VL_CHAT_TEMPLATE, VL_SPECIAL_TOKENS
 
+    # the prompt files and the reply-format lines the step contracts fill into them
+    texts = [f.read_text() for f in PROMPT_DIR.glob("*.txt")]
+    texts += [c.reply_format(mode) for c in (QuestionReply, RationaleReply, DistractorsReply, NotesReply)
+              for mode in ("json", "coe")]
     words = set()
-    for f in PROMPT_DIR.glob("*.txt"):
-        words.update(re.findall(r"\w+|[^\w\s]", f.read_text()))
+    for text in texts:
+        words.update(re.findall(r"\w+|[^\w\s]", text))
     vocab = {w: i for i, w in enumerate(sorted(words) + [chr(c) for c in range(32, 127) if chr(c) not in words])}
     vocab["[UNK]"] = len(vocab)
     specials = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}

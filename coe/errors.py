@@ -1,5 +1,7 @@
 """Error types the CLI maps to exit codes and one-line messages."""
 
+from typing import Any
+
 
 class CoeError(Exception):
     """Base class: a failure that should reach the user as one line."""
@@ -23,6 +25,8 @@ class ModelOutputError(CoeError):
     """The model's output could not be parsed, validated or repaired."""
 
     exit_code = 1
+    # the failed call's trace (raw replies, parse errors), set where the call gives up
+    trace: dict[str, Any]
 
 
 class QuestionMismatch(InputError):

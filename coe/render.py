@@ -18,7 +18,7 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
     lines = [f"[bold]{item.question}[/bold]", ""]
     v = item.verification or {}
     probs, also = v.get("option_probs", {}), v.get("also_correct", {})
-    notes = dict(zip(item.distractors, item.distractor_notes))
+    why = dict(zip(item.distractors, item.distractor_notes))
     for letter, (text, correct) in zip(LETTERS, options):
         mark = "  [green](correct)[/green]" if correct else ""
         check = ""
@@ -26,8 +26,8 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
             also_correct = f", also-correct {also[text]:.2f}" if text in also else ""
             check = f"  [dim]student {probs[text]:.2f}{also_correct}[/dim]"
         lines.append(f"  {letter}. {text}{mark}{check}")
-        if text in notes:
-            lines.append(f"      [dim italic]why tempting: {notes[text]}[/dim italic]")
+        if text in why:
+            lines.append(f"      [dim italic]why tempting: {why[text]}[/dim italic]")
     if item.rationale:
         lines += ["", f"[italic]Rationale:[/italic] {item.rationale}"]
     if item.status == "verified":

@@ -183,6 +183,8 @@ class ScienceQA:
         index = raw.get("answer")
         sources = raw.get("field_sources") or {}
         try:
+            if not isinstance(index, int):
+                raise TypeError(f"answer index {index!r} is not an integer")
             answer = choices[index]
             return ScienceQAProblem(
                 pid=pid, split=raw.get("split") or "", question=raw.get("question") or "",

@@ -17,7 +17,7 @@ def run(ref: str, dataset, models: list[str], *, items: int, queries: int, statu
 
     env = {"COE_SCIENCEQA_DIR": str(dataset.root)}  # the arms read the same dataset as the items come from
     if not models:
-        reqs = [{"answer": i.answer, "question": i.question, "context": i.context,
+        reqs: list[dict[str, Any]] = [{"answer": i.answer, "question": i.question, "context": i.context,
                  "image_text": i.dataset_image_text, "exclude_ids": [i.pid]}
                 for i in list(load_items(dataset, "test", "dg"))[:queries]]
         with status.status(f"retrieval: {len(reqs)} queries, each on both arms in turn…") as s:

@@ -38,10 +38,10 @@ def ranker_notes(tasks: list[str], split: str, limit: int | None, stratify: bool
     if "dg" in tasks:
         items = sample(load_items(dataset, split, "dg"), limit, stratify=stratify, seed=seed)
         texts = {i.pid: image_text_for(i, services.image_reader, cache_root()) for i in items}
-        cov = learned_pool_coverage(items, services, texts)
-        per = ", ".join(f"{k} {v:.3f}" for k, v in cov.items() if k not in ("gold", "candidates_per_item"))
-        notes.append(f"- Wide pool coverage on these {split} items ({cov['gold']} gold distractors, "
-                     f"{cov['candidates_per_item']:.1f} candidates per item): {per}.")
+        coverage = learned_pool_coverage(items, services, texts)
+        per = ", ".join(f"{k} {v:.3f}" for k, v in coverage.items() if k not in ("gold", "candidates_per_item"))
+        notes.append(f"- Wide pool coverage on these {split} items ({coverage['gold']} gold distractors, "
+                     f"{coverage['candidates_per_item']:.1f} candidates per item): {per}.")
     return notes
 
 

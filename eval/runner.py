@@ -26,10 +26,11 @@ def cache_root() -> Path:
 
 
 def config_id(task: str, split: str, variant: str, model: str, rankers: str | None = None) -> str:
-    cfg = {"task": task, "split": split, "variant": variant, "settings": VARIANTS[variant],
-           "model": model if VARIANTS[variant] is not None else None, "prompts": PROMPT_VERSION,
-           "pool": POOL_VERSION if VARIANTS[variant] is not None else None}
-    if VARIANTS[variant] is not None and "auto" in _selections(variant):
+    graph = VARIANTS[variant]
+    cfg = {"task": task, "split": split, "variant": variant, "settings": graph,
+           "model": model if graph is not None else None, "prompts": PROMPT_VERSION,
+           "pool": POOL_VERSION if graph is not None else None}
+    if graph is not None and "auto" in _selections(graph):
         cfg["selection"] = "auto"  # resolved by the backend, whose name is in the key
     if rankers:  # a retrained ranker makes other predictions
         cfg["rankers"] = rankers
@@ -37,10 +38,10 @@ def config_id(task: str, split: str, variant: str, model: str, rankers: str | No
     return f"{variant}-{digest}"
 
 
-def _selections(variant: str) -> tuple[str, str]:
+def _selections(graph: dict[str, Any]) -> tuple[str, str]:
     from coe.graphs.settings import GraphSettings
 
-    s = GraphSettings(**VARIANTS[variant])
+    s = GraphSettings(**graph)
     return s.pool_selection, s.question_selection
 
 
@@ -63,11 +64,12 @@ def image_text_for(item: EvalItem, reader, cache: Path) -> str:
 
 def rankers_used(variant: str, services) -> str | None:
     """The checksums of the ranker files a variant's graph settings use (None when it uses none)."""
-    if VARIANTS[variant] is None:
+    graph = VARIANTS[variant]
+    if graph is None:
         return None
     from coe.graphs.settings import GraphSettings
 
-    s = GraphSettings(**VARIANTS[variant])
+    s = GraphSettings(**graph)
     # "learned" picks with them; the verified blend and keep-best question step start from them
     if not ("learned" in (s.pool_selection, s.question_selection)
             or (s.verify and (s.pool_selection == "blend" or s.question_exemplars))):
@@ -103,7 +105,7 @@ def run_variant(task: str, variant: str, items: list[EvalItem], services, model:
 
 
 def machine() -> dict[str, Any]:
-    info = {"platform": platform.platform(), "python": platform.python_version(),
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
             "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
     try:
         with open("/proc/meminfo") as f:

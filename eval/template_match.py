@@ -25,7 +25,7 @@ def states_key(question: str | None, answer: str) -> bool:
 
 def template_scores(question: str | None, gold: str, answer: str) -> dict[str, float]:
     """Per-item template scores of a generated question (``None`` when none came back: all zero)."""
-    if not (question or "").strip():
+    if question is None or not question.strip():
         return {"template_exact": 0.0, "template_near": 0.0, "states_key": 0.0,
                 "states_key_gold": float(states_key(gold, answer))}
     exact = normalize(question) == normalize(gold)

@@ -6,6 +6,7 @@ that returns the file's content, for one-item downloads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from coe.errors import InputError
@@ -39,9 +40,9 @@ def render(items: list[ExportItem], fmt: str) -> bytes:
     """The file ``export`` would write, as bytes (for downloads)."""
     from coe.exports import aiken, gift, moodle_xml, qti21, tabular
 
-    renderers = {"moodle-xml": moodle_xml.render, "gift": gift.render, "qti21": qti21.render,
-                 "aiken": aiken.render, "csv": lambda i: tabular.render_csv(i).encode(tabular.CSV_ENCODING),
-                 "jsonl": tabular.render_jsonl}
+    renderers: dict[str, Callable[[list[ExportItem]], str | bytes]] = {
+        "moodle-xml": moodle_xml.render, "gift": gift.render, "qti21": qti21.render, "aiken": aiken.render,
+        "csv": lambda i: tabular.render_csv(i).encode(tabular.CSV_ENCODING), "jsonl": tabular.render_jsonl}
     items = _checked(items, fmt)
     out = renderers[fmt](items)
     return out if isinstance(out, bytes) else out.encode("utf-8")

@@ -27,8 +27,11 @@ RATIONALE = "RATIONALE"
 
 
 def _q(parent: etree._Element | None, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
-    el = etree.Element(f"{{{QTI}}}{tag}", attrs, nsmap={None: QTI, "xsi": XSI}) if parent is None else \
-        etree.SubElement(parent, f"{{{QTI}}}{tag}", attrs)
+    if parent is None:
+        # lxml takes None as the default namespace's prefix; lxml-stubs type nsmap's keys as str only
+        el = etree.Element(f"{{{QTI}}}{tag}", attrs, nsmap={None: QTI, "xsi": XSI})  # type: ignore[dict-item]
+    else:
+        el = etree.SubElement(parent, f"{{{QTI}}}{tag}", attrs)
     if text is not None:
         el.text = text
     return el
@@ -111,7 +114,9 @@ def render_item(item: ExportItem, image_href: str | None = None) -> bytes:
 
 
 def _manifest(entries: list[tuple[ExportItem, str, str | None]]) -> bytes:
-    root = etree.Element(f"{{{CP}}}manifest", identifier="MANIFEST-coe", nsmap={None: CP, "xsi": XSI})
+    # None: the default namespace (lxml-stubs type nsmap's keys as str only)
+    root = etree.Element(f"{{{CP}}}manifest", identifier="MANIFEST-coe",
+                         nsmap={None: CP, "xsi": XSI})  # type: ignore[dict-item]
     root.set(f"{{{XSI}}}schemaLocation", f"{CP} {CP_XSD}")
     metadata = etree.SubElement(root, f"{{{CP}}}metadata")
     etree.SubElement(metadata, f"{{{CP}}}schema").text = "QTIv2.1 Package"
@@ -136,8 +141,9 @@ def render(items: list[ExportItem]) -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
         for item in items:
             image = item.embedded_image()
-            image_path = _unique(f"images/{image.name}", used) if image is not None else None
+            image_path = None
             if image is not None:
+                image_path = _unique(f"images/{image.name}", used)
                 package.writestr(image_path, image.data)
             href = _unique(item_href(item), used)
             package.writestr(href, render_item(item, image_path))

@@ -18,7 +18,7 @@ def _text(content: list[dict[str, Any]]) -> str:
     return "".join(part.get("text", "") for part in content if part.get("type") == "text")
 
 
-def _images(record) -> list:
+def record_images(record) -> list:
     from coe.plugins.llm.transformers_processing import load_pil
 
     images = []
@@ -39,21 +39,19 @@ def prompt_text(processor, record) -> str:
     return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
 
-def encode_record(processor, record, *, max_length: int | None = None) -> dict[str, Any] | None:
-    """Tensors for one record (batch dimension 1), or None when it is longer than ``max_length``."""
+def encode_record(processor, record) -> dict[str, Any]:
+    """Tensors for one record (batch dimension 1); ``SFTDataset`` drops or cuts the long ones."""
     import torch
 
     last = record.messages[-1]
     if last["role"] != "assistant":
         raise InputError(f"record {record.id}: the last message must be the assistant's")
-    images = _images(record)
+    images = record_images(record)
     prompt = processor(text=[prompt_text(processor, record)], images=images or None, padding=False,
                        return_tensors="pt")
     target = processor.tokenizer(_text(last["content"]) + END, add_special_tokens=False,
                                  return_tensors="pt")["input_ids"]
     n_prompt = prompt["input_ids"].shape[1]
-    if max_length is not None and n_prompt + target.shape[1] > max_length:
-        return None
     out: dict[str, Any] = {
         "input_ids": torch.cat([prompt["input_ids"], target], dim=1),
         "labels": torch.cat([torch.full((1, n_prompt), IGNORE, dtype=torch.long), target], dim=1),

@@ -90,5 +90,5 @@ def nearest_caption(lines: list[tuple[float, float, str]], box: tuple[float, flo
     def gap(y: float) -> float:
         return 0.0 if low <= y <= high else min(abs(y - low), abs(y - high))
 
-    captions = [(gap(y), t) for _, y, t in lines if is_caption(t) and gap(y) <= 150]
-    return min(captions or [(gap(y), t) for _, y, t in lines])[1]
+    near = [(gap(y), t) for _, y, t in lines if is_caption(t) and gap(y) <= 150]
+    return min(near or [(gap(y), t) for _, y, t in lines])[1]

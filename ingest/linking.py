@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.schema import BaseNode, TransformComponent
@@ -31,7 +32,7 @@ class FigureLinker(TransformComponent):
     """Sets ``chunk`` (the passage's place in its page/slide/section) and keeps in ``figures`` only the
     figures linked to that passage, each with the passage's ``passage_id``."""
 
-    def __call__(self, nodes: list[BaseNode], **kwargs: Any) -> list[BaseNode]:
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
         groups: dict[str, list[BaseNode]] = {}
         for node in nodes:
             groups.setdefault(node.ref_doc_id or node.node_id, []).append(node)

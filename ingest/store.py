@@ -97,7 +97,8 @@ def vector_store(name: str):
             super().delete(ref_doc_id, **kwargs)
             wrote("material vectors")
 
-    return _Watched(chroma_collection=collection(name))
+    # pydantic's mypy plugin derives _Watched's __init__ from the fields, missing ChromaVectorStore's own
+    return _Watched(chroma_collection=collection(name))  # type: ignore[call-arg]
 
 
 def passages(name: str) -> list[dict[str, Any]]:

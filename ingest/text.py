@@ -96,7 +96,7 @@ class HtmlSectionsReader(_SectionReader):
                 cap = figure.find("figcaption") if figure is not None else None
                 caption = one_line(el.get("alt") or "") or (one_line(cap.get_text(" ")) if cap else "")
                 k = sum(len(s["figures"]) for s in sections) + 1
-                fig = self._local_figure(file, el.get("src") or "", caption, f"{file.stem}-f{k}")
+                fig = self._local_figure(file, str(el.get("src") or ""), caption, f"{file.stem}-f{k}")
                 if fig is not None:
                     sections[-1]["figures"].append(fig)
                     if caption and cap is None:

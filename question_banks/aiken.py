@@ -17,7 +17,8 @@ _ANSWER = re.compile(r"^ANSWER:\s*([A-Z])\s*$", re.IGNORECASE)
 def _block(start: int, lines: list[str]) -> ParsedQuestion | Problem:
     where = f"line {start}"
     question, *rest = lines
-    if not rest or not _ANSWER.match(rest[-1]):
+    answer = _ANSWER.match(rest[-1]) if rest else None
+    if answer is None:
         return Problem(where, "no 'ANSWER: X' line at the end of the question", "malformed")
     options: dict[str, str] = {}
     for offset, line in enumerate(rest[:-1], 1):
@@ -27,7 +28,7 @@ def _block(start: int, lines: list[str]) -> ParsedQuestion | Problem:
         if found.group(1) in options:
             return Problem(f"line {start + offset}", f"option {found.group(1)} appears twice", "malformed")
         options[found.group(1)] = found.group(2).strip()
-    key = _ANSWER.match(rest[-1]).group(1).upper()
+    key = answer.group(1).upper()
     if key not in options:
         return Problem(f"line {start + len(rest)}", f"the answer {key} is not one of the options", "malformed")
     return ParsedQuestion(where, question.strip(), options[key], [t for k, t in options.items() if k != key])

@@ -88,7 +88,9 @@ def _joined(toks: list[tuple[str, str]]) -> str:
 
 def _option(toks: list[tuple[str, str]]) -> tuple[str, float | None, str]:
     """An option's text, its weight (``%50%``) and its feedback."""
-    text, feedback, into = [], [], None
+    text: list[str] = []
+    feedback: list[str] = []
+    into: list[str] | None = None
     for kind, value in toks:
         if kind == "#" and into is None:
             into = feedback
@@ -159,7 +161,8 @@ def _answers(where: str, toks: list[tuple[str, str]], question: str, plain) -> P
             return Problem(where, "text before the first option in the answer block", "malformed")
     if all(marked for marked, _ in options):  # Moodle reads '=' options alone as accepted short answers
         return Problem(where, "a short-answer question (no '~' wrong option), not multiple choice")
-    correct, wrong = [], []
+    correct: list[str] = []
+    wrong: list[str] = []
     for marked, option in options:
         text, weight, _ = _option(option)
         if "->" in text:

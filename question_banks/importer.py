@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,11 +66,13 @@ def detect_format(path: Path, data: bytes) -> str:
     return "aiken" if looks_like(decode(data[:65536], path.name)) else "gift"
 
 
-def parse_file(data: bytes, fmt: str) -> list[ParsedQuestion | Problem]:
+def parse_file(data: bytes, fmt: str) -> Iterable[ParsedQuestion | Problem]:
     from . import aiken, gift, moodle_xml, qti21, tabular
 
-    parsers = {"moodle-xml": moodle_xml.parse, "gift": gift.parse, "qti21": qti21.parse, "aiken": aiken.parse,
-               "csv": tabular.parse_csv, "jsonl": tabular.parse_jsonl}
+    # most parsers yield one question at a time, so an import can stop at its question limit
+    parsers: dict[str, Callable[[bytes], Iterable[ParsedQuestion | Problem]]] = {
+        "moodle-xml": moodle_xml.parse, "gift": gift.parse, "qti21": qti21.parse, "aiken": aiken.parse,
+        "csv": tabular.parse_csv, "jsonl": tabular.parse_jsonl}
     if fmt not in parsers:
         raise InputError(f"unknown bank format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     return parsers[fmt](data)

@@ -58,8 +58,8 @@ def _question(where: str, q) -> ParsedQuestion | Problem | None:
     body = q.find("questiontext")
     default = (body.get("format") if body is not None else None) or "html"
     answers = q.findall("answer")
-    fractions = [_fraction(a) for a in answers]
-    if None in fractions:
+    fractions = [f for f in map(_fraction, answers) if f is not None]
+    if len(fractions) != len(answers):
         return Problem(where, "an answer has a fraction that is not a number", "malformed")
     if any(0 < f < 100 for f in fractions):
         return Problem(where, "partial credit: not a question with one correct answer")

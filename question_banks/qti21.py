@@ -56,7 +56,7 @@ def parse_item(root, where: str, read: Callable[[str], bytes | None] = lambda _:
                         and d.get("identifier") == response), None)
     values = [v.text.strip() for v in declaration.iterfind("{*}correctResponse/{*}value")
               if v.text] if declaration is not None else []
-    if len(values) != 1 or (declaration.get("cardinality") or "single") != "single":
+    if declaration is None or len(values) != 1 or (declaration.get("cardinality") or "single") != "single":
         return Problem(where, f"{len(values)} correct responses; an exemplar needs exactly one")
     options = {c.get("identifier"): _plain(c) for c in choice.iterfind("{*}simpleChoice")}
     if values[0] not in options:

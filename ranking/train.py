@@ -34,9 +34,10 @@ POOL_K = 10                       # exemplars retrieved per item, as the graph's
 MAX_TRAIN_ITEMS = 4000            # enough for a few dozen features, within the 10-minute budget on 2 cores
 MAX_VAL_ITEMS = 1000
 EXCLUDE = ["val", "test"]         # what retrieval may not return while training: the bank is train alone
-PARAMS = dict(objective="lambdarank", n_estimators=400, learning_rate=0.05, num_leaves=31, min_child_samples=20,
-              subsample=1.0, colsample_bytree=1.0, reg_lambda=1.0, random_state=SEED, n_jobs=1,
-              deterministic=True, force_row_wise=True, verbose=-1, label_gain=[0, 1, 3])
+PARAMS: dict[str, Any] = dict(objective="lambdarank", n_estimators=400, learning_rate=0.05, num_leaves=31,
+                              min_child_samples=20, subsample=1.0, colsample_bytree=1.0, reg_lambda=1.0,
+                              random_state=SEED, n_jobs=1, deterministic=True, force_row_wise=True, verbose=-1,
+                              label_gain=[0, 1, 3])
 Progress = Callable[[str, int, int], None]
 
 
@@ -171,7 +172,8 @@ def fit(train: Rows, val: Rows, extra: tuple[np.ndarray, np.ndarray, list[int]] 
     params.update(metric="ndcg", eval_at=[3])
     data = lgb.Dataset(x, y, group=groups, feature_name=train.names, free_raw_data=False)
     vx, vy, vg = val.stacked()
-    callbacks, valid = [], []
+    callbacks: list[Callable[..., Any]] = []
+    valid: list[lgb.Dataset] = []
     if len(vy):
         valid = [lgb.Dataset(vx, vy, group=vg, reference=data)]
         callbacks = [lgb.early_stopping(30, verbose=False)]

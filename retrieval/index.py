@@ -124,16 +124,16 @@ def build_image_index(exemplars: Iterable[Exemplar], images: Mapping[str, str | 
     from coe.imageio import load_image
 
     exemplars = list(exemplars)
-    images = {k: Path(v) for k, v in images.items()}
+    paths = {k: Path(v) for k, v in images.items()}
     col, key = f"{bank}-{IMAGE_FIELD}", f"index-{bank}-{IMAGE_FIELD}"
-    fp = _image_fingerprint(exemplars, images, image_embedder.model_id, text_fallback)
+    fp = _image_fingerprint(exemplars, paths, image_embedder.model_id, text_fallback)
     marker = store.get_marker(key)
     if marker and marker.get("fingerprint") == fp and not force:
         return {"status": "up to date", "exemplars": len(exemplars), "added": 0, "unreadable": 0}
     if force or (marker and marker.get("fingerprint") != fp):
         store.reset(col)
     have = store.existing_ids(col)
-    todo = [ex for ex in exemplars if ex.id not in have and (ex.id in images or text_fallback)]
+    todo = [ex for ex in exemplars if ex.id not in have and (ex.id in paths or text_fallback)]
     added = unreadable = 0
     # Nearly half of ScienceQA's fallback texts repeat, and the text tower is slow on a CPU: embed each once.
     text_vecs: dict[str, np.ndarray] = {}
@@ -142,9 +142,9 @@ def build_image_index(exemplars: Iterable[Exemplar], images: Mapping[str, str | 
     for start in range(0, len(todo), IMAGE_BATCH):
         pictured, texts = [], []
         for ex in todo[start:start + IMAGE_BATCH]:
-            if ex.id in images:
+            if ex.id in paths:
                 try:
-                    pictured.append((ex, load_image(images[ex.id])))
+                    pictured.append((ex, load_image(paths[ex.id])))
                     continue
                 except InputError:  # one damaged file in the dataset must not stop the build
                     unreadable += 1
@@ -154,7 +154,7 @@ def build_image_index(exemplars: Iterable[Exemplar], images: Mapping[str, str | 
             vecs = image_embedder.embed_images([img for _, img in pictured])
             store.upsert(col, [ex.id for ex, _ in pictured], vecs,
                          [{**ex.to_metadata(), "modality": "image"} for ex, _ in pictured],
-                         [str(images[ex.id]) for ex, _ in pictured])
+                         [str(paths[ex.id]) for ex, _ in pictured])
         if texts:
             docs = [image_fallback_text(ex) for ex in texts]
             new = [d for d in dict.fromkeys(docs) if d not in text_vecs]

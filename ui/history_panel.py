@@ -43,7 +43,7 @@ def history_panel() -> None:
                  hide_index=True, width="stretch")
     labels = {r["run_id"]: f"{r['run_id']} · {r.get('source')} · {r.get('status')} · {r.get('answer')}"
               for r in runs}
-    pick = st.selectbox("Open a run", list(labels), index=None, format_func=labels.get, key="history_pick",
+    pick = st.selectbox("Open a run", list(labels), index=None, format_func=labels.__getitem__, key="history_pick",
                         placeholder="Choose a run")
     if not pick:
         return

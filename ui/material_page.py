@@ -238,7 +238,7 @@ def pick_panel(name: str, start_run: Callable[..., None], busy: bool) -> None:
 def run_notice() -> None:
     run = current_run()
     source = run.state.get("source") if run is not None else None
-    if source:
+    if run is not None and source:
         status = "starting" if run.status == "new" else run.status
         st.info(f"Run {run.run_id} from {describe_source(source)} is {status}: follow and review it on the "
                 "Generate tab.")

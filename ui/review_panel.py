@@ -34,8 +34,8 @@ def _review_texts(run: Run, request: dict[str, Any]) -> dict[str, Any]:
 def regenerate(index: int | None) -> None:
     """Regenerate every distractor (``index`` None) or only one, keeping the (edited) others in their slots."""
     run = current_run()
-    request = run.review_request() if run else None
-    if request is None:
+    request = run.review_request() if run is not None else None
+    if run is None or request is None:
         return
     q, a, ds = _review_values(run, request)
     keep = [] if index is None else [d for i, d in enumerate(ds) if i != index]
@@ -49,8 +49,8 @@ def regenerate(index: int | None) -> None:
 
 def accept() -> None:
     run = current_run()
-    request = run.review_request() if run else None
-    if request is None:
+    request = run.review_request() if run is not None else None
+    if run is None or request is None:
         return
     q, a, ds = _review_values(run, request)
     try:

@@ -108,10 +108,11 @@ def progress(kind: str, updates: list[dict[str, Any]], node: str, since: float) 
     guesses = [typical_seconds(s) or mean for s in steps[k - 1:]]
     again = " again" if any(u["node"] == node for u in updates) else ""
     line = f"Step {k} of {n}: {STEP_WORDS.get(node, node)}{again}."
-    if None in guesses:
+    known = [g for g in guesses if g is not None]
+    if len(known) < len(guesses):
         return k, n, f"{line} Estimating the time left…"
-    left = max(guesses[0] - since, 0.0) + sum(guesses[1:])
-    slow = " This step is taking longer than usual." if since > 2 * guesses[0] + 2 else ""
+    left = max(known[0] - since, 0.0) + sum(known[1:])
+    slow = " This step is taking longer than usual." if since > 2 * known[0] + 2 else ""
     return k, n, f"{line} {_time_left(left)}{slow}"
 
 

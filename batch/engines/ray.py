@@ -68,8 +68,9 @@ def run_on_ray(rows: list[Row], services_factory: Callable[[], Any], settings: d
     started = _connect(address, runtime_env)
     per_worker = max(1, max_concurrency or 1)
     worker_cls = ray.remote(_Worker)
-    actors = [worker_cls.options(max_concurrency=per_worker).remote(services_factory, settings)
-              for _ in range(workers)]
+    # Any: ray types .options(...).remote(...) as a handle-or-class union, and only handles come back
+    actors: list[Any] = [worker_cls.options(max_concurrency=per_worker).remote(services_factory, settings)
+                         for _ in range(workers)]
     queue = list(range(len(rows)))
     inflight: dict[Any, tuple[int, Any]] = {}
 

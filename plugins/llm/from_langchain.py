@@ -95,20 +95,20 @@ class LangChainLLM(SequentialBatchMixin):
         start = time.perf_counter()
         schema = request.json_schema
         if schema is not None and self.structured == "native":
-            return self._generate_native(request, start)
+            return self._generate_native(request, schema, start)
         reply = self.chat_model.invoke(self._messages(request.messages, schema), **self._params(request))
-        usage = reply.usage_metadata or {}
+        usage = reply.usage_metadata
         meta = reply.response_metadata or {}
         return Generation(text=reply.text, data=schema_data(reply.text, schema), seconds=time.perf_counter() - start,
                           model=meta.get("model_name") or self.model_id, finish_reason=meta.get("finish_reason"),
-                          usage=Usage(prompt_tokens=usage.get("input_tokens", 0),
-                                      completion_tokens=usage.get("output_tokens", 0)))
+                          usage=Usage(prompt_tokens=usage["input_tokens"] if usage else 0,
+                                      completion_tokens=usage["output_tokens"] if usage else 0))
 
-    def _generate_native(self, request: GenerationRequest, start: float) -> Generation:
+    def _generate_native(self, request: GenerationRequest, schema: dict[str, Any], start: float) -> Generation:
         """Through ``with_structured_output`` without ``include_raw``: only then do call arguments reach the
         model (a sequence passes them to its first step; the raw/parsed map does not), so usage is read from a
         callback and the text is the parsed object written back as JSON."""
-        runnable = self.chat_model.with_structured_output(request.json_schema, method="json_schema")
+        runnable = self.chat_model.with_structured_output(schema, method="json_schema")
         usage_cb = UsageMetadataCallbackHandler()
         try:
             parsed = runnable.invoke(self._messages(request.messages), config={"callbacks": [usage_cb]},
@@ -117,7 +117,7 @@ class LangChainLLM(SequentialBatchMixin):
         except OutputParserException as exc:  # model output is untrusted: callers see the text, data None
             text = exc.llm_output or ""
         usage = list(usage_cb.usage_metadata.items())
-        return Generation(text=text, data=schema_data(text, request.json_schema),
+        return Generation(text=text, data=schema_data(text, schema),
                           seconds=time.perf_counter() - start, model=usage[0][0] if usage else self.model_id,
                           usage=Usage(prompt_tokens=sum(u.get("input_tokens", 0) for _, u in usage),
                                       completion_tokens=sum(u.get("output_tokens", 0) for _, u in usage)))

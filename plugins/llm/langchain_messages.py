@@ -7,10 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 from langchain_core.exceptions import OutputParserException
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_json_schema
 
 from .protocol import Generation, ImageRef, Message
@@ -27,7 +28,7 @@ def _image_from_url(url: str) -> ImageRef:
         return ImageRef(data=base64.b64decode(payload), mime=mime)
     if url.startswith(("http://", "https://")):
         raise ValueError("remote image URLs are not fetched; pass a data: URI or a file path")
-    return ImageRef(path=url.removeprefix("file://"))
+    return ImageRef(path=Path(url.removeprefix("file://")))
 
 
 def to_plugin_message(message: BaseMessage) -> Message:
@@ -55,7 +56,7 @@ def to_plugin_message(message: BaseMessage) -> Message:
             raise ValueError(f"unsupported content block: {block.get('type')}")
     for call in getattr(message, "tool_calls", None) or []:
         texts.append(json.dumps({"name": call["name"], "arguments": call["args"]}))
-    if message.type == "tool":
+    if isinstance(message, ToolMessage):
         texts = [f"Result of tool call {getattr(message, 'name', None) or message.tool_call_id}: "
                  + "\n".join(texts)]
     return Message(role=role, content="\n".join(t for t in texts if t), images=images)

@@ -19,6 +19,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from coe.errors import ConfigError, InputError
 
@@ -119,8 +120,8 @@ class LlamaCppLLM(SequentialBatchMixin):
         self.model_id = model_id or path.name
         self.model_path = path
         self._lock = threading.Lock()  # a Llama context is not safe to share between threads
-        self._params = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1,
-                            seed=seed, verbose=verbose)
+        self._params: dict[str, Any] = dict(model_path=str(path), n_ctx=n_ctx,
+                                            n_threads=n_threads or os.cpu_count() or 1, seed=seed, verbose=verbose)
         self._llm = self._counted(grammar_last(_abortable(Llama(**self._params))))
         self._scorer = None
         # prompt tokens evaluated and reused (from the KV cache) by this model, both contexts together
@@ -283,7 +284,8 @@ class LlamaCppLLM(SequentialBatchMixin):
             logits, reused = self._last_logits(llm, tokens)
             self._tally_prompt(reused, len(tokens) - reused)
         logprobs = [float(lp) for lp in Llama.logits_to_logprobs(logits)[ids]]
-        return OptionScores(labels=list(request.labels), probs=label_probs(logprobs), logprobs=logprobs,
+        return OptionScores(labels=list(request.labels), probs=label_probs(logprobs),
+                            logprobs=list[float | None](logprobs),
                             method="logprobs", model=self.model_id,
                             usage=Usage(prompt_tokens=len(tokens), prompt_tokens_reused=reused),
                             seconds=time.perf_counter() - start)

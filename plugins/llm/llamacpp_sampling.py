@@ -41,14 +41,16 @@ class GrammarLastSampler:
         self._data["id"] = self._ids  # samplers sort the array in place: the ids move with the logits
         self._data["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
         self._data["p"] = 0.0
-        self._array.data = self._data.ctypes.data_as(self._lib.llama_token_data_p)
+        # the C field is a pointer, which ctypes takes; llama_cpp annotates it as an array
+        self._array.data = self._data.ctypes.data_as(self._lib.llama_token_data_p)  # type: ignore[assignment]
         self._array.size, self._array.selected, self._array.sorted = self.n_vocab, -1, False
 
     def _chosen(self) -> int:
         return int(self._array.data[self._array.selected].id)
 
     def _allowed(self, token: int) -> bool:
-        self._one[0].id, self._one[0].logit, self._one[0].p = token, 1.0, 0.0
+        # ctypes fields take Python ints; llama_cpp annotates the id as c_int32
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, 1.0, 0.0  # type: ignore[assignment]
         self._one_array.size, self._one_array.selected, self._one_array.sorted = 1, -1, False
         self._lib.llama_sampler_apply(self._grammar, ctypes.byref(self._one_array))
         return self._one[0].logit != float("-inf")

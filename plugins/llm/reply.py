@@ -91,8 +91,8 @@ def _drop_cut(obj: Any) -> Any:
         kept = {k: v for k, v in ((k, _drop_cut(v)) for k, v in obj.items() if _MARK not in k) if v is not _GONE}
         return _GONE if obj and not kept else kept
     if isinstance(obj, list):
-        kept = [v for v in map(_drop_cut, obj) if v is not _GONE]
-        return _GONE if obj and not kept else kept
+        left = [v for v in map(_drop_cut, obj) if v is not _GONE]
+        return _GONE if obj and not left else left
     return obj
 
 

@@ -45,7 +45,8 @@ class MicroBatchLLM:
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         self.llm = llm
-        self.max_batch_size = max(1, int(max_batch_size or getattr(llm, "max_batch_size", 16)))
+        size = max_batch_size or getattr(llm, "max_batch_size", None) or 16
+        self.max_batch_size = max(1, int(size))
         self.max_wait_ms = float(max_wait_ms)
         self._cond = threading.Condition()
         self._pending: list[_Slot] = []

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from coe.errors import ConfigError
@@ -65,7 +66,7 @@ class TransformersVLLM(AdapterMethods):
 
         name, path = resolve_vlm(spec)
         self.model_id = model_id or (f"{name}+{adapter_label(adapter)}" if adapter is not None else name)
-        self.model_path = path
+        self.model_path: Path | None = path  # None: built from_parts, from a model already in memory
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch_dtype(dtype, self.device)
         self.max_batch_size = max(1, int(max_batch_size))

@@ -107,7 +107,7 @@ def chat_messages(request: GenerationRequest, *, json_hint: bool = False) -> tup
     """Chat-template messages (images first in each message, as Qwen2-VL was trained) and the images;
     with ``json_hint`` the schema is spelled out after the last user message."""
     messages: list[dict] = []
-    images = []
+    images: list[Any] = []  # PIL images (PIL is imported only where they are made)
     last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
     for i, m in enumerate(request.messages):
         text = m.content
