@@ -172,7 +172,7 @@ def _contrast(a: str, b: str, opposed: Callable[[str, str], bool | None] | None 
     return any(opposed(x, y) or opposed(y, x) for x in only_a for y in only_b)
 
 
-def _form(option: str) -> str:
+def option_form(option: str) -> str:
     """``sentence`` (three words or more and a final stop), ``short`` (a word or a phrase without one), or
     ``other`` (numbers, yes/no, long phrases without a stop: lists and definitions, which stand beside both)."""
     text = option.strip()
@@ -186,7 +186,7 @@ def other_forms(answer: str, distractors: list[str]) -> list[Cue]:
     options = [answer, *distractors]
     if len(options) < 3:
         return []
-    forms = [_form(o) for o in options]
+    forms = [option_form(o) for o in options]
     out = []
     for i, d in enumerate(distractors, start=1):
         rest = {f for k, f in enumerate(forms) if k != i}
@@ -215,7 +215,7 @@ def names(text: str, is_common: Callable[[str], bool] | None = None) -> set[str]
 def names_mismatch(question: str, answer: str, material: str = "",
                    is_common: Callable[[str], bool] | None = None) -> list[Cue]:
     """A sentence key naming people, beside a question naming others: one of them came from another item."""
-    if _form(answer) != "sentence":
+    if option_form(answer) != "sentence":
         return []
     in_question, in_key = names(question, is_common), names(answer, is_common)
     if not in_question or not in_key or in_question & in_key:
@@ -237,7 +237,7 @@ def rationale_states(rationale: str | None, answer: str, distractors: list[str])
     out = []
     for d in distractors:
         words = set(_content(d))
-        if _form(d) != "sentence" or len(words) < 4 or loose_form(d) == loose_form(answer):
+        if option_form(d) != "sentence" or len(words) < 4 or loose_form(d) == loose_form(answer):
             continue
         denied = False  # inside a list introduced by a denial ("The following statement does not describe ...:")
         for s in sentences:

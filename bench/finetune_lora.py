@@ -66,11 +66,11 @@ class FixedLength:
     def __init__(self, processor, record, length: int, n: int):
         import torch
 
-        from coe.finetune.encode import IGNORE, _images, prompt_text
+        from coe.finetune.encode import IGNORE, prompt_text, record_images
 
         conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Write a question."}]}]
         head = processor(text=[processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)],
-                         images=_images(record), padding=False, return_tensors="pt")
+                         images=record_images(record), padding=False, return_tensors="pt")
         filler = processor.tokenizer(prompt_text(processor, record).replace("<|image_pad|>", "") +
                                      record.messages[-1]["content"][0]["text"], add_special_tokens=False,
                                      return_tensors="pt")["input_ids"][0]

@@ -140,10 +140,10 @@ def main(argv=None) -> int:
         llm.encode([stage_request("question", llm, *items[0], {}, tokens)])
     except Exception as exc:
         from coe.plugins.llm.transformers_processing import LightQwen2VLProcessor
-        from coe.plugins.llm.vl_random import _image_processor
+        from coe.plugins.llm.vl_random import image_processor
         log(f"processor {type(processor).__name__} failed ({type(exc).__name__}: {exc}); using LightQwen2VLProcessor")
         results["errors"].append({"config": "processor", "error": f"{type(exc).__name__}: {exc}"[:2000]})
-        processor = LightQwen2VLProcessor(tok, _image_processor("qwen2_vl", 56 * 56, 28 * 28 * 1280),
+        processor = LightQwen2VLProcessor(tok, image_processor("qwen2_vl", 56 * 56, 28 * 28 * 1280),
                                           tok.chat_template, with_token_types=True)
         llm = TransformersVLLM.from_parts(model, processor, model_id=f"qwen2-vl-{shape}-random",
                                           max_batch_size=max(batches), ignore_eos=True, graph_decode=False)

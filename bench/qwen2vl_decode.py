@@ -89,7 +89,7 @@ def run_graph_decode(llm, items, tokens, device, *, short: int, long: int, repea
             raise RuntimeError("graph decoding fell back to generate() (see warnings above)")
 
     rate, t_l, warm, method = rate_by_difference(once, short, long, repeats, after_warmup=still_graph)
-    decoder = llm._decoders[max(llm._decoders)]  # the one whose cache holds prompt + long
+    decoder = llm.graph_decoders[max(llm.graph_decoders)]  # the one whose cache holds prompt + long
     inputs = llm.encode([GenerationRequest(**{**base.model_dump(), "max_tokens": long})])
     with torch.inference_mode():
         ref = llm.model.generate(**inputs, max_new_tokens=long, min_new_tokens=long, do_sample=False,

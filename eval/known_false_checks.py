@@ -115,17 +115,17 @@ def near_duplicate(item: EvalItem, rng: random.Random, synonym=None) -> Built:
 
 
 def other_form(item: EvalItem, rng: random.Random, pool) -> Built:
-    from coe.agents.item_checks import _form
-    forms = {_form(o) for o in [item.answer, *item.gold_distractors]}
+    from coe.agents.item_checks import option_form
+    forms = {option_form(o) for o in [item.answer, *item.gold_distractors]}
     if len(forms) != 1 or forms.pop() not in ("sentence", "short"):
         return "options of mixed forms"
-    sentence = _form(item.answer) == "sentence"
+    sentence = option_form(item.answer) == "sentence"
     kinds = ("phrase",) if sentence else ("sentence",)
     candidates = [o for t in kinds for o in pool.by_type.get(t, [])]
     for _ in range(20 if candidates else 0):
         other = candidates[rng.randrange(len(candidates))]
         text = other.answer if not sentence else other.answer.rstrip(".")
-        if _form(text) != ("sentence" if sentence else "short") and normalize(text) != normalize(item.answer):
+        if option_form(text) != ("sentence" if sentence else "short") and normalize(text) != normalize(item.answer):
             i = _slot(item, rng)
             return item.question, _replace(item, i, text), f"{text!r} (from {other.pid}) replaces " \
                                                            f"{item.gold_distractors[i]!r}"

@@ -62,10 +62,10 @@ def _shapes(shapes):
 
 
 def _alt_text(shape) -> str:
-    try:
-        return one_line(shape._element._nvXxPr.cNvPr.get("descr") or "")
-    except AttributeError:
-        return ""
+    # python-pptx has no alt-text property: read it from the shape's non-visual properties (its first child,
+    # p:nvSpPr, p:nvPicPr, ...)
+    found = shape.element.xpath("./*[1]/p:cNvPr/@descr")
+    return one_line(found[0]) if found else ""
 
 
 class SlidesReader(_FigureReader):
@@ -123,9 +123,13 @@ def _is_heading(paragraph) -> bool:
 
 
 def _pictures(paragraph):
-    """(relationship id, alt text) of each picture drawn inline in a paragraph."""
+    """(relationship id, alt text) of each picture drawn inline in a paragraph (in its runs, hyperlinks'
+    included)."""
     from docx.oxml.ns import qn
-    for drawing in paragraph._p.iter(qn("w:drawing")):
+    from docx.text.run import Run
+
+    runs = [r for part in paragraph.iter_inner_content() for r in ([part] if isinstance(part, Run) else part.runs)]
+    for drawing in (d for run in runs for d in run.element.iter(qn("w:drawing"))):
         doc_pr = next(drawing.iter(qn("wp:docPr")), None)
         alt = one_line(doc_pr.get("descr") or "") if doc_pr is not None else ""
         for blip in drawing.iter(qn("a:blip")):

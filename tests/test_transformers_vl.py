@@ -342,7 +342,7 @@ def test_graph_decoder_step_equals_generate(checkpoints, family):
         a, b = fast.generate(req), slow.generate(req)
         assert (a.text, a.usage.completion_tokens, a.finish_reason) == (b.text, b.usage.completion_tokens,
                                                                         b.finish_reason)
-    assert fast._decoders, "the fast path was not taken"
+    assert fast.graph_decoders, "the fast path was not taken"
 
     inputs = slow.encode([request("Name a planet.", max_tokens=12)])
     dec = GraphDecoder(slow.model, 128)

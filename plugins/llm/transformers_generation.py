@@ -106,7 +106,7 @@ class TransformersVLLM(AdapterMethods):
         # One greedy sequence decodes through a captured CUDA graph (graph_decode.py); None: on CUDA only.
         on_cuda = str(next(model.parameters()).device).startswith("cuda")
         self.graph_decode = (on_cuda if graph_decode is None else graph_decode) and gd.supported(model)
-        self._decoders: dict[int, Any] = {}
+        self.graph_decoders: dict[int, Any] = {}
         self.graph_compile_mode: str | None = None  # torch.compile mode of the decode step (None: default)
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -163,15 +163,15 @@ class TransformersVLLM(AdapterMethods):
         n = inputs["input_ids"].shape[1] + request.max_tokens
         bucket = -(-n // 512) * 512  # one cache (and one captured graph) serves every length up to it
         try:
-            if bucket not in self._decoders:
-                self._decoders[bucket] = GraphDecoder(self.model, bucket, compile_mode=self.graph_compile_mode)
-            ids = self._decoders[bucket].generate(inputs, request.max_tokens, eos_token_ids=self._eos_ids,
+            if bucket not in self.graph_decoders:
+                self.graph_decoders[bucket] = GraphDecoder(self.model, bucket, compile_mode=self.graph_compile_mode)
+            ids = self.graph_decoders[bucket].generate(inputs, request.max_tokens, eos_token_ids=self._eos_ids,
                                                   ignore_eos=self.ignore_eos,
                                                   repetition_penalty=request.repeat_penalty or 1.0)
         except Exception as exc:  # compile or capture failure on an unusual setup: fall back for good
             import warnings
             warnings.warn(f"graph decoding disabled ({type(exc).__name__}: {exc}); using generate()")
-            self.graph_decode, self._decoders = False, {}
+            self.graph_decode, self.graph_decoders = False, {}
             return None
         return torch.cat([inputs["input_ids"], torch.tensor([ids], device=inputs["input_ids"].device)], dim=1)
 

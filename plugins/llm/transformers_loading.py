@@ -129,13 +129,13 @@ def adapter_label(adapter: str | os.PathLike) -> str:
 
 class AdapterMethods:
     """LoRA adapters on a plugin holding ``model`` (what runs), ``_base_model`` (the weights without an
-    adapter), ``adapter`` (its directory or None), ``processor`` and ``_decoders`` (graph decoders)."""
+    adapter), ``adapter`` (its directory or None), ``processor`` and ``graph_decoders`` (by length bucket)."""
 
     model: Any
     _base_model: Any
     adapter: str | None
     processor: Any
-    _decoders: dict
+    graph_decoders: dict
 
     def load_adapter(self, adapter: str | os.PathLike) -> None:
         """Apply a LoRA adapter directory (peft) on top of the base weights."""
@@ -175,5 +175,5 @@ class AdapterMethods:
             out.rmdir()
         tmp.replace(out)
         self.model = self._base_model = merged.eval()
-        self.adapter, self._decoders = None, {}
+        self.adapter, self.graph_decoders = None, {}
         return out

@@ -54,7 +54,7 @@ def load_qwen2_tokenizer(source: str | os.PathLike):
     return tok
 
 
-def _image_processor(family: str, min_pixels: int, max_pixels: int):
+def image_processor(family: str, min_pixels: int, max_pixels: int):
     import transformers
     from transformers.utils import is_torchvision_available
 
@@ -79,18 +79,18 @@ def build_processor(tokenizer, family: str = "qwen2_vl", *, min_pixels: int = 56
     plugin's own ``LightQwen2VLProcessor`` stands in (same token expansion, PIL image processing)."""
     import transformers
 
-    image_processor = _image_processor(family, min_pixels, max_pixels)
+    processor = image_processor(family, min_pixels, max_pixels)
     cls = transformers.Qwen2_5_VLProcessor if family == "qwen2_5_vl" else transformers.Qwen2VLProcessor
     try:
         from transformers.utils import is_torchvision_available
 
         if is_torchvision_available() and hasattr(transformers, "Qwen2VLVideoProcessor"):
             video = transformers.Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
-            return cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=video,
+            return cls(image_processor=processor, tokenizer=tokenizer, video_processor=video,
                        chat_template=QWEN2_VL_CHAT_TEMPLATE)
-        return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE)
+        return cls(image_processor=processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE)
     except (TypeError, ValueError, ImportError):
-        return LightQwen2VLProcessor(tokenizer, image_processor, QWEN2_VL_CHAT_TEMPLATE, with_token_types=True)
+        return LightQwen2VLProcessor(tokenizer, processor, QWEN2_VL_CHAT_TEMPLATE, with_token_types=True)
 
 
 def make_config(family: str = "qwen2_vl", shape: str = "tiny", *, vocab_size: int = 151936, **overrides):
