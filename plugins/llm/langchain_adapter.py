@@ -179,7 +179,7 @@ class PluginChatModel(BaseChatModel):
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         # The sync stream, one chunk per executor hop: backends decode in blocking native calls.
         chunks = self._stream(messages, stop, None, **kwargs)
-        done = object()
+        done: Any = object()  # the end marker; Any, so the chunks before it keep their type
         while (chunk := await run_in_executor(None, next, chunks, done)) is not done:
             if run_manager and chunk.message.content:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
