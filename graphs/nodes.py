@@ -42,7 +42,7 @@ def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Ser
     text = described.as_prompt_text()
     return {"image_text": text,
             "trace": [{"node": "describe_image",
-                       "reader": getattr(reader, "name", type(reader).__name__),
+                       "reader": reader.name,
                        "output": described.model_dump(mode="json")}]}
 
 

@@ -32,6 +32,8 @@ class _Described:
 class _DatasetReader:
     """Describes an image with the dataset's caption text, as the records do."""
 
+    name = "dataset-caption"
+
     def __init__(self, text):
         self.text = text
 
