@@ -47,8 +47,10 @@ def one_line_exit2(proc, needle):
     assert not proc.stdout
 
 
-@pytest.fixture
-def files(tmp_path):
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The bad files, made once: the huge picture alone takes a while to write."""
+    tmp_path = tmp_path_factory.mktemp("bad-input")
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     corrupt = tmp_path / "corrupt.png"

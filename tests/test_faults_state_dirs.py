@@ -6,9 +6,8 @@ a normal user; root ignores permission bits, so for root a folder under sysfs, w
 everyone), and a regular file standing where the folder should be."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -36,10 +35,20 @@ def blocked(request, tmp_path):
     return parent
 
 
-def coe(args, **env):
-    full = {**os.environ, "HF_HUB_OFFLINE": "1", **{k: str(v) for k, v in env.items()}}
-    return subprocess.run([sys.executable, "-m", "coe.cli", *args], capture_output=True, text=True,
-                          timeout=300, env=full)
+@pytest.fixture
+def coe(capsys, monkeypatch):
+    """Run ``coe ARGS`` in this process (``coe.cli.main``) with the given environment: exit code and stderr."""
+    from coe.cli import main
+
+    def run(args, **env):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as ended:
+            main(args)
+        return SimpleNamespace(returncode=ended.value.code, stderr=capsys.readouterr().err)
+    return run
 
 
 def one_clear_line(proc, what: str, folder: Path, variable: str) -> None:
@@ -52,14 +61,14 @@ def one_clear_line(proc, what: str, folder: Path, variable: str) -> None:
     assert variable in line and "writable" in line, line
 
 
-def test_history_of_generate(blocked, tmp_path):
+def test_history_of_generate(coe, blocked, tmp_path):
     home = blocked / "home"
     proc = coe(["generate", "--answer", "fox", "--image", IMAGE], COE_HOME=home)
     one_clear_line(proc, "run history", home / "traces", "COE_HOME")
 
 
 @pytest.mark.real_parts
-def test_index_of_generate(blocked, tmp_path):
+def test_index_of_generate(coe, blocked, tmp_path):
     from coe.modelstore import is_pulled
     from coe.paths import models_dir
     if not is_pulled(GGUF_PRESET):
@@ -70,20 +79,20 @@ def test_index_of_generate(blocked, tmp_path):
     one_clear_line(proc, "exemplar index", chroma, "COE_CHROMA_DIR")
 
 
-def test_index_build(blocked, tmp_path):
+def test_index_build(coe, blocked, tmp_path):
     home = blocked / "home"
     proc = coe(["index", "build", "--data", str(FIXTURE)], COE_HOME=home)
     one_clear_line(proc, "exemplar index", home / "chroma", "COE_CHROMA_DIR")
 
 
-def test_eval_cache(blocked, tmp_path):
+def test_eval_cache(coe, blocked, tmp_path):
     cache = blocked / "eval-cache"
     proc = coe(["eval", "--task", "dg", "--variant", "copy", "--limit", "1", "--data", str(FIXTURE)],
                COE_HOME=tmp_path / "home", COE_EVAL_CACHE=cache)
     one_clear_line(proc, "eval cache", cache, "COE_EVAL_CACHE")
 
 
-def test_model_store(blocked):
+def test_model_store(coe, blocked):
     models = blocked / "models"
     proc = coe(["models", "pull", "minilm-l6-v2-int8"], COE_MODELS_DIR=models)
     one_clear_line(proc, "model store", models, "COE_MODELS_DIR")
