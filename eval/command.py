@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from coe.errors import InputError
+from coe.errors import ConfigError, InputError
 
 from .bootstrap import RESAMPLES, with_ci
 from .items import TASKS, load_items, sample
@@ -79,6 +79,8 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
     llm = probe_llm(default_llm(model)) if needs_model else None
     services = Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
     model_id = getattr(llm, "model_id", "none (model-free variants only)")
+    if base.retriever is None:
+        raise ConfigError("coe eval needs the exemplar retriever (its embedder scores the items)")
     scorer = Scorer(base.retriever.embedder)
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []

@@ -126,6 +126,9 @@ def _retrieval(args, send) -> None:
 
     t0 = time.perf_counter()
     retriever = retrieval_services().retriever
+    if retriever is None:
+        from coe.errors import ConfigError
+        raise ConfigError("the retrieval services have no retriever")
     retriever.retrieve(RetrievalQuery(answer="warm-up", question="Which loads the bank?"))  # not timed
     send({"ready": True, "model": "", "load_seconds": time.perf_counter() - t0})
     for line in sys.stdin:
