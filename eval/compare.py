@@ -47,28 +47,14 @@ def _git(*args: str) -> str:
 
 
 def parse_settings(ref: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """``KEY=VALUE,...`` → (graph settings, environment); values are JSON where they parse (true, 3), else text."""
-    from coe.graphs.settings import GraphSettings
+    """``KEY=VALUE,...`` → (graph settings, environment): ``COE_*`` keys are environment variables, the others
+    graph settings, read and checked as ``coe generate --set`` reads them."""
+    from coe.graphs.settings import parse_assignments
 
-    configurable: dict[str, Any] = {}
-    env: dict[str, str] = {}
-    for part in [p.strip() for p in ref.split(",") if p.strip()]:
-        key, _, value = part.partition("=")
-        key = key.strip()
-        if _ENV_KEY.match(key):
-            env[key] = value
-            continue
-        if key not in GraphSettings.model_fields:
-            raise InputError(f"--compare: unknown setting {key!r}; settings: {', '.join(GraphSettings.model_fields)}"
-                             " (or a COE_* environment variable)")
-        try:
-            configurable[key] = json.loads(value)
-        except json.JSONDecodeError:
-            configurable[key] = value
-    try:
-        GraphSettings.model_validate(configurable)
-    except ValueError as exc:
-        raise InputError(f"--compare: bad setting value: {exc.errors()[0]['msg']}") from None
+    parts = [p.strip() for p in ref.split(",") if p.strip()]
+    env = {key.strip(): value for key, _, value in (p.partition("=") for p in parts) if _ENV_KEY.match(key.strip())}
+    configurable = parse_assignments([p for p in parts if not _ENV_KEY.match(p.partition("=")[0].strip())],
+                                     where="--compare: ")
     return configurable, env
 
 

@@ -80,10 +80,12 @@ def predict_graph(task: str, item: EvalItem, services, settings: dict[str, Any],
         "image_path": str(item.image_path) if use_image and item.image_path else None,
         "question_given": None if task == "qg" else item.question, "n_distractors": max(n, 1),
         "exclude_ids": [item.pid]}
-    config = {"configurable": {"n_distractors": max(n, 1),
-                               "exclude_splits": exclude_splits(item.split), **settings}}
+    from coe.graphs.settings import check_settings
+
+    chosen = {"n_distractors": max(n, 1), "exclude_splits": exclude_splits(item.split), **settings}
     if task == "rg":
-        config["configurable"]["use_rationale"] = True
+        chosen["use_rationale"] = True
+    config = {"configurable": check_settings(chosen).model_dump(exclude_unset=True)}
     try:
         out = _task_graph(task).invoke(state, config=config, context=services)
     except ModelOutputError as exc:  # a step that failed loudly scores as invalid; the run goes on

@@ -37,8 +37,8 @@ class GraphSettings(BaseModel):
     pool_selection: Literal["auto", "blend", "learned", "rank", "model"] = Field(
         "auto", description="who picks the distractors: `model` (the LLM under the schema's enum), `rank` (the "
         "pool's top n), `blend` (the pool's ranking, the model's vote and the student's draw, steered by "
-        "`difficulty`), `learned` (the trained ranker over the wide pool, no model call), `auto` (by backend, "
-        "below)")
+        "`difficulty`), `learned` (the trained ranker over the wide pool, no model call), `auto` (by backend: "
+        "below the table)")
     max_retries: int = Field(2, ge=0, description="re-asks of the distractor step before repairing from "
                              "exemplars")
     exclude_splits: list[str] = Field(default_factory=list, description="bank splits retrieval never returns "
@@ -48,7 +48,8 @@ class GraphSettings(BaseModel):
     question_samples: int = Field(1, ge=0, description="sampled model questions ranked beside the greedy one")
     question_selection: Literal["auto", "model", "learned"] = Field(
         "auto", description="who writes the question: `model` (generate several, keep the best), `learned` "
-        "(the trained ranker over exemplar and bank questions, no model call), `auto` (by backend, below)")
+        "(the trained ranker over exemplar and bank questions, no model call), `auto` (by backend: below the "
+        "table)")
     verify: bool = Field(True, description="verify the item with the answering agent (off: `unverified`)")
     check_given_question: bool = Field(True, description="refuse a given question that the answer does not "
                                        "answer")
@@ -161,12 +162,18 @@ def parse_assignments(pairs: Iterable[str], *, where: str = "--set: ") -> dict[s
     return out
 
 
-def _type_name(annotation: Any) -> str:
-    if get_origin(annotation) is Literal:
-        return " \\| ".join(f"`{v}`" for v in get_args(annotation))
-    if get_origin(annotation) is list:
+def _value_kind(field: Any) -> str:
+    """What a field takes, in words: its choices, or its type and bounds."""
+    if get_origin(field.annotation) is Literal:
+        return " \\| ".join(f"`{v}`" for v in get_args(field.annotation))
+    if get_origin(field.annotation) is list:
         return "list of text"
-    return {int: "integer", float: "number", bool: "true/false", str: "text"}.get(annotation, str(annotation))
+    kind = {int: "integer", float: "number", bool: "true/false", str: "text"}[field.annotation]
+    low = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
+    high = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
+    if low is not None and high is not None:
+        return f"{kind} {low}–{high}"
+    return f"{kind} ≥ {low}" if low is not None else kind
 
 
 def markdown_table() -> str:
@@ -175,7 +182,7 @@ def markdown_table() -> str:
     for name, field in GraphSettings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         shown = json.dumps(default) if not isinstance(default, str) else default
-        rows.append(f"| `{name}` | {_type_name(field.annotation)} | `{shown}` | {field.description} |")
+        rows.append(f"| `{name}` | {_value_kind(field)} | `{shown}` | {field.description} |")
     return "\n".join(rows) + "\n"
 
 

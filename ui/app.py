@@ -16,6 +16,7 @@ from coe.ui.trace_view import render_trace
 
 from coe.errors import CoeError, InputError
 from coe.generate import MAX_DISTRACTORS, check_inputs
+from coe.graphs.settings import check_settings
 from coe.paths import coe_home, scienceqa_dir
 from coe.settings import settings
 from coe.ui.batch_page import batch_page
@@ -24,6 +25,7 @@ from coe.ui.material_page import material_page
 from coe.ui.resources import (DEFAULT_MODEL, DIFFICULTIES, bank_names, POLL_SECONDS, SOURCES, VARIANTS, current_run,
                               dataset, llm_presets, plain_error, services_for_banks, shared_graph, test_items)
 from coe.ui.review_panel import accepted_panel, review_panel
+from coe.ui.settings_form import changed_settings, settings_form
 from coe.ui.uploads import checked_upload
 
 
@@ -89,6 +91,7 @@ def input_panel(busy: bool) -> None:
     d2.multiselect("Exemplar banks", banks, default=["default"] if "default" in banks else banks[:1], key="banks",
                    help="Whose example questions guide the item: ScienceQA's (default) and the banks imported "
                         "with coe bank import.")
+    settings_form()
     upload_error = (source == SOURCES[0] and st.session_state.get("upload") is not None and image_path is None)
     b1, b2 = st.columns(2)
     if b1.button("Generate", type="primary", key="generate", disabled=busy, width="stretch"):
@@ -111,6 +114,12 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool, source
         state.update({"subject": subject, "grade": grade, "exclude_ids": exclude})
         if source:  # a material's passage and figure: where the item comes from (as coe generate --material)
             state["source"] = source
+        # the variant, then the form's changes; "seed" in the session counts the alternatives from the form's seed
+        chosen = {**VARIANTS[ss.get("variant") or "Full CoE"], "n_distractors": int(ss.get("n", 3)),
+                  "difficulty": ss.get("difficulty") or "medium",
+                  "write_notes": bool(ss.get("write_notes", True)), **changed_settings(ss)}
+        chosen["seed"] = chosen.get("seed", 0) + ss.get("seed", 0)
+        run_settings = check_settings(chosen).model_dump(exclude_unset=True)
         model = None if ss.get("model") in (None, DEFAULT_MODEL) else ss["model"]
         banks = tuple(ss.get("banks") or ["default"])
         services = services_for_banks(settings().services or "", model, banks)
@@ -121,8 +130,6 @@ def start_run(image_path, *, subject, grade, exclude, upload_error: bool, source
     if old is not None and old.job is not None and old.job.running:
         old.cancel()  # its worker records it as cancelled and drops its thread
     # a run left waiting for review keeps its thread: History can reopen it
-    run_settings = {**VARIANTS[ss.get("variant") or "Full CoE"], "seed": ss.get("seed", 0),
-                    "difficulty": ss.get("difficulty") or "medium", "write_notes": bool(ss.get("write_notes", True))}
     run = Run(shared_graph(str(coe_home())), services, state, settings=run_settings,
               variant=ss.get("variant") or "Full CoE",
               model=model)
