@@ -20,16 +20,16 @@ def test_bench_retrieval_reports_latency_per_bank_size(fixture_dataset):
     assert bench.peak_rss_mb() > 10
 
 
-def test_bench_with_no_bank_sizes_prints_what_it_timed():
+def test_bench_with_no_bank_sizes_prints_what_it_timed(capsys):
     """``--bank-sizes ""`` skips retrieval; what was timed still reaches the user (it used to crash after)."""
     import json
-    import subprocess
-    import sys
 
+    from coe.cli import main
     from tests.conftest import FIXTURE
 
-    proc = subprocess.run([sys.executable, "-m", "coe.cli", "bench", "--models", "", "--bank-sizes", "",
-                           "--data", str(FIXTURE), "--json"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    with pytest.raises(SystemExit) as ended:
+        main(["bench", "--models", "", "--bank-sizes", "", "--data", str(FIXTURE), "--json"])
+    printed = capsys.readouterr()
+    assert ended.value.code == 0, printed.err
+    out = json.loads(printed.out)
     assert "retrieval" not in out and out["peak_rss_mb"] > 0
