@@ -115,7 +115,7 @@ def parse_model_spec(spec: str) -> tuple[str, str | None]:
 
 
 def is_openai_spec(spec: str | None) -> bool:
-    return bool(spec) and spec.startswith(SPEC_PREFIX)
+    return spec is not None and spec.startswith(SPEC_PREFIX)
 
 
 class OpenAICompatLLM:
