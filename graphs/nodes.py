@@ -24,7 +24,7 @@ from coe.retrieval.retriever import RetrievalQuery
 
 from .learned import as_prior, as_question_candidates, ranked_distractors, ranked_questions, shown_selection
 from .node_inputs import item_input, pool_candidates, pool_texts, rejected_options, run_settings, shown_exemplars
-from .services import Services, services_of
+from .services import Services, image_reader_of, llm_of, retriever_of, services_of
 from .settings import settings_from
 from .state import CoEState
 
@@ -36,7 +36,7 @@ def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Ser
                 "trace": [{"node": "describe_image", "skipped": "no image"}]}
     from coe.imageio import load_image
 
-    reader = services_of(runtime).image_reader
+    reader = image_reader_of(runtime)
     image = load_image(path)
     described = reader.describe(image, source_path=Path(path))
     text = described.as_prompt_text()
@@ -50,7 +50,7 @@ def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     s = settings_from(config)
     if not s.use_exemplars:
         return {"exemplars": [], "trace": [{"node": "retrieve", "skipped": "ablation: no exemplars"}]}
-    retriever = services_of(runtime).retriever
+    retriever = retriever_of(runtime)
 
     q = RetrievalQuery(answer=state["answer"], question=state.get("question_given"),
                        context=state.get("context", ""), image_text=state.get("image_text", ""),
@@ -127,16 +127,17 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         trace["candidates"] = [c.model_dump() for c in ordered]
     if note:
         trace["note"] = note
-    return {"question": value, "model": llm.model_id,
+    return {"question": value, "model": llm_of(runtime).model_id,
             "trace": [{"node": "question", **trace, **shown_selection(selection)}]}
 
 
 @prompt_tallied
 def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
-    s, llm = settings_from(config), services_of(runtime).llm
+    s = settings_from(config)
     if not s.use_rationale:
         return {"rationale": None,
                 "trace": [{"node": "rationale", "skipped": "ablation: no rationale"}]}
+    llm = llm_of(runtime)
     value, trace = generate_rationale(llm, item_input(state), state["question"], shown_exemplars(state, config),
                                       mode=s.mode)
     return {"rationale": value, "model": llm.model_id, "trace": [{"node": "rationale", **trace}]}
@@ -190,7 +191,7 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
     if note:
         trace["note"] = note
     trace.update(shown_selection(selection))
-    return {"candidate_distractors": value, "attempts": attempt, "model": llm.model_id,
+    return {"candidate_distractors": value, "attempts": attempt, "model": llm_of(runtime).model_id,
             "trace": [{"node": "distractors", "attempt": attempt, **trace}]}
 
 

@@ -23,6 +23,14 @@ class Services:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Retrieval:
+    """Everything but the LLM (``retrieval_services``): what model-free work needs."""
+
+    retriever: ExemplarRetriever
+    image_reader: ImageReader
+
+
 def services_of(runtime) -> Services:
     """The run's models, passed as LangGraph runtime context (``graph.invoke(state, config, context=...)``)."""
     services = getattr(runtime, "context", None)
@@ -32,6 +40,34 @@ def services_of(runtime) -> Services:
                           "context=Services(llm=..., retriever=..., image_reader=...)); "
                           "coe.graphs.services.default_services() gives the CPU default")
     return services
+
+
+def llm_of(runtime) -> LLMPlugin:
+    """The run's LLM, for a step that calls it; a context without one (model-free work) is a one-line error."""
+    llm = services_of(runtime).llm
+    if llm is None:
+        from coe.errors import ConfigError
+        raise ConfigError("this step needs a model, and the graph's context has none (Services.llm is None)")
+    return llm
+
+
+def retriever_of(runtime) -> ExemplarRetriever:
+    """The run's exemplar retriever; a context without one is a one-line error."""
+    retriever = services_of(runtime).retriever
+    if retriever is None:
+        from coe.errors import ConfigError
+        raise ConfigError("retrieval needs a retriever, and the graph's context has none (Services.retriever; "
+                          "coe.graphs.services.retrieval_services() gives the default)")
+    return retriever
+
+
+def image_reader_of(runtime) -> ImageReader:
+    """The run's image reader; a context without one is a one-line error."""
+    reader = services_of(runtime).image_reader
+    if reader is None:
+        from coe.errors import ConfigError
+        raise ConfigError("an image needs an image reader, and the graph's context has none (Services.image_reader)")
+    return reader
 
 
 def load_services(model: str | None = None) -> Services:
@@ -87,7 +123,7 @@ def _default_services(model: str | None, banks: tuple[str, ...]) -> Services:
     return Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
 
 
-def retrieval_services(banks: tuple[str, ...] | None = None) -> Services:
+def retrieval_services(banks: tuple[str, ...] | None = None) -> Retrieval:
     """Everything but the LLM: what model-free baselines and retrieval benchmarks need. ``banks``: the
     exemplar banks retrieval searches (``coe.question_banks``; default ``("default",)``, ScienceQA). Each plugin
     comes from its entry-point group, named by ``COE_TEXT_EMBEDDER``, ``COE_VECTOR_STORE`` and
@@ -101,7 +137,7 @@ def retrieval_services(banks: tuple[str, ...] | None = None) -> Services:
 
 
 @cache
-def _retrieval_services(banks: tuple[str, ...]) -> Services:
+def _retrieval_services(banks: tuple[str, ...]) -> Retrieval:
     from coe.dataset_loaders import ScienceQA
     from coe.errors import ConfigError
     from coe.plugins.embed.configured import configured_image_embedder
@@ -116,4 +152,4 @@ def _retrieval_services(banks: tuple[str, ...]) -> Services:
         dataset = ScienceQA()
     except ConfigError:  # no dataset: OCR alone describes images
         dataset = None
-    return Services(llm=None, retriever=retriever, image_reader=resolve("image_reader", dataset=dataset))
+    return Retrieval(retriever=retriever, image_reader=resolve("image_reader", dataset=dataset))
