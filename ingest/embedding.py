@@ -9,6 +9,8 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
+from coe.plugins.embed.protocol import TextEmbedder
+
 # Passages are longer than exemplar fields; MiniLM's position table allows 512, 256 keeps CPU cost modest.
 MAX_TOKENS = 256
 PASSAGE_BATCH = 16
@@ -28,9 +30,9 @@ class CoeEmbedding(BaseEmbedding):
 
     _embedder: Any = PrivateAttr()
 
-    def __init__(self, embedder: Any | None = None, **kwargs: Any) -> None:
+    def __init__(self, embedder: TextEmbedder | None = None, **kwargs: Any) -> None:
         embedder = embedder or passage_embedder()
-        kwargs.setdefault("model_name", getattr(embedder, "model_id", "coe-embedder"))
+        kwargs.setdefault("model_name", embedder.model_id)
         # onnxruntime keeps its largest batch's buffers (attention grows with batch x tokens^2): 16 passages
         # of 256 tokens hold an ingest's peak memory to a few hundred MB above the model's
         kwargs.setdefault("embed_batch_size", PASSAGE_BATCH)

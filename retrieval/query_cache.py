@@ -7,6 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from coe.plugins.embed.protocol import TextEmbedder
+
 CACHE_SIZE = 4096  # 4,096 MiniLM vectors: 6 MB
 
 
@@ -16,10 +18,10 @@ class CachedQueryEmbedder:
     encoded in, so encoding each text alone makes its cached vector the same whatever it was asked with (and
     skips encoding the padding of a short answer beside a long passage)."""
 
-    def __init__(self, embedder, maxsize: int = CACHE_SIZE) -> None:
+    def __init__(self, embedder: TextEmbedder, maxsize: int = CACHE_SIZE) -> None:
         self.embedder = embedder
-        self.model_id = getattr(embedder, "model_id", "")
-        self.dim = getattr(embedder, "dim", None)
+        self.model_id = embedder.model_id
+        self.dim = embedder.dim
         self._one = lru_cache(maxsize=maxsize)(self._encode)
 
     def _encode(self, text: str) -> np.ndarray:

@@ -93,6 +93,7 @@ def test_recall_filters_an_overfetch_and_asks_chroma_only_when_excluded_items_cr
 
     from coe.plugins.store.protocol import Hit
     from coe.retrieval.retriever import ExemplarRetriever, RetrievalSettings
+    from tests.conftest import HashEmbedder
 
     class Store:
         def __init__(self, splits):
@@ -105,12 +106,12 @@ def test_recall_filters_an_overfetch_and_asks_chroma_only_when_excluded_items_cr
 
     mixed = Store([("a", "train"), ("b", "val"), ("c", "train"), ("d", "train"), ("e", "train")])
     # the store itself, not matrices loaded from it: what is asked of it is the point
-    r = ExemplarRetriever(None, mixed, settings=RetrievalSettings(recall_n=2), in_memory=False)
+    r = ExemplarRetriever(HashEmbedder(), mixed, settings=RetrievalSettings(recall_n=2), in_memory=False)
     got = r.recall({"answer": np.zeros(3)}, RetrievalQuery(answer="x", exclude_splits=["val"], exclude_ids=["a"]))
     assert got == {"c", "d"} and mixed.calls == [None]  # one unfiltered query sufficed
 
     crowded = Store([("v1", "val"), ("v2", "val"), ("v3", "val"), ("v4", "val"), ("t1", "train"), ("t2", "train")])
-    r = ExemplarRetriever(None, crowded, settings=RetrievalSettings(recall_n=2), in_memory=False)
+    r = ExemplarRetriever(HashEmbedder(), crowded, settings=RetrievalSettings(recall_n=2), in_memory=False)
     got = r.recall({"answer": np.zeros(3)}, RetrievalQuery(answer="x", exclude_splits=["val"]))
     assert got == {"t1", "t2"} and crowded.calls == [None, {"split": {"$nin": ["val"]}}]
 
