@@ -72,6 +72,8 @@ def write_registry(folder: Path, registry: dict[str, Any]) -> None:
 
 
 def chroma_store():
+    """The Chroma the materials live in. Chroma itself, whatever ``COE_VECTOR_STORE`` names for the exemplar
+    banks: LlamaIndex's ``ChromaVectorStore`` writes and reads the material's collection directly."""
     from coe.plugins.store.chroma import ChromaStore
     return ChromaStore(prefix=COLLECTION_PREFIX)
 
