@@ -13,14 +13,16 @@ from typing import Any
 from coe.agents.validation import clean_option, normalize
 from coe.retrieval.answer_types import answer_type
 
+from .templates import template_mask
+
 
 class BankItem:
-    __slots__ = ("id", "split", "question", "answer", "options", "distractors")
+    __slots__ = ("id", "split", "question", "answer", "options", "distractors", "template")
 
     def __init__(self, id: str, split: str, question: str, answer: str, options: tuple[str, ...],
-                 distractors: frozenset[str]):
+                 distractors: frozenset[str], template: str = ""):
         self.id, self.split, self.question, self.answer = id, split, question, answer
-        self.options, self.distractors = options, distractors
+        self.options, self.distractors, self.template = options, distractors, template
 
 
 class BankStats:
@@ -36,6 +38,10 @@ class BankStats:
         self.template_n: Counter[str] = Counter()
         self.questions_for: dict[str, Counter[str]] = defaultdict(Counter)       # answer → its questions
         self.questions_for_type: dict[str, Counter[str]] = defaultdict(Counter)  # answer type → questions
+        # the question's template (names, numbers and the key masked) with the key: "What is the capital of X?"
+        # answered "Denver" has its own distractors, whichever state the question names
+        self.keyed: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self.keyed_n: Counter[tuple[str, str]] = Counter()
         for r in records:
             self._add(r)
         self.n = len(self.items)
@@ -55,7 +61,12 @@ class BankStats:
         q = normalize(r.question)
         self.question_text.setdefault(q, r.question.strip())
         options = (answer, *distractors)
-        self.items[r.id] = BankItem(r.id, getattr(r, "split", ""), q, answer, options, frozenset(distractors))
+        template = template_mask(r.question, r.answer)
+        self.items[r.id] = BankItem(r.id, getattr(r, "split", ""), q, answer, options, frozenset(distractors),
+                                    template)
+        self.keyed_n[(template, answer)] += 1
+        for d in distractors:
+            self.keyed[(template, answer)][d] += 1
         for o in options:
             self.freq[o] += 1
             for other in options:
@@ -87,6 +98,18 @@ class BankStats:
         out, n = Counter(self.template.get(q, {})), self.template_n.get(q, 0)
         for it in self._own(exclude_ids):
             if it.question == q:
+                out.subtract({d: 1 for d in it.distractors})
+                n -= 1
+        return +out, n
+
+    def for_template_and_key(self, question: str, answer: str, exclude_ids: Iterable[str] = ()
+                             ) -> tuple[Counter[str], int]:
+        """The distractors the bank gives where the question's template asks for this same key, and how many
+        items do."""
+        pair = (template_mask(question, answer), normalize(answer))
+        out, n = Counter(self.keyed.get(pair, {})), self.keyed_n.get(pair, 0)
+        for it in self._own(exclude_ids):
+            if (it.template, it.answer) == pair:
                 out.subtract({d: 1 for d in it.distractors})
                 n -= 1
         return +out, n

@@ -2,8 +2,9 @@
 
 Sources: ``exemplar`` (the retrieved exemplars' options, adapted to the item as the heuristic pool does),
 ``beside`` (options that stand beside the key in some bank item, leave-one-out), ``template`` (the bank's
-distractors for this very question), ``material`` (terms the item's context and image text name that the
-bank knows as options), ``wordnet`` (sister terms of a common-noun key) and ``model`` (the model's own)."""
+distractors for this very question, and where its template asks for this same key), ``material`` (terms the
+item's context and image text name that the bank knows as options), ``wordnet`` (sister terms of a common-noun
+key, that the bank knows as options) and ``model`` (the model's own)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ def build_pool(answer: str, question: str, material: str, exemplars: list, stats
     if question:
         counts, _ = stats.as_distractor(question, exclude_ids)
         for opt, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TEMPLATE_LIMIT]:
+            add(stats.text.get(opt, opt), "template")
+        keyed, _ = stats.for_template_and_key(question, answer, exclude_ids)
+        for opt, _ in sorted(keyed.items(), key=lambda kv: (-kv[1], kv[0]))[:TEMPLATE_LIMIT]:
             add(stats.text.get(opt, opt), "template")
     for term in material_terms(material, stats):
         add(stats.text.get(term, term), "material")

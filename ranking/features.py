@@ -5,8 +5,9 @@ The families and why they should matter:
 * exemplar: a retrieved exemplar that asks the same kind of question usually offers the right option set;
   the closer the exemplar (score, rank), and the more of them agree, the likelier.
 * bank: ScienceQA and teachers' banks are templated, so the options that stand beside the key elsewhere
-  (count per 1,000 bank items, share of the key's items, PMI against the option's own frequency) and the
-  distractors the bank gives for this very question are strong evidence, independent of what retrieval found.
+  (count per 1,000 bank items, share of the key's items, PMI against the option's own frequency), the
+  distractors the bank gives for this very question, and those it gives where the question's template (names
+  and numbers masked) asks for this same key, are strong evidence, independent of what retrieval found.
 * form: siblings look alike (answer type, length, shared prefix or suffix, singular/plural, digits, a
   capital letter, a final stop).
 * material: an option the picture or context names is the one a student hesitates over.
@@ -70,6 +71,8 @@ def bank_family(pool: list[PoolCandidate], ctx: ItemContext) -> dict[str, np.nda
     count = np.array([beside.get(c.key, 0) for c in pool], float)
     pmi = np.where(count > 0, np.log(np.maximum(count, 1) * n / (max(key_freq, 1) * np.maximum(freq, 1))), -5.0)
     tcount = np.array([template.get(c.key, 0) for c in pool], float)
+    keyed, n_keyed = s.for_template_and_key(ctx.question, ctx.answer, ctx.exclude_ids) if ctx.question else ({}, 0)
+    kcount = np.array([keyed.get(c.key, 0) for c in pool], float)
     per = per_thousand(n)
     return {
         "beside_count": count * per,
@@ -78,6 +81,9 @@ def bank_family(pool: list[PoolCandidate], ctx: ItemContext) -> dict[str, np.nda
         "template_count": tcount * per,
         "template_share": tcount / max(n_template, 1),
         "template_items": np.full(len(pool), n_template * per),
+        "keyed_count": kcount * per,
+        "keyed_share": kcount / max(n_keyed, 1),
+        "keyed_items": np.full(len(pool), n_keyed * per),
         "option_freq_log": np.log1p(freq * per),
         "key_freq_log": np.full(len(pool), math.log1p(key_freq * per)),
     }

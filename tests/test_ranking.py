@@ -60,6 +60,9 @@ def test_pool_sources_and_features_by_hand():
     # frog stands in all three items, owl (a key), snake and lizard in one each
     assert col("option_freq_log") == pytest.approx([math.log1p(3000 / 3)] + [math.log1p(1000 / 3)] * 3)
     assert col("template_share") == [1.0, 0.0, 0.5, 0.5]
+    # only item a asks this template with the key dog (item b asks it with cat)
+    assert col("keyed_count") == pytest.approx([1000 / 3, 0, 1000 / 3, 0])
+    assert col("keyed_share") == [1.0, 0.0, 1.0, 0.0] and col("keyed_items") == pytest.approx([1000 / 3] * 4)
     assert col("in_material") == [1, 0, 0, 0]
     assert col("src_material") == [1, 0, 0, 0] and col("n_sources") == [3, 1, 2, 1]
     assert col("words_log_ratio") == [0, 0, 0, 0] and col("plural_agree") == [1, 1, 1, 1]
@@ -106,6 +109,8 @@ def test_pool_leaves_the_item_out():
     s = BankStats(HAND)
     keys = [c.key for c in build_pool("dog", "Which is a mammal?", "", [], s, exclude_ids=("a",))]
     assert "snake" not in keys and "frog" in keys and "lizard" in keys
+    assert s.for_template_and_key("Which is a mammal?", "dog", ["a"]) == ({}, 0)
+    assert s.for_template_and_key("Which is a mammal?", "cat", ["a"]) == ({"frog": 1, "lizard": 1}, 1)
 
 
 # --- a small bank, indexed in a real Chroma store, for training --------------------------------------------
