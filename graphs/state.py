@@ -63,5 +63,5 @@ class CoEState(CoEInput, CoEOutput, total=False):
     rejected_options: list[str]         # options the verifier judged correct too
     rejected_by: dict[str, str]         # options a caller steering the graph rejected, and who (the reviewer)
     rejected_questions: list[str]
-    route: str
+    route: Literal["done", "question", "distractors"]   # where verify sends the item next
     trace: Annotated[list[TraceEntry], operator.add]
