@@ -55,11 +55,14 @@ def configured_name(kind: str) -> str | None:
 def resolve(kind: str, name: str | None = None, **kwargs: Any) -> Any:
     """The plugin of ``kind`` named ``name`` (default: ``configured_name(kind)``), built with ``kwargs``: the
     keyword arguments its Protocol documents. A name no entry point has is a one-line ``ConfigError`` listing
-    those there are."""
-    name = name or configured_name(kind)
-    if not name:
-        raise ConfigError(f"no {kind} plugin is named and the kind has no default; "
-                          f"installed: {', '.join(available(kind)) or 'none'}")
+    those there are (naming the variable when the name came from it)."""
+    installed = ", ".join(available(kind)) or "none"
+    if name is None:
+        name = configured_name(kind)
+        if not name:
+            raise ConfigError(f"no {kind} plugin is named and the kind has no default; installed: {installed}")
+        if name != DEFAULTS.get(kind) and name not in available(kind):
+            raise ConfigError(f"COE_{kind.upper()}={name!r} names no {kind} plugin; installed: {installed}")
     return create(kind, name, **kwargs)
 
 

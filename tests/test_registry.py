@@ -237,7 +237,10 @@ def test_the_services_take_each_plugin_from_its_entry_point_group(third_party_ki
 
 def test_an_unknown_plugin_name_in_the_environment_is_one_line(third_party_kinds, monkeypatch):
     monkeypatch.setenv("COE_VECTOR_STORE", "nope")
-    with pytest.raises(ConfigError, match=r"^no vector_store plugin named 'nope'; installed: chroma, memory$"):
+    with pytest.raises(ConfigError, match=r"^COE_VECTOR_STORE='nope' names no vector_store plugin; "
+                                          r"installed: chroma, memory$"):
         registry.resolve("vector_store")
+    with pytest.raises(ConfigError, match=r"^no vector_store plugin named 'nope'; installed: chroma, memory$"):
+        registry.resolve("vector_store", "nope")  # named by the caller (a command-line option)
     monkeypatch.delenv("COE_TEXT_EMBEDDER")
     assert registry.configured_name("text_embedder") == "minilm-onnx"  # unset: the built-in one
