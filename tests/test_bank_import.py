@@ -227,3 +227,17 @@ def test_a_single_qti_item_file(tmp_path):
     (got,) = read(tmp_path / "item.xml")
     assert (got.position, got.question, got.answer, sorted(got.distractors), got.rationale) == \
         ("item 1", item.question, item.answer, sorted(item.distractors), item.rationale)
+
+
+def test_html_and_qti_markup_become_plain_text():
+    from lxml import etree
+
+    from coe.question_banks.html_text import element_text, html_to_text
+
+    html = ('<?xml version="1.0" encoding="utf-8"?><p>Which <b>gas</b> do plants &amp; trees take in?</p>'
+            "<script>alert(1)</script><!-- a note --><ul><li>CO<sub>2</sub></li><li>O<sub>2</sub></li></ul>a&nbsp;b")
+    assert html_to_text(html) == "Which gas do plants & trees take in?\nCO2\nO2\na b"
+    assert html_to_text("<!-- nothing else -->") == "" and html_to_text("a &lt; b<br>c") == "a < b\nc"
+    qti = etree.fromstring('<itemBody xmlns="http://www.imsglobal.org/xsd/imsqti_v2p1"><p>Pick one<!-- hidden -->'
+                           "</p><choiceInteraction><simpleChoice>x</simpleChoice></choiceInteraction>tail</itemBody>")
+    assert element_text(qti, {"p"}, {"choiceInteraction"}) == "Pick one\ntail"
