@@ -2,9 +2,9 @@
 
 A served run carries no Python objects, so its models are ``load_services()`` (``COE_SERVICES``, else the CPU
 default for ``COE_MODEL``), loaded on the first run, not when the server imports this module. Its context is
-the graph's settings (``GraphSettings``), which LangGraph Studio renders as a form and the server validates
-against that schema; the server copies a run's context into ``config["configurable"]``, where the nodes read
-settings in every run (see ``tracing`` for why there), so the nodes here are the same as everywhere else."""
+the graph's settings (``GraphSettings``), which LangGraph Studio renders as a form and LangGraph validates;
+the wrapper every node runs in (``tracing.traced``) moves them into ``config["configurable"]``, where the nodes
+read settings in every run, and hands the node the models, so the nodes here are the same as everywhere."""
 
 from __future__ import annotations
 

@@ -5,8 +5,9 @@ Where the settings live: the nodes read them from ``config["configurable"]`` (``
 models from LangGraph's runtime context (``Services``). The models are the caller's live Python objects,
 which is what the runtime context is for and what neither a checkpoint nor a server request can carry; the
 settings are plain JSON values that belong with the run's config: a review thread is resumed with the same
-config, and LangGraph's server copies a run's JSON context into ``configurable`` too, so a served run's
-settings reach the nodes the same way (``server.py``)."""
+config, and LangGraph's server copies a run's JSON context into ``configurable`` too. A served run
+(``server.py``) has no models in its context but its settings; this wrapper moves those into the configurable
+and gives the node the models, so the nodes read both the same way in every run."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
+from pydantic import BaseModel
 
 from .services import Services
 from .settings import resolve_selection, settings_from
@@ -55,11 +57,14 @@ def read_fields(state: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]
 def traced(name: str, fn: Callable[..., dict[str, Any]], *, first: bool = False,
            services: Callable[[], Services] | None = None, record_inputs: bool = False):
     """``fn`` as graph node ``name``. ``first``: its entry records the run's resolved settings. ``services``:
-    the models when the run's context brings none (a served run)."""
+    the models when the run's context brings none (a served run, whose context is its settings)."""
     takes_runtime = "runtime" in inspect.signature(fn).parameters
 
     def node(state: dict[str, Any], config: RunnableConfig, runtime: Runtime[Services]) -> Any:
         if services is not None and not isinstance(runtime.context, Services):
+            # a served run: its context is its settings, which join the configurable (values there win)
+            chosen = runtime.context.model_dump(exclude_unset=True) if isinstance(runtime.context, BaseModel) else {}
+            config = {**config, "configurable": {**chosen, **(config.get("configurable") or {})}}
             runtime = runtime.override(context=services())
         reads = Reads(state) if record_inputs else None
         seen = reads if reads is not None else state

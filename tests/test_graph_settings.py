@@ -217,3 +217,25 @@ def test_the_console_shows_a_bad_setting_in_one_line(monkeypatch, tmp_path):
     assert run_of(app) is None
     [error] = [e.value for e in app.error]
     assert "orders=0" in error and "greater than or equal to 1" in error and "\n" not in error
+
+
+def test_the_served_graph_loads_its_models_on_the_first_run_and_takes_its_settings_as_context(monkeypatch):
+    import importlib
+
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("COE_SERVICES", "tests.ui_support:services")
+    import coe.graphs.server as server
+
+    server = importlib.reload(server)
+    assert server.served_services.cache_info().currsize == 0  # nothing loaded on import
+    item = {"answer": "rabbit", "context": "A meadow food chain: grass, rabbit, fox.", "n_distractors": 2}
+    out = server.graph.invoke(item, context={"difficulty": "hard", "write_notes": True, "key_margin": 0.3})
+    assert server.served_services.cache_info().currsize == 1
+    settings = ran_with(out["trace"])
+    assert (settings["difficulty"], settings["write_notes"], settings["key_margin"]) == ("hard", True, 0.3)
+    assert len(out["distractor_notes"]) == 2  # the setting took effect, not only its record
+    with pytest.raises(ValidationError, match="difficulty"):
+        server.graph.invoke(item, context={"difficulty": "extreme"})
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        server.graph.invoke(item, context={"nope": 1})

@@ -68,6 +68,7 @@ def test_an_item_runs_through_the_sdk_with_its_settings(server):
     out = client.runs.wait(None, "coe", input=item, context={"n_distractors": 2, "difficulty": "hard"})
     assert len(out["distractors"]) == 2 and out["status"] in ("verified", "unconfirmed", "flagged")
     assert [t["node"] for t in out["trace"]][-2:] == ["verify", "notes"]
+    assert out["trace"][0]["settings"]["difficulty"] == "hard"  # what the graph ran with
     # a setting in the context reaches the nodes
     off = client.runs.wait(None, "coe", input=item, context={"n_distractors": 2, "verify": False, "write_notes": False})
     assert off["status"] == "unverified" and off["distractor_notes"] == []
