@@ -30,7 +30,7 @@ class Meter:
 
 def _material(item, use_image: bool, llm) -> tuple[str, list]:
     """Pixels for a vision backend, image text otherwise; nothing of the picture when ``use_image`` is off."""
-    vision = bool(getattr(llm, "supports_images", False)) and bool(item.images)
+    vision = llm.supports_images and bool(item.images)
     if not use_image:
         return material_block(item.context, ""), []
     return material_block(item.context, "" if vision else item.image_text), (list(item.images) if vision else [])

@@ -162,7 +162,7 @@ def verify_item(llm, item, question: str, distractors: list[str], *, settings: V
     if question_given and key_yes < s.given_min_yes and not (fit is not None and fit.known):
         reasons.append(f'"{key}" does not seem to answer the given question (P(yes) {key_yes:.2f})')
     has_picture = bool(item.images or item.image_text)
-    sees = (bool(getattr(llm, "supports_images", False)) and bool(item.images)) if has_picture else None
+    sees = (llm.supports_images and bool(item.images)) if has_picture else None
     blind = has_picture and not sees and about_picture(question)
     status, must_check = decide(reasons, key_prob, strongest, strongest_prob, s.confirm_margin, blind_to_picture=blind)
     check = check_line(question, key, picture=blind) if must_check else None

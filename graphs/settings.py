@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from coe.plugins.llm.protocol import LLMPlugin
+
 
 MAX_DISTRACTORS = 8
 # a share or probability: the type carries the bounds, so every such field declares its default plainly
@@ -103,10 +105,10 @@ def choose_settings(choose: str) -> dict[str, str]:
     return dict(CHOOSE[choose])
 
 
-def resolve_selection(s: GraphSettings, llm: Any) -> tuple[GraphSettings, dict[str, Any] | None]:
-    """``s`` with each "auto" selection replaced by its value for this backend (``supports_images``), and
-    what was resolved and why for the trace (None when nothing was on "auto")."""
-    sees = bool(getattr(llm, "supports_images", False))
+def resolve_selection(s: GraphSettings, llm: LLMPlugin | None) -> tuple[GraphSettings, dict[str, Any] | None]:
+    """``s`` with each "auto" selection replaced by its value for this backend (``supports_images``; no model:
+    the rankers), and what was resolved and why for the trace (None when nothing was on "auto")."""
+    sees = llm is not None and llm.supports_images
     update = {k: v for k, v in AUTO_SELECTION[sees].items() if getattr(s, k) == "auto"}
     if not update:
         return s, None
