@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-# imported at run time, not only for type checkers: LangGraph reads the context schema's field types
+# imported at run time, not only for type checkers: LangGraph resolves the context schema's field types when
+# it compiles a graph
 from coe.plugins.llm.protocol import CheckedLLM, LLMPlugin
 from coe.plugins.vision.protocol import ImageReader
 from coe.retrieval.retriever import ExemplarRetriever
@@ -17,7 +18,7 @@ from coe.retrieval.retriever import ExemplarRetriever
 class Services:
     """The LangGraph runtime context of a run (``context_schema``): the resolved plugins."""
 
-    llm: LLMPlugin | None  # None only for model-free work (``retrieval_services``)
+    llm: LLMPlugin | None  # None only for model-free work (the evaluation's model-free variants)
     retriever: ExemplarRetriever | None = None
     image_reader: ImageReader | None = None
     extra: dict[str, Any] = field(default_factory=dict)
