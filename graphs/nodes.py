@@ -33,7 +33,7 @@ def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Ser
     path = state.get("image_path")
     if not path:  # a caller may bring its own image text (e.g. a dataset caption when the file is absent)
         return {"image_text": state.get("image_text", ""),
-                "trace": [{"node": "describe_image", "skipped": "no image"}]}
+                "trace": [{"skipped": "no image"}]}
     from coe.imageio import load_image
 
     reader = image_reader_of(runtime)
@@ -41,15 +41,14 @@ def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Ser
     described = reader.describe(image, source_path=Path(path))
     text = described.as_prompt_text()
     return {"image_text": text,
-            "trace": [{"node": "describe_image",
-                       "reader": reader.name,
+            "trace": [{"reader": reader.name,
                        "output": described.model_dump(mode="json")}]}
 
 
 def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     s = settings_from(config)
     if not s.use_exemplars:
-        return {"exemplars": [], "trace": [{"node": "retrieve", "skipped": "ablation: no exemplars"}]}
+        return {"exemplars": [], "trace": [{"skipped": "ablation: no exemplars"}]}
     retriever = retriever_of(runtime)
 
     q = RetrievalQuery(answer=state["answer"], question=state.get("question_given"),
@@ -59,7 +58,7 @@ def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
                        image_path=state.get("image_path"))
     found, info = retriever.retrieve(q, k=max(s.k, s.pool_k if s.use_pool else 0))
     return {"exemplars": [e.model_dump() for e in found],
-            "trace": [{"node": "retrieve", **info,
+            "trace": [{**info,
                        "exemplars": [{"id": e.id, "bank": e.bank, "score": e.score, "signals": e.signals}
                                      for e in found]}]}
 
@@ -72,7 +71,7 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     given = state.get("question_given")
     item = item_input(state)
     if given:
-        entry: dict[str, Any] = {"node": "question", "source": "given"}
+        entry: dict[str, Any] = {"source": "given"}
         if s.verify and s.check_given_question:
             ok, p_yes, why = check_given_question(llm, item, given.strip(), s,
                                                   retriever=services_of(runtime).retriever,
@@ -88,7 +87,7 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         ranked, note = ranked_questions(state, s, runtime)
         if ranked:
             return {"question": ranked[0]["text"],
-                    "trace": [{"node": "question", "source": "learned ranking", **shown_selection(selection),
+                    "trace": [{"source": "learned ranking", **shown_selection(selection),
                                "candidates": [{"text": r["text"], "score": r["score"],
                                                "source": "ranker:" + "+".join(r["sources"])} for r in ranked[:10]]}]}
     exemplars = shown_exemplars(state, config)
@@ -128,7 +127,7 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     if note:
         trace["note"] = note
     return {"question": value, "model": llm_of(runtime).model_id,
-            "trace": [{"node": "question", **trace, **shown_selection(selection)}]}
+            "trace": [{**trace, **shown_selection(selection)}]}
 
 
 @prompt_tallied
@@ -136,11 +135,11 @@ def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services
     s = settings_from(config)
     if not s.use_rationale:
         return {"rationale": None,
-                "trace": [{"node": "rationale", "skipped": "ablation: no rationale"}]}
+                "trace": [{"skipped": "ablation: no rationale"}]}
     llm = llm_of(runtime)
     value, trace = generate_rationale(llm, item_input(state), state["question"], shown_exemplars(state, config),
                                       mode=s.mode)
-    return {"rationale": value, "model": llm.model_id, "trace": [{"node": "rationale", **trace}]}
+    return {"rationale": value, "model": llm.model_id, "trace": [trace]}
 
 
 @prompt_tallied
@@ -161,14 +160,14 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
         if len(ranked) >= n:
             chosen = [r["option"] for r in ranked[:n]]
             return {"candidate_distractors": chosen, "attempts": attempt,
-                    "trace": [{"node": "distractors", "attempt": attempt,
+                    "trace": [{"attempt": attempt,
                                "source": "learned ranking", "ranking": ranked[:30], "parsed": chosen,
                                **shown_selection(selection)}]}
     if (s.choose_from_pool and s.pool_selection in ("rank", "learned") and attempt == 1 and len(pool) >= n):
         # The pool's own ranking picks; the model writes distractors only when the pool falls short or
         # validation sends the step back.
         return {"candidate_distractors": pool[:n], "attempts": attempt,
-                "trace": [{"node": "distractors", "attempt": attempt, "source": "pool ranking",
+                "trace": [{"attempt": attempt, "source": "pool ranking",
                            "candidates": pool, "parsed": pool[:n], **({"note": note} if note else {}),
                            **shown_selection(selection)}]}
     try:
@@ -192,7 +191,7 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
         trace["note"] = note
     trace.update(shown_selection(selection))
     return {"candidate_distractors": value, "attempts": attempt, "model": llm_of(runtime).model_id,
-            "trace": [{"node": "distractors", "attempt": attempt, **trace}]}
+            "trace": [{"attempt": attempt, **trace}]}
 
 
 def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
@@ -204,7 +203,7 @@ def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     complaints = [f"{clean_option(c)!r} was rejected by {rejected[normalize(clean_option(c))]}" for c in back]
     verdict = validate_distractors([c for c in candidates if c not in back], state["answer"], n)
     problems = [*complaints, *verdict.problems]
-    entry: dict[str, Any] = {"node": "validate", "attempt": state.get("attempts", 0),
+    entry: dict[str, Any] = {"attempt": state.get("attempts", 0),
                              "valid": verdict.valid, "problems": problems}
     update: dict[str, Any] = {"valid": verdict.valid, "feedback": "; ".join(problems)}
     if verdict.valid:
@@ -234,7 +233,7 @@ def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) 
     s, llm = settings_from(config), services_of(runtime).llm
     if not s.verify:
         return {"status": "unverified", "reasons": [], "route": "done",
-                "trace": [{"node": "verify", "skipped": "verification off"}]}
+                "trace": [{"skipped": "verification off"}]}
     given = bool(state.get("question_given"))
     v = verify_item(llm, item_input(state), state["question"], state["distractors"], question_given=given,
                     retriever=services_of(runtime).retriever, exclude_ids=state.get("exclude_ids", []),
@@ -242,7 +241,7 @@ def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) 
                     settings=s)
     update: dict[str, Any] = {"status": v.status, "reasons": v.reasons, "difficulty": v.difficulty,
                               "verification": v.model_dump(mode="json"), "route": "done"}
-    entry: dict[str, Any] = {"node": "verify", **verification_trace(v)}
+    entry: dict[str, Any] = verification_trace(v)
     q_rounds, d_rounds = state.get("question_rounds", 0), state.get("distractor_rounds", 0)
     problems, bad = v.question_problems(), v.flagged_distractors()
     if v.status == "flagged" and problems and not given and q_rounds < s.max_question_rounds:
@@ -266,10 +265,10 @@ def notes(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -
     """Why a student would pick each distractor, for the reviewer and the exports."""
     s, llm = settings_from(config), services_of(runtime).llm
     if not s.write_notes:
-        return {"distractor_notes": [], "trace": [{"node": "notes", "skipped": "notes off"}]}
+        return {"distractor_notes": [], "trace": [{"skipped": "notes off"}]}
     try:
         value, trace = run_call(llm, notes_call(llm, item_input(state), state["question"], state["distractors"],
                                                 shown_exemplars(state, config)))
     except ModelOutputError as exc:  # notes are an aid to the reviewer: their absence is recorded, not fatal
-        return {"distractor_notes": [], "trace": [{"node": "notes", **getattr(exc, "trace", {}), "error": str(exc)}]}
-    return {"distractor_notes": value, "trace": [{"node": "notes", **trace}]}
+        return {"distractor_notes": [], "trace": [{**getattr(exc, "trace", {}), "error": str(exc)}]}
+    return {"distractor_notes": value, "trace": [trace]}
