@@ -38,6 +38,8 @@ lint: setup
 	@echo "==> import contracts (lint-imports)"
 	$(BIN)/python tools/pkgview.py >/dev/null
 	cd build/pkgview && $(abspath $(BIN))/lint-imports $(CURDIR)/pyproject.toml --no-logo --cache-dir ../.import_linter_cache
+	@echo "==> type check (mypy)"
+	$(BIN)/mypy
 
 setup: $(VENV)/.installed
 

@@ -207,8 +207,11 @@ class OpenAICompatLLM:
         return self._backoff(state)
 
     def _log_retry(self, state: RetryCallState) -> None:
-        failure = state.outcome.exception()
-        delay = state.next_action.sleep
+        outcome, action = state.outcome, state.next_action
+        failure = outcome.exception() if outcome is not None else None
+        if action is None or not isinstance(failure, _Retryable):  # tenacity: set before every before_sleep
+            return
+        delay = action.sleep
         if failure.response is None:
             log.info("cannot reach %s (%s); retrying in %.2f s", self.base_url, failure.why, delay)
         else:
