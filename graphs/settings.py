@@ -10,10 +10,9 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from coe.limits import MAX_DISTRACTORS
 from coe.plugins.llm.protocol import LLMPlugin
 
-
-MAX_DISTRACTORS = 8
 # a share or probability: the type carries the bounds, so every such field declares its default plainly
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
