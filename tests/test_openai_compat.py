@@ -14,9 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import jsonschema
 import pytest
 
@@ -83,7 +83,7 @@ class FakeServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake._lock:
-                    fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    fake.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
                     step = fake.script.pop(0) if fake.script else None
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
@@ -191,14 +191,19 @@ def test_read_timeout_is_reported_not_retried(fake):
 
 
 def test_backoff_is_exponential_with_jitter_and_capped():
-    from tenacity import RetryCallState
+    from coe.plugins.llm.openai_client import backoff_delay
 
-    llm = OpenAICompatLLM("m", "http://127.0.0.1:9/v1", backoff_base=1.0, backoff_max=8.0)
-    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
-    for attempt, (low, high) in enumerate([(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)], start=1):
-        state.attempt_number = attempt
-        delays = {llm._wait(state) for _ in range(20)}
+    for retry, (low, high) in enumerate([(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)]):
+        delays = {backoff_delay(retry, 1.0, 8.0) for _ in range(20)}
         assert all(low <= d <= high for d in delays) and len(delays) > 1  # jitter survives the cap
+
+
+def test_retries_wait_the_configured_backoff(fake):
+    fake.then(503, "overloaded").then(503, "overloaded").then(200)
+    t0 = time.perf_counter()
+    llm = OpenAICompatLLM("m", fake.url, max_attempts=3, backoff_base=0.4, backoff_max=8.0)
+    assert llm.generate(ask("hi")).text == "ok"
+    assert 0.6 <= time.perf_counter() - t0 < 3  # at least 0.2 s, then 0.4 s: half of each step is fixed
 
 
 def test_retry_after_is_capped_by_backoff_max(fake):
@@ -220,14 +225,14 @@ def test_api_key_from_env_is_sent_but_never_shown(fake, monkeypatch):
     fake.then(200).then(401, {"error": {"message": "invalid api key"}})
     llm = OpenAICompatLLM("m", fake.url, **FAST)
     llm.generate(ask("hi"))
-    assert fake.requests[0]["headers"]["Authorization"] == "Bearer sk-very-secret"
+    assert fake.requests[0]["headers"]["authorization"] == "Bearer sk-very-secret"
     with pytest.raises(ConfigError) as info:
         llm.generate(ask("hi"))
     assert "check COE_OPENAI_API_KEY" in str(info.value)
     assert "sk-very-secret" not in str(info.value) and "sk-very-secret" not in repr(llm)
     explicit = OpenAICompatLLM("m", fake.url, api_key="sk-other")
     explicit.generate(ask("hi"))
-    assert fake.requests[-1]["headers"]["Authorization"] == "Bearer sk-other"
+    assert fake.requests[-1]["headers"]["authorization"] == "Bearer sk-other"
 
 
 def test_images_are_sent_as_data_uri_content_parts(fake):
@@ -448,9 +453,10 @@ def llama_server(tmp_path_factory):
             if proc.poll() is not None:
                 pytest.fail(f"llama.cpp server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
+                with urllib.request.urlopen(f"{url}/models", timeout=2) as probe:
+                    if probe.status == 200:
+                        break
+            except OSError:  # not listening yet (URLError is an OSError)
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"llama.cpp server did not answer in 90 s: {log_path.read_text()[-2000:]}")
