@@ -9,7 +9,8 @@ from typing_extensions import TypedDict
 
 
 class TraceEntry(TypedDict, total=False):
-    """One step's record in the ``trace`` (every entry has ``node`` and ``seconds``; the rest is the step's)."""
+    """One step's record in the ``trace``: every entry has ``node`` and ``seconds``, the keys below when they
+    apply, and the step's own (the prompt, the parsed reply, the verifier's scores, ...)."""
 
     node: str
     seconds: float
@@ -18,6 +19,7 @@ class TraceEntry(TypedDict, total=False):
     source: str
     error: str
     note: str
+    candidates: list[Any]       # what the question or distractor step ranked, best first
     inputs: dict[str, Any]      # the state fields the node read (the review graph records them)
     settings: dict[str, Any]    # on the first step: the settings the run resolved ("auto" decided)
 
