@@ -44,7 +44,7 @@ def build_graph(checkpointer=None, *, until: str | None = None, functions: dict 
                                 services=services, record_inputs=record_inputs))
     end = END
     if review is not None:
-        g.add_node("review", review, destinations=("distractors", "review", END))
+        g.add_node("review", review, destinations=("rationale", "distractors", "review", END))
         end = "review"
     nxt = {a: b for a, b in _LINEAR}
     g.add_edge(START, steps[0])

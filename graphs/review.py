@@ -8,12 +8,16 @@ thread with one of::
                                                   "rationale": ..., "distractor_notes": [...]}})
     Command(resume={"action": "regenerate_distractors", "keep": ["kept option", ...],
                     "edits": {"question": ..., "answer": ...}})
+    Command(resume={"action": "swap_question", "question": "one of the interrupt's questions (or any)"})
 
 ``accept`` validates the (edited) item and ends, or interrupts again listing the problems.
 ``regenerate_distractors`` goes back to the distractor node, which writes only the options that are
 not kept (the kept ones are fixed; an option the reviewer replaced counts as invalid if it comes back),
-re-validates with the usual retries and repair, and interrupts again. A checkpointer and a ``thread_id``
-are required.
+re-validates with the usual retries and repair, and interrupts again. ``swap_question`` puts another question
+in (the interrupt's ``questions`` are the other templates the question step kept, e.g. the secondary consumer
+beside the primary one) and runs the rest again for it, rationale, distractors and verification included; the
+swapped question counts as given, so verification flags what does not fit it rather than replace it. A
+checkpointer and a ``thread_id`` are required.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from typing import Any
 
 from coe.agents.validation import clean_option, normalize, validate_distractors
+from coe.ranking.templates import template_mask
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
 from langgraph.runtime import Runtime
@@ -34,7 +39,8 @@ from .settings import settings_from
 from .state import CoEState
 from coe.text import one_line
 
-ACTIONS = ("accept", "regenerate_distractors")
+ACTIONS = ("accept", "regenerate_distractors", "swap_question")
+SWAPS = 3  # other question templates offered to the reviewer
 
 class ReviewState(CoEState, total=False):
     keep: list[str]            # distractors the reviewer keeps while the others are rewritten
@@ -67,6 +73,34 @@ def _text(value: Any) -> str:
     return one_line(value) if value is not None else ""
 
 
+def other_questions(state: ReviewState) -> list[str]:
+    """The other question templates the question step kept for this item (its ranked candidates), best first,
+    one per template and none of the current question's."""
+    entries = [e for e in state.get("trace") or [] if e.get("node") == "question" and e.get("candidates")]
+    if not entries:
+        return []
+    answer = state.get("answer") or ""
+    seen = {template_mask(state.get("question") or "", answer)}
+    out = []
+    for c in entries[-1]["candidates"]:
+        text = _text(c.get("text") if isinstance(c, dict) else None)
+        mask = template_mask(text, answer)
+        if text and mask not in seen:
+            seen.add(mask)
+            out.append(text)
+    return out[:SWAPS]
+
+
+def _swap(state: ReviewState, question: str, answer: str, entry: dict[str, Any]) -> Command:
+    """Everything after the question again, for the reviewer's question; what was rejected for the old
+    question may fit the new one."""
+    return Command(goto="rationale", update={
+        "question": question, "question_given": question, "answer": answer, "keep": [], "rejected": [],
+        "rejected_by": {}, "rejected_options": [], "review_note": "", "feedback": "", "attempts": 0,
+        "distractor_rounds": 0, "candidate_distractors": [], "valid": False, "repaired": [], "reviewed": False,
+        "review_problems": [], "trace": [entry]})
+
+
 def review(state: ReviewState, config: RunnableConfig) -> Command:
     """Hand the item to a person; apply their decision when the thread is resumed."""
     decision = interrupt({
@@ -75,7 +109,7 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
         "repaired": state.get("repaired", []), "problems": state.get("review_problems", []),
         "status": state.get("status"), "reasons": state.get("reasons", []),
         "verification": state.get("verification", {}), "distractor_notes": state.get("distractor_notes", []),
-        "difficulty": state.get("difficulty"), "actions": list(ACTIONS),
+        "difficulty": state.get("difficulty"), "questions": other_questions(state), "actions": list(ACTIONS),
     })
     t0 = time.perf_counter()
     decision = decision if isinstance(decision, dict) else {"action": decision}
@@ -83,6 +117,8 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
     edits = dict(decision.get("edits") or {})
     n = state.get("n_distractors") or settings_from(config).n_distractors
     question = _text(edits.get("question", state.get("question")))
+    if action == "swap_question":
+        question = _text(decision.get("question"))
     answer = _text(edits.get("answer", state.get("answer")))
     entry: dict[str, Any] = {"node": "review", "action": action, "edits": edits}
     problems: list[str] = []
@@ -93,6 +129,10 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
     if action not in ACTIONS:
         problems.append(f"unknown review action {action!r} (use one of {', '.join(ACTIONS)})")
 
+    if not problems and action == "swap_question":
+        entry.update({"question": question, "valid": True, "problems": [],
+                      "seconds": round(time.perf_counter() - t0, 3)})
+        return _swap(state, question, answer, entry)
     if not problems and action == "accept":
         verdict = validate_distractors(list(edits.get("distractors", state.get("distractors", []))), answer, n)
         entry.update({"valid": verdict.valid, "problems": verdict.problems,

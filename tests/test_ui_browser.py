@@ -1,6 +1,6 @@
 """The console in a real browser at laptop size (1280x800): a bad upload, then upload → generate (a failed
 check shown as failed) → generate again (the progress line, the new run in view, the old item gone) →
-regenerate one option, then all → open a trace step → accept.
+regenerate one option, then all → open a trace step → swap in another question → accept.
 
 Streamlit serves the app on loopback with the scripted backend; Debian's Chromium (installed by
 ``make test``) is driven by Playwright. The final page is saved as ``out/ui-screenshot.png``.
@@ -225,6 +225,20 @@ def test_a_teachers_session_in_a_laptop_sized_browser(server, tmp_path, record_p
             step = page.locator("details").filter(has=page.get_by_text(re.compile(r"^\d+\. distractors"))).last
             step.locator("summary").click()
             expect(step.get_by_text(f"the reviewer rejected '{first[1]}'", exact=False).first).to_be_visible()
+
+            # swap in another question the question step kept: the rest is written and checked again for it
+            question = page.get_by_label("Question", exact=True)
+            before = question.input_value()
+            swap = page.get_by_role("button", name=re.compile("^⇄ ")).first
+            other = swap.inner_text().removeprefix("⇄").strip()
+            assert other and other != before
+            swap.click()
+            expect(page.get_by_label("Question", exact=True)).to_have_value(other)
+            expect(page.get_by_label("Question", exact=True)).to_have_count(1)  # the old form is gone
+            expect(page.get_by_role("button", name=f"⇄ {before}")).to_be_visible()  # the old one is a swap now
+            for words in ("Applying your decision", "Writing the explanation", "Answering the item as a student"):
+                expect(status(page, words).last).to_be_visible()
+            expect(page.get_by_text("Verified by a student model", exact=False).first).to_be_visible()
 
             # accept: the key is marked in words and with an icon from Streamlit's own font, never an emoji
             page.get_by_role("button", name="Accept").click()

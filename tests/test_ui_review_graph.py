@@ -128,6 +128,34 @@ def test_a_replaced_option_may_not_come_back(fixture_index):
     assert "the reviewer rejected 'hawk', 'owl'" in llm.requests[-2].messages[1].content
 
 
+def test_swap_question_writes_and_checks_the_rest_again(fixture_index):
+    from coe.ranking.templates import template_mask
+    from tests.ui_support import reply
+    from tests.verify_support import ScriptedStudent
+
+    llm = ScriptedStudent(reply, prefer=lambda q, options: {"rabbit": 0.7},
+                          yes=lambda q, option: 0.9 if option == "rabbit" else 0.1)
+    # verification on: the question step generates several and keeps the best, the rest are the swaps
+    g, config, _ = start(llm, fixture_index, verify=True, question_selection="model", pool_selection="rank")
+    snap, request = waiting(g, config)
+    first, others = request["question"], request["questions"]
+    assert others and len({template_mask(q, "rabbit") for q in [first, *others]}) == len(others) + 1
+    chunks = resume(g, config, {"action": "swap_question", "question": others[0]})
+    assert [next(iter(c)) for c in chunks] == ["review", "rationale", "distractors", "validate", "verify", "notes",
+                                                "__interrupt__"]
+    snap, request = waiting(g, config)
+    assert request["question"] == others[0] and snap.values["question_given"] == others[0]
+    assert first in request["questions"] and others[0] not in request["questions"]
+    rationale_prompt = [r for r in llm.requests if "rationale" in r.json_schema.get("properties", {})][-1]
+    assert others[0] in rationale_prompt.messages[-1].content
+    trace = snap.values["trace"]
+    swapped = max(i for i, t in enumerate(trace) if t["node"] == "review")
+    assert trace[swapped]["question"] == others[0]
+    assert [t["node"] for t in trace[swapped:]].count("verify") >= 1 and request["status"] == "verified"
+    resume(g, config, {"action": "swap_question", "question": " "})
+    assert waiting(g, config)[1]["problems"] == ["the question is empty"]
+
+
 def test_threads_are_independent(fixture_index):
     saver = InMemorySaver()
     g = build_review_graph(saver)

@@ -47,6 +47,20 @@ def regenerate(index: int | None) -> None:
         st.session_state["flash"] = plain_error(exc)
 
 
+def swap_question(question: str) -> None:
+    """Put one of the other questions the question step kept in; the rest of the item is written again for
+    it and checked again."""
+    run = current_run()
+    request = run.review_request() if run else None
+    if request is None:
+        return
+    _, a, _ = _review_values(run, request)
+    try:
+        run.resume({"action": "swap_question", "question": question, "edits": {"answer": a}})
+    except CoeError as exc:
+        st.session_state["flash"] = plain_error(exc)
+
+
 def accept() -> None:
     run = current_run()
     request = run.review_request() if run is not None else None
@@ -75,6 +89,13 @@ def review_panel(run: Run) -> None:
     v = request.get("verification") or {}
     probs, also = v.get("option_probs") or {}, v.get("also_correct") or {}
     st.text_area("Question", value=request.get("question") or "", key=f"rq_{rid}_{r}")
+    others = request.get("questions") or []
+    if others:
+        st.caption("Other questions kept for this answer — one click puts one in, then the explanation, the "
+                   "wrong options and the checks are done again for it:")
+        for i, other in enumerate(others):
+            st.button(f"⇄ {literal(other)}", key=f"swapq_{rid}_{r}_{i}", on_click=swap_question, args=(other,),
+                      help="Swap this question in and check the item again")
     st.text_input("Correct answer", value=request.get("answer") or "", key=f"ra_{rid}_{r}")
     if request.get("answer") in probs:
         st.caption(f"Student model's probability on the key: {probs[request['answer']]:.2f}")
