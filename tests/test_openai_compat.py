@@ -122,6 +122,22 @@ def fake():
     server.close()
 
 
+@pytest.fixture
+def retry_waits(monkeypatch):
+    """The seconds the SDK client chose to wait before each retry, in order (its sleeps still happen)."""
+    from coe.plugins.llm.openai_client import _SDKClient
+
+    waits: list[float] = []
+    chosen = _SDKClient._calculate_retry_timeout
+
+    def noted(self, *args, **kwargs):
+        waits.append(chosen(self, *args, **kwargs))
+        return waits[-1]
+
+    monkeypatch.setattr(_SDKClient, "_calculate_retry_timeout", noted)
+    return waits
+
+
 def test_construction_touches_no_network():
     port = free_port()  # closed: any connection attempt would fail
     llm = OpenAICompatLLM("m", f"http://127.0.0.1:{port}")
@@ -129,13 +145,12 @@ def test_construction_touches_no_network():
     assert (llm.name, llm.model_id, llm.supports_images, llm.supports_json_schema) == ("openai", "m", True, True)
 
 
-def test_unreachable_server_is_one_clear_line_after_bounded_retries():
+def test_unreachable_server_is_one_clear_line_after_bounded_retries(retry_waits):
     url = f"http://127.0.0.1:{free_port()}/v1"
     llm = OpenAICompatLLM("m", url, **FAST)
-    t0 = time.perf_counter()
     with pytest.raises(ConfigError) as info:
         llm.generate(ask("hi"))
-    assert time.perf_counter() - t0 < 3
+    assert len(retry_waits) == 2 and all(0 < w <= FAST["backoff_max"] for w in retry_waits), retry_waits
     msg = str(info.value)
     assert msg.startswith(f"cannot reach OpenAI-compatible server at {url}: ") and "(after 3 attempts)" in msg
     assert "\n" not in msg
@@ -198,19 +213,20 @@ def test_backoff_is_exponential_with_jitter_and_capped():
         assert all(low <= d <= high for d in delays) and len(delays) > 1  # jitter survives the cap
 
 
-def test_retries_wait_the_configured_backoff(fake):
+def test_retries_wait_the_configured_backoff(fake, retry_waits):
     fake.then(503, "overloaded").then(503, "overloaded").then(200)
     t0 = time.perf_counter()
     llm = OpenAICompatLLM("m", fake.url, max_attempts=3, backoff_base=0.4, backoff_max=8.0)
     assert llm.generate(ask("hi")).text == "ok"
-    assert 0.6 <= time.perf_counter() - t0 < 3  # at least 0.2 s, then 0.4 s: half of each step is fixed
+    # 0.4 s, then 0.8 s, each half fixed and half random
+    assert len(retry_waits) == 2 and 0.2 <= retry_waits[0] <= 0.4 and 0.4 <= retry_waits[1] <= 0.8, retry_waits
+    assert time.perf_counter() - t0 >= sum(retry_waits)  # and they were waited out
 
 
-def test_retry_after_is_capped_by_backoff_max(fake):
+def test_retry_after_is_capped_by_backoff_max(fake, retry_waits):
     fake.then(429, {"error": {"message": "slow down"}}, {"Retry-After": "120"}).then(200)
-    t0 = time.perf_counter()
     assert OpenAICompatLLM("m", fake.url, **FAST).generate(ask("hi")).text == "ok"
-    assert time.perf_counter() - t0 < 2 and len(fake.requests) == 2
+    assert retry_waits == [FAST["backoff_max"]] and len(fake.requests) == 2
 
 
 def test_4xx_after_retries_counts_the_attempts(fake):
@@ -508,12 +524,11 @@ def test_real_server_batch_preserves_order(real_llm):
 
 
 @pytest.mark.slow
-def test_real_server_4xx_is_reported_without_retry(llama_server):
+def test_real_server_4xx_is_reported_without_retry(llama_server, retry_waits):
     llm = OpenAICompatLLM(ALIAS, llama_server, max_attempts=3, backoff_base=5.0)
-    t0 = time.perf_counter()
     with pytest.raises(ConfigError, match=r"answered HTTP 400: .*maximum context length is 2048"):
         llm.generate(ask("word " * 3000, max_tokens=5))
-    assert time.perf_counter() - t0 < 4  # no backoff sleep happened
+    assert retry_waits == []  # no retry, so no backoff wait
 
 
 @pytest.mark.slow
