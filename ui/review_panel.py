@@ -51,8 +51,8 @@ def swap_question(question: str) -> None:
     """Put one of the other questions the question step kept in; the rest of the item is written again for
     it and checked again."""
     run = current_run()
-    request = run.review_request() if run else None
-    if request is None:
+    request = run.review_request() if run is not None else None
+    if run is None or request is None:
         return
     _, a, _ = _review_values(run, request)
     try:
