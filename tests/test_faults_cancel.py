@@ -1,4 +1,4 @@
-"""Ctrl-C during a llama.cpp step stops it within a second or two, says so, and exits 130; ``cancel()`` stops
+"""Ctrl-C during a llama.cpp step stops that step, says so, and exits 130; ``cancel()`` stops
 a call in progress for a batch runner too. Real parts: the pulled 0.5B GGUF and MiniLM over a real Chroma."""
 
 import os
@@ -50,29 +50,40 @@ def _request(max_tokens: int):
                              temperature=0.0)
 
 
-def test_cancel_stops_a_call_in_progress_and_resume_allows_new_ones(llm):
+def test_cancel_stops_a_call_in_progress_and_resume_allows_new_ones(llm, monkeypatch):
+    from llama_cpp._internals import LlamaContext
+
     from coe.plugins.llm import llamacpp
 
     outcome: dict = {}
+    evals = {"before": 0, "after": 0}  # llama.cpp decode calls begun before and after cancel()
+    decoding = threading.Event()  # set once tokens are being generated, or when the call has ended
+    original = LlamaContext.decode
+
+    def counted(self, batch):  # the prompt, then one decode per generated token
+        evals["after" if llamacpp.CANCEL.is_set() else "before"] += 1
+        if evals["before"] > 3:
+            decoding.set()
+        return original(self, batch)
 
     def work():
-        start = time.perf_counter()
         try:
             outcome["result"] = llm.generate(_request(2000))
         except KeyboardInterrupt as exc:
             outcome["interrupted"] = exc
-        outcome["seconds"] = time.perf_counter() - start
+        finally:
+            decoding.set()
 
+    monkeypatch.setattr(LlamaContext, "decode", counted)
     worker = threading.Thread(target=work)
     worker.start()
-    time.sleep(1.0)
-    stop = time.perf_counter()
+    decoding.wait()
     llamacpp.cancel()
-    worker.join(timeout=30)
+    worker.join()
     try:
-        assert not worker.is_alive()
         assert "interrupted" in outcome, outcome  # 2000 tokens take minutes on this CPU: it was cut short
-        assert time.perf_counter() - stop < 3.0, outcome
+        assert evals["before"] > 3, evals  # it was cancelled while generating
+        assert evals["after"] == 0, evals  # the decode in progress was aborted, and no token decoded after it
         with pytest.raises(KeyboardInterrupt):  # cancelled stays cancelled until resumed
             llm.generate(_request(4))
     finally:
@@ -98,17 +109,15 @@ def test_sigint_during_a_model_step_exits_130_at_once(mini_index):
         else:
             pytest.fail(f"coe generate ended before its model steps: {''.join(seen)}")
         time.sleep(1.0)
-        sent = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=60)
-        waited = time.perf_counter() - sent
+        rc = proc.wait()  # not interrupted, it would go on to write the item and exit 0
         rest = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert rc == 130, (rc, rest)
-    assert waited < 5.0, waited
+    # at once: the step in progress was the last; no later step reported (each prints a "· step" line)
     # the mini index has no rankers of its own: one notice says the heuristic ranking is used instead
     lines = [ln for ln in rest.strip().splitlines() if not ln.endswith("; the heuristic ranking is used")]
     assert lines == ["coe: aborted"], rest
