@@ -429,6 +429,20 @@ def test_stream_errors_are_one_clear_line(fake):
         drain(OpenAICompatLLM("m", f"http://127.0.0.1:{free_port()}/v1").stream(ask("hi")))
 
 
+def test_stream_is_tried_once(fake):
+    fake.then(503, {"error": {"message": "overloaded"}})
+    with pytest.raises(ConfigError, match=r"answered HTTP 503: overloaded$"):
+        drain(OpenAICompatLLM("m", fake.url, **FAST).stream(ask("hi")))
+    assert len(fake.requests) == 1
+
+
+def test_a_refused_response_format_is_not_retried(fake):
+    fake.then(500, {"error": {"message": "('body', 'response_format', 'type') Input should be 'json_object'"}})
+    with pytest.raises(ConfigError, match=r"answered HTTP 500: .*response_format"):
+        OpenAICompatLLM("m", fake.url, json_mode="json_schema", **FAST).generate(ask("hi", json_schema=DISTRACTORS))
+    assert len(fake.requests) == 1  # a 500 naming the format is the same on every try
+
+
 def test_stream_in_auto_mode_falls_back_to_json_object(fake):
     fake.then(500, {"error": {"message": "('body', 'response_format', 'type') Input should be 'json_object'"}})
     fake.then(200, sse(delta('{"distractors": []}'), "[DONE]"))
