@@ -2,7 +2,7 @@
 # make test: the same set-up, ruff over the product code, then the whole test suite (every tier: unit + real-model
 #   integration, browser, vlm, root), offline.
 # make test-fast: the unit tier alone (pyproject's markers slow, real_parts, browser, vlm and root deselected): no
-#   models, ScienceQA data, servers, Chromium, torch or root needed; a few minutes on 2 cores.
+#   models, ScienceQA data, servers, Chromium, torch or root needed; about 2 minutes on 2 idle cores.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -24,10 +24,10 @@ demo: index
 test: lint models system-deps browser setup-vlm
 	$(BIN)/python -m pytest
 
-# the tiers a missing part would fail, deselected on purpose (tests/tiers.py)
+# the tiers a missing part would fail, deselected on purpose (tests/tiers.py); one pytest-xdist worker per core
 UNIT_TIER := not slow and not real_parts and not browser and not vlm and not root
 test-fast: setup system-deps
-	$(BIN)/python -m pytest -m "$(UNIT_TIER)"
+	$(BIN)/python -m pytest -n auto -m "$(UNIT_TIER)"
 
 # ruff, the import contracts and the type check over the product code (pyproject's [tool.ruff],
 # [tool.importlinter], [tool.mypy]); part of `make test`. lint-imports and mypy walk folders, so they read
