@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 # imported at run time, not only for type checkers: LangGraph resolves the context schema's field types when
 # it compiles a graph
@@ -43,32 +43,33 @@ def services_of(runtime) -> Services:
     return services
 
 
+T = TypeVar("T")
+
+
+def _present(value: T | None, missing: str) -> T:
+    if value is None:
+        from coe.errors import ConfigError
+        raise ConfigError(missing)
+    return value
+
+
 def llm_of(runtime) -> LLMPlugin:
     """The run's LLM, for a step that calls it; a context without one (model-free work) is a one-line error."""
-    llm = services_of(runtime).llm
-    if llm is None:
-        from coe.errors import ConfigError
-        raise ConfigError("this step needs a model, and the graph's context has none (Services.llm is None)")
-    return llm
+    return _present(services_of(runtime).llm,
+                    "this step needs a model, and the graph's context has none (Services.llm is None)")
 
 
 def retriever_of(runtime) -> ExemplarRetriever:
     """The run's exemplar retriever; a context without one is a one-line error."""
-    retriever = services_of(runtime).retriever
-    if retriever is None:
-        from coe.errors import ConfigError
-        raise ConfigError("retrieval needs a retriever, and the graph's context has none (Services.retriever; "
-                          "coe.graphs.services.retrieval_services() gives the default)")
-    return retriever
+    return _present(services_of(runtime).retriever,
+                    "retrieval needs a retriever, and the graph's context has none (Services.retriever; "
+                    "coe.graphs.services.retrieval_services() gives the default)")
 
 
 def image_reader_of(runtime) -> ImageReader:
     """The run's image reader; a context without one is a one-line error."""
-    reader = services_of(runtime).image_reader
-    if reader is None:
-        from coe.errors import ConfigError
-        raise ConfigError("an image needs an image reader, and the graph's context has none (Services.image_reader)")
-    return reader
+    return _present(services_of(runtime).image_reader,
+                    "an image needs an image reader, and the graph's context has none (Services.image_reader)")
 
 
 def load_services(model: str | None = None) -> Services:
