@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -31,47 +32,41 @@ def _review_texts(run: Run, request: dict[str, Any]) -> dict[str, Any]:
                                  for i in range(len(request.get("distractors") or []))]}
 
 
-def regenerate(index: int | None) -> None:
-    """Regenerate every distractor (``index`` None) or only one, keeping the (edited) others in their slots."""
+def _decide(decision: Callable[[Run, dict[str, Any]], dict[str, Any]],
+            slots: Callable[[list[str]], list[str | None] | None] = lambda ds: None) -> None:
+    """Resume the current run with the decision made from the reviewer's values; a refusal is flashed."""
     run = current_run()
     request = run.review_request() if run is not None else None
     if run is None or request is None:
         return
-    q, a, ds = _review_values(run, request)
-    keep = [] if index is None else [d for i, d in enumerate(ds) if i != index]
-    slots = None if index is None else [None if i == index else d for i, d in enumerate(ds)]
     try:
-        run.resume({"action": "regenerate_distractors", "keep": keep, "edits": {"question": q, "answer": a}},
-                   slots=slots)
+        run.resume(decision(run, request), slots=slots(_review_values(run, request)[2]))
     except CoeError as exc:
         st.session_state["flash"] = plain_error(exc)
+
+
+def regenerate(index: int | None) -> None:
+    """Regenerate every distractor (``index`` None) or only one, keeping the (edited) others in their slots."""
+    def decision(run: Run, request: dict[str, Any]) -> dict[str, Any]:
+        q, a, ds = _review_values(run, request)
+        keep = [] if index is None else [d for i, d in enumerate(ds) if i != index]
+        return {"action": "regenerate_distractors", "keep": keep, "edits": {"question": q, "answer": a}}
+    _decide(decision, lambda ds: None if index is None else [None if i == index else d for i, d in enumerate(ds)])
 
 
 def swap_question(question: str) -> None:
     """Put one of the other questions the question step kept in; the rest of the item is written again for
     it and checked again."""
-    run = current_run()
-    request = run.review_request() if run is not None else None
-    if run is None or request is None:
-        return
-    _, a, _ = _review_values(run, request)
-    try:
-        run.resume({"action": "swap_question", "question": question, "edits": {"answer": a}})
-    except CoeError as exc:
-        st.session_state["flash"] = plain_error(exc)
+    _decide(lambda run, request: {"action": "swap_question", "question": question,
+                                  "edits": {"answer": _review_values(run, request)[1]}})
 
 
 def accept() -> None:
-    run = current_run()
-    request = run.review_request() if run is not None else None
-    if run is None or request is None:
-        return
-    q, a, ds = _review_values(run, request)
-    try:
-        run.resume({"action": "accept", "edits": {"question": q, "answer": a, "distractors": ds,
-                                                  **_review_texts(run, request)}})
-    except CoeError as exc:
-        st.session_state["flash"] = plain_error(exc)
+    def decision(run: Run, request: dict[str, Any]) -> dict[str, Any]:
+        q, a, ds = _review_values(run, request)
+        return {"action": "accept", "edits": {"question": q, "answer": a, "distractors": ds,
+                                              **_review_texts(run, request)}}
+    _decide(decision)
 
 
 def review_panel(run: Run) -> None:
