@@ -17,12 +17,21 @@ from .templates import template_mask
 
 
 class BankItem:
-    __slots__ = ("id", "split", "question", "answer", "options", "distractors", "template")
+    __slots__ = ("id", "split", "question", "answer", "options", "distractors", "asked", "_template")
 
     def __init__(self, id: str, split: str, question: str, answer: str, options: tuple[str, ...],
-                 distractors: frozenset[str], template: str = ""):
+                 distractors: frozenset[str], asked: str = ""):
         self.id, self.split, self.question, self.answer = id, split, question, answer
-        self.options, self.distractors, self.template = options, distractors, template
+        self.options, self.distractors, self.asked = options, distractors, asked
+        self._template: str | None = None
+
+    @property
+    def template(self) -> str:
+        """The question's template with its key masked; computed when first asked for (masking runs a regex
+        per item, seconds over a whole bank, and only items with the key of the moment are ever asked)."""
+        if self._template is None:
+            self._template = template_mask(self.asked, self.answer)
+        return self._template
 
 
 class BankStats:
@@ -38,10 +47,7 @@ class BankStats:
         self.template_n: Counter[str] = Counter()
         self.questions_for: dict[str, Counter[str]] = defaultdict(Counter)       # answer → its questions
         self.questions_for_type: dict[str, Counter[str]] = defaultdict(Counter)  # answer type → questions
-        # the question's template (names, numbers and the key masked) with the key: "What is the capital of X?"
-        # answered "Denver" has its own distractors, whichever state the question names
-        self.keyed: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-        self.keyed_n: Counter[tuple[str, str]] = Counter()
+        self.with_answer: dict[str, list[BankItem]] = defaultdict(list)        # answer → its items
         for r in records:
             self._add(r)
         self.n = len(self.items)
@@ -61,12 +67,9 @@ class BankStats:
         q = normalize(r.question)
         self.question_text.setdefault(q, r.question.strip())
         options = (answer, *distractors)
-        template = template_mask(r.question, r.answer)
-        self.items[r.id] = BankItem(r.id, getattr(r, "split", ""), q, answer, options, frozenset(distractors),
-                                    template)
-        self.keyed_n[(template, answer)] += 1
-        for d in distractors:
-            self.keyed[(template, answer)][d] += 1
+        item = BankItem(r.id, getattr(r, "split", ""), q, answer, options, frozenset(distractors), r.question)
+        self.items[r.id] = item
+        self.with_answer[answer].append(item)
         for o in options:
             self.freq[o] += 1
             for other in options:
@@ -104,15 +107,11 @@ class BankStats:
 
     def for_template_and_key(self, question: str, answer: str, exclude_ids: Iterable[str] = ()
                              ) -> tuple[Counter[str], int]:
-        """The distractors the bank gives where the question's template asks for this same key, and how many
-        items do."""
-        pair = (template_mask(question, answer), normalize(answer))
-        out, n = Counter(self.keyed.get(pair, {})), self.keyed_n.get(pair, 0)
-        for it in self._own(exclude_ids):
-            if (it.template, it.answer) == pair:
-                out.subtract({d: 1 for d in it.distractors})
-                n -= 1
-        return +out, n
+        """The distractors the bank gives where the question's template asks for this same key ("What is the
+        capital of X?" answered Denver, whichever state X is), and how many items do."""
+        key, mask, skip = normalize(answer), template_mask(question, answer), set(exclude_ids or ())
+        same = [it for it in self.with_answer.get(key, ()) if it.id not in skip and it.template == mask]
+        return Counter(d for it in same for d in it.distractors), len(same)
 
     def questions(self, answer: str, exclude_ids: Iterable[str] = ()) -> tuple[Counter[str], Counter[str]]:
         """The questions the bank asks with this answer, and with answers of its type (normalised)."""
