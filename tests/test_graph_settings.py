@@ -168,8 +168,9 @@ def test_a_bad_setting_exits_2_with_one_line(command, args, needle, capsys, tmp_
     assert not (tmp_path / "run").exists()  # refused before the run began
 
 
-@pytest.mark.parametrize("name", FIELDS)
-def test_each_setting_reaches_the_graph_from_the_console(name, monkeypatch, tmp_path):
+def test_every_setting_reaches_the_graph_from_the_console(monkeypatch, tmp_path):
+    # one run with every setting at another value: each widget's value must reach the graph (the CLI tests
+    # above take them one at a time through the same check)
     from tests.tiers import require
 
     require("streamlit", "real_parts")
@@ -178,23 +179,28 @@ def test_each_setting_reaches_the_graph_from_the_console(name, monkeypatch, tmp_
 
     monkeypatch.setenv("COE_SERVICES", "tests.ui_support:services")
     monkeypatch.setenv("COE_HOME", str(tmp_path / "home"))
-    value = other_value(name)
     app = new_app()
-    key = OWN_WIDGET.get(name, PREFIX + name)
-    if name == "write_notes":  # the console writes notes by default: the setting's other value is its default
-        app.checkbox(key=key).uncheck().run()
-        value = False
-    elif isinstance(value, bool):
-        (app.checkbox(key=key).check() if value else app.checkbox(key=key).uncheck()).run()
-    elif isinstance(value, list):
-        app.text_input(key=key).input(", ".join(value)).run()
-    elif isinstance(value, str):
-        app.selectbox(key=key).set_value(value).run()
-    else:
-        app.number_input(key=key).set_value(value).run()
+    expected = {}
+    for name in FIELDS:
+        value = other_value(name)
+        key = OWN_WIDGET.get(name, PREFIX + name)
+        if name == "write_notes":  # the console writes notes by default: the setting's other value is its default
+            app.checkbox(key=key).uncheck()
+            value = False
+        elif isinstance(value, bool):
+            app.checkbox(key=key).check() if value else app.checkbox(key=key).uncheck()
+        elif isinstance(value, list):
+            app.text_input(key=key).input(", ".join(value))
+        elif isinstance(value, str):
+            app.selectbox(key=key).set_value(value)
+        else:
+            app.number_input(key=key).set_value(value)
+        expected[name] = value
+    app.run()
     generate(app, variant="Full CoE", context="A meadow food chain: grass, rabbit, fox.")
     assert not app.error, [e.value for e in app.error]
-    assert ran_with(run_of(app).values()["trace"])[name] == value
+    ran = ran_with(run_of(app).values()["trace"])
+    assert {name: ran[name] for name in FIELDS} == expected
 
 
 def test_the_console_shows_a_bad_setting_in_one_line(monkeypatch, tmp_path):
