@@ -33,8 +33,9 @@ test-fast: setup system-deps
 # [tool.importlinter], [tool.mypy]); part of `make test`. lint-imports and mypy walk folders, so they read
 # build/pkgview/coe, the package laid out as one folder of symlinks (tools/pkgview.py).
 lint: setup
-	@echo "==> ruff check"
+	@echo "==> ruff check, ruff format --check"
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	@echo "==> import contracts (lint-imports)"
 	$(BIN)/python tools/pkgview.py >/dev/null
 	cd build/pkgview && $(abspath $(BIN))/lint-imports $(CURDIR)/pyproject.toml --no-logo --cache-dir ../.import_linter_cache

@@ -77,19 +77,34 @@ def adapt(option: str, mapping: dict[str, str]) -> str:
     return option
 
 
-def candidate_pool(answer: str, exemplars: list, material: str = "", *, question: str = "", limit: int = 12,
-                   same_answer_boost: float = 1.5, same_question_boost: float = 3.0, material_bonus: float = 0.5,
-                   type_penalty: float = 0.3) -> list[Candidate]:
+def candidate_pool(
+    answer: str,
+    exemplars: list,
+    material: str = "",
+    *,
+    question: str = "",
+    limit: int = 12,
+    same_answer_boost: float = 1.5,
+    same_question_boost: float = 3.0,
+    material_bonus: float = 0.5,
+    type_penalty: float = 0.3,
+) -> list[Candidate]:
     want = answer_type(answer)
     target = normalize(answer)
     material_norm = normalize(material)
     pool: dict[str, Candidate] = {}
     order: dict[str, int] = {}
+
     def add(text: str, weight: float, source: str) -> None:
         key = normalize(text)
         kind = answer_type(text)
-        if (not key or key == target or is_placeholder(text) or not compatible(want, kind)
-                or restates_answer(text, answer)):
+        if (
+            not key
+            or key == target
+            or is_placeholder(text)
+            or not compatible(want, kind)
+            or restates_answer(text, answer)
+        ):
             return
         weight *= _length_fit(text, answer) * (1.0 if compatible(want, kind, strict=True) else type_penalty)
         if key not in pool:
@@ -122,9 +137,9 @@ def candidate_pool(answer: str, exemplars: list, material: str = "", *, question
     return [c for _, c in ranked[:limit]]
 
 
-def distractor_pool(answer: str, exemplars: list, context: str = "", image_text: str = "", *, question: str = "",
-                    n: int = 3) -> list[Candidate]:
+def distractor_pool(
+    answer: str, exemplars: list, context: str = "", image_text: str = "", *, question: str = "", n: int = 3
+) -> list[Candidate]:
     """The pool the distractor step is offered for one item: the exemplars' options, boosted where the item's
     material (context and image text) names them. Public so diagnostics and fine-tuning records use exactly it."""
-    return candidate_pool(answer, exemplars, " ".join((context, image_text)), question=question,
-                          limit=max(12, 2 * n))
+    return candidate_pool(answer, exemplars, " ".join((context, image_text)), question=question, limit=max(12, 2 * n))

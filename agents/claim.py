@@ -10,15 +10,21 @@ from coe.retrieval.answer_types import answer_type
 from coe.text import one_line
 
 # "Which (of the following|of these)? (NOUN)? VERB REST?" → "KEY VERB REST"
-_WHICH = re.compile(r"^(?:which|what)(?:\s+of\s+(?:the\s+following|these|those))?"
-                    r"(?:\s+(?P<noun>[a-z'-]+(?:\s+[a-z'-]+)?))?"
-                    r"\s+(?P<verb>is|are|was|were|has|have|can|could|will|would|better\s+describes|describes|"
-                    r"best\s+describes|shows|contains|lives|eats)\s+(?P<rest>.+?)\s*\?$", re.I)
+_WHICH = re.compile(
+    r"^(?:which|what)(?:\s+of\s+(?:the\s+following|these|those))?"
+    r"(?:\s+(?P<noun>[a-z'-]+(?:\s+[a-z'-]+)?))?"
+    r"\s+(?P<verb>is|are|was|were|has|have|can|could|will|would|better\s+describes|describes|"
+    r"best\s+describes|shows|contains|lives|eats)\s+(?P<rest>.+?)\s*\?$",
+    re.I,
+)
 # "What is/are REST?" → "KEY is REST" ("What is the capital of Ohio?")
 _WHAT_IS = re.compile(r"^(?:what|who)\s+(?P<verb>is|are|was|were)\s+(?P<rest>.+?)\s*\?$", re.I)
 _ARTICLE = re.compile(r"^(a|an|the|this|that|these|those|his|her|its|their)\b", re.I)
-_ABOUT_PICTURE = re.compile(r"\b(picture|image|diagram|map|photo|figure|food web|food chain|shown|highlighted|"
-                            r"marked|pictured|labeled|labelled|below|above|this|these)\b", re.I)
+_ABOUT_PICTURE = re.compile(
+    r"\b(picture|image|diagram|map|photo|figure|food web|food chain|shown|highlighted|"
+    r"marked|pictured|labeled|labelled|below|above|this|these)\b",
+    re.I,
+)
 
 
 def _subject(key: str, noun: str | None) -> str:

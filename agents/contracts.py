@@ -42,6 +42,7 @@ def _text(what: str, max_chars: int | None = None, *, clip: int | None = None):
         if max_chars is not None and len(value) > max_chars:
             raise ValueError(f"{what} is longer than {max_chars} characters")
         return value[:clip] if clip else value
+
     return AfterValidator(check)
 
 
@@ -72,8 +73,11 @@ class Reply(BaseModel):
     def reply_format(cls, mode: str = "json") -> str:
         """The prompt's line that tells the model the shape of its reply."""
         if check_mode(mode) == "coe":
-            return (f'Respond with one {cls.item} per line, numbered "(1) ...", "(2) ...".' if cls.item
-                    else f'Respond in the format "{cls.label}: ...".')
+            return (
+                f'Respond with one {cls.item} per line, numbered "(1) ...", "(2) ...".'
+                if cls.item
+                else f'Respond in the format "{cls.label}: ...".'
+            )
         key = cls.key()
         return f'Reply with JSON: {{"{key}": {_shape(cls.json_schema()["properties"][key])}}}'
 
@@ -129,8 +133,9 @@ def _plain(schema: Any, *, names: bool = False) -> Any:
         return [_plain(s) for s in schema] if isinstance(schema, list) else schema
     if names:  # "properties": the keys are field names, each value a schema
         return {k: _plain(v) for k, v in schema.items()}
-    keys = sorted((k for k in schema if k != "title"),
-                  key=lambda k: _KEY_ORDER.index(k) if k in _KEY_ORDER else len(_KEY_ORDER))
+    keys = sorted(
+        (k for k in schema if k != "title"), key=lambda k: _KEY_ORDER.index(k) if k in _KEY_ORDER else len(_KEY_ORDER)
+    )
     return {k: _plain(schema[k], names=k == "properties") for k in keys}
 
 
@@ -193,10 +198,12 @@ def enforceable(choices: list[str]) -> list[str]:
 def distractors_reply(n: int, choices: list[str] | None = None) -> type[DistractorsReply]:
     """``n`` distractors, each one of ``choices`` when given (the model chooses instead of inventing)."""
     option: Any = Annotated[str, Field(json_schema_extra={"enum": list(choices)})] if choices else str
-    return create_model("Distractors", __base__=DistractorsReply,
-                        distractors=(list[option], Field(json_schema_extra={"minItems": n, "maxItems": n})))
+    return create_model(
+        "Distractors",
+        __base__=DistractorsReply,
+        distractors=(list[option], Field(json_schema_extra={"minItems": n, "maxItems": n})),
+    )
 
 
 def notes_reply(n: int) -> type[NotesReply]:
-    return create_model("Notes", __base__=NotesReply,
-                        notes=(list[Note], Field(min_length=n, max_length=n)))
+    return create_model("Notes", __base__=NotesReply, notes=(list[Note], Field(min_length=n, max_length=n)))

@@ -22,14 +22,16 @@ class Cue(BaseModel):
     check: str
     severity: Literal["flag", "warn"]
     message: str
-    option: str | None = None   # the option the cue is about, when it is about one
+    option: str | None = None  # the option the cue is about, when it is about one
     target: Literal["question", "distractor", "item"] = "item"
 
 
 # Questions about what the material shows: options must then come from the material.
 _ABOUT_MATERIAL = re.compile(
     r"\b(this|these|the following|shown|highlighted|pictured|below|above|in the (picture|image|diagram|map|"
-    r"photo|figure|table|passage|text|food web|food chain))\b", re.I)
+    r"photo|figure|table|passage|text|food web|food chain))\b",
+    re.I,
+)
 _ANSWER_SUFFIX = re.compile(r"\b(answer|correct answer|solution)\s*(is|:)", re.I)
 
 
@@ -44,17 +46,35 @@ def question_cues(question: str, answer: str, distractors: list[str] | None = No
     cues: list[Cue] = []
     qn = normalize(question, articles=True)
     if _ANSWER_SUFFIX.search(question):
-        cues.append(Cue(check="answer_in_question", severity="flag", target="question",
-                        message="the question announces its answer"))
+        cues.append(
+            Cue(
+                check="answer_in_question",
+                severity="flag",
+                target="question",
+                message="the question announces its answer",
+            )
+        )
     elif answer_type(answer) != "boolean" and contains_phrase(qn, answer):
         # "Is a pencil a solid, a liquid, or a gas?" names every choice; that is not a giveaway.
         named = [d for d in distractors or [] if contains_phrase(qn, d)]
         if not named:
-            cues.append(Cue(check="key_in_question", severity="flag", target="question",
-                            message=f'the question states the key "{answer}"'))
+            cues.append(
+                Cue(
+                    check="key_in_question",
+                    severity="flag",
+                    target="question",
+                    message=f'the question states the key "{answer}"',
+                )
+            )
     if not question.rstrip().endswith(("?", ".", ":")):
-        cues.append(Cue(check="unfinished_question", severity="warn", target="question",
-                        message="the question does not end like a question or instruction"))
+        cues.append(
+            Cue(
+                check="unfinished_question",
+                severity="warn",
+                target="question",
+                message="the question does not end like a question or instruction",
+            )
+        )
     return cues
 
 
@@ -64,17 +84,38 @@ def option_cues(question: str, answer: str, distractors: list[str], material: st
     want = answer_type(answer)
     for d in distractors:
         if not compatible(want, answer_type(d)):
-            cues.append(Cue(check="other_kind", severity="flag", target="distractor", option=d,
-                            message=f'"{d}" is not the same kind of answer as "{answer}"'))
+            cues.append(
+                Cue(
+                    check="other_kind",
+                    severity="flag",
+                    target="distractor",
+                    option=d,
+                    message=f'"{d}" is not the same kind of answer as "{answer}"',
+                )
+            )
             continue
         if same_meaning(answer, d):
-            cues.append(Cue(check="synonym_of_key", severity="flag", target="distractor", option=d,
-                            message=f'"{d}" means the same as the key "{answer}" (a dictionary synonym)'))
+            cues.append(
+                Cue(
+                    check="synonym_of_key",
+                    severity="flag",
+                    target="distractor",
+                    option=d,
+                    message=f'"{d}" means the same as the key "{answer}" (a dictionary synonym)',
+                )
+            )
             continue
         kind = _instance_kind_clash(answer, d)
         if kind:
-            cues.append(Cue(check="other_kind", severity="flag", target="distractor", option=d,
-                            message=f'"{d}" is {kind[1]}, but the key is {kind[0]}'))
+            cues.append(
+                Cue(
+                    check="other_kind",
+                    severity="flag",
+                    target="distractor",
+                    option=d,
+                    message=f'"{d}" is {kind[1]}, but the key is {kind[0]}',
+                )
+            )
     material_norm = normalize(material, articles=True)
     if material_norm and _ABOUT_MATERIAL.search(question) and contains_phrase(material_norm, answer):
         # The key is named in the material, so the question is about what the material lists: an option
@@ -82,16 +123,38 @@ def option_cues(question: str, answer: str, distractors: list[str], material: st
         for d in distractors:
             if not contains_phrase(material_norm, d):
                 # A warning only: map labels and OCR are often partial (gold items name states the OCR missed).
-                cues.append(Cue(check="not_in_material", severity="warn", target="distractor", option=d,
-                                message=f'"{d}" does not appear in the material the question is about'))
+                cues.append(
+                    Cue(
+                        check="not_in_material",
+                        severity="warn",
+                        target="distractor",
+                        option=d,
+                        message=f'"{d}" does not appear in the material the question is about',
+                    )
+                )
     lengths = [len(d) for d in distractors]
     if len(distractors) >= 2 and len(answer) > 1.6 * max(lengths) and len(answer) - max(lengths) >= 8:
-        cues.append(Cue(check="key_longest", severity="warn", target="item",
-                        message="the key is much longer than every distractor"))
-    if distractors and _shape(answer) != "mixed" and all(_shape(d) not in (_shape(answer), "mixed")
-                                                          for d in distractors):
-        cues.append(Cue(check="format_mismatch", severity="warn", target="item",
-                        message="the key is written differently from every distractor (case or final stop)"))
+        cues.append(
+            Cue(
+                check="key_longest",
+                severity="warn",
+                target="item",
+                message="the key is much longer than every distractor",
+            )
+        )
+    if (
+        distractors
+        and _shape(answer) != "mixed"
+        and all(_shape(d) not in (_shape(answer), "mixed") for d in distractors)
+    ):
+        cues.append(
+            Cue(
+                check="format_mismatch",
+                severity="warn",
+                target="item",
+                message="the key is written differently from every distractor (case or final stop)",
+            )
+        )
     return cues
 
 

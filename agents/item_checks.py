@@ -40,12 +40,19 @@ _FUNCTION = frozenset(
     "which what who whom whose where when why how is are was were be been being do does did can could will "
     "would should shall may might must has have had of in on at for from to by with and or but not no nor yes "
     "so as if than then each both all any some select complete choose look read think compare identify use "
-    "based consider imagine suppose answer".split())
-_NEGATION = re.compile(r"\b(not|no|never|neither|nor|cannot|can't|isn't|aren't|doesn't|don't|won't|wasn't|"
-                       r"weren't|without|instead|incorrect|false|wrong)\b", re.I)
-_ABOUT_LANGUAGE = re.compile(r"\b(word|words|sentence|sentences|text|pronoun|formal|capitaliz\w*|punctuat\w*|"
-                             r"closing|greeting|spell\w*|idiom|verb|noun|adjective|tense|fragment|run-on|"
-                             r"allusion|figure of speech|rhymes?|syllables?|letter)\b", re.I)
+    "based consider imagine suppose answer".split()
+)
+_NEGATION = re.compile(
+    r"\b(not|no|never|neither|nor|cannot|can't|isn't|aren't|doesn't|don't|won't|wasn't|"
+    r"weren't|without|instead|incorrect|false|wrong)\b",
+    re.I,
+)
+_ABOUT_LANGUAGE = re.compile(
+    r"\b(word|words|sentence|sentences|text|pronoun|formal|capitaliz\w*|punctuat\w*|"
+    r"closing|greeting|spell\w*|idiom|verb|noun|adjective|tense|fragment|run-on|"
+    r"allusion|figure of speech|rhymes?|syllables?|letter)\b",
+    re.I,
+)
 _COMPARISON = re.compile(r"\b(than|whereas|while|unlike|compared)\b", re.I)
 _VAGUE = re.compile(
     r"^(what|which)\s+(is|are)\s+(the\s+)?(key|main idea|important thing|point|secret)\s+(to|of|about)\b|"
@@ -53,9 +60,13 @@ _VAGUE = re.compile(
     r"^what\s+is\s+important\s+about\b|"
     r"^(what|which)(\s+of\s+these)?\s+(is|are)\s+(related|connected|linked)\s+to\b|"
     r"^what\s+(can|do)\s+you\s+(say|tell)\s+about\b|"
-    r"^what\s+is\s+(true|special)\s+about\b", re.I)
-_CALENDAR = frozenset("january february march april may june july august september october november december "
-                      "monday tuesday wednesday thursday friday saturday sunday".split())
+    r"^what\s+is\s+(true|special)\s+about\b",
+    re.I,
+)
+_CALENDAR = frozenset(
+    "january february march april may june july august september october november december "
+    "monday tuesday wednesday thursday friday saturday sunday".split()
+)
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 
 
@@ -82,15 +93,21 @@ def _enumerated(question: str, option: str) -> bool:
     pattern = re.escape(option.strip().lower().rstrip("."))
     for m in re.finditer(rf"(?<![a-z]){pattern}(?![a-z])", q):
         before = re.sub(r"\s(a|an|the)$", "", q[: m.start()].rstrip())
-        after = re.sub(r"^\w+(?=\s+(or\b|,))", "", q[m.end():].lstrip()).lstrip()  # "an open syllable or ..."
-        if before.endswith((",", " or", " either", ":")) or after.startswith((",", "or ", "?")) and \
-                re.search(r"\bor\b", q):
+        after = re.sub(r"^\w+(?=\s+(or\b|,))", "", q[m.end() :].lstrip()).lstrip()  # "an open syllable or ..."
+        if (
+            before.endswith((",", " or", " either", ":"))
+            or after.startswith((",", "or ", "?"))
+            and re.search(r"\bor\b", q)
+        ):
             return True
     return False
 
 
-_AUXILIARY = re.compile(r"\b(?:is|are|was|were|does|do|did|can|could|will|would|has|have)\s+(?:(?:a|an|the)\s+)?"
-                        r"([a-z][\w'-]*(?:\s+[a-z][\w'-]*){0,2})", re.I)
+_AUXILIARY = re.compile(
+    r"\b(?:is|are|was|were|does|do|did|can|could|will|would|has|have)\s+(?:(?:a|an|the)\s+)?"
+    r"([a-z][\w'-]*(?:\s+[a-z][\w'-]*){0,2})",
+    re.I,
+)
 
 
 def question_subjects(question: str) -> list[str]:
@@ -117,14 +134,26 @@ def subject_options(question: str, answer: str, distractors: list[str]) -> list[
     subjects = {normalize(x) for x in question_subjects(question)}
     for d in distractors:
         if normalize(d) in subjects and normalize(d) != normalize(answer) and not _enumerated(last, d):
-            out.append(Cue(check="subject_option", severity="flag", target="distractor", option=d,
-                           message=f'"{d}" is what the question asks about, not an answer to it'))
+            out.append(
+                Cue(
+                    check="subject_option",
+                    severity="flag",
+                    target="distractor",
+                    option=d,
+                    message=f'"{d}" is what the question asks about, not an answer to it',
+                )
+            )
     return out
 
 
-def near_duplicates(answer: str, distractors: list[str], embed: Embed | None = None,
-                    threshold: float = DUPLICATE_COSINE,
-                    opposed: Callable[[str, str], bool | None] | None = None, question: str = "") -> list[Cue]:
+def near_duplicates(
+    answer: str,
+    distractors: list[str],
+    embed: Embed | None = None,
+    threshold: float = DUPLICATE_COSINE,
+    opposed: Callable[[str, str], bool | None] | None = None,
+    question: str = "",
+) -> list[Cue]:
     """Pairs of options that say the same thing; the later distractor of a pair is the one to replace.
     Questions about language (a word's sense, a vague pronoun, a sentence's form) pair near-identical
     texts on purpose, so they are left alone."""
@@ -149,8 +178,15 @@ def near_duplicates(answer: str, distractors: list[str], embed: Embed | None = N
             seen.add(b)
             how = "the same words" if by_text else f"embedding similarity {sim:.2f}"
             what = "the key" if i == 0 else f'"{a}"'
-            out.append(Cue(check="near_duplicate", severity="flag", target="distractor", option=b,
-                           message=f'"{b}" says the same thing as {what} ({how})'))
+            out.append(
+                Cue(
+                    check="near_duplicate",
+                    severity="flag",
+                    target="distractor",
+                    option=b,
+                    message=f'"{b}" says the same thing as {what} ({how})',
+                )
+            )
     return out
 
 
@@ -192,8 +228,15 @@ def other_forms(answer: str, distractors: list[str]) -> list[Cue]:
         rest = {f for k, f in enumerate(forms) if k != i}
         if len(rest) == 1 and forms[i] not in rest and {forms[i], *rest} == {"sentence", "short"}:
             want = "sentences" if "sentence" in rest else "short answers"
-            out.append(Cue(check="other_form", severity="flag", target="distractor", option=d,
-                           message=f'"{d}" is not written like the other options ({want})'))
+            out.append(
+                Cue(
+                    check="other_form",
+                    severity="flag",
+                    target="distractor",
+                    option=d,
+                    message=f'"{d}" is not written like the other options ({want})',
+                )
+            )
     return out
 
 
@@ -212,8 +255,9 @@ def names(text: str, is_common: Callable[[str], bool] | None = None) -> set[str]
     return out
 
 
-def names_mismatch(question: str, answer: str, material: str = "",
-                   is_common: Callable[[str], bool] | None = None) -> list[Cue]:
+def names_mismatch(
+    question: str, answer: str, material: str = "", is_common: Callable[[str], bool] | None = None
+) -> list[Cue]:
     """A sentence key naming people, beside a question naming others: one of them came from another item."""
     if option_form(answer) != "sentence":
         return []
@@ -223,9 +267,14 @@ def names_mismatch(question: str, answer: str, material: str = "",
     stray = sorted(in_key - names(material, is_common) - in_question)
     if not stray:
         return []
-    return [Cue(check="names_mismatch", severity="flag", target="question",
-                message=f"the question names {', '.join(sorted(in_question))} but the key names "
-                        f"{', '.join(stray)}")]
+    return [
+        Cue(
+            check="names_mismatch",
+            severity="flag",
+            target="question",
+            message=f"the question names {', '.join(sorted(in_question))} but the key names {', '.join(stray)}",
+        )
+    ]
 
 
 def rationale_states(rationale: str | None, answer: str, distractors: list[str]) -> list[Cue]:
@@ -248,25 +297,49 @@ def rationale_states(rationale: str | None, answer: str, distractors: list[str])
                 continue  # "stronger in Pair 2 than in Pair 1" names both sides of a contrast
             covered = len(words & set(_content(s))) / len(words)
             if covered >= 0.85:
-                out.append(Cue(check="rationale_states", severity="flag", target="distractor", option=d,
-                               message=f'the rationale states "{d}" as true ("{s.strip()[:120]}")'))
+                out.append(
+                    Cue(
+                        check="rationale_states",
+                        severity="flag",
+                        target="distractor",
+                        option=d,
+                        message=f'the rationale states "{d}" as true ("{s.strip()[:120]}")',
+                    )
+                )
                 break
     return out
 
 
 def vague_question(question: str) -> list[Cue]:
     if _VAGUE.search(question.strip()):
-        return [Cue(check="vague_question", severity="flag", target="question",
-                    message="the question is too vague to have one answer")]
+        return [
+            Cue(
+                check="vague_question",
+                severity="flag",
+                target="question",
+                message="the question is too vague to have one answer",
+            )
+        ]
     return []
 
 
-def item_checks(question: str, answer: str, distractors: list[str], *, rationale: str | None = None,
-                material: str = "", embed: Embed | None = None,
-                is_common: Callable[[str], bool] | None = None,
-                opposed: Callable[[str, str], bool | None] | None = None) -> list[Cue]:
+def item_checks(
+    question: str,
+    answer: str,
+    distractors: list[str],
+    *,
+    rationale: str | None = None,
+    material: str = "",
+    embed: Embed | None = None,
+    is_common: Callable[[str], bool] | None = None,
+    opposed: Callable[[str, str], bool | None] | None = None,
+) -> list[Cue]:
     """Every check above on one item (``is_common`` and ``opposed``: WordNet's, when it is set up)."""
-    return [*subject_options(question, answer, distractors),
-            *near_duplicates(answer, distractors, embed, opposed=opposed, question=question),
-            *other_forms(answer, distractors), *names_mismatch(question, answer, material, is_common),
-            *rationale_states(rationale, answer, distractors), *vague_question(question)]
+    return [
+        *subject_options(question, answer, distractors),
+        *near_duplicates(answer, distractors, embed, opposed=opposed, question=question),
+        *other_forms(answer, distractors),
+        *names_mismatch(question, answer, material, is_common),
+        *rationale_states(rationale, answer, distractors),
+        *vague_question(question),
+    ]

@@ -18,9 +18,19 @@ class PendingCall:
     ``feed(generation)`` parses the reply, and ``result()`` returns the value and trace fragment (or raises
     once the attempts are spent)."""
 
-    def __init__(self, messages: list[Message], *, contract: type[Reply], mode: str = "json",
-                 context: dict[str, Any] | None = None, max_tokens: int, attempts: int = 2,
-                 repeat_penalty: float = 1.0, what: str = "output", extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        messages: list[Message],
+        *,
+        contract: type[Reply],
+        mode: str = "json",
+        context: dict[str, Any] | None = None,
+        max_tokens: int,
+        attempts: int = 2,
+        repeat_penalty: float = 1.0,
+        what: str = "output",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         # the schema and the parser come from the same contract, so they cannot disagree
         self.messages, self.contract, self.mode, self.context = messages, contract, check_mode(mode), context
         self.schema = contract.json_schema() if mode == "json" else None
@@ -28,7 +38,9 @@ class PendingCall:
         self.extra = extra or {}  # added to the trace once the call is finished (e.g. the prompt id)
         self.trace: dict[str, Any] = {
             "messages": [{"role": m.role, "content": m.content, "images": len(m.images)} for m in messages],
-            "raw": [], "usage": {"prompt_tokens": 0, "prompt_tokens_reused": 0, "completion_tokens": 0}}
+            "raw": [],
+            "usage": {"prompt_tokens": 0, "prompt_tokens_reused": 0, "completion_tokens": 0},
+        }
         self.attempt = 0
         self.done = False
         self.value: Any = None
@@ -40,9 +52,14 @@ class PendingCall:
         return self.done or self.attempt >= self.attempts
 
     def request(self) -> GenerationRequest:
-        return GenerationRequest(messages=self.messages, json_schema=self.schema, max_tokens=self.max_tokens,
-                                 temperature=0.0 if self.attempt == 0 else 0.7, seed=self.attempt,
-                                 repeat_penalty=self.repeat_penalty)
+        return GenerationRequest(
+            messages=self.messages,
+            json_schema=self.schema,
+            max_tokens=self.max_tokens,
+            temperature=0.0 if self.attempt == 0 else 0.7,
+            seed=self.attempt,
+            repeat_penalty=self.repeat_penalty,
+        )
 
     def feed(self, gen, seconds: float = 0.0) -> bool:
         """Record one reply; True when it parsed."""
@@ -103,8 +120,7 @@ def streamed_generate(llm, request: GenerationRequest):
     pieces = Streamed(llm.stream(request))
     try:
         for piece in pieces:
-            run.on_llm_new_token(piece, chunk=ChatGenerationChunk(message=AIMessageChunk(content=piece,
-                                                                                        id=message_id)))
+            run.on_llm_new_token(piece, chunk=ChatGenerationChunk(message=AIMessageChunk(content=piece, id=message_id)))
         gen = pieces.generation
         if gen is None:  # a plugin's stream ends by returning its Generation
             raise ModelOutputError(f"{getattr(llm, 'name', 'the model')} streamed no final reply")
@@ -138,4 +154,5 @@ def prompt_tallied(node):
             entry["prompt_tokens_evaluated"] = tally["evaluated"] - before["evaluated"]
             entry["prompt_tokens_reused"] = tally["reused"] - before["reused"]
         return update
+
     return tallied

@@ -54,25 +54,40 @@ def exemplar_block(exemplars: list, *, context_chars: int = 180, rationale_chars
         return "(no example items)"
     out = []
     for n, ex in enumerate(exemplars, 1):
-        lines = [f"Context: {_clip(ex.context, context_chars) or '(none)'}",
-                 f"Question: {ex.question}",
-                 f"Answer: {ex.answer}",
-                 f"Rationale: {_clip(ex.rationale, rationale_chars) or '(none)'}",
-                 f"Distractors: {numbered(ex.distractors) or '(none)'}"]
+        lines = [
+            f"Context: {_clip(ex.context, context_chars) or '(none)'}",
+            f"Question: {ex.question}",
+            f"Answer: {ex.answer}",
+            f"Rationale: {_clip(ex.rationale, rationale_chars) or '(none)'}",
+            f"Distractors: {numbered(ex.distractors) or '(none)'}",
+        ]
         out.append(f"<example {n}>\n" + defang("\n".join(lines)) + f"\n</example {n}>")
     return "\n".join(out)
 
 
-def render(stage: str, mode: str, *, exemplars: list, context: str, image_text: str, answer: str,
-           reply_format: str, images: list[ImageRef] | None = None, **fields: str) -> tuple[list[Message], str]:
+def render(
+    stage: str,
+    mode: str,
+    *,
+    exemplars: list,
+    context: str,
+    image_text: str,
+    answer: str,
+    reply_format: str,
+    images: list[ImageRef] | None = None,
+    **fields: str,
+) -> tuple[list[Message], str]:
     """Messages for one stage and the id of the prompt version used; ``reply_format`` (the step's contract
     says it, ``contracts.Reply.reply_format``) fills the template's slot of that name."""
     version = PROMPT_VERSION if mode == "json" else f"coe-{PROMPT_VERSION}"
-    shared = load_prompt("shared").format(exemplars=exemplar_block(exemplars),
-                                          material=material_block(context, image_text),
-                                          answer=defang(answer))
-    task = load_prompt(stage, version).format(answer=defang(answer), reply_format=reply_format,
-                                              **{k: defang(v) for k, v in fields.items()})
-    messages = [Message(role="system", content=load_prompt("system")),
-                Message(role="user", content=f"{shared}\n\n{task}", images=images or [])]
+    shared = load_prompt("shared").format(
+        exemplars=exemplar_block(exemplars), material=material_block(context, image_text), answer=defang(answer)
+    )
+    task = load_prompt(stage, version).format(
+        answer=defang(answer), reply_format=reply_format, **{k: defang(v) for k, v in fields.items()}
+    )
+    messages = [
+        Message(role="system", content=load_prompt("system")),
+        Message(role="user", content=f"{shared}\n\n{task}", images=images or []),
+    ]
     return messages, f"{stage}.{version}"

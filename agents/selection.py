@@ -34,8 +34,8 @@ ALTERNATIVE_BAND = 0.25
 
 class QuestionCandidate(BaseModel):
     text: str
-    source: str            # "model", "model-sampled" or an exemplar id
-    support: float = 0.0   # share of retrieval score of the exemplars asking this question
+    source: str  # "model", "model-sampled" or an exemplar id
+    support: float = 0.0  # share of retrieval score of the exemplars asking this question
     p_yes: float | None = None
     score: float | None = None
     dropped: str | None = None
@@ -57,9 +57,16 @@ def exemplar_questions(exemplars: list, answer: str, context: str, limit: int = 
     return ranked[:limit]
 
 
-def rank_questions(llm, item, candidates: list[QuestionCandidate], *, seed: int = 0, retriever=None,
-                   exclude_ids: list[str] | None = None,
-                   exclude_splits: list[str] | None = None) -> list[QuestionCandidate]:
+def rank_questions(
+    llm,
+    item,
+    candidates: list[QuestionCandidate],
+    *,
+    seed: int = 0,
+    retriever=None,
+    exclude_ids: list[str] | None = None,
+    exclude_splits: list[str] | None = None,
+) -> list[QuestionCandidate]:
     """Score every candidate and sort best first; dropped ones (stating the key, restating the answer, or a
     question the bank answers with other kinds of things than the key) last."""
     seen: set[str] = set()
@@ -103,9 +110,19 @@ class DistractorChoice(BaseModel):
     calls: int = 0
 
 
-def rank_distractors(llm, item, question: str, pool: list[Any], votes: list[str], n: int, *,
-                     difficulty: str = "medium", exclude: list[str] | None = None, seed: int = 0,
-                     limit: int = 10) -> DistractorChoice:
+def rank_distractors(
+    llm,
+    item,
+    question: str,
+    pool: list[Any],
+    votes: list[str],
+    n: int,
+    *,
+    difficulty: str = "medium",
+    exclude: list[str] | None = None,
+    seed: int = 0,
+    limit: int = 10,
+) -> DistractorChoice:
     """``pool``: ``Candidate`` objects best first (their ``score`` is the prior); ``votes``: the options the
     model chose or wrote. Returns the best ``n`` and the full ranking for the trace."""
     excluded = {normalize(x) for x in exclude or []} | {normalize(item.answer)}
@@ -135,8 +152,15 @@ def rank_distractors(llm, item, question: str, pool: list[Any], votes: list[str]
     for k in keys:
         draw = probs[texts[k]]
         score = POOL_WEIGHT * prior[k] + VOTE_WEIGHT * (k in voted) + w * math.tanh(draw / even - 1.0)
-        rows.append({"option": texts[k], "prior": round(prior[k], 4), "vote": k in voted,
-                     "draw": round(draw, 4), "score": round(score, 4)})
+        rows.append(
+            {
+                "option": texts[k],
+                "prior": round(prior[k], 4),
+                "vote": k in voted,
+                "draw": round(draw, 4),
+                "score": round(score, 4),
+            }
+        )
     rows.sort(key=lambda r: -r["score"])
     chosen = rows[:n]
     if seed and len(rows) > n:  # another alternative: one chosen option gives way to a near-best other

@@ -13,7 +13,6 @@ from coe.text import LETTERS
 from .prompting import defang, load_prompt, material_block
 
 
-
 class Meter:
     """Calls, seconds and usage of one verification, for its trace entry."""
 
@@ -37,12 +36,20 @@ def _material(item, use_image: bool, llm) -> tuple[str, list]:
 
 
 def _messages(body: str, images: list) -> list[Message]:
-    return [Message(role="system", content=load_prompt("student")),
-            Message(role="user", content=body, images=images)]
+    return [Message(role="system", content=load_prompt("student")), Message(role="user", content=body, images=images)]
 
 
-def solve(llm, item, question: str, options: list[str], *, seed: int = 0, use_image: bool = True,
-          orders: int = 2, meter: Meter | None = None) -> dict[str, float]:
+def solve(
+    llm,
+    item,
+    question: str,
+    options: list[str],
+    *,
+    seed: int = 0,
+    use_image: bool = True,
+    orders: int = 2,
+    meter: Meter | None = None,
+) -> dict[str, float]:
     """The student's probability of each option, averaged over ``orders`` shuffles of the option list
     (the first seeded, then its reverse, then further seeded shuffles)."""
     meter = meter or Meter()

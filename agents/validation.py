@@ -14,7 +14,8 @@ from coe.text import one_line
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans({c: " " for c in string.punctuation + "“”‘’–—…"})
 _PLACEHOLDERS = [
-    re.compile(p) for p in (
+    re.compile(p)
+    for p in (
         r"^(answer|option|choice|distractor|alternative|wrong answer|incorrect answer)"
         r"\s*([a-e]|\d+|one|two|three|four|five)?$",
         r"^([a-e]|\d)$",
@@ -98,8 +99,12 @@ def fill_from_options(kept: list[str], answer: str, n: int, options: list[str]) 
         if len(out) >= n:
             break
         c = clean_option(cand)
-        if (is_placeholder(c) or normalize(c) in seen or not compatible(want, answer_type(c), strict=True)
-                or len(c.split()) > 2 * len(answer.split()) + 2):
+        if (
+            is_placeholder(c)
+            or normalize(c) in seen
+            or not compatible(want, answer_type(c), strict=True)
+            or len(c.split()) > 2 * len(answer.split()) + 2
+        ):
             continue
         seen.add(normalize(c))
         out.append(c)

@@ -49,20 +49,20 @@ class Verification(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     key_prob: float
     key_top: bool
-    option_probs: dict[str, float]          # the student's probability of each option (key included)
+    option_probs: dict[str, float]  # the student's probability of each option (key included)
     strongest_distractor: str | None = None
     strongest_prob: float = 0.0
-    key_yes: float | None = None            # P("Yes") that the key answers the question
+    key_yes: float | None = None  # P("Yes") that the key answers the question
     also_correct: dict[str, float] = Field(default_factory=dict)  # P("Yes") per distractor
     second_keys: list[str] = Field(default_factory=list)
     text_only_key_prob: float | None = None
     needs_image: bool | None = None
     cues: list[Cue] = Field(default_factory=list)
-    fit: Fit | None = None                  # the key against what the bank answers such questions with
-    claim: str = ""                         # what the key asserts, written out ("the copepod is ...")
-    check: str | None = None                # what a reviewer must check when no model could confirm it
-    sees_picture: bool | None = None        # whether the student saw the picture (None: the item has none)
-    blind: bool = False                     # the question is about a picture the student did not see
+    fit: Fit | None = None  # the key against what the bank answers such questions with
+    claim: str = ""  # what the key asserts, written out ("the copepod is ...")
+    check: str | None = None  # what a reviewer must check when no model could confirm it
+    sees_picture: bool | None = None  # whether the student saw the picture (None: the item has none)
+    blind: bool = False  # the question is about a picture the student did not see
     difficulty: Literal["easy", "medium", "hard"]
     method: str = ""
     seconds: float = 0.0
@@ -79,14 +79,23 @@ class Verification(BaseModel):
         if self.fit is not None and self.fit.misfit:
             out.append(misfit_reason(self.fit, self.key))
         if not self.key_top and self.strongest_distractor not in self.second_keys:
-            out.append(f'a student model prefers "{self.strongest_distractor}" ({self.strongest_prob:.2f}) '
-                       f"to the key ({self.key_prob:.2f})")
+            out.append(
+                f'a student model prefers "{self.strongest_distractor}" ({self.strongest_prob:.2f}) '
+                f"to the key ({self.key_prob:.2f})"
+            )
         return out
 
 
-def check_given_question(llm, item, question: str, settings: VerifyThresholds, *, retriever=None,
-                         exclude_ids: list[str] | None = None,
-                         exclude_splits: list[str] | None = None) -> tuple[bool, float, str]:
+def check_given_question(
+    llm,
+    item,
+    question: str,
+    settings: VerifyThresholds,
+    *,
+    retriever=None,
+    exclude_ids: list[str] | None = None,
+    exclude_splits: list[str] | None = None,
+) -> tuple[bool, float, str]:
     """Whether the teacher's answer answers the teacher's question at all: (ok, P(yes), why not). The
     exemplar bank decides when it knows such questions; the student's judgement otherwise."""
     yes = judge(llm, item, question, [item.answer])[item.answer]
@@ -108,10 +117,21 @@ def difficulty_of(key_prob: float, strongest_prob: float) -> Literal["easy", "me
     return "medium"
 
 
-def verify_item(llm, item, question: str, distractors: list[str], *, settings: VerifyThresholds,
-                question_given: bool = False, seed: int = 0, retriever=None,
-                exclude_ids: list[str] | None = None, exclude_splits: list[str] | None = None,
-                rationale: str | None = None, model_free_first: bool = False) -> Verification:
+def verify_item(
+    llm,
+    item,
+    question: str,
+    distractors: list[str],
+    *,
+    settings: VerifyThresholds,
+    question_given: bool = False,
+    seed: int = 0,
+    retriever=None,
+    exclude_ids: list[str] | None = None,
+    exclude_splits: list[str] | None = None,
+    rationale: str | None = None,
+    model_free_first: bool = False,
+) -> Verification:
     """``retriever`` (the exemplar bank) adds the model-free question-answer fit check and the embedding
     near-duplicate check; ``rationale`` (the item's own) lets a distractor it states as true be caught.
     ``model_free_first``: an item the model-free checks flag is returned flagged without asking the student
@@ -122,8 +142,11 @@ def verify_item(llm, item, question: str, distractors: list[str], *, settings: V
     meter = Meter()
     key = item.answer
     options = [key, *distractors]
-    fit = (answer_fit(retriever, question, key, exclude_ids=exclude_ids, exclude_splits=exclude_splits)
-           if retriever is not None else None)
+    fit = (
+        answer_fit(retriever, question, key, exclude_ids=exclude_ids, exclude_splits=exclude_splits)
+        if retriever is not None
+        else None
+    )
     cues = model_free_cues(item, question, distractors, rationale=rationale, retriever=retriever)
     if model_free_first and (fit is not None and fit.misfit or any(c.severity == "flag" for c in cues)):
         return _flagged_without_student(item, question, distractors, cues, fit, t0)
@@ -134,17 +157,22 @@ def verify_item(llm, item, question: str, distractors: list[str], *, settings: V
     yes = judge(llm, item, question, options, meter=meter)
     key_yes = yes[key]
     also = {d: yes[d] for d in distractors}
-    second = [d for d in distractors
-              if also[d] >= s.also_correct_yes and also[d] >= key_yes - s.also_correct_gap]
+    second = [d for d in distractors if also[d] >= s.also_correct_yes and also[d] >= key_yes - s.also_correct_gap]
     text_only = needs_image = None
     if s.text_only and (item.images or item.image_text):
         text_probs = solve(llm, item, question, options, seed=seed, use_image=False, orders=s.orders, meter=meter)
         text_only = text_probs[key]
         needs_image = not (text_only >= max(text_probs.values()) and text_only >= 0.5)
     if fit is not None and not fit.known and _spread(probs) < s.vague_spread:
-        cues.append(Cue(check="vague_question", severity="flag", target="question",
-                        message="no exemplar asks this question and a student model cannot tell the options "
-                                "apart: it may have no one answer"))
+        cues.append(
+            Cue(
+                check="vague_question",
+                severity="flag",
+                target="question",
+                message="no exemplar asks this question and a student model cannot tell the options "
+                "apart: it may have no one answer",
+            )
+        )
     reasons: list[str] = []
     warnings = [c.message for c in cues if c.severity == "warn"]
     if not kind_check_available():
@@ -169,40 +197,84 @@ def verify_item(llm, item, question: str, distractors: list[str], *, settings: V
     if check:
         warnings.insert(0, check)
     if status == "unconfirmed" and strongest is not None:
-        warnings.insert(1 if check else 0, f"a student model could not confirm the key ({key_prob:.2f} against "
-                                           f'{strongest_prob:.2f} for "{strongest}")')
+        warnings.insert(
+            1 if check else 0,
+            f"a student model could not confirm the key ({key_prob:.2f} against "
+            f'{strongest_prob:.2f} for "{strongest}")',
+        )
     return Verification(
-        key=key, fit=fit, status=status, reasons=reasons, warnings=warnings, claim=claim(question, key), check=check,
-        sees_picture=sees, blind=blind,
-        key_prob=key_prob, key_top=key_prob >= max(probs.values()), option_probs=probs,
-        strongest_distractor=strongest, strongest_prob=strongest_prob, key_yes=key_yes, also_correct=also,
-        second_keys=second, text_only_key_prob=text_only, needs_image=needs_image, cues=cues,
-        difficulty=difficulty_of(key_prob, strongest_prob), method=meter.method,
-        seconds=round(time.perf_counter() - t0, 3), calls=meter.calls)
+        key=key,
+        fit=fit,
+        status=status,
+        reasons=reasons,
+        warnings=warnings,
+        claim=claim(question, key),
+        check=check,
+        sees_picture=sees,
+        blind=blind,
+        key_prob=key_prob,
+        key_top=key_prob >= max(probs.values()),
+        option_probs=probs,
+        strongest_distractor=strongest,
+        strongest_prob=strongest_prob,
+        key_yes=key_yes,
+        also_correct=also,
+        second_keys=second,
+        text_only_key_prob=text_only,
+        needs_image=needs_image,
+        cues=cues,
+        difficulty=difficulty_of(key_prob, strongest_prob),
+        method=meter.method,
+        seconds=round(time.perf_counter() - t0, 3),
+        calls=meter.calls,
+    )
 
 
-def _flagged_without_student(item, question: str, distractors: list[str], cues: list[Cue], fit: Fit | None,
-                             t0: float) -> Verification:
+def _flagged_without_student(
+    item, question: str, distractors: list[str], cues: list[Cue], fit: Fit | None, t0: float
+) -> Verification:
     reasons = [c.message for c in cues if c.severity == "flag"]
     if fit is not None and fit.misfit:
         reasons.append(misfit_reason(fit, item.answer))
-    return Verification(key=item.answer, fit=fit, status="flagged", reasons=reasons,
-                        warnings=[c.message for c in cues if c.severity == "warn"], claim=claim(question, item.answer),
-                        key_prob=0.0, key_top=False, option_probs={}, cues=cues, difficulty="hard",
-                        method="model-free", seconds=round(time.perf_counter() - t0, 3), calls=0)
+    return Verification(
+        key=item.answer,
+        fit=fit,
+        status="flagged",
+        reasons=reasons,
+        warnings=[c.message for c in cues if c.severity == "warn"],
+        claim=claim(question, item.answer),
+        key_prob=0.0,
+        key_top=False,
+        option_probs={},
+        cues=cues,
+        difficulty="hard",
+        method="model-free",
+        seconds=round(time.perf_counter() - t0, 3),
+        calls=0,
+    )
 
 
-def model_free_cues(item, question: str, distractors: list[str], *, rationale: str | None = None,
-                    retriever=None) -> list[Cue]:
+def model_free_cues(
+    item, question: str, distractors: list[str], *, rationale: str | None = None, retriever=None
+) -> list[Cue]:
     """Every check that needs no language model (text, WordNet, and the bank's MiniLM embedder when given)."""
     key = item.answer
     material = " ".join((item.context, item.image_text))
     embedder = getattr(retriever, "embedder", None)
-    return [*question_cues(question, key, distractors), *option_cues(question, key, distractors, material),
-            *item_checks(question, key, distractors, rationale=rationale, material=material,
-                         embed=embedder.embed if embedder is not None else None,
-                         is_common=common_word if kind_check_available() else None,
-                         opposed=opposed if kind_check_available() else None)]
+    return [
+        *question_cues(question, key, distractors),
+        *option_cues(question, key, distractors, material),
+        *item_checks(
+            question,
+            key,
+            distractors,
+            rationale=rationale,
+            material=material,
+            embed=embedder.embed if embedder is not None else None,
+            is_common=common_word if kind_check_available() else None,
+            opposed=opposed if kind_check_available() else None,
+        ),
+    ]
 
 
 def recheck(item: dict[str, Any], context: str = "") -> list[str]:
@@ -217,8 +289,11 @@ def recheck(item: dict[str, Any], context: str = "") -> list[str]:
     question, distractors = item["question"], list(item.get("distractors") or [])
     stored = item.get("verification") or {}
     stand_in = SimpleNamespace(answer=item["answer"], context=context, image_text="")
-    out = [c.message for c in model_free_cues(stand_in, question, distractors, rationale=item.get("rationale"))
-           if c.severity == "flag"]
+    out = [
+        c.message
+        for c in model_free_cues(stand_in, question, distractors, rationale=item.get("rationale"))
+        if c.severity == "flag"
+    ]
     # items written before the student recorded what it saw: a picture question counts as unseen
     blind = stored["blind"] if "blind" in stored else bool(item.get("image")) and about_picture(question)
     if blind:
@@ -231,8 +306,15 @@ def _spread(probs: dict[str, float]) -> float:
     return top[0] - top[1] if len(top) > 1 else 1.0
 
 
-def decide(reasons: list[str], key_prob: float, strongest: str | None, strongest_prob: float, margin: float,
-           *, blind_to_picture: bool = False) -> tuple[str, bool]:
+def decide(
+    reasons: list[str],
+    key_prob: float,
+    strongest: str | None,
+    strongest_prob: float,
+    margin: float,
+    *,
+    blind_to_picture: bool = False,
+) -> tuple[str, bool]:
     """(status, whether the reviewer must check the key's claim). ``verified`` needs no reason to flag, the
     key ahead of every distractor by ``margin``, and a student that saw what the question is about: a
     text-only model cannot confirm what a picture shows."""
@@ -246,9 +328,19 @@ def decide(reasons: list[str], key_prob: float, strongest: str | None, strongest
 
 
 def verification_trace(v: Verification) -> dict[str, Any]:
-    return {"status": v.status, "reasons": v.reasons, "warnings": v.warnings, "key_prob": v.key_prob,
-            "fit": v.fit.model_dump() if v.fit else None,
-            "option_probs": v.option_probs, "also_correct": v.also_correct, "key_yes": v.key_yes,
-            "text_only_key_prob": v.text_only_key_prob, "difficulty": v.difficulty, "method": v.method,
-            "check": v.check, "claim": v.claim,
-            "calls": v.calls}
+    return {
+        "status": v.status,
+        "reasons": v.reasons,
+        "warnings": v.warnings,
+        "key_prob": v.key_prob,
+        "fit": v.fit.model_dump() if v.fit else None,
+        "option_probs": v.option_probs,
+        "also_correct": v.also_correct,
+        "key_yes": v.key_yes,
+        "text_only_key_prob": v.text_only_key_prob,
+        "difficulty": v.difficulty,
+        "method": v.method,
+        "check": v.check,
+        "claim": v.claim,
+        "calls": v.calls,
+    }

@@ -53,11 +53,15 @@ def state_error(exc: sqlite3.Error, where: Path) -> ConfigError:
     """A storage failure in words: which folder, and what to do about it."""
     text = str(exc).lower()
     if "readonly" in text or "read-only" in text or "unable to open" in text:
-        return ConfigError(f"cannot write the run ledger in {where}: the folder is read-only or missing; "
-                           "choose a writable --out folder")
+        return ConfigError(
+            f"cannot write the run ledger in {where}: the folder is read-only or missing; "
+            "choose a writable --out folder"
+        )
     if "disk is full" in text or "disk i/o" in text:
-        return ConfigError(f"cannot write the run ledger in {where}: the disk is full (or failing); free space "
-                           "and run the same command again to continue (finished items are kept)")
+        return ConfigError(
+            f"cannot write the run ledger in {where}: the disk is full (or failing); free space "
+            "and run the same command again to continue (finished items are kept)"
+        )
     if "locked" in text or "busy" in text:
         return ConfigError(f"the run ledger in {where} is busy: another coe batch run is writing this run")
     return ConfigError(f"the run ledger in {where} cannot be used: {exc}")
@@ -123,12 +127,18 @@ class Ledger:
             stored = {**(defaults or {}), **meta.get("settings", {})}
             if stored != settings:
                 changed = sorted(k for k in set(settings) | set(stored) if settings.get(k) != stored.get(k))
-                raise InputError(f"the run in {self.run_dir} was started with other settings "
-                                 f"({', '.join(changed)}); run it with the same options or choose a new --out")
+                raise InputError(
+                    f"the run in {self.run_dir} was started with other settings "
+                    f"({', '.join(changed)}); run it with the same options or choose a new --out"
+                )
             return
         with self._write() as db:
-            for key, value in (("schema", SCHEMA_VERSION), ("manifest", manifest), ("settings", settings),
-                               ("created", time.time())):
+            for key, value in (
+                ("schema", SCHEMA_VERSION),
+                ("manifest", manifest),
+                ("settings", settings),
+                ("created", time.time()),
+            ):
                 db.execute("INSERT INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def sync(self, rows: list[Row], errors: list[RowError]) -> dict[str, int]:
@@ -143,8 +153,11 @@ class Ledger:
                 old = known.get(entry.id)
                 if isinstance(entry, RowError):
                     if old is None or old["state"] == "invalid":
-                        db.execute("INSERT OR REPLACE INTO items (id, position, line, state, error, updated) "
-                                   "VALUES (?, ?, ?, 'invalid', ?, ?)", (entry.id, position, line, entry.error, now))
+                        db.execute(
+                            "INSERT OR REPLACE INTO items (id, position, line, state, error, updated) "
+                            "VALUES (?, ?, ?, 'invalid', ?, ?)",
+                            (entry.id, position, line, entry.error, now),
+                        )
                     continue
                 digest = entry.digest()
                 if old is not None and old["digest"] == digest:
@@ -154,34 +167,44 @@ class Ledger:
                     redone += 1
                 else:
                     added += 1
-                db.execute("INSERT OR REPLACE INTO items (id, position, line, digest, state, input, updated) "
-                           "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                           (entry.id, position, line, digest, entry.model_dump_json(), now))
+                db.execute(
+                    "INSERT OR REPLACE INTO items (id, position, line, digest, state, input, updated) "
+                    "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    (entry.id, position, line, digest, entry.model_dump_json(), now),
+                )
         return {"added": added, "redone": redone}
 
     def todo(self, *, retry_failed: bool = False) -> list[Row]:
         states = ("pending", "failed") if retry_failed else ("pending",)
         marks = ", ".join("?" * len(states))
-        return [Row.model_validate_json(r["input"]) for r in self._db.execute(
-            f"SELECT input FROM items WHERE state IN ({marks}) ORDER BY position", states)]
+        return [
+            Row.model_validate_json(r["input"])
+            for r in self._db.execute(f"SELECT input FROM items WHERE state IN ({marks}) ORDER BY position", states)
+        ]
 
     def record_done(self, row_id: str, item: dict[str, Any], *, seconds: float) -> None:
         with self._write() as db:
-            db.execute("UPDATE items SET state = 'done', output = ?, status = ?, error = NULL, seconds = ?, "
-                       "attempts = attempts + 1, decision = NULL, edited = NULL, updated = ? WHERE id = ?",
-                       (json.dumps(item, ensure_ascii=False), item.get("status"), seconds, time.time(), row_id))
+            db.execute(
+                "UPDATE items SET state = 'done', output = ?, status = ?, error = NULL, seconds = ?, "
+                "attempts = attempts + 1, decision = NULL, edited = NULL, updated = ? WHERE id = ?",
+                (json.dumps(item, ensure_ascii=False), item.get("status"), seconds, time.time(), row_id),
+            )
 
     def record_failed(self, row_id: str, error: str, *, seconds: float = 0.0) -> None:
         with self._write() as db:
-            db.execute("UPDATE items SET state = 'failed', error = ?, seconds = ?, attempts = attempts + 1, "
-                       "updated = ? WHERE id = ?", (error, seconds, time.time(), row_id))
+            db.execute(
+                "UPDATE items SET state = 'failed', error = ?, seconds = ?, attempts = attempts + 1, "
+                "updated = ? WHERE id = ?",
+                (error, seconds, time.time(), row_id),
+            )
 
     # --- reading ------------------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in (*STATES, "verified", "unconfirmed", "flagged", "unverified", *DECISIONS)}
-        for r in self._db.execute("SELECT state, status, decision, COUNT(*) AS n FROM items "
-                                  "GROUP BY state, status, decision"):
+        for r in self._db.execute(
+            "SELECT state, status, decision, COUNT(*) AS n FROM items GROUP BY state, status, decision"
+        ):
             out[r["state"]] += r["n"]
             if r["state"] == "done":
                 out[r["status"] or "unverified"] += r["n"]
@@ -194,8 +217,10 @@ class Ledger:
         """Every row (in manifest order) as a dict: id, line, state, status, error, decision, seconds, tags,
         input, and ``item`` — the written item with the reviewer's edits applied (None when not done)."""
         marks = ", ".join("?" * len(states))
-        return [self._entry(r) for r in self._db.execute(
-            f"SELECT * FROM items WHERE state IN ({marks}) ORDER BY position", states)]
+        return [
+            self._entry(r)
+            for r in self._db.execute(f"SELECT * FROM items WHERE state IN ({marks}) ORDER BY position", states)
+        ]
 
     def entry(self, row_id: str) -> dict[str, Any] | None:
         """One row as ``entries`` gives it, or None when the run has no such row."""
@@ -204,9 +229,12 @@ class Ledger:
 
     def failures(self) -> list[dict[str, Any]]:
         """The rows without an item: id, line, state (failed or invalid) and error."""
-        return [{"id": r["id"], "line": r["line"], "state": r["state"], "error": r["error"]}
-                for r in self._db.execute("SELECT id, line, state, error FROM items "
-                                          "WHERE state IN ('failed', 'invalid') ORDER BY position")]
+        return [
+            {"id": r["id"], "line": r["line"], "state": r["state"], "error": r["error"]}
+            for r in self._db.execute(
+                "SELECT id, line, state, error FROM items WHERE state IN ('failed', 'invalid') ORDER BY position"
+            )
+        ]
 
     @staticmethod
     def _entry(r: sqlite3.Row) -> dict[str, Any]:
@@ -214,11 +242,20 @@ class Ledger:
         item = json.loads(r["output"]) if r["output"] and r["state"] == "done" else None
         if item is not None and r["edited"]:
             item.update(json.loads(r["edited"]))
-        return {"id": r["id"], "line": r["line"], "state": r["state"], "status": r["status"],
-                "error": r["error"], "decision": r["decision"], "seconds": r["seconds"],
-                "attempts": r["attempts"], "tags": row.tags if row else [],
-                "input": row.graph_input() if row else None, "item": item,
-                "edited": sorted(json.loads(r["edited"])) if r["edited"] else []}
+        return {
+            "id": r["id"],
+            "line": r["line"],
+            "state": r["state"],
+            "status": r["status"],
+            "error": r["error"],
+            "decision": r["decision"],
+            "seconds": r["seconds"],
+            "attempts": r["attempts"],
+            "tags": row.tags if row else [],
+            "input": row.graph_input() if row else None,
+            "item": item,
+            "edited": sorted(json.loads(r["edited"])) if r["edited"] else [],
+        }
 
     # --- review -------------------------------------------------------------------------------------------
 
@@ -241,8 +278,11 @@ class Ledger:
     def accept_verified(self) -> int:
         """Accept every verified item nobody has decided on yet; returns how many."""
         with self._write() as db:
-            cur = db.execute("UPDATE items SET decision = 'accepted', updated = ? WHERE state = 'done' "
-                             "AND status = 'verified' AND decision IS NULL", (time.time(),))
+            cur = db.execute(
+                "UPDATE items SET decision = 'accepted', updated = ? WHERE state = 'done' "
+                "AND status = 'verified' AND decision IS NULL",
+                (time.time(),),
+            )
             return cur.rowcount
 
     def edit(self, row_id: str, fields: dict[str, Any]) -> None:
@@ -253,13 +293,16 @@ class Ledger:
         r = self._done(row_id)
         edited = {**json.loads(r["edited"] or "{}"), **fields}
         with self._write() as db:
-            db.execute("UPDATE items SET edited = ?, updated = ? WHERE id = ?",
-                       (json.dumps(edited, ensure_ascii=False), time.time(), row_id))
+            db.execute(
+                "UPDATE items SET edited = ?, updated = ? WHERE id = ?",
+                (json.dumps(edited, ensure_ascii=False), time.time(), row_id),
+            )
 
     def replace_item(self, row_id: str, item: dict[str, Any]) -> None:
         """A regenerated item (e.g. new distractors) in place of the written one; the decision is reset."""
         self._done(row_id)
         with self._write() as db:
-            db.execute("UPDATE items SET output = ?, status = ?, edited = NULL, decision = NULL, updated = ? "
-                       "WHERE id = ?", (json.dumps(item, ensure_ascii=False), item.get("status"), time.time(),
-                                        row_id))
+            db.execute(
+                "UPDATE items SET output = ?, status = ?, edited = NULL, decision = NULL, updated = ? WHERE id = ?",
+                (json.dumps(item, ensure_ascii=False), item.get("status"), time.time(), row_id),
+            )

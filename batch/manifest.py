@@ -40,8 +40,13 @@ class Row(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
     def graph_input(self) -> dict[str, Any]:
-        return {"answer": self.answer, "context": self.context, "image_path": self.image_path,
-                "question_given": self.question_given, "n_distractors": self.n_distractors}
+        return {
+            "answer": self.answer,
+            "context": self.context,
+            "image_path": self.image_path,
+            "question_given": self.question_given,
+            "n_distractors": self.n_distractors,
+        }
 
     def digest(self) -> str:
         """What the item depends on: the inputs and the image's bytes (an edited image is a new input)."""
@@ -64,8 +69,10 @@ def _source(path: Path) -> tuple[Path, Path]:
     if path.is_dir():
         sidecars = sorted(p for p in path.iterdir() if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file())
         if len(sidecars) != 1:
-            raise InputError(f"a manifest folder needs exactly one .csv or .jsonl sidecar naming its images; "
-                             f"{path} has {len(sidecars)}")
+            raise InputError(
+                f"a manifest folder needs exactly one .csv or .jsonl sidecar naming its images; "
+                f"{path} has {len(sidecars)}"
+            )
         return sidecars[0], path
     if path.suffix.lower() not in MANIFEST_SUFFIXES:
         raise InputError(f"a manifest is a .csv or .jsonl file (or a folder with one): {path}")
@@ -112,8 +119,9 @@ def _records(file: Path) -> list[tuple[int, dict[str, Any] | str]]:
         record = {k: v for k, v in record.items() if k}
         if any(_SURROGATE.search(v or "") for v in record.values()):
             # the id is kept when it is readable, so the error names the row the user knows
-            out.append((line, {"id": _SURROGATE.sub("", record.get("id") or ""),
-                               "_error": "the row is not UTF-8 text"}))
+            out.append(
+                (line, {"id": _SURROGATE.sub("", record.get("id") or ""), "_error": "the row is not UTF-8 text"})
+            )
             continue
         out.append((line, record))
     return out
@@ -137,8 +145,7 @@ def _image(raw: str, base: Path, allow_outside: bool) -> str:
     trusted = (base, materials_root().resolve(), (scienceqa_dir() / "images").resolve())
     inside = any(path.resolve().is_relative_to(root) for root in trusted)
     if not allow_outside and not inside:
-        raise InputError(f"the image {raw!r} is outside the manifest's folder {base} "
-                         "(--allow-outside-files reads it)")
+        raise InputError(f"the image {raw!r} is outside the manifest's folder {base} (--allow-outside-files reads it)")
     return str(path)
 
 
@@ -166,12 +173,23 @@ def _row(record: dict[str, Any], line: int, base: Path, row_id: str, allow_outsi
         image = _image(image, base, allow_outside)
     n = _n_distractors(record.get("n_distractors"))
     question = record.get("question")
-    checked = check_inputs(image=image, context=str(record.get("context") or ""),
-                           answer=str(record.get("answer") or ""),
-                           question=str(question) if question not in (None, "") else None, n_distractors=n)
-    return Row(id=row_id, line=line, answer=checked["answer"], context=checked["context"],
-               image_path=checked["image_path"], question_given=checked["question_given"],
-               n_distractors=n, tags=_tags(record.get("tags")))
+    checked = check_inputs(
+        image=image,
+        context=str(record.get("context") or ""),
+        answer=str(record.get("answer") or ""),
+        question=str(question) if question not in (None, "") else None,
+        n_distractors=n,
+    )
+    return Row(
+        id=row_id,
+        line=line,
+        answer=checked["answer"],
+        context=checked["context"],
+        image_path=checked["image_path"],
+        question_given=checked["question_given"],
+        n_distractors=n,
+        tags=_tags(record.get("tags")),
+    )
 
 
 def read_manifest(path: str | Path, *, allow_outside: bool = False) -> tuple[list[Row], list[RowError]]:

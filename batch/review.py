@@ -15,8 +15,18 @@ from coe.errors import InputError
 from .ledger import Ledger
 
 # the written item's fields the distractor, validation, verification and notes steps read again
-_CARRIED = ("question", "rationale", "distractors", "distractor_notes", "exemplars", "status", "reasons",
-            "verification", "difficulty", "model")
+_CARRIED = (
+    "question",
+    "rationale",
+    "distractors",
+    "distractor_notes",
+    "exemplars",
+    "status",
+    "reasons",
+    "verification",
+    "difficulty",
+    "model",
+)
 
 
 def regenerate(ledger: Ledger, row_id: str, keep: list[str], services: Any) -> dict[str, Any]:
@@ -34,11 +44,9 @@ def regenerate(ledger: Ledger, row_id: str, keep: list[str], services: Any) -> d
     settings.pop("banks", None)
     graph = build_review_graph()
     config = {"configurable": {"thread_id": str(uuid.uuid4()), **settings}}
-    graph.update_state(config, {**entry["input"], **{k: item[k] for k in _CARRIED if k in item}},
-                       as_node="notes")
+    graph.update_state(config, {**entry["input"], **{k: item[k] for k in _CARRIED if k in item}}, as_node="notes")
     graph.invoke(None, config, context=services)  # on to the review step, which waits for a decision
-    graph.invoke(Command(resume={"action": "regenerate_distractors", "keep": list(keep)}), config,
-                 context=services)
+    graph.invoke(Command(resume={"action": "regenerate_distractors", "keep": list(keep)}), config, context=services)
     state = graph.get_state(config)
     values = state.values
     problems = values.get("review_problems") or []
@@ -46,8 +54,12 @@ def regenerate(ledger: Ledger, row_id: str, keep: list[str], services: Any) -> d
         raise InputError("cannot regenerate: " + "; ".join(problems))
     k = sum(1 for e in item.get("exemplars", []) if e.get("in_prompt"))
     exemplars = [{**e, "signals": e.get("signals", {})} for e in item.get("exemplars", [])]
-    new = mcq_from_output({**values, "exemplars": exemplars, "trace": [*item.get("trace", []), *values["trace"]]},
-                          k=k, image=item.get("image"), model=item.get("model") or "")
+    new = mcq_from_output(
+        {**values, "exemplars": exemplars, "trace": [*item.get("trace", []), *values["trace"]]},
+        k=k,
+        image=item.get("image"),
+        model=item.get("model") or "",
+    )
     record = new.model_dump(mode="json")
     ledger.replace_item(row_id, record)
     return record

@@ -55,8 +55,13 @@ def item_record(row: Row, out: dict[str, Any], *, k: int, model: str) -> tuple[d
     return item.model_dump(mode="json"), seconds
 
 
-def _local(rows: list[Row], services_factory: Callable[[], Any], settings: dict[str, Any],
-           max_concurrency: int | None, on_result: Callable[[Row, dict[str, Any]], None]) -> None:
+def _local(
+    rows: list[Row],
+    services_factory: Callable[[], Any],
+    settings: dict[str, Any],
+    max_concurrency: int | None,
+    on_result: Callable[[Row, dict[str, Any]], None],
+) -> None:
     from coe.graphs.many_items import iter_items
 
     services = services_factory()
@@ -76,15 +81,24 @@ def _local(rows: list[Row], services_factory: Callable[[], Any], settings: dict[
         raise
 
 
-def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = None,
-              settings: dict[str, Any] | None = None, max_concurrency: int | None = None,
-              retry_failed: bool = False, engine: str = "local", address: str | None = None,
-              workers: int = 2, banks: tuple[str, ...] = ("default",),
-              services_factory: Callable[[], Any] | None = None,
-              runtime_env: dict[str, Any] | None = None,
-              on_start: Callable[[int, int], None] | None = None,
-              on_item: Callable[[dict[str, Any]], None] | None = None,
-              allow_outside: bool = False) -> Summary:
+def run_batch(
+    manifest: str | Path,
+    run_dir: str | Path,
+    *,
+    model: str | None = None,
+    settings: dict[str, Any] | None = None,
+    max_concurrency: int | None = None,
+    retry_failed: bool = False,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int = 2,
+    banks: tuple[str, ...] = ("default",),
+    services_factory: Callable[[], Any] | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_item: Callable[[dict[str, Any]], None] | None = None,
+    allow_outside: bool = False,
+) -> Summary:
     """Write the items a manifest asks for into ``run_dir``; a second call continues an interrupted run.
     ``allow_outside``: rows may name pictures outside the manifest's folder.
 
@@ -103,8 +117,9 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
     summary = Summary(run_dir=Path(run_dir).expanduser().resolve())
     with Ledger(run_dir) as ledger:
         recorded = {"model": model, "banks": list(banks), **settings}
-        ledger.begin(manifest=str(Path(manifest).expanduser().resolve()), settings=recorded,
-                     defaults={"banks": ["default"]})
+        ledger.begin(
+            manifest=str(Path(manifest).expanduser().resolve()), settings=recorded, defaults={"banks": ["default"]}
+        )
         summary.__dict__.update(ledger.sync(rows, errors))
         todo = ledger.todo(retry_failed=retry_failed)
         if on_start:
@@ -130,8 +145,17 @@ def run_batch(manifest: str | Path, run_dir: str | Path, *, model: str | None = 
                 _local(todo, factory, settings, max_concurrency, on_result)
             elif todo:
                 from .engines.ray import run_on_ray
-                run_on_ray(todo, factory, settings, on_result, address=address, workers=workers,
-                           max_concurrency=max_concurrency, runtime_env=runtime_env)
+
+                run_on_ray(
+                    todo,
+                    factory,
+                    settings,
+                    on_result,
+                    address=address,
+                    workers=workers,
+                    max_concurrency=max_concurrency,
+                    runtime_env=runtime_env,
+                )
         finally:
             summary.seconds = time.perf_counter() - t0
             counts = ledger.counts()

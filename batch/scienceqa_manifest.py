@@ -16,8 +16,9 @@ from coe.errors import InputError
 from .manifest import COLUMNS
 
 
-def scienceqa_manifest(data: str | Path | None, out: str | Path, *, split: str = "test", n: int = 20,
-                       seed: int = 0) -> tuple[Path, int]:
+def scienceqa_manifest(
+    data: str | Path | None, out: str | Path, *, split: str = "test", n: int = 20, seed: int = 0
+) -> tuple[Path, int]:
     """Write ``n`` items of ``split`` that have an image (a seeded sample) as a CSV manifest: the hint as
     context, the answer, one distractor fewer than the item's choices; tagged with subject and grade."""
     from coe.atomic import write_text
@@ -35,8 +36,15 @@ def scienceqa_manifest(data: str | Path | None, out: str | Path, *, split: str =
     w.writeheader()
     for p in chosen:
         image = cast(Path, p.image_path)  # with_image holds only problems with an image path
-        w.writerow({"id": f"sqa-{p.pid}", "image": str(image.resolve()),
-                    "context": "" if p.hint_missing else p.hint, "answer": p.answer, "question": "",
-                    "n_distractors": min(3, len(p.choices) - 1),
-                    "tags": ";".join(t for t in (p.subject, p.grade) if t)})
+        w.writerow(
+            {
+                "id": f"sqa-{p.pid}",
+                "image": str(image.resolve()),
+                "context": "" if p.hint_missing else p.hint,
+                "answer": p.answer,
+                "question": "",
+                "n_distractors": min(3, len(p.choices) - 1),
+                "tags": ";".join(t for t in (p.subject, p.grade) if t),
+            }
+        )
     return write_text(out, buf.getvalue()), len(chosen)

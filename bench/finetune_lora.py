@@ -41,7 +41,7 @@ def sample_record(data: str | None, image_size: int):
     from coe.retrieval.exemplars import Exemplar
 
     ds = None
-    for root in ([data] if data else [None, str(ASSETS / "scienceqa")]):
+    for root in [data] if data else [None, str(ASSETS / "scienceqa")]:
         try:
             ds = ScienceQA(root)
             break
@@ -69,11 +69,17 @@ class FixedLength:
         from coe.finetune.encode import IGNORE, prompt_text, record_images
 
         conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Write a question."}]}]
-        head = processor(text=[processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)],
-                         images=record_images(record), padding=False, return_tensors="pt")
-        filler = processor.tokenizer(prompt_text(processor, record).replace("<|image_pad|>", "") +
-                                     record.messages[-1]["content"][0]["text"], add_special_tokens=False,
-                                     return_tensors="pt")["input_ids"][0]
+        head = processor(
+            text=[processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)],
+            images=record_images(record),
+            padding=False,
+            return_tensors="pt",
+        )
+        filler = processor.tokenizer(
+            prompt_text(processor, record).replace("<|image_pad|>", "") + record.messages[-1]["content"][0]["text"],
+            add_special_tokens=False,
+            return_tensors="pt",
+        )["input_ids"][0]
         need = length - head["input_ids"].shape[1]
         if need < 64:
             raise SystemExit(f"length {length} leaves no room after {head['input_ids'].shape[1]} prompt tokens")
@@ -81,8 +87,13 @@ class FixedLength:
         full = torch.cat([head["input_ids"][0], extra])[None]
         labels = torch.full_like(full, IGNORE)
         labels[0, -64:] = full[0, -64:]
-        self.item = {"input_ids": full, "labels": labels, "attention_mask": torch.ones_like(full),
-                     "pixel_values": head["pixel_values"], "image_grid_thw": head["image_grid_thw"]}
+        self.item = {
+            "input_ids": full,
+            "labels": labels,
+            "attention_mask": torch.ones_like(full),
+            "pixel_values": head["pixel_values"],
+            "image_grid_thw": head["image_grid_thw"],
+        }
         if "mm_token_type_ids" in head:
             mm = head["mm_token_type_ids"]
             self.item["mm_token_type_ids"] = torch.cat([mm, torch.zeros((1, need), dtype=mm.dtype)], dim=1)
@@ -125,14 +136,29 @@ def main(argv=None) -> int:
     lengths = [int(x) for x in (args.lengths or ("384,512" if args.quick else "384,1024,2048")).split(",")]
     steps = args.steps or (2 if args.quick else 3)
     dtype = torch.bfloat16 if cuda else torch.float32
-    results = {"env": {"python": platform.python_version(), "torch": torch.__version__,
-                       "transformers": transformers.__version__, "device": device,
-                       "gpu": torch.cuda.get_device_name() if cuda else platform.processor()},
-               "config": {"shape": shape, "dtype": str(dtype).removeprefix("torch."), "batch_size": 1,
-                          "grad_accum": args.grad_accum, "lora_r": args.lora_r, "lora_alpha": 16,
-                          "gradient_checkpointing": True, "timed_steps": steps, "image_size": args.image_size,
-                          "compiled_layers": args.compile},
-               "rows": [], "errors": []}
+    results = {
+        "env": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "device": device,
+            "gpu": torch.cuda.get_device_name() if cuda else platform.processor(),
+        },
+        "config": {
+            "shape": shape,
+            "dtype": str(dtype).removeprefix("torch."),
+            "batch_size": 1,
+            "grad_accum": args.grad_accum,
+            "lora_r": args.lora_r,
+            "lora_alpha": 16,
+            "gradient_checkpointing": True,
+            "timed_steps": steps,
+            "image_size": args.image_size,
+            "compiled_layers": args.compile,
+        },
+        "rows": [],
+        "errors": [],
+    }
 
     def save():
         if args.out:
@@ -143,17 +169,33 @@ def main(argv=None) -> int:
     processor = build_processor(tok, "qwen2_vl")
     record = sample_record(args.data, args.image_size)
     enc = encode_record(processor, record)
-    log(f"sample {record.id}: the whole CoE prompt is {enc['input_ids'].shape[1]} tokens incl. "
-        f"{int(enc['image_grid_thw'].prod()) // 4} image tokens")
+    log(
+        f"sample {record.id}: the whole CoE prompt is {enc['input_ids'].shape[1]} tokens incl. "
+        f"{int(enc['image_grid_thw'].prod()) // 4} image tokens"
+    )
     config = make_config("qwen2_vl", shape, vocab_size=152064 if shape == "7b" else max(len(tok), 151936))
     config._attn_implementation = "sdpa"
     t0 = time.perf_counter()
     model = random_model(config, dtype=dtype, device=device)
-    log(f"model {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B params on {device} "
-        f"({time.perf_counter() - t0:.1f}s)")
-    cfg = TrainConfig(base="random", data="-", out="/tmp/coe-ft-bench", lora_r=args.lora_r, lora_alpha=16,
-                      grad_accum=args.grad_accum, max_steps=steps + 1, logging_steps=1, save_steps=10**9,
-                      warmup_ratio=0.0, lr=1e-5, device=device, dtype="bf16" if cuda else "fp32")
+    log(
+        f"model {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B params on {device} "
+        f"({time.perf_counter() - t0:.1f}s)"
+    )
+    cfg = TrainConfig(
+        base="random",
+        data="-",
+        out="/tmp/coe-ft-bench",
+        lora_r=args.lora_r,
+        lora_alpha=16,
+        grad_accum=args.grad_accum,
+        max_steps=steps + 1,
+        logging_steps=1,
+        save_steps=10**9,
+        warmup_ratio=0.0,
+        lr=1e-5,
+        device=device,
+        dtype="bf16" if cuda else "fp32",
+    )
     model.config.use_cache = False
     model.config.text_config.use_cache = False
     model = add_lora(model, cfg)
@@ -187,26 +229,40 @@ def main(argv=None) -> int:
             sec = statistics.median(per_step)
             peak = round(torch.cuda.max_memory_allocated() / 1e9, 2) if cuda else None
             seed_gb, seed_s = SEED.get(length, (None, None))
-            rec = {"seq_len": length, "s_per_it": round(sec, 3), "peak_mem_gb": peak,
-                   "tokens_per_s": round(length * args.grad_accum / sec, 1),
-                   "loss": trainer.coe_progress.losses[-1] if trainer.coe_progress.losses else None,
-                   "wall_s": round(time.perf_counter() - t0, 1),
-                   "seed_s_per_it": seed_s, "seed_peak_gb": seed_gb,
-                   "speedup_vs_seed": round(seed_s / sec, 2) if seed_s else None}
+            rec = {
+                "seq_len": length,
+                "s_per_it": round(sec, 3),
+                "peak_mem_gb": peak,
+                "tokens_per_s": round(length * args.grad_accum / sec, 1),
+                "loss": trainer.coe_progress.losses[-1] if trainer.coe_progress.losses else None,
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "seed_s_per_it": seed_s,
+                "seed_peak_gb": seed_gb,
+                "speedup_vs_seed": round(seed_s / sec, 2) if seed_s else None,
+            }
             results["rows"].append(rec)
-            log(f"seq {length}: {sec:.3f} s/it ({args.grad_accum} micro-batches), peak {peak} GB"
-                + (f"; seed {seed_s} s/it, {seed_gb} GB → {seed_s / sec:.2f}× faster" if seed_s else ""))
+            log(
+                f"seq {length}: {sec:.3f} s/it ({args.grad_accum} micro-batches), peak {peak} GB"
+                + (f"; seed {seed_s} s/it, {seed_gb} GB → {seed_s / sec:.2f}× faster" if seed_s else "")
+            )
         except Exception as exc:
-            results["errors"].append({"seq_len": length, "error": f"{type(exc).__name__}: {exc}"[:2000],
-                                      "traceback": traceback.format_exc()[-3000:]})
+            results["errors"].append(
+                {
+                    "seq_len": length,
+                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                    "traceback": traceback.format_exc()[-3000:],
+                }
+            )
             log(f"seq {length}: FAILED {type(exc).__name__}: {str(exc)[:300]}")
         save()
     results["total_seconds"] = round(time.perf_counter() - t_start, 1)
     save()
     print(f"\n{'seq':>6}{'s/it':>9}{'peak GB':>9}{'seed s/it':>11}{'seed GB':>9}{'speedup':>9}")
     for r in results["rows"]:
-        print(f"{r['seq_len']:>6}{r['s_per_it']:>9}{str(r['peak_mem_gb']):>9}{str(r['seed_s_per_it']):>11}"
-              f"{str(r['seed_peak_gb']):>9}{str(r['speedup_vs_seed']):>9}")
+        print(
+            f"{r['seq_len']:>6}{r['s_per_it']:>9}{str(r['peak_mem_gb']):>9}{str(r['seed_s_per_it']):>11}"
+            f"{str(r['seed_peak_gb']):>9}{str(r['speedup_vs_seed']):>9}"
+        )
     print("targets: peak GB ≤ seed's and speedup ≥ 2× at every length")
     return 1 if results["errors"] else 0
 

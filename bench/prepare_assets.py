@@ -43,8 +43,11 @@ def main() -> int:
 
     ds = ScienceQA(args.data)
     raw = json.loads((ds.root / "problems.json").read_text(encoding="utf-8"))
-    captions = json.loads((ds.root / "captions.json").read_text(encoding="utf-8")).get("captions", {}) \
-        if (ds.root / "captions.json").is_file() else {}
+    captions = (
+        json.loads((ds.root / "captions.json").read_text(encoding="utf-8")).get("captions", {})
+        if (ds.root / "captions.json").is_file()
+        else {}
+    )
     tests = [p for p in ds.split("test") if p.image_path and Path(p.image_path).is_file()][: args.n]
     train = [p for p in ds.split("train") if p.rationale][:400]
     out = ASSETS / "scienceqa"
@@ -52,18 +55,23 @@ def main() -> int:
     for p in tests:
         rel = f"images/test/{p.pid}/image.jpg"
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.open(p.image_path).convert("RGB").resize((args.image_size, args.image_size), Image.BICUBIC) \
-            .save(out / rel, quality=92)
+        Image.open(p.image_path).convert("RGB").resize((args.image_size, args.image_size), Image.BICUBIC).save(
+            out / rel, quality=92
+        )
         problems[p.pid] = {**raw[p.pid], "image_file": rel}
     for p in train:
         problems[p.pid] = {**raw[p.pid], "image_file": None}
     (out / "problems.json").write_text(json.dumps(problems), encoding="utf-8")
-    (out / "pid_splits.json").write_text(json.dumps({"test": [p.pid for p in tests],
-                                                     "train": [p.pid for p in train]}), encoding="utf-8")
-    (out / "captions.json").write_text(json.dumps({"captions": {pid: captions[pid] for pid in problems
-                                                                if pid in captions}}), encoding="utf-8")
-    (out / "README.md").write_text("A ScienceQA subset for the benchmark (CC BY-NC-SA 4.0, Lu et al. 2022); "
-                                   "do not redistribute.\n", encoding="utf-8")
+    (out / "pid_splits.json").write_text(
+        json.dumps({"test": [p.pid for p in tests], "train": [p.pid for p in train]}), encoding="utf-8"
+    )
+    (out / "captions.json").write_text(
+        json.dumps({"captions": {pid: captions[pid] for pid in problems if pid in captions}}), encoding="utf-8"
+    )
+    (out / "README.md").write_text(
+        "A ScienceQA subset for the benchmark (CC BY-NC-SA 4.0, Lu et al. 2022); do not redistribute.\n",
+        encoding="utf-8",
+    )
     print(f"scienceqa: {out} ({len(tests)} test items, {len(train)} train items)")
     return 0
 

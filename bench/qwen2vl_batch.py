@@ -46,38 +46,63 @@ __all__ = ["ASSETS", "import_coe", "load_tokenizer", "main"]
 
 # --- main ----------------------------------------------------------------------------------------------
 
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny model on the CPU: a smoke test of every path")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--shape", default=None, help="model shape: 7b (default) or tiny (default with --quick)")
     ap.add_argument("--device", default=None, help="cuda (default when available) or cpu")
-    ap.add_argument("--data", default=None, help="ScienceQA folder (default: ../shared/data/scienceqa, "
-                    "then bench/assets/scienceqa, then the test fixture)")
+    ap.add_argument(
+        "--data",
+        default=None,
+        help="ScienceQA folder (default: ../shared/data/scienceqa, then bench/assets/scienceqa, then the test fixture)",
+    )
     ap.add_argument("--tokenizer", default=None, help="Qwen2 .gguf file or tokenizer directory")
     ap.add_argument("--batches", default=None, help="batch sizes for the batched mode (default 8,32,64)")
     ap.add_argument("--seed-items", type=int, default=None, help="items for the one-at-a-time mode (default 4)")
-    ap.add_argument("--tokens", default=None, help="new tokens per stage question,rationale,distractors "
-                    "(default 32,96,48)")
+    ap.add_argument(
+        "--tokens", default=None, help="new tokens per stage question,rationale,distractors (default 32,96,48)"
+    )
     ap.add_argument("--image-size", type=int, default=448)
-    ap.add_argument("--full-graph", action="store_true",
-                    help="batched: every step of the default graph (verification, notes), not only the three "
-                    "generation steps")
-    ap.add_argument("--exemplars", type=int, default=0,
-                    help="exemplars per prompt (0: ~250 text tokens in the question prompt; 1: ~400)")
+    ap.add_argument(
+        "--full-graph",
+        action="store_true",
+        help="batched: every step of the default graph (verification, notes), not only the three generation steps",
+    )
+    ap.add_argument(
+        "--exemplars",
+        type=int,
+        default=0,
+        help="exemplars per prompt (0: ~250 text tokens in the question prompt; 1: ~400)",
+    )
     ap.add_argument("--bandwidth", type=float, default=4.8e12, help="HBM bytes/s for the bound (H200: 4.8e12)")
     ap.add_argument("--decode-tokens", default=None, help="short,long new tokens for the decode rate (16,144)")
-    ap.add_argument("--compile-everywhere", action="store_true",
-                    help="compile the static-cache decode step on the CPU too (transformers compiles on CUDA only)")
-    ap.add_argument("--graph-compile-modes", default="default",
-                    help="torch.compile modes to try for the graph decoder's step, in order (e.g. "
-                    "default,max-autotune-no-cudagraphs)")
-    ap.add_argument("--inductor-tuning", action="store_true",
-                    help="Inductor's coordinate-descent tuning of the generated kernels (slower compile)")
-    ap.add_argument("--skip", default="", help="comma list of modes to skip: seed,batched,decode,decode-eager,"
-                    "decode-graph")
-    ap.add_argument("--budget-s", type=float, default=float(os.environ.get("BENCH_BUDGET_S", 520)),
-                    help="skip configurations not started within this many seconds")
+    ap.add_argument(
+        "--compile-everywhere",
+        action="store_true",
+        help="compile the static-cache decode step on the CPU too (transformers compiles on CUDA only)",
+    )
+    ap.add_argument(
+        "--graph-compile-modes",
+        default="default",
+        help="torch.compile modes to try for the graph decoder's step, in order (e.g. "
+        "default,max-autotune-no-cudagraphs)",
+    )
+    ap.add_argument(
+        "--inductor-tuning",
+        action="store_true",
+        help="Inductor's coordinate-descent tuning of the generated kernels (slower compile)",
+    )
+    ap.add_argument(
+        "--skip", default="", help="comma list of modes to skip: seed,batched,decode,decode-eager,decode-graph"
+    )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=float(os.environ.get("BENCH_BUDGET_S", 520)),
+        help="skip configurations not started within this many seconds",
+    )
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -92,6 +117,7 @@ def main(argv=None) -> int:
     quick = args.quick
     if args.inductor_tuning:
         import torch._inductor.config as inductor_config
+
         inductor_config.coordinate_descent_tuning = True
     device = args.device or ("cuda" if torch.cuda.is_available() and not quick else "cpu")
     shape = args.shape or ("tiny" if quick else "7b")
@@ -104,14 +130,27 @@ def main(argv=None) -> int:
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
 
     results: dict = {
-        "env": {"python": platform.python_version(), "torch": torch.__version__,
-                "transformers": transformers.__version__, "device": device,
-                "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()},
-        "config": {"shape": shape, "dtype": str(dtype).removeprefix("torch."), "batches": batches,
-                   "seed_items": seed_items, "tokens_per_stage": tokens, "image_size": args.image_size,
-                   "exemplars": args.exemplars, "bandwidth": args.bandwidth, "full_graph": args.full_graph,
-                   "decode_tokens": [short, long]},
-        "rows": [], "errors": [],
+        "env": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "device": device,
+            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor(),
+        },
+        "config": {
+            "shape": shape,
+            "dtype": str(dtype).removeprefix("torch."),
+            "batches": batches,
+            "seed_items": seed_items,
+            "tokens_per_stage": tokens,
+            "image_size": args.image_size,
+            "exemplars": args.exemplars,
+            "bandwidth": args.bandwidth,
+            "full_graph": args.full_graph,
+            "decode_tokens": [short, long],
+        },
+        "rows": [],
+        "errors": [],
     }
 
     def save():
@@ -129,44 +168,73 @@ def main(argv=None) -> int:
     model = random_model(config, dtype=dtype, device=device)
     sync(device)
     total_bytes, step_bytes = decode_bytes(model)
-    results["model"] = {"params": sum(p.numel() for p in model.parameters()), "weight_bytes": total_bytes,
-                        "decode_step_weight_bytes": step_bytes, "init_seconds": round(time.perf_counter() - t0, 1)}
-    log(f"model: Qwen2-VL {shape}, {results['model']['params'] / 1e9:.2f}B params, weights {total_bytes / 1e9:.2f} GB "
-        f"({step_bytes / 1e9:.2f} GB read per decode step), init {results['model']['init_seconds']}s on {device}")
+    results["model"] = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "weight_bytes": total_bytes,
+        "decode_step_weight_bytes": step_bytes,
+        "init_seconds": round(time.perf_counter() - t0, 1),
+    }
+    log(
+        f"model: Qwen2-VL {shape}, {results['model']['params'] / 1e9:.2f}B params, weights {total_bytes / 1e9:.2f} GB "
+        f"({step_bytes / 1e9:.2f} GB read per decode step), init {results['model']['init_seconds']}s on {device}"
+    )
     processor = build_processor(tok, "qwen2_vl")
-    llm = TransformersVLLM.from_parts(model, processor, model_id=f"qwen2-vl-{shape}-random",
-                                      max_batch_size=max(batches), ignore_eos=True, graph_decode=False)
+    llm = TransformersVLLM.from_parts(
+        model,
+        processor,
+        model_id=f"qwen2-vl-{shape}-random",
+        max_batch_size=max(batches),
+        ignore_eos=True,
+        graph_decode=False,
+    )
     try:  # the processor must turn a real prompt into model inputs; else use coe's PIL-based one
         llm.encode([stage_request("question", llm, *items[0], {}, tokens)])
     except Exception as exc:
         from coe.plugins.llm.transformers_processing import LightQwen2VLProcessor
         from coe.plugins.llm.vl_random import image_processor
+
         log(f"processor {type(processor).__name__} failed ({type(exc).__name__}: {exc}); using LightQwen2VLProcessor")
         results["errors"].append({"config": "processor", "error": f"{type(exc).__name__}: {exc}"[:2000]})
-        processor = LightQwen2VLProcessor(tok, image_processor("qwen2_vl", 56 * 56, 28 * 28 * 1280),
-                                          tok.chat_template, with_token_types=True)
-        llm = TransformersVLLM.from_parts(model, processor, model_id=f"qwen2-vl-{shape}-random",
-                                          max_batch_size=max(batches), ignore_eos=True, graph_decode=False)
+        processor = LightQwen2VLProcessor(
+            tok, image_processor("qwen2_vl", 56 * 56, 28 * 28 * 1280), tok.chat_template, with_token_types=True
+        )
+        llm = TransformersVLLM.from_parts(
+            model,
+            processor,
+            model_id=f"qwen2-vl-{shape}-random",
+            max_batch_size=max(batches),
+            ignore_eos=True,
+            graph_decode=False,
+        )
     results["config"]["processor"] = type(llm.processor).__name__
     log(f"processor: {type(llm.processor).__name__} (image processor {type(llm.processor.image_processor).__name__})")
     if args.compile_everywhere:
         from transformers import CompileConfig
+
         CompileConfig._compile_all_devices = True  # class-wide: generate() rebuilds its config objects
         model.generation_config.compile_config = CompileConfig()
     hbm_bound = args.bandwidth / step_bytes  # batch-1 decode tokens/s at full bandwidth
     results["hbm_bound_tokens_per_s"] = round(hbm_bound, 1)
 
     def row(mode, batch, seconds, n_items, generated, prompt_tokens, **extra):
-        rec = {"mode": mode, "batch": batch, "seconds": round(seconds, 3),
-               "items_per_s": round(n_items / seconds, 3) if n_items else None,
-               "tokens_per_s": round(generated / seconds, 1), "generated_tokens": generated,
-               "mean_prompt_tokens": round(prompt_tokens / max(1, n_items * len(STAGES)), 1) if n_items else None,
-               "peak_mem_gb": peak_gb(device), **extra}
+        rec = {
+            "mode": mode,
+            "batch": batch,
+            "seconds": round(seconds, 3),
+            "items_per_s": round(n_items / seconds, 3) if n_items else None,
+            "tokens_per_s": round(generated / seconds, 1),
+            "generated_tokens": generated,
+            "mean_prompt_tokens": round(prompt_tokens / max(1, n_items * len(STAGES)), 1) if n_items else None,
+            "peak_mem_gb": peak_gb(device),
+            **extra,
+        }
         results["rows"].append(rec)
         save()
         if n_items:
-            log(f"{mode:>14} batch {batch:>3}: {rec['items_per_s']} items/s, {rec['tokens_per_s']} tokens/s, "
-                f"peak {rec['peak_mem_gb']} GB")
+            log(
+                f"{mode:>14} batch {batch:>3}: {rec['items_per_s']} items/s, {rec['tokens_per_s']} tokens/s, "
+                f"peak {rec['peak_mem_gb']} GB"
+            )
         return rec
 
     def attempt(name, fn):
@@ -181,8 +249,13 @@ def main(argv=None) -> int:
             reset_peak(device)
             fn()
         except Exception as exc:  # OOM, compile failure, ...: record it and go on
-            results["errors"].append({"config": name, "error": f"{type(exc).__name__}: {exc}"[:2000],
-                                      "traceback": traceback.format_exc()[-4000:]})
+            results["errors"].append(
+                {
+                    "config": name,
+                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                    "traceback": traceback.format_exc()[-4000:],
+                }
+            )
             log(f"{name}: FAILED {type(exc).__name__}: {str(exc)[:300]}")
             save()
         finally:
@@ -191,56 +264,91 @@ def main(argv=None) -> int:
                 torch.cuda.empty_cache()
 
     # warm-up: kernels, allocator, first-call costs (not timed)
-    attempt("warmup", lambda: (run_batched(llm, items[:2], {k: 2 for k in tokens}, device, args.exemplars,
-                                           args.full_graph),
-                               run_seed(llm, items[:1], {k: 2 for k in tokens}, device)))
+    attempt(
+        "warmup",
+        lambda: (
+            run_batched(llm, items[:2], {k: 2 for k in tokens}, device, args.exemplars, args.full_graph),
+            run_seed(llm, items[:1], {k: 2 for k in tokens}, device),
+        ),
+    )
 
     seed_rate = {}
 
     def seed():
         secs, gen, pt = run_seed(llm, items[:seed_items], tokens, device)
         seed_rate["items_per_s"] = row("seed", 1, secs, seed_items, gen, pt)["items_per_s"]
+
     attempt("seed", seed)
 
     for b in batches:
+
         def batched(b=b):
             secs, gen, pt, sizes = run_batched(llm, items[:b], tokens, device, args.exemplars, args.full_graph)
             rec = row("batched", b, secs, b, gen, pt, model_batches=sizes)
             if seed_rate.get("items_per_s"):
                 rec["speedup_vs_seed"] = round(rec["items_per_s"] / seed_rate["items_per_s"], 2)
                 save()
+
         attempt(f"batched:{b}", batched)
 
     reps = 2 if quick else 3
 
     def decode_row(name, rate, t_long, warm, method, prompt, note="", **extra):
-        rec = row(name, 1, t_long, 0, long, 0, prompt_len=prompt, warmup_seconds=round(warm, 1), method=method,
-                  **extra)
-        rec.update(tokens_per_s=round(rate, 1), hbm_bound_tokens_per_s=round(hbm_bound, 1),
-                   fraction_of_hbm_bound=round(rate / hbm_bound, 3), ms_per_token=round(1000 / rate, 3))
+        rec = row(name, 1, t_long, 0, long, 0, prompt_len=prompt, warmup_seconds=round(warm, 1), method=method, **extra)
+        rec.update(
+            tokens_per_s=round(rate, 1),
+            hbm_bound_tokens_per_s=round(hbm_bound, 1),
+            fraction_of_hbm_bound=round(rate / hbm_bound, 3),
+            ms_per_token=round(1000 / rate, 3),
+        )
         save()
-        log(f"{name:>14} batch   1: {rate:.1f} tokens/s = {rate / hbm_bound:.1%} of the HBM bound "
-            f"({hbm_bound:.1f} tokens/s), peak {rec['peak_mem_gb']} GB{note}, warm-up {warm:.1f}s")
+        log(
+            f"{name:>14} batch   1: {rate:.1f} tokens/s = {rate / hbm_bound:.1%} of the HBM bound "
+            f"({hbm_bound:.1f} tokens/s), peak {rec['peak_mem_gb']} GB{note}, warm-up {warm:.1f}s"
+        )
 
     for name, static in (("decode-eager", False), ("decode", True)):
+
         def decode(name=name, static=static):
-            rate, t_long, warm, method, prompt = run_decode(llm, items, tokens, device, static=static,
-                                                            short=short, long=long, repeats=reps)
-            decode_row(name, rate, t_long, warm, method, prompt,
-                       cache=("static+compiled" if device.startswith("cuda") or args.compile_everywhere
-                              else "static") if static else "dynamic")
+            rate, t_long, warm, method, prompt = run_decode(
+                llm, items, tokens, device, static=static, short=short, long=long, repeats=reps
+            )
+            decode_row(
+                name,
+                rate,
+                t_long,
+                warm,
+                method,
+                prompt,
+                cache=("static+compiled" if device.startswith("cuda") or args.compile_everywhere else "static")
+                if static
+                else "dynamic",
+            )
+
         attempt(name, decode)
 
     for compile_mode in args.graph_compile_modes.split(","):
+
         def graph_decode(compile_mode=compile_mode):
-            fast = TransformersVLLM.from_parts(model, llm.processor, model_id=llm.model_id, ignore_eos=True,
-                                               graph_decode=True)
+            fast = TransformersVLLM.from_parts(
+                model, llm.processor, model_id=llm.model_id, ignore_eos=True, graph_decode=True
+            )
             fast.graph_compile_mode = compile_mode
             rate, t_long, warm, method, prompt, mode, same = run_graph_decode(
-                fast, items, tokens, device, short=short, long=long, repeats=reps)
-            decode_row("decode-graph", rate, t_long, warm, method, prompt,
-                       note=f", {mode}, first {same}/{long} greedy tokens equal generate()'s",
-                       cache=mode, tokens_equal_to_generate=f"{same}/{long}")
+                fast, items, tokens, device, short=short, long=long, repeats=reps
+            )
+            decode_row(
+                "decode-graph",
+                rate,
+                t_long,
+                warm,
+                method,
+                prompt,
+                note=f", {mode}, first {same}/{long} greedy tokens equal generate()'s",
+                cache=mode,
+                tokens_equal_to_generate=f"{same}/{long}",
+            )
+
         attempt(f"decode-graph:{compile_mode}", graph_decode)
 
     # summary

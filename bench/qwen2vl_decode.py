@@ -8,6 +8,7 @@ import time
 from qwen2vl_inputs import stage_request
 from qwen2vl_runs import sync
 
+
 def decode_bytes(model) -> tuple[int, int]:
     """(bytes of all weights, bytes read per decode step: the text decoder and lm_head, not the vision
     tower, and of the input embedding only one row)."""
@@ -56,8 +57,14 @@ def run_decode(llm, items, tokens, device, *, static: bool, short: int, long: in
             if cache is not None:
                 cache.reset()  # same tensors every run: compiled graphs are reused
                 kwargs["past_key_values"] = cache
-            out = llm.model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                     pad_token_id=llm.tokenizer.pad_token_id, **kwargs)
+            out = llm.model.generate(
+                **inputs,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                pad_token_id=llm.tokenizer.pad_token_id,
+                **kwargs,
+            )
         sync(device)
         assert out.shape[1] - prompt == n, (out.shape, prompt, n)
         return time.perf_counter() - t0
@@ -92,8 +99,9 @@ def run_graph_decode(llm, items, tokens, device, *, short: int, long: int, repea
     decoder = llm.graph_decoders[max(llm.graph_decoders)]  # the one whose cache holds prompt + long
     inputs = llm.encode([GenerationRequest(**{**base.model_dump(), "max_tokens": long})])
     with torch.inference_mode():
-        ref = llm.model.generate(**inputs, max_new_tokens=long, min_new_tokens=long, do_sample=False,
-                                 pad_token_id=llm.tokenizer.pad_token_id)[0, inputs["input_ids"].shape[1]:].tolist()
+        ref = llm.model.generate(
+            **inputs, max_new_tokens=long, min_new_tokens=long, do_sample=False, pad_token_id=llm.tokenizer.pad_token_id
+        )[0, inputs["input_ids"].shape[1] :].tolist()
     got = decoder.generate(inputs, long, ignore_eos=True)
     same = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got)))
     return rate, t_l, warm, method, inputs["input_ids"].shape[1], decoder.mode, same

@@ -14,12 +14,12 @@ DEFAULT_GGUF = Path(os.environ.get("COE_MODELS_DIR") or _COE_HOME / "models") / 
 ASSETS = REPO / "bench" / "assets"
 
 
-
 def import_coe():
     """Import coe installed, or straight from this checkout, mapping ``coe.*`` to folders as pyproject's
     ``package-dir`` does (``coe.dataset_loaders`` lives in ``dataset_loaders/``)."""
     try:
         import coe.agents.generation  # noqa: F401
+
         return
     except ImportError:
         pass
@@ -37,8 +37,9 @@ def import_coe():
             if fullname not in mapping:
                 return None
             folder = REPO / mapping[fullname]
-            return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
-                                                          submodule_search_locations=[str(folder)])
+            return importlib.util.spec_from_file_location(
+                fullname, folder / "__init__.py", submodule_search_locations=[str(folder)]
+            )
 
     sys.meta_path.insert(0, CheckoutFinder)
     import coe.agents.generation  # noqa: F401
@@ -71,8 +72,11 @@ def standin_tokenizer():
 
     # the prompt files and the reply-format lines the step contracts fill into them
     texts = [f.read_text() for f in PROMPT_DIR.glob("*.txt")]
-    texts += [c.reply_format(mode) for c in (QuestionReply, RationaleReply, DistractorsReply, NotesReply)
-              for mode in ("json", "coe")]
+    texts += [
+        c.reply_format(mode)
+        for c in (QuestionReply, RationaleReply, DistractorsReply, NotesReply)
+        for mode in ("json", "coe")
+    ]
     words = set()
     for text in texts:
         words.update(re.findall(r"\w+|[^\w\s]", text))
@@ -83,8 +87,9 @@ def standin_tokenizer():
     vocab.update(specials)
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
-                                  eos_token="<|im_end|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>", eos_token="<|im_end|>"
+    )
     tok.add_special_tokens({"additional_special_tokens": list(specials)})
     tok.chat_template = QWEN2_VL_CHAT_TEMPLATE
     return tok
@@ -124,14 +129,15 @@ def load_items(data: str | None, n: int, image_size: int, k_exemplars: int, log)
         path = folder / f"{i}.png"
         Image.open(p.image_path).convert("RGB").resize((image_size, image_size), Image.BICUBIC).save(path)
         same = [q for q in pool if q.subject == p.subject] or pool
-        exemplars = [Exemplar.from_problem(q) for q in same[i % 7:i % 7 + k_exemplars]]
-        items.append((ItemInput(answer=p.answer, context=p.hint, image_text=p.caption,
-                                images=[ImageRef(path=path)]), exemplars))
+        exemplars = [Exemplar.from_problem(q) for q in same[i % 7 : i % 7 + k_exemplars]]
+        items.append(
+            (ItemInput(answer=p.answer, context=p.hint, image_text=p.caption, images=[ImageRef(path=path)]), exemplars)
+        )
     return items
 
 
-
 # --- the three stages, as coe's agents build them -----------------------------------------------------
+
 
 def stage_request(stage: str, llm, item, exemplars, prev: dict, tokens: dict):
     from coe.agents.generation import distractors_call, question_call, rationale_call
@@ -139,11 +145,19 @@ def stage_request(stage: str, llm, item, exemplars, prev: dict, tokens: dict):
     if stage == "question":
         call = question_call(llm, item, exemplars, max_tokens=tokens["question"])
     elif stage == "rationale":
-        call = rationale_call(llm, item, prev.get("question", "")[:200] or "?", exemplars,
-                              max_tokens=tokens["rationale"])
+        call = rationale_call(
+            llm, item, prev.get("question", "")[:200] or "?", exemplars, max_tokens=tokens["rationale"]
+        )
     else:
-        call = distractors_call(llm, item, prev.get("question", "")[:200] or "?", prev.get("rationale", "")[:400],
-                                exemplars, 3, max_tokens=tokens["distractors"])
+        call = distractors_call(
+            llm,
+            item,
+            prev.get("question", "")[:200] or "?",
+            prev.get("rationale", "")[:400],
+            exemplars,
+            3,
+            max_tokens=tokens["distractors"],
+        )
     return call.request()
 
 

@@ -10,14 +10,17 @@ import time
 
 from qwen2vl_inputs import STAGES, stage_request
 
+
 def sync(device: str):
     import torch
+
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
 def reset_peak(device: str):
     import torch
+
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -26,6 +29,7 @@ def reset_peak(device: str):
 
 def peak_gb(device: str) -> float | None:
     import torch
+
     return round(torch.cuda.max_memory_allocated() / 1e9, 2) if device.startswith("cuda") else None
 
 
@@ -42,9 +46,14 @@ def run_seed(llm, items, tokens, device):
             req = stage_request(stage, llm, item, exemplars, prev, tokens)
             inputs = llm.encode([req])
             with torch.inference_mode():
-                out = llm.model.generate(**inputs, max_new_tokens=req.max_tokens, min_new_tokens=req.max_tokens,
-                                         do_sample=False, pad_token_id=llm.tokenizer.pad_token_id)
-            new = out[0, inputs["input_ids"].shape[1]:]
+                out = llm.model.generate(
+                    **inputs,
+                    max_new_tokens=req.max_tokens,
+                    min_new_tokens=req.max_tokens,
+                    do_sample=False,
+                    pad_token_id=llm.tokenizer.pad_token_id,
+                )
+            new = out[0, inputs["input_ids"].shape[1] :]
             prev[stage] = llm.tokenizer.decode(new, skip_special_tokens=True)
             generated += int(new.numel())
             prompt_tokens += int(inputs["attention_mask"].sum())
@@ -85,8 +94,9 @@ class StandInReplies:
 
     def generate_batch(self, requests):
         stages = [self.stage(r) for r in requests]
-        gens = self.llm.generate_batch([r.model_copy(update={"max_tokens": self.tokens.get(s, r.max_tokens)})
-                                        for r, s in zip(requests, stages)])
+        gens = self.llm.generate_batch(
+            [r.model_copy(update={"max_tokens": self.tokens.get(s, r.max_tokens)}) for r, s in zip(requests, stages)]
+        )
         out = []
         for r, stage, gen in zip(requests, stages, gens):
             self.generated += gen.usage.completion_tokens
@@ -131,10 +141,15 @@ def run_batched(llm, items, tokens, device, k_exemplars: int, full_graph: bool =
     from coe.plugins.llm.request_batcher import MicroBatchLLM
 
     model = StandInReplies(llm, tokens)
-    services = Services(llm=MicroBatchLLM(model, max_batch_size=len(items)), retriever=BenchRetriever(items),
-                        image_reader=CaptionReader(items))
-    inputs = [{"answer": item.answer, "context": item.context, "image_path": str(item.images[0].path),
-               "n_distractors": 3} for item, _ in items]
+    services = Services(
+        llm=MicroBatchLLM(model, max_batch_size=len(items)),
+        retriever=BenchRetriever(items),
+        image_reader=CaptionReader(items),
+    )
+    inputs = [
+        {"answer": item.answer, "context": item.context, "image_path": str(item.images[0].path), "n_distractors": 3}
+        for item, _ in items
+    ]
     stats: dict = {}
     sync(device)
     t0 = time.perf_counter()

@@ -25,6 +25,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     from coe.kill_points import wrote
+
     wrote(str(target))
     return target
 

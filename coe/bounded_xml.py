@@ -70,12 +70,18 @@ def _read(stream: IO[bytes], size: int, what: str) -> bytes:
     try:
         return stream.read(size)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise InputError(f"{what} is damaged in its zip file ({one_line(exc) or type(exc).__name__})"
-                         ) from None
+        raise InputError(f"{what} is damaged in its zip file ({one_line(exc) or type(exc).__name__})") from None
 
 
-def parse_xml(source: bytes | IO[bytes], what: str, *, build: bool = True, max_elements: int = MAX_ELEMENTS,
-              max_depth: int = MAX_DEPTH, max_bytes: int = MAX_MEMBER_BYTES):
+def parse_xml(
+    source: bytes | IO[bytes],
+    what: str,
+    *,
+    build: bool = True,
+    max_elements: int = MAX_ELEMENTS,
+    max_depth: int = MAX_DEPTH,
+    max_bytes: int = MAX_MEMBER_BYTES,
+):
     """The root element of ``source`` (bytes or a binary stream, e.g. a zip member), or ``None`` with
     ``build=False`` (a check only). Raises ``InputError`` naming ``what`` for any limit or syntax error."""
     import xml.etree.ElementTree as ET
@@ -90,8 +96,10 @@ def parse_xml(source: bytes | IO[bytes], what: str, *, build: bool = True, max_e
             parser.feed(chunk)
         root = parser.close()
     except DefusedXmlException as exc:
-        raise InputError(f"{what} declares XML entities or external references ({type(exc).__name__}), "
-                         "which coe does not read; remove the DOCTYPE and import it again") from None
+        raise InputError(
+            f"{what} declares XML entities or external references ({type(exc).__name__}), "
+            "which coe does not read; remove the DOCTYPE and import it again"
+        ) from None
     except ET.ParseError as exc:
         line, column = exc.position
         raise InputError(f"{what} is not well-formed XML (line {line}, column {column})") from None
@@ -100,8 +108,7 @@ def parse_xml(source: bytes | IO[bytes], what: str, *, build: bool = True, max_e
     return root
 
 
-def read_member(package: zipfile.ZipFile, info: zipfile.ZipInfo, what: str,
-                max_bytes: int = MAX_MEMBER_BYTES) -> bytes:
+def read_member(package: zipfile.ZipFile, info: zipfile.ZipInfo, what: str, max_bytes: int = MAX_MEMBER_BYTES) -> bytes:
     """A zip member's bytes, unpacked at most ``max_bytes`` and checked (CRC, deflate data)."""
     try:
         stream = package.open(info)
@@ -111,8 +118,9 @@ def read_member(package: zipfile.ZipFile, info: zipfile.ZipInfo, what: str,
         return b"".join(_chunks(stream, what, max_bytes))
 
 
-def check_xml_members(package: zipfile.ZipFile, label: str, *, max_elements: int = MAX_ELEMENTS,
-                      max_bytes: int = MAX_MEMBER_BYTES) -> None:
+def check_xml_members(
+    package: zipfile.ZipFile, label: str, *, max_elements: int = MAX_ELEMENTS, max_bytes: int = MAX_MEMBER_BYTES
+) -> None:
     """Every XML part of an Office file parsed once within bounds, without building a tree, before a
     library that trusts its input (python-docx, python-pptx) reads it."""
     for info in package.infolist():

@@ -17,8 +17,12 @@ from coe.commands.bank import bank_app
 from coe.errors import CoeError
 from coe.text import one_line
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Chain-of-Exemplar multiple-choice question generation.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Chain-of-Exemplar multiple-choice question generation.",
+)
 app.add_typer(models.models_app, name="models")
 app.add_typer(index.index_app, name="index")
 app.add_typer(finetune.finetune_app, name="finetune")
@@ -38,7 +42,8 @@ def _is_usage_error(exc: BaseException) -> bool:
     # typer vendors its own copy of click, whose usage errors are not click's classes but keep click's
     # shape: a ``format_message()`` and exit code 2.
     return isinstance(exc, click.exceptions.UsageError) or (
-        getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None)))
+        getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None))
+    )
 
 
 def _abort() -> None:
@@ -73,10 +78,13 @@ def _run(argv: list[str] | None) -> None:
             print(f"coe: error: {one_line(exc.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
             sys.exit(2)
         from coe.settings import settings
+
         if settings().debug:
             raise
-        print(f"coe: internal error: {type(exc).__name__}: {one_line(str(exc))} (set COE_DEBUG=1 for details)",
-              file=sys.stderr)
+        print(
+            f"coe: internal error: {type(exc).__name__}: {one_line(str(exc))} (set COE_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
         sys.exit(1)
     if rv == 130:  # typer turns a KeyboardInterrupt into this exit code, silently
         _abort()

@@ -34,8 +34,9 @@ class MCQItem(BaseModel):
     source: dict[str, Any] | None = None
 
 
-def check_inputs(*, image: str | None, context: str, answer: str, question: str | None,
-                 n_distractors: int) -> dict[str, Any]:
+def check_inputs(
+    *, image: str | None, context: str, answer: str, question: str | None, n_distractors: int
+) -> dict[str, Any]:
     from coe.imageio import check_text, load_image
 
     answer = check_text(answer, name="answer", max_chars=MAX_ANSWER_CHARS).strip()
@@ -50,13 +51,29 @@ def check_inputs(*, image: str | None, context: str, answer: str, question: str 
     if image is not None:
         load_image(image)  # fail fast on missing, corrupt or oversized images, before any model loads
         image_path = str(Path(image).resolve())
-    return {"answer": answer, "context": context, "question_given": question, "image_path": image_path,
-            "n_distractors": n_distractors}
+    return {
+        "answer": answer,
+        "context": context,
+        "question_given": question,
+        "image_path": image_path,
+        "n_distractors": n_distractors,
+    }
 
 
-def generate_item(*, image: str | None, answer: str, context: str = "", question: str | None = None,
-                  n_distractors: int = 3, subject: str | None = None, grade: str | None = None,
-                  services=None, model: str | None = None, stream=None, **settings: Any) -> MCQItem:
+def generate_item(
+    *,
+    image: str | None,
+    answer: str,
+    context: str = "",
+    question: str | None = None,
+    n_distractors: int = 3,
+    subject: str | None = None,
+    grade: str | None = None,
+    services=None,
+    model: str | None = None,
+    stream=None,
+    **settings: Any,
+) -> MCQItem:
     """Run the graph once. ``settings`` are ``GraphSettings`` fields, checked before any model loads (an unknown
     or ill-typed one is an ``InputError``). ``stream(node, update)`` is called after each node finishes."""
     from coe.graphs import graph
@@ -65,8 +82,7 @@ def generate_item(*, image: str | None, answer: str, context: str = "", question
 
     resolved = check_settings({**settings, "n_distractors": n_distractors})
 
-    state = check_inputs(image=image, context=context, answer=answer, question=question,
-                         n_distractors=n_distractors)
+    state = check_inputs(image=image, context=context, answer=answer, question=question, n_distractors=n_distractors)
     state.update({"subject": subject, "grade": grade})
     services = services or default_services(model)
     config = {"configurable": resolved.model_dump(exclude_unset=True)}
@@ -81,23 +97,47 @@ def generate_item(*, image: str | None, answer: str, context: str = "", question
             final.setdefault("trace", []).extend(trace)
             if stream:
                 stream(node, update)
-    return mcq_from_output(final, k=resolved.k, image=state["image_path"],
-                           model=getattr(services.llm, "model_id", ""), seconds=time.perf_counter() - t0)
+    return mcq_from_output(
+        final,
+        k=resolved.k,
+        image=state["image_path"],
+        model=getattr(services.llm, "model_id", ""),
+        seconds=time.perf_counter() - t0,
+    )
 
 
-def mcq_from_output(out: dict[str, Any], *, k: int, image: str | None, model: str = "",
-                    seconds: float = 0.0) -> MCQItem:
+def mcq_from_output(
+    out: dict[str, Any], *, k: int, image: str | None, model: str = "", seconds: float = 0.0
+) -> MCQItem:
     """The item a graph run wrote (its output state), with the first ``k`` exemplars marked as shown."""
-    exemplars = [{"id": e["id"], "bank": e.get("bank", ""), "score": e["score"], "question": e["question"],
-                  "answer": e["answer"],
-                  "distractors": e.get("distractors", []), "signals": e.get("signals", {}), "in_prompt": i < k}
-                 for i, e in enumerate(out.get("exemplars", []))]
-    return MCQItem(question=out["question"], answer=out["answer"], distractors=out["distractors"],
-                   rationale=out.get("rationale"), exemplars=exemplars, model=out.get("model") or model,
-                   image=image, repaired=out.get("repaired", []),
-                   distractor_notes=out.get("distractor_notes", []), status=out.get("status", "unverified"),
-                   reasons=out.get("reasons", []), difficulty=out.get("difficulty"),
-                   verification=out.get("verification", {}),
-                   check=(out.get("verification") or {}).get("check") if out.get("status") == "unconfirmed" else None,
-                   seconds=round(seconds, 3),
-                   trace=out.get("trace", []))
+    exemplars = [
+        {
+            "id": e["id"],
+            "bank": e.get("bank", ""),
+            "score": e["score"],
+            "question": e["question"],
+            "answer": e["answer"],
+            "distractors": e.get("distractors", []),
+            "signals": e.get("signals", {}),
+            "in_prompt": i < k,
+        }
+        for i, e in enumerate(out.get("exemplars", []))
+    ]
+    return MCQItem(
+        question=out["question"],
+        answer=out["answer"],
+        distractors=out["distractors"],
+        rationale=out.get("rationale"),
+        exemplars=exemplars,
+        model=out.get("model") or model,
+        image=image,
+        repaired=out.get("repaired", []),
+        distractor_notes=out.get("distractor_notes", []),
+        status=out.get("status", "unverified"),
+        reasons=out.get("reasons", []),
+        difficulty=out.get("difficulty"),
+        verification=out.get("verification", {}),
+        check=(out.get("verification") or {}).get("check") if out.get("status") == "unconfirmed" else None,
+        seconds=round(seconds, 3),
+        trace=out.get("trace", []),
+    )

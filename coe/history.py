@@ -84,14 +84,30 @@ def list_runs(*, limit: int = 200, root: Path | None = None) -> list[dict[str, A
     return out
 
 
-def record_item(item: dict[str, Any], *, source: str, inputs: dict[str, Any] | None = None,
-                settings: dict[str, Any] | None = None, status: str = "done", run_id: str | None = None,
-                variant: str | None = None, error: str | None = None, root: Path | None = None) -> str:
+def record_item(
+    item: dict[str, Any],
+    *,
+    source: str,
+    inputs: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+    status: str = "done",
+    run_id: str | None = None,
+    variant: str | None = None,
+    error: str | None = None,
+    root: Path | None = None,
+) -> str:
     """Record a finished (or failed) item; its ``trace`` is stored beside it, not inside it."""
     item = dict(item)
     trace = item.pop("trace", [])
-    record: dict[str, Any] = {"source": source, "status": status, "inputs": inputs or {},
-                              "settings": settings or {}, "variant": variant, "item": item, "trace": trace}
+    record: dict[str, Any] = {
+        "source": source,
+        "status": status,
+        "inputs": inputs or {},
+        "settings": settings or {},
+        "variant": variant,
+        "item": item,
+        "trace": trace,
+    }
     if error:
         record["error"] = error
     if run_id:

@@ -80,15 +80,21 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> Image.Image:
+def load_image(
+    path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+) -> Image.Image:
     """Open an image file as an RGB ``PIL.Image`` or raise ``InputError`` with one line."""
     p = _regular_file(path, kind="image", max_bytes=max_bytes)
     return _decode(lambda: Image.open(p), str(p), max_pixels)
 
 
-def load_image_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES, label: str = "image bytes") -> Image.Image:
+def load_image_bytes(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    label: str = "image bytes",
+) -> Image.Image:
     """``load_image`` for an encoded image already in memory (an upload, a database blob)."""
     if len(data) > max_bytes:
         raise InputError(f"image too large: {label} ({len(data)} bytes, limit {max_bytes})")
@@ -111,8 +117,7 @@ def _decode(open_image, label: str, max_pixels: int) -> Image.Image:
             with open_image() as probe:
                 width, height = probe.size
                 if width * height > max_pixels:
-                    raise InputError(f"image too large: {label} ({width}x{height} pixels, "
-                                     f"limit {max_pixels})")
+                    raise InputError(f"image too large: {label} ({width}x{height} pixels, limit {max_pixels})")
                 probe.verify()
             # verify() leaves the image unusable, so decode from a fresh handle.
             with open_image() as img:
@@ -151,5 +156,4 @@ def read_text_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_TEXT
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text: {p} (invalid byte 0x{data[exc.start]:02x} "
-                         f"at offset {exc.start})") from exc
+        raise InputError(f"not UTF-8 text: {p} (invalid byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc

@@ -38,4 +38,5 @@ class Watched:
             out = attr(*args, **kwargs)
             wrote(f"{self._what}.{name}")
             return out
+
         return call

@@ -32,10 +32,13 @@ def state_dir_error(path: Path, what: str, variable: str, exc: OSError) -> Confi
     probe = Path(path)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    reason = (f"{probe} is a file, not a directory" if probe.exists() and not probe.is_dir()
-              else exc.strerror or str(exc))
-    return ConfigError(f"cannot write to the {what} directory {path} ({reason}); make it writable, or set "
-                       f"{variable}{'' if variable == 'COE_HOME' else ' (or COE_HOME)'} to a writable directory")
+    reason = (
+        f"{probe} is a file, not a directory" if probe.exists() and not probe.is_dir() else exc.strerror or str(exc)
+    )
+    return ConfigError(
+        f"cannot write to the {what} directory {path} ({reason}); make it writable, or set "
+        f"{variable}{'' if variable == 'COE_HOME' else ' (or COE_HOME)'} to a writable directory"
+    )
 
 
 def writable_dir(path: str | os.PathLike, what: str, variable: str) -> Path:
@@ -59,8 +62,10 @@ def scienceqa_dir(explicit: str | os.PathLike | None = None) -> Path:
     env = settings().scienceqa_dir
     if env:
         return env
-    candidates = [Path.cwd() / ".." / "shared" / "data" / "scienceqa",
-                  _SOURCE_ROOT / ".." / "shared" / "data" / "scienceqa"]
+    candidates = [
+        Path.cwd() / ".." / "shared" / "data" / "scienceqa",
+        _SOURCE_ROOT / ".." / "shared" / "data" / "scienceqa",
+    ]
     for c in candidates:
         if c.is_dir():
             return c.resolve()

@@ -35,16 +35,31 @@ class LineProgress:
     def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
         tid = len(self._tasks)
         now = time.monotonic()
-        self._tasks[tid] = {"description": description, "total": total, "completed": 0.0, "step": -1,
-                            "start": now, "printed_at": now, "printed": None}
+        self._tasks[tid] = {
+            "description": description,
+            "total": total,
+            "completed": 0.0,
+            "step": -1,
+            "start": now,
+            "printed_at": now,
+            "printed": None,
+        }
         self._report(tid)
         return tid
 
     def advance(self, task_id: int, advance: float = 1) -> None:
         self.update(task_id, completed=self._tasks[task_id]["completed"] + advance)
 
-    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
-               advance: float | None = None, description: str | None = None, **_: Any) -> None:
+    def update(
+        self,
+        task_id: int,
+        *,
+        completed: float | None = None,
+        total: float | None = None,
+        advance: float | None = None,
+        description: str | None = None,
+        **_: Any,
+    ) -> None:
         t = self._tasks[task_id]
         if total is not None:
             t["total"] = total
@@ -70,8 +85,10 @@ class LineProgress:
             self.console.print(f"{t['description']}: {done:.0f} ({_clock(elapsed)} elapsed)", highlight=False)
             return
         eta = f", ETA {_clock(elapsed / done * (total - done))}" if 0 < done < total else ""
-        self.console.print(f"{t['description']}: {done:.0f}/{total:.0f} ({100 * done / total:.0f} %), "
-                           f"{_clock(elapsed)} elapsed{eta}", highlight=False)
+        self.console.print(
+            f"{t['description']}: {done:.0f}/{total:.0f} ({100 * done / total:.0f} %), {_clock(elapsed)} elapsed{eta}",
+            highlight=False,
+        )
 
 
 def make_progress(*columns: Any, console: Console, disable: bool = False, every_s: float = EVERY_S):
@@ -86,8 +103,9 @@ def field_progress(console: Console):
     takes), as a context manager yielding that callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       console=console) as bar:
+    with make_progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
         tasks: dict[str, int] = {}
 
         def progress(field: str, done: int, total: int) -> None:

@@ -31,11 +31,16 @@ def show_item(item, console: Console, *, shuffle_seed: int = 0) -> None:
     if item.rationale:
         lines += ["", f"[italic]Rationale:[/italic] {item.rationale}"]
     if item.status == "verified":
-        lines += ["", f"[green]Verified[/green] · difficulty {item.difficulty} · "
-                      f"key probability {v.get('key_prob', 0):.2f}"]
+        lines += [
+            "",
+            f"[green]Verified[/green] · difficulty {item.difficulty} · key probability {v.get('key_prob', 0):.2f}",
+        ]
     elif item.status == "unconfirmed":
-        lines += ["", f"[yellow]Unconfirmed[/yellow] · no check found a problem, but no model could confirm the "
-                      f"key · difficulty {item.difficulty}"]
+        lines += [
+            "",
+            f"[yellow]Unconfirmed[/yellow] · no check found a problem, but no model could confirm the "
+            f"key · difficulty {item.difficulty}",
+        ]
         if item.check:
             lines.append(f"  [bold yellow]{escape(item.check)}[/bold yellow]")
     elif item.status == "flagged":

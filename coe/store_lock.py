@@ -34,13 +34,14 @@ def writer_lock(folder: Path, what: str) -> Iterator[None]:
         lock.acquire(timeout=0)
     except Timeout:
         limit = _timeout()
-        print(f"coe: waiting for another process writing {what} (up to {limit:.0f} s)", file=sys.stderr,
-              flush=True)
+        print(f"coe: waiting for another process writing {what} (up to {limit:.0f} s)", file=sys.stderr, flush=True)
         try:
             lock.acquire(timeout=limit)
         except Timeout:
-            raise InputError(f"{what} is being written by another process; try again when it is done "
-                             f"(waited {limit:.0f} s, COE_LOCK_TIMEOUT)") from None
+            raise InputError(
+                f"{what} is being written by another process; try again when it is done "
+                f"(waited {limit:.0f} s, COE_LOCK_TIMEOUT)"
+            ) from None
     try:
         yield
     finally:

@@ -89,14 +89,12 @@ def _ocr_join(items: Any) -> str:
     if isinstance(items, str):
         try:
             found = _OCR_TEXT.findall(items)
-            items = ([(None, ast.literal_eval(t)) for t in found] if found
-                     else ast.literal_eval(items))
+            items = [(None, ast.literal_eval(t)) for t in found] if found else ast.literal_eval(items)
         except (ValueError, SyntaxError, MemoryError, RecursionError):
             return ""
     if not isinstance(items, (list, tuple)):
         return ""
-    texts = (str(item[1]).strip() for item in items
-             if isinstance(item, (list, tuple)) and len(item) > 1)
+    texts = (str(item[1]).strip() for item in items if isinstance(item, (list, tuple)) and len(item) > 1)
     return " ".join(t for t in texts if t)
 
 
@@ -143,8 +141,9 @@ class ScienceQA:
         if self._problems is None:
             data = self._read_json("problems.json", required=True)
             if not isinstance(data, dict):
-                raise ConfigError(f"ScienceQA file malformed: {self.root / 'problems.json'} "
-                                  "(expected an object keyed by pid)")
+                raise ConfigError(
+                    f"ScienceQA file malformed: {self.root / 'problems.json'} (expected an object keyed by pid)"
+                )
             self._problems = data
         return self._problems
 
@@ -187,22 +186,35 @@ class ScienceQA:
                 raise TypeError(f"answer index {index!r} is not an integer")
             answer = choices[index]
             return ScienceQAProblem(
-                pid=pid, split=raw.get("split") or "", question=raw.get("question") or "",
-                choices=choices, answer_index=index, answer=answer,
+                pid=pid,
+                split=raw.get("split") or "",
+                question=raw.get("question") or "",
+                choices=choices,
+                answer_index=index,
+                answer=answer,
                 distractors=[c for i, c in enumerate(choices) if i != index],
-                hint=raw.get("hint") or "", hint_missing=bool(raw.get("hint_missing")),
-                image_path=self._image_path(raw), has_image=bool(raw.get("image")),
-                caption=self._caption_of(pid), ocr_text=self._ocr_of(pid),
-                task=raw.get("task"), subject=raw.get("subject"), grade=raw.get("grade"),
-                topic=raw.get("topic"), category=raw.get("category"), skill=raw.get("skill"),
-                lecture=raw.get("lecture") or "", solution=raw.get("solution") or "",
+                hint=raw.get("hint") or "",
+                hint_missing=bool(raw.get("hint_missing")),
+                image_path=self._image_path(raw),
+                has_image=bool(raw.get("image")),
+                caption=self._caption_of(pid),
+                ocr_text=self._ocr_of(pid),
+                task=raw.get("task"),
+                subject=raw.get("subject"),
+                grade=raw.get("grade"),
+                topic=raw.get("topic"),
+                category=raw.get("category"),
+                skill=raw.get("skill"),
+                lecture=raw.get("lecture") or "",
+                solution=raw.get("solution") or "",
                 lecture_original=_is_original(sources.get("lecture")),
                 solution_original=_is_original(sources.get("solution")),
             )
         except (TypeError, IndexError, ValidationError) as exc:
             reason = one_line(exc)[:200]
-            raise ConfigError(f"ScienceQA problem {pid} is malformed in "
-                              f"{self.root / 'problems.json'} ({reason})") from exc
+            raise ConfigError(
+                f"ScienceQA problem {pid} is malformed in {self.root / 'problems.json'} ({reason})"
+            ) from exc
 
     def get(self, pid: str | int) -> ScienceQAProblem:
         key = str(pid)

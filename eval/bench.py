@@ -36,11 +36,17 @@ def bench_stages(models: list[str], items: list[EvalItem], retrieval) -> list[di
         for item in items:
             t0 = time.perf_counter()
             try:
-                out = graph.invoke({"answer": item.answer, "context": item.context,
-                                    "image_path": str(item.image_path) if item.image_path else None,
-                                    "n_distractors": max(len(item.gold_distractors), 1),
-                                    "exclude_ids": [item.pid]},
-                                   config={"configurable": {"exclude_splits": ["test"]}}, context=services)
+                out = graph.invoke(
+                    {
+                        "answer": item.answer,
+                        "context": item.context,
+                        "image_path": str(item.image_path) if item.image_path else None,
+                        "n_distractors": max(len(item.gold_distractors), 1),
+                        "exclude_ids": [item.pid],
+                    },
+                    config={"configurable": {"exclude_splits": ["test"]}},
+                    context=services,
+                )
             except ModelOutputError:
                 failures += 1  # the item failed loudly, as it should; its time still counts
                 totals.append(time.perf_counter() - t0)
@@ -51,12 +57,19 @@ def bench_stages(models: list[str], items: list[EvalItem], retrieval) -> list[di
                 seen[t["node"]] = seen.get(t["node"], 0.0) + float(t.get("seconds", 0.0))
             for s in STAGES:
                 per_stage[s].append(seen.get(s, 0.0))
-        rows.append({"model": llm.model_id, "items": len(items), "failed": failures,
-                     "seconds_per_item": float(np.mean(totals)),
-                     "items_per_s": len(items) / sum(totals),
-                     "stage_seconds": {s: float(np.mean(v)) if v else 0.0 for s, v in per_stage.items()},
-                     "stage_items_per_s": {s: (1.0 / np.mean(v) if v and np.mean(v) > 0 else float("inf"))
-                                           for s, v in per_stage.items()}})
+        rows.append(
+            {
+                "model": llm.model_id,
+                "items": len(items),
+                "failed": failures,
+                "seconds_per_item": float(np.mean(totals)),
+                "items_per_s": len(items) / sum(totals),
+                "stage_seconds": {s: float(np.mean(v)) if v else 0.0 for s, v in per_stage.items()},
+                "stage_items_per_s": {
+                    s: (1.0 / np.mean(v) if v and np.mean(v) > 0 else float("inf")) for s, v in per_stage.items()
+                },
+            }
+        )
         del llm
     return rows
 
@@ -81,8 +94,12 @@ def bench_retrieval(dataset, sizes: list[int], queries: int = 200) -> dict[str, 
         vectors[f] = embed_unique(embedder, [field_text(e, f) or " " for e in bank])
     embed_seconds = time.perf_counter() - t0
     test_items = [i for i in load_items(dataset, "test", "dg")][:queries]
-    out: dict[str, Any] = {"bank_available": len(bank), "embed_seconds": embed_seconds,
-                           "embed_items_per_s": len(bank) / embed_seconds, "sizes": []}
+    out: dict[str, Any] = {
+        "bank_available": len(bank),
+        "embed_seconds": embed_seconds,
+        "embed_items_per_s": len(bank) / embed_seconds,
+        "sizes": [],
+    }
     for size in sorted(sizes):
         n = min(size, len(bank))
         with tempfile.TemporaryDirectory() as tmp:
@@ -91,20 +108,37 @@ def bench_retrieval(dataset, sizes: list[int], queries: int = 200) -> dict[str, 
             for f in FIELDS:
                 keep = [i for i in range(n) if field_text(bank[i], f).strip()]
                 for start in range(0, len(keep), 2000):
-                    chunk = keep[start:start + 2000]
-                    store.upsert(f"default-{f}", [bank[i].id for i in chunk], vectors[f][chunk],
-                                 [bank[i].to_metadata() for i in chunk], [field_text(bank[i], f) for i in chunk])
+                    chunk = keep[start : start + 2000]
+                    store.upsert(
+                        f"default-{f}",
+                        [bank[i].id for i in chunk],
+                        vectors[f][chunk],
+                        [bank[i].to_metadata() for i in chunk],
+                        [field_text(bank[i], f) for i in chunk],
+                    )
             upsert_seconds = time.perf_counter() - t1
             retriever = ExemplarRetriever(embedder, store)
             lat = []
             for item in test_items:
-                q = RetrievalQuery(answer=item.answer, question=item.question, context=item.context,
-                                   image_text=item.dataset_image_text, exclude_ids=[item.pid])
+                q = RetrievalQuery(
+                    answer=item.answer,
+                    question=item.question,
+                    context=item.context,
+                    image_text=item.dataset_image_text,
+                    exclude_ids=[item.pid],
+                )
                 t2 = time.perf_counter()
                 retriever.retrieve(q)
                 lat.append((time.perf_counter() - t2) * 1000)
-            out["sizes"].append({"requested": size, "bank": n, "queries": len(lat),
-                                 "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-                                 "upsert_items_per_s": n / upsert_seconds,
-                                 "build_items_per_s": n / (upsert_seconds + embed_seconds * n / len(bank))})
+            out["sizes"].append(
+                {
+                    "requested": size,
+                    "bank": n,
+                    "queries": len(lat),
+                    "p50_ms": float(np.percentile(lat, 50)),
+                    "p95_ms": float(np.percentile(lat, 95)),
+                    "upsert_items_per_s": n / upsert_seconds,
+                    "build_items_per_s": n / (upsert_seconds + embed_seconds * n / len(bank)),
+                }
+            )
     return out

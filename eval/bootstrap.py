@@ -11,8 +11,14 @@ RESAMPLES = 1000
 LEVEL = 0.95
 
 
-def interval(values: Sequence[float], den: Sequence[float] | None = None, *, resamples: int = RESAMPLES,
-             seed: int = 0, level: float = LEVEL) -> tuple[float, float]:
+def interval(
+    values: Sequence[float],
+    den: Sequence[float] | None = None,
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> tuple[float, float]:
     """Percentile interval of ``sum(values) / sum(den)`` over items resampled with replacement.
 
     Without ``den`` this is the mean. With it, each item contributes a numerator and a denominator, so a

@@ -50,9 +50,22 @@ def parse_kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
-def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str | None, variants: str,
-        report: str | None, data: str | None, seed: int, console: Console, known_false: str = ",".join(KINDS),
-        resamples: int = RESAMPLES, banks: list[str] | None = None) -> dict[str, Any]:
+def run(
+    *,
+    task: str,
+    split: str,
+    limit: int | None,
+    stratify: bool,
+    model: str | None,
+    variants: str,
+    report: str | None,
+    data: str | None,
+    seed: int,
+    console: Console,
+    known_false: str = ",".join(KINDS),
+    resamples: int = RESAMPLES,
+    banks: list[str] | None = None,
+) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from coe.dataset_loaders import ScienceQA
@@ -70,9 +83,11 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
     chosen = parse_variants(variants)
     dataset = ScienceQA(data)
     from coe.question_banks import parse_banks
+
     bank_names = parse_banks(banks)
     base = retrieval_services(bank_names)
     from .runner import cache_root
+
     # the cache key does not name the banks: other banks' predictions are kept apart by folder
     cache = cache_root() if bank_names == ("default",) else cache_root() / f"banks-{'+'.join(bank_names)}"
     needs_model = "verify" in tasks or any(VARIANTS[v] is not None for v in chosen)
@@ -85,8 +100,9 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     n_items = 0
-    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       console=console) as bar:
+    with make_progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
         bars: dict[str, int] = {}
 
         def progress(name: str, done: int, total: int) -> None:
@@ -110,8 +126,18 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
 
             items = sample(load_items(dataset, split, "dg"), limit, stratify=stratify, seed=seed)
             n_items = max(n_items, len(items))
-            verify = run_verify(items, dataset, services, model_id, chosen, seed=seed, kinds=kinds,
-                                resamples=resamples, progress=progress, cache=cache)
+            verify = run_verify(
+                items,
+                dataset,
+                services,
+                model_id,
+                chosen,
+                seed=seed,
+                kinds=kinds,
+                resamples=resamples,
+                progress=progress,
+                cache=cache,
+            )
     notes = []
     if "dg" in tasks and any(v in ("coe", "no-cot") for v in chosen):
         from .diagnostics import pool_coverage
@@ -120,14 +146,18 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
         items = sample(load_items(dataset, split, "dg"), limit, stratify=stratify, seed=seed)
         texts = {i.pid: image_text_for(i, services.image_reader, cache_root()) for i in items}
         cov = pool_coverage(items, services, texts)
-        notes.append(f"- Candidate pool coverage (DG): {cov['gold_in_pool']:.1%} of the {cov['gold']} gold "
-                     f"distractors are among the candidates offered to the model, {cov['gold_in_top_n']:.1%} "
-                     "among its top n. Exact recall above the first figure needs options the exemplars do not "
-                     "hold (a larger or better-matched exemplar bank, or a stronger model that writes them); "
-                     "recall between the two figures is the model's choice at work.")
-        notes.append("- BLEU-4 and ROUGE-L on the numbered list also reward the gold order of the options, which "
-                     "ScienceQA varies between items of one template; no generator can recover it, so these two "
-                     "stay below 1 even when every gold option is found.")
+        notes.append(
+            f"- Candidate pool coverage (DG): {cov['gold_in_pool']:.1%} of the {cov['gold']} gold "
+            f"distractors are among the candidates offered to the model, {cov['gold_in_top_n']:.1%} "
+            "among its top n. Exact recall above the first figure needs options the exemplars do not "
+            "hold (a larger or better-matched exemplar bank, or a stronger model that writes them); "
+            "recall between the two figures is the model's choice at work."
+        )
+        notes.append(
+            "- BLEU-4 and ROUGE-L on the numbered list also reward the gold order of the options, which "
+            "ScienceQA varies between items of one template; no generator can recover it, so these two "
+            "stay below 1 even when every gold option is found."
+        )
     if "learned" in chosen:
         from .ranker_notes import ranker_notes
 
@@ -135,10 +165,22 @@ def run(*, task: str, split: str, limit: int | None, stratify: bool, model: str 
 
         notes += ranker_notes(tasks, split, limit, stratify, seed, dataset, services)
         notes += paired_differences(runs, "learned", seed=seed, resamples=resamples)
-    meta = {"split": split, "tasks": tasks, "n_items": n_items, "stratify": stratify, "seed": seed, "notes": notes,
-            "model": model_id, "machine": machine(), "wall_seconds": time.perf_counter() - t0,
-            "command": "coe " + " ".join(sys.argv[1:]), "embed_threshold": EMBED_MATCH_THRESHOLD,
-            "variants": chosen, "resamples": resamples, "banks": list(bank_names)}
+    meta = {
+        "split": split,
+        "tasks": tasks,
+        "n_items": n_items,
+        "stratify": stratify,
+        "seed": seed,
+        "notes": notes,
+        "model": model_id,
+        "machine": machine(),
+        "wall_seconds": time.perf_counter() - t0,
+        "command": "coe " + " ".join(sys.argv[1:]),
+        "embed_threshold": EMBED_MATCH_THRESHOLD,
+        "variants": chosen,
+        "resamples": resamples,
+        "banks": list(bank_names),
+    }
     path = write_report(Path(report), runs, meta, verify) if report else None
     return {"meta": meta, "runs": runs, "verify": verify, "report": str(path) if path else None}
 
@@ -147,14 +189,18 @@ def print_summary(result: dict[str, Any], console: Console) -> None:
     """Metrics as rows and variants as columns, so the table fits a terminal."""
     for task in [t for t in result["meta"]["tasks"] if t in TASKS]:
         runs = [r for r in result["runs"] if r["task"] == task]
-        t = Table(title=f"{task.upper()} · {result['meta']['split']} · n={result['meta']['n_items']} · "
-                        f"{result['meta']['model']}")
+        t = Table(
+            title=f"{task.upper()} · {result['meta']['split']} · n={result['meta']['n_items']} · "
+            f"{result['meta']['model']}"
+        )
         t.add_column("metric")
         for r in runs:
             t.add_column(r["variant"], justify="right")
         for k in MAIN_METRICS[task]:
-            t.add_row(k, *[with_ci(r["scores"]["overall"].get(k, float("nan")), r["scores"].get("ci", {}).get(k))
-                           for r in runs])
+            t.add_row(
+                k,
+                *[with_ci(r["scores"]["overall"].get(k, float("nan")), r["scores"].get("ci", {}).get(k)) for r in runs],
+            )
         t.add_row("s/item", *[f"{r['item_seconds'] / max(r['scores']['n'], 1):.1f}" for r in runs])
         console.print(t)
     for title, _, header, rows in verify_tables(result.get("verify") or {}):
@@ -169,5 +215,9 @@ def print_summary(result: dict[str, Any], console: Console) -> None:
 
 
 def as_json(result: dict[str, Any]) -> dict[str, Any]:
-    return {"meta": result["meta"], "report": result["report"], "verify": result.get("verify"),
-            "runs": [{k: v for k, v in r.items() if k not in ("predictions", "item_scores")} for r in result["runs"]]}
+    return {
+        "meta": result["meta"],
+        "report": result["report"],
+        "verify": result.get("verify"),
+        "runs": [{k: v for k, v in r.items() if k not in ("predictions", "item_scores")} for r in result["runs"]],
+    }

@@ -53,8 +53,9 @@ def parse_settings(ref: str) -> tuple[dict[str, Any], dict[str, str]]:
 
     parts = [p.strip() for p in ref.split(",") if p.strip()]
     env = {key.strip(): value for key, _, value in (p.partition("=") for p in parts) if _ENV_KEY.match(key.strip())}
-    configurable = parse_assignments([p for p in parts if not _ENV_KEY.match(p.partition("=")[0].strip())],
-                                     where="--compare: ")
+    configurable = parse_assignments(
+        [p for p in parts if not _ENV_KEY.match(p.partition("=")[0].strip())], where="--compare: "
+    )
     return configurable, env
 
 
@@ -84,8 +85,9 @@ def arms_for(ref: str, stack: ExitStack) -> tuple[Arm, Arm]:
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="coe-compare-")))
     archive = tmp / "tree.tar"
     with archive.open("wb") as out:
-        proc = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit], stdout=out,
-                              stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", commit], stdout=out, stderr=subprocess.PIPE, text=True
+        )
     if proc.returncode:
         raise InputError(f"--compare: cannot export {ref}: {proc.stderr.strip()}")
     tree = tmp / "tree"
@@ -103,9 +105,14 @@ class Worker:
         env = {**os.environ, **env, **arm.env, "PYTHONUNBUFFERED": "1"}
         env.pop("PYTHONPATH", None)  # the tree is chosen by --root alone
         self._log = log.open("w", encoding="utf-8")
-        self.proc = subprocess.Popen([sys.executable, "-P", str(WORKER), "--root", str(arm.root), "--mode", mode,
-                                      "--model", model], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-P", str(WORKER), "--root", str(arm.root), "--mode", mode, "--model", model],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=env,
+        )
         # both PIPE above, so both are there
         self._to, self._from = cast(IO[str], self.proc.stdin), cast(IO[str], self.proc.stdout)
         self.coe = self._read()["coe"]
@@ -140,8 +147,15 @@ class Worker:
         self._log.close()
 
 
-def compare(ref: str, *, mode: str, model: str = "", requests: list[dict[str, Any]], env: dict[str, str] | None = None,
-            progress=None) -> dict[str, Any]:
+def compare(
+    ref: str,
+    *,
+    mode: str,
+    model: str = "",
+    requests: list[dict[str, Any]],
+    env: dict[str, str] | None = None,
+    progress=None,
+) -> dict[str, Any]:
     """Run ``requests`` (graph inputs for ``items``, retrieval queries for ``retrieval``) through both arms;
     ``env``: environment for both (the reference's own settings go on top)."""
     with ExitStack() as stack:
@@ -153,20 +167,30 @@ def compare(ref: str, *, mode: str, model: str = "", requests: list[dict[str, An
             stack.callback(workers[-1].close)
         ready = [w.ready() for w in workers]
         if mode == "items":
-            reqs = [[{"input": r["input"], "configurable": {**r["configurable"], **arm.configurable}}
-                     for r in requests] for arm in (ref_arm, cur_arm)]
+            reqs = [
+                [{"input": r["input"], "configurable": {**r["configurable"], **arm.configurable}} for r in requests]
+                for arm in (ref_arm, cur_arm)
+            ]
         else:
             reqs = [[{"query": r} for r in requests]] * 2
         answers: tuple[list, list] = ([], [])
         for n in range(len(requests)):
             # each request to both arms, one after the other, the first arm alternating (ABBA...)
-            for side in ((0, 1) if n % 2 == 0 else (1, 0)):
+            for side in (0, 1) if n % 2 == 0 else (1, 0):
                 answers[side].append(workers[side].ask(reqs[side][n]))
             if progress:
                 progress(n + 1, len(requests))
-        arms = [{"arm": arm.name, "label": arm.label, "coe": w.coe, "model": r.get("model", ""),
-                 "load_seconds": r.get("load_seconds", 0.0), **summarise(mode, a)}
-                for arm, w, r, a in zip((ref_arm, cur_arm), workers, ready, answers)]
+        arms = [
+            {
+                "arm": arm.name,
+                "label": arm.label,
+                "coe": w.coe,
+                "model": r.get("model", ""),
+                "load_seconds": r.get("load_seconds", 0.0),
+                **summarise(mode, a),
+            }
+            for arm, w, r, a in zip((ref_arm, cur_arm), workers, ready, answers)
+        ]
     return {"ref": ref, "mode": mode, "n": len(requests), "arms": arms, "ratio": ratios(mode, *arms)}
 
 
@@ -174,18 +198,24 @@ def summarise(mode: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = [a["seconds"] for a in answers]
     if mode == "retrieval":
         ms = np.array(seconds) * 1000
-        return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-                "mean_ms": float(ms.mean())}
+        return {
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)),
+            "mean_ms": float(ms.mean()),
+        }
     steps = sorted({s for a in answers for s in a["steps"]})
     tokens: dict[str, dict[str, float]] = {}
     for a in answers:
         for step, counts in a["tokens"].items():
             for name, n in counts.items():
                 tokens.setdefault(step, {})[name] = tokens.setdefault(step, {}).get(name, 0) + n / len(answers)
-    return {"seconds_per_item": float(np.mean(seconds)), "failed": sum(bool(a["failed"]) for a in answers),
-            "step_seconds": {s: float(np.mean([a["steps"].get(s, 0.0) for a in answers])) for s in steps},
-            "step_tokens": tokens,
-            "llama": llama_rates(answers)}
+    return {
+        "seconds_per_item": float(np.mean(seconds)),
+        "failed": sum(bool(a["failed"]) for a in answers),
+        "step_seconds": {s: float(np.mean([a["steps"].get(s, 0.0) for a in answers])) for s in steps},
+        "step_tokens": tokens,
+        "llama": llama_rates(answers),
+    }
 
 
 def llama_rates(answers: list[dict[str, Any]]) -> dict[str, float] | None:
@@ -195,14 +225,17 @@ def llama_rates(answers: list[dict[str, Any]]) -> dict[str, float] | None:
     if not perf:
         return None
     tot = {k: sum(p[k] for p in perf) for k in perf[0]}
-    return {"decode_tokens_per_s": tot["decode_n"] / (tot["decode_ms"] / 1000) if tot["decode_ms"] else None,
-            "prompt_tokens_per_s": tot["prompt_n"] / (tot["prompt_ms"] / 1000) if tot["prompt_ms"] else None,
-            "decode_tokens_per_item": tot["decode_n"] / len(answers),
-            "prompt_tokens_evaluated_per_item": tot["prompt_n"] / len(answers)}
+    return {
+        "decode_tokens_per_s": tot["decode_n"] / (tot["decode_ms"] / 1000) if tot["decode_ms"] else None,
+        "prompt_tokens_per_s": tot["prompt_n"] / (tot["prompt_ms"] / 1000) if tot["prompt_ms"] else None,
+        "decode_tokens_per_item": tot["decode_n"] / len(answers),
+        "prompt_tokens_evaluated_per_item": tot["prompt_n"] / len(answers),
+    }
 
 
 def ratios(mode: str, ref: dict[str, Any], cur: dict[str, Any]) -> dict[str, float | None]:
     """Reference time over current time: above 1, the current path is faster."""
+
     def div(a, b):
         return a / b if b else None
 

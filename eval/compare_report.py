@@ -17,22 +17,53 @@ def run(ref: str, dataset, models: list[str], *, items: int, queries: int, statu
 
     env = {"COE_SCIENCEQA_DIR": str(dataset.root)}  # the arms read the same dataset as the items come from
     if not models:
-        reqs: list[dict[str, Any]] = [{"answer": i.answer, "question": i.question, "context": i.context,
-                 "image_text": i.dataset_image_text, "exclude_ids": [i.pid]}
-                for i in list(load_items(dataset, "test", "dg"))[:queries]]
+        reqs: list[dict[str, Any]] = [
+            {
+                "answer": i.answer,
+                "question": i.question,
+                "context": i.context,
+                "image_text": i.dataset_image_text,
+                "exclude_ids": [i.pid],
+            }
+            for i in list(load_items(dataset, "test", "dg"))[:queries]
+        ]
         with status.status(f"retrieval: {len(reqs)} queries, each on both arms in turn…") as s:
-            return [compare(ref, mode="retrieval", requests=reqs, env=env,
-                            progress=lambda n, t: s.update(f"retrieval: {n}/{t} queries on both arms"))]
+            return [
+                compare(
+                    ref,
+                    mode="retrieval",
+                    requests=reqs,
+                    env=env,
+                    progress=lambda n, t: s.update(f"retrieval: {n}/{t} queries on both arms"),
+                )
+            ]
     chosen = sample(load_items(dataset, "test", "dg"), items, stratify=True)
-    reqs = [{"input": {"answer": i.answer, "context": i.context,
-                       "image_path": str(i.image_path) if i.image_path else None,
-                       "n_distractors": max(len(i.gold_distractors), 1), "exclude_ids": [i.pid]},
-             "configurable": {"exclude_splits": ["test"]}} for i in chosen]
+    reqs = [
+        {
+            "input": {
+                "answer": i.answer,
+                "context": i.context,
+                "image_path": str(i.image_path) if i.image_path else None,
+                "n_distractors": max(len(i.gold_distractors), 1),
+                "exclude_ids": [i.pid],
+            },
+            "configurable": {"exclude_splits": ["test"]},
+        }
+        for i in chosen
+    ]
     out = []
     for model in models:
         with status.status(f"{model}: loading both arms…") as s:
-            out.append(compare(ref, mode="items", model=model, requests=reqs, env=env,
-                               progress=lambda n, t: s.update(f"{model}: {n}/{t} items on both arms")))
+            out.append(
+                compare(
+                    ref,
+                    mode="items",
+                    model=model,
+                    requests=reqs,
+                    env=env,
+                    progress=lambda n, t: s.update(f"{model}: {n}/{t} items on both arms"),
+                )
+            )
     return out
 
 
@@ -43,8 +74,10 @@ def _f(x: float | None, fmt: str) -> str:
 def print_compare(results: list[dict[str, Any]], out: Console) -> None:
     for r in results:
         ref, cur = r["arms"]
-        title = f"{r['n']} {'queries' if r['mode'] == 'retrieval' else 'items'}, taking turns · " \
-                f"ratio = reference / current (above 1: current is faster)"
+        title = (
+            f"{r['n']} {'queries' if r['mode'] == 'retrieval' else 'items'}, taking turns · "
+            f"ratio = reference / current (above 1: current is faster)"
+        )
         t = Table(title=title)
         t.add_column("")
         t.add_column(f"reference: {ref['label']}", justify="right")
@@ -55,17 +88,27 @@ def print_compare(results: list[dict[str, Any]], out: Console) -> None:
                 t.add_row(f"retrieval {k[:-3]} ms", f"{ref[k]:.1f}", f"{cur[k]:.1f}", _f(r["ratio"][k], ".2f"))
         else:
             t.add_row("model", ref["model"], cur["model"], "")
-            t.add_row("s/item", f"{ref['seconds_per_item']:.2f}", f"{cur['seconds_per_item']:.2f}",
-                      _f(r["ratio"]["seconds_per_item"], ".2f"))
+            t.add_row(
+                "s/item",
+                f"{ref['seconds_per_item']:.2f}",
+                f"{cur['seconds_per_item']:.2f}",
+                _f(r["ratio"]["seconds_per_item"], ".2f"),
+            )
             for step in sorted(set(ref["step_seconds"]) | set(cur["step_seconds"])):
-                t.add_row(f"  {step} s", f"{ref['step_seconds'].get(step, 0.0):.2f}",
-                          f"{cur['step_seconds'].get(step, 0.0):.2f}", _f(r["ratio"].get(step), ".2f"))
+                t.add_row(
+                    f"  {step} s",
+                    f"{ref['step_seconds'].get(step, 0.0):.2f}",
+                    f"{cur['step_seconds'].get(step, 0.0):.2f}",
+                    _f(r["ratio"].get(step), ".2f"),
+                )
                 cells = [_tokens(a["step_tokens"].get(step, {})) for a in (ref, cur)]
                 if any(cells):
                     t.add_row("    prompt tokens", *cells, "")
-            for key, label in (("decode_tokens_per_s", "decode tokens/s"),
-                               ("prompt_tokens_per_s", "prompt eval tokens/s"),
-                               ("prompt_tokens_evaluated_per_item", "prompt tokens evaluated/item")):
+            for key, label in (
+                ("decode_tokens_per_s", "decode tokens/s"),
+                ("prompt_tokens_per_s", "prompt eval tokens/s"),
+                ("prompt_tokens_evaluated_per_item", "prompt tokens evaluated/item"),
+            ):
                 vals = [(a["llama"] or {}).get(key) for a in (ref, cur)]
                 if any(v is not None for v in vals):
                     t.add_row(label, *[_f(v, ".1f") for v in vals], "")

@@ -128,6 +128,7 @@ def _retrieval(args, send) -> None:
     retriever = retrieval_services().retriever
     if retriever is None:
         from coe.errors import ConfigError
+
         raise ConfigError("the retrieval services have no retriever")
     retriever.retrieve(RetrievalQuery(answer="warm-up", question="Which loads the bank?"))  # not timed
     send({"ready": True, "model": "", "load_seconds": time.perf_counter() - t0})
@@ -155,6 +156,7 @@ def main() -> None:
     sys.meta_path.insert(0, TreeFinder(root))
     try:
         import coe
+
         where = Path(coe.__file__).resolve()
         if not where.is_relative_to(root):
             raise ImportError(f"coe was imported from {where}, not from {root}")
@@ -162,6 +164,7 @@ def main() -> None:
         (_items if args.mode == "items" else _retrieval)(args, send)
     except Exception as exc:  # reported to the parent in one line; the traceback is in the log
         import traceback
+
         traceback.print_exc()
         send({"error": f"{type(exc).__name__}: {exc}"})
         sys.exit(1)

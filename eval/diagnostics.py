@@ -23,11 +23,20 @@ def pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) 
         n = len(item.gold_distractors)
         image_text = image_texts.get(item.pid, "")
         found, _ = services.retriever.retrieve(
-            RetrievalQuery(answer=item.answer, question=item.question, context=item.context, image_text=image_text,
-                           exclude_ids=[item.pid], exclude_splits=exclude_splits(item.split)),
-            k=max(settings.k, settings.pool_k))
-        pool = [normalize(c.text) for c in distractor_pool(item.answer, found, item.context, image_text,
-                                                            question=item.question, n=n)]
+            RetrievalQuery(
+                answer=item.answer,
+                question=item.question,
+                context=item.context,
+                image_text=image_text,
+                exclude_ids=[item.pid],
+                exclude_splits=exclude_splits(item.split),
+            ),
+            k=max(settings.k, settings.pool_k),
+        )
+        pool = [
+            normalize(c.text)
+            for c in distractor_pool(item.answer, found, item.context, image_text, question=item.question, n=n)
+        ]
         gold = {normalize(g) for g in item.gold_distractors}
         in_pool += len(gold & set(pool))
         in_top += len(gold & set(pool[:n]))
@@ -50,13 +59,30 @@ def learned_pool_coverage(items: list[EvalItem], services, image_texts: dict[str
         image_text = image_texts.get(item.pid, "")
         splits = exclude_splits(item.split)
         found, _ = services.retriever.retrieve(
-            RetrievalQuery(answer=item.answer, question=item.question, context=item.context, image_text=image_text,
-                           exclude_ids=[item.pid], exclude_splits=splits), k=max(settings.k, settings.pool_k))
-        pool = build_pool(item.answer, item.question, " ".join((item.context, image_text)), found,
-                          stats_for(services.retriever, splits), exclude_ids=(item.pid,))
+            RetrievalQuery(
+                answer=item.answer,
+                question=item.question,
+                context=item.context,
+                image_text=image_text,
+                exclude_ids=[item.pid],
+                exclude_splits=splits,
+            ),
+            k=max(settings.k, settings.pool_k),
+        )
+        pool = build_pool(
+            item.answer,
+            item.question,
+            " ".join((item.context, image_text)),
+            found,
+            stats_for(services.retriever, splits),
+            exclude_ids=(item.pid,),
+        )
         size += len(pool)
         for k, v in coverage(pool, item.gold_distractors).items():
             totals[k] += v
     gold = max(totals["gold"], 1.0)
-    return {**{s: totals[s] / gold for s in (*SOURCES, "union")}, "gold": int(totals["gold"]),
-            "candidates_per_item": size / max(len(items), 1)}
+    return {
+        **{s: totals[s] / gold for s in (*SOURCES, "union")},
+        "gold": int(totals["gold"]),
+        "candidates_per_item": size / max(len(items), 1),
+    }

@@ -28,17 +28,32 @@ class EvalItem(BaseModel):
     @classmethod
     def from_problem(cls, p) -> "EvalItem":
         hint = "" if p.hint_missing else p.hint.strip()
-        context_type = ("IMG+TXT" if p.has_image and hint else "IMG" if p.has_image
-                        else "TXT" if hint else "NO")
+        context_type = "IMG+TXT" if p.has_image and hint else "IMG" if p.has_image else "TXT" if hint else "NO"
         band = "unknown"
         if p.grade and p.grade.startswith("grade") and p.grade[5:].isdigit():
             band = "1-6" if int(p.grade[5:]) <= 6 else "7-12"
-        image_text = " ".join(t for t in (f"Image caption: {p.caption}" if p.caption else "",
-                                          f"Text in the image: {p.ocr_text}" if p.ocr_text else "") if t)
-        return cls(pid=p.pid, split=p.split, question=p.question, answer=p.answer,
-                   gold_distractors=list(p.distractors), context=hint, image_path=p.image_path,
-                   dataset_image_text=image_text, gold_rationale=p.rationale.strip(), subject=p.subject,
-                   grade_band=band, context_type=context_type)
+        image_text = " ".join(
+            t
+            for t in (
+                f"Image caption: {p.caption}" if p.caption else "",
+                f"Text in the image: {p.ocr_text}" if p.ocr_text else "",
+            )
+            if t
+        )
+        return cls(
+            pid=p.pid,
+            split=p.split,
+            question=p.question,
+            answer=p.answer,
+            gold_distractors=list(p.distractors),
+            context=hint,
+            image_path=p.image_path,
+            dataset_image_text=image_text,
+            gold_rationale=p.rationale.strip(),
+            subject=p.subject,
+            grade_band=band,
+            context_type=context_type,
+        )
 
 
 def load_items(dataset, split: str, task: str) -> list[EvalItem]:

@@ -37,8 +37,11 @@ from .items import EvalItem
 from .template_match import template_mask
 
 KINDS = ("wrong_template", "second_key", "key_in_question", "unrelated_question", *checks.CHECK_KINDS)
-_ABOUT_WORDS = re.compile(r"\b(word|words|rhymes?|spell\w*|alphabetical|dictionary|guide words|syllables?|"
-                          r"vowels?|letters?)\b", re.I)
+_ABOUT_WORDS = re.compile(
+    r"\b(word|words|rhymes?|spell\w*|alphabetical|dictionary|guide words|syllables?|"
+    r"vowels?|letters?)\b",
+    re.I,
+)
 
 
 def _rng(seed: int, kind: str, pid: str) -> random.Random:
@@ -96,6 +99,7 @@ def _wordnet():
     from nltk.corpus import wordnet
 
     from coe.modelstore.wordnet import ensure_wordnet
+
     ensure_wordnet()
     return wordnet
 
@@ -119,6 +123,7 @@ def synonym(key: str, exclude: list[str]) -> tuple[str, str] | None:
 
     def count(sense) -> int:  # how often SemCor tags the key with this sense
         return sum(lem.count() for lem in sense.lemmas() if lem.name().lower() == lemma.lower())
+
     # The most frequent sense, and only an attested one: "pot.n.09" lists "grass" too. Simplified Lesk was
     # tried here and picked worse senses on ScienceQA ("glassful" for the material glass).
     senses = [s for s in wn.synsets(lemma) if count(s) > 0 and (not shared or s.pos().replace("s", "a") in shared)]
@@ -148,6 +153,7 @@ def second_key(item: EvalItem, rng: random.Random) -> tuple[list[str], str] | st
 
 def _check_kind(kind: str, item: EvalItem, pool: Pool, rng: random.Random):
     from coe.agents.cues import common_word
+
     if kind == "subject_option":
         return checks.subject_option(item, rng)
     if kind == "near_duplicate":
@@ -161,8 +167,9 @@ def _check_kind(kind: str, item: EvalItem, pool: Pool, rng: random.Random):
     return checks.vague_question(item, rng)
 
 
-def build(items: list[EvalItem], pool: Pool, *, seed: int = 0,
-          kinds: tuple[str, ...] = KINDS) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def build(
+    items: list[EvalItem], pool: Pool, *, seed: int = 0, kinds: tuple[str, ...] = KINDS
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(known-false items, skips): ``{"kind", "pid", "question", "distractors", "note"}`` and
     ``{"kind", "pid", "reason"}``. Items need gold distractors (the DG sample has them)."""
     unknown = [k for k in kinds if k not in KINDS]
@@ -194,6 +201,7 @@ def build(items: list[EvalItem], pool: Pool, *, seed: int = 0,
                 question, distractors, note = out
             else:
                 question, note = out
-            built.append({"kind": kind, "pid": item.pid, "question": question, "distractors": distractors,
-                          "note": note})
+            built.append(
+                {"kind": kind, "pid": item.pid, "question": question, "distractors": distractors, "note": note}
+            )
     return built, skipped

@@ -32,8 +32,12 @@ from .items import EvalItem
 
 CHECK_KINDS = ("subject_option", "near_duplicate", "other_form", "other_names", "rationale_true", "vague_question")
 Built = tuple[str, list[str], str] | str
-_VAGUE = ("What is the key to {t}?", "What does {t} involve?", "What is important about {t}?",
-          "Which of these is related to {t}?")
+_VAGUE = (
+    "What is the key to {t}?",
+    "What does {t} involve?",
+    "What is important about {t}?",
+    "Which of these is related to {t}?",
+)
 
 
 def _slot(item: EvalItem, rng: random.Random) -> int:
@@ -90,7 +94,7 @@ def _inflect(text: str) -> str | None:
         new = word + "es"
     else:
         new = word + "s"
-    return text[: w.start()] + new + text[w.end():]
+    return text[: w.start()] + new + text[w.end() :]
 
 
 def near_duplicate(item: EvalItem, rng: random.Random, synonym=None) -> Built:
@@ -110,12 +114,16 @@ def near_duplicate(item: EvalItem, rng: random.Random, synonym=None) -> Built:
         variant, how = _inflect(source), "inflection"
     if not variant or normalize(variant) in {normalize(o) for o in options}:
         return "no variant of an option"
-    return item.question, _replace(item, i, variant), f"{variant!r} ({how} of {source!r}) replaces " \
-                                                      f"{item.gold_distractors[i]!r}"
+    return (
+        item.question,
+        _replace(item, i, variant),
+        f"{variant!r} ({how} of {source!r}) replaces {item.gold_distractors[i]!r}",
+    )
 
 
 def other_form(item: EvalItem, rng: random.Random, pool) -> Built:
     from coe.agents.item_checks import option_form
+
     forms = {option_form(o) for o in [item.answer, *item.gold_distractors]}
     if len(forms) != 1 or forms.pop() not in ("sentence", "short"):
         return "options of mixed forms"
@@ -127,8 +135,11 @@ def other_form(item: EvalItem, rng: random.Random, pool) -> Built:
         text = other.answer if not sentence else other.answer.rstrip(".")
         if option_form(text) != ("sentence" if sentence else "short") and normalize(text) != normalize(item.answer):
             i = _slot(item, rng)
-            return item.question, _replace(item, i, text), f"{text!r} (from {other.pid}) replaces " \
-                                                           f"{item.gold_distractors[i]!r}"
+            return (
+                item.question,
+                _replace(item, i, text),
+                f"{text!r} (from {other.pid}) replaces {item.gold_distractors[i]!r}",
+            )
     return "no option of another form found"
 
 
@@ -136,9 +147,16 @@ def other_names(item: EvalItem, rng: random.Random, pool, is_common=None) -> Bui
     own = names(item.question, is_common)
     if answer_type(item.answer) != "sentence" or not own or not own & names(item.answer, is_common):
         return "no names shared by the question and a sentence key"
-    others = sorted({n for it in pool.items[:: max(1, len(pool.items) // 2000)]
-                     if answer_type(it.answer) == "sentence" for n in names(it.question, is_common)} - own
-                    - names(" ".join([item.answer, *item.gold_distractors, item.context]), is_common))
+    others = sorted(
+        {
+            n
+            for it in pool.items[:: max(1, len(pool.items) // 2000)]
+            if answer_type(it.answer) == "sentence"
+            for n in names(it.question, is_common)
+        }
+        - own
+        - names(" ".join([item.answer, *item.gold_distractors, item.context]), is_common)
+    )
     if len(others) < len(own):
         return "not enough other names"
     swap = dict(zip(sorted(own), rng.sample(others, len(own))))
@@ -150,9 +168,15 @@ def rationale_true(item: EvalItem, rng: random.Random) -> Built:
     if answer_type(item.answer) != "sentence":
         return "options are not sentences"
     taken = {normalize(o) for o in [item.answer, *item.gold_distractors]}
-    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", item.gold_rationale)
-                 if 4 <= len(s.split()) <= 25 and not _NEGATION.search(s) and s.strip().endswith(".")
-                 and normalize(s) not in taken and not s.rstrip().endswith(":")]
+    sentences = [
+        s.strip()
+        for s in re.split(r"(?<=[.!?])\s+|\n+", item.gold_rationale)
+        if 4 <= len(s.split()) <= 25
+        and not _NEGATION.search(s)
+        and s.strip().endswith(".")
+        and normalize(s) not in taken
+        and not s.rstrip().endswith(":")
+    ]
     if not sentences:
         return "no plain statement in the rationale"
     text = rng.choice(sentences)

@@ -17,6 +17,7 @@ def _bleu():
     import logging
 
     from sacrebleu.metrics import BLEU
+
     # sacrebleu recommends effective_order for sentence BLEU; the CoE-compatible score deliberately does not.
     logging.getLogger("sacrebleu").setLevel(logging.ERROR)
     # effective_order=False: a missing n-gram order zeroes the score, as in evaluate's compute_bleu.
@@ -30,6 +31,7 @@ def bleu4(prediction: str, reference: str) -> float:
 @cache
 def _rouge():
     from rouge_score import rouge_scorer
+
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
@@ -42,6 +44,7 @@ def _meteor_setup():
     from nltk.tokenize import NLTKWordTokenizer
 
     from coe.modelstore.wordnet import ensure_wordnet
+
     ensure_wordnet()
     # evaluate tokenizes with nltk.word_tokenize, which needs the punkt model (not available offline);
     # its word-level tokenizer is the same one, without the sentence split first.
@@ -50,9 +53,9 @@ def _meteor_setup():
 
 def meteor(prediction: str, reference: str) -> float:
     from nltk.translate.meteor_score import single_meteor_score
+
     tok = _meteor_setup()
-    return float(single_meteor_score(tok.tokenize(reference), tok.tokenize(prediction),
-                                     alpha=0.9, beta=3, gamma=0.5))
+    return float(single_meteor_score(tok.tokenize(reference), tok.tokenize(prediction), alpha=0.9, beta=3, gamma=0.5))
 
 
 def numbered_list(options: list[str]) -> str:
@@ -61,8 +64,11 @@ def numbered_list(options: list[str]) -> str:
 
 
 def text_scores(prediction: str, reference: str) -> dict[str, float]:
-    return {"bleu4": bleu4(prediction, reference), "rougeL": rouge_l(prediction, reference),
-            "meteor": meteor(prediction, reference)}
+    return {
+        "bleu4": bleu4(prediction, reference),
+        "rougeL": rouge_l(prediction, reference),
+        "meteor": meteor(prediction, reference),
+    }
 
 
 def greedy_matches(pred: list[str], gold: list[str], same: Callable[[str, str], bool]) -> list[bool]:
@@ -107,13 +113,22 @@ def embedding_same(embed: Callable[[list[str]], np.ndarray], threshold: float) -
 def validity(distractors: list[str] | None, answer: str, n: int) -> dict[str, bool]:
     """Per-item validity flags; ``parse_failure`` when no list came back at all."""
     if distractors is None:
-        return {"valid": False, "parse_failure": True, "wrong_count": True, "duplicates": False,
-                "equals_answer": False, "placeholders": False}
+        return {
+            "valid": False,
+            "parse_failure": True,
+            "wrong_count": True,
+            "duplicates": False,
+            "equals_answer": False,
+            "placeholders": False,
+        }
     norms = [normalize(d) for d in distractors]
-    flags = {"parse_failure": False, "wrong_count": len(distractors) != n,
-             "duplicates": len(set(norms)) != len(norms),
-             "equals_answer": normalize(answer) in norms,
-             "placeholders": any(is_placeholder(d) for d in distractors)}
+    flags = {
+        "parse_failure": False,
+        "wrong_count": len(distractors) != n,
+        "duplicates": len(set(norms)) != len(norms),
+        "equals_answer": normalize(answer) in norms,
+        "placeholders": any(is_placeholder(d) for d in distractors),
+    }
     flags["valid"] = not any(flags.values())
     return flags
 

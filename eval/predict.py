@@ -21,11 +21,21 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     # no model: the pool's ranking
     "pool-rank": {"use_rationale": False, "pool_selection": "rank", "verify": False, "write_notes": False},
     # no model: the trained rankers over the wide pool
-    "learned": {"use_rationale": False, "pool_selection": "learned", "question_selection": "learned",
-                "verify": False, "write_notes": False},
+    "learned": {
+        "use_rationale": False,
+        "pool_selection": "learned",
+        "question_selection": "learned",
+        "verify": False,
+        "write_notes": False,
+    },
     "zero-shot": {"use_exemplars": False, "use_pool": False, "verify": False, "write_notes": False},
-    "coe-paper-prompts": {"mode": "coe", "use_pool": False, "verify": False, "pool_selection": "model",
-                          "write_notes": False},
+    "coe-paper-prompts": {
+        "mode": "coe",
+        "use_pool": False,
+        "verify": False,
+        "pool_selection": "model",
+        "write_notes": False,
+    },
     # The first version: the model writes one question / chooses the distractors, nothing checks them.
     "greedy": {"pool_selection": "model", "verify": False, "write_notes": False},
     "no-cot": {"use_rationale": False, "pool_selection": "model", "verify": False, "write_notes": False},
@@ -41,9 +51,14 @@ def exclude_splits(split: str) -> list[str]:
 
 
 def _query(item: EvalItem, image_text: str, task: str) -> RetrievalQuery:
-    return RetrievalQuery(answer=item.answer, question=None if task == "qg" else item.question,
-                          context=item.context, image_text=image_text, exclude_ids=[item.pid],
-                          exclude_splits=exclude_splits(item.split))
+    return RetrievalQuery(
+        answer=item.answer,
+        question=None if task == "qg" else item.question,
+        context=item.context,
+        image_text=image_text,
+        exclude_ids=[item.pid],
+        exclude_splits=exclude_splits(item.split),
+    )
 
 
 def predict_copy(task: str, item: EvalItem, retriever, image_text: str) -> dict[str, Any]:
@@ -69,17 +84,22 @@ def predict_copy(task: str, item: EvalItem, retriever, image_text: str) -> dict[
     return {"distractors": out, "source": found[0].id}
 
 
-def predict_graph(task: str, item: EvalItem, services, settings: dict[str, Any], image_text: str,
-                  use_image: bool) -> dict[str, Any]:
+def predict_graph(
+    task: str, item: EvalItem, services, settings: dict[str, Any], image_text: str, use_image: bool
+) -> dict[str, Any]:
     """Run the graph itself for one task: QG ends after the question step, RG after the rationale step
     (given the gold question), DG runs the whole item (given the gold question)."""
 
     n = len(item.gold_distractors)
     state: dict[str, Any] = {
-        "answer": item.answer, "context": item.context, "image_text": image_text,
+        "answer": item.answer,
+        "context": item.context,
+        "image_text": image_text,
         "image_path": str(item.image_path) if use_image and item.image_path else None,
-        "question_given": None if task == "qg" else item.question, "n_distractors": max(n, 1),
-        "exclude_ids": [item.pid]}
+        "question_given": None if task == "qg" else item.question,
+        "n_distractors": max(n, 1),
+        "exclude_ids": [item.pid],
+    }
     from coe.graphs.settings import check_settings
 
     chosen = {"n_distractors": max(n, 1), "exclude_splits": exclude_splits(item.split), **settings}
@@ -92,13 +112,20 @@ def predict_graph(task: str, item: EvalItem, services, settings: dict[str, Any],
         return {TASK_FIELD[task]: None, "error": str(exc)}
     result: dict[str, Any] = {TASK_FIELD[task]: out.get(TASK_FIELD[task]), "usage": _usage(out.get("trace", []))}
     if task == "dg":
-        result.update({"rationale": out.get("rationale"), "repaired": out.get("repaired", []),
-                       "status": out.get("status"), "reasons": out.get("reasons", []),
-                       "verification": out.get("verification")})
+        result.update(
+            {
+                "rationale": out.get("rationale"),
+                "repaired": out.get("repaired", []),
+                "status": out.get("status"),
+                "reasons": out.get("reasons", []),
+                "verification": out.get("verification"),
+            }
+        )
     if task == "qg":
         q: dict[str, Any] = next((t for t in out.get("trace", []) if t.get("node") == "question"), {})
-        result["candidates"] = [{"text": c["text"], "source": c["source"], "score": c.get("score")}
-                                for c in q.get("candidates", [])]
+        result["candidates"] = [
+            {"text": c["text"], "source": c["source"], "score": c.get("score")} for c in q.get("candidates", [])
+        ]
     return result
 
 
@@ -109,6 +136,7 @@ _UNTIL = {"qg": "question", "rg": "rationale", "dg": None}
 @cache
 def _task_graph(task: str):
     from coe.graphs.build import build_graph
+
     return build_graph(until=_UNTIL[task])
 
 

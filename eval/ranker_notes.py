@@ -9,8 +9,9 @@ from typing import Any
 from .items import load_items, sample
 
 
-def ranker_notes(tasks: list[str], split: str, limit: int | None, stratify: bool, seed: int, dataset,
-                 services) -> list[str]:
+def ranker_notes(
+    tasks: list[str], split: str, limit: int | None, stratify: bool, seed: int, dataset, services
+) -> list[str]:
     from coe.ranking.model import paths, ranker_dir
 
     from .diagnostics import learned_pool_coverage
@@ -32,16 +33,20 @@ def ranker_notes(tasks: list[str], split: str, limit: int | None, stratify: bool
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, float))
         base = ", ".join(f"{k} {v:.3f}" for k, v in val.get("heuristic", {}).items())
         cov = ", ".join(f"{k} {v:.3f}" for k, v in val.get("coverage", {}).items())
-        notes.append(f"- {task.capitalize()} ranker ({meta.get('train_items')} train / {meta.get('val_items')} val "
-                     f"items, {meta.get('best_iteration')} trees): val {metrics}; heuristic order on the same "
-                     f"candidates: {base}. Val pool coverage: {cov}. Feature importance (gain): {top}.")
+        notes.append(
+            f"- {task.capitalize()} ranker ({meta.get('train_items')} train / {meta.get('val_items')} val "
+            f"items, {meta.get('best_iteration')} trees): val {metrics}; heuristic order on the same "
+            f"candidates: {base}. Val pool coverage: {cov}. Feature importance (gain): {top}."
+        )
     if "dg" in tasks:
         items = sample(load_items(dataset, split, "dg"), limit, stratify=stratify, seed=seed)
         texts = {i.pid: image_text_for(i, services.image_reader, cache_root()) for i in items}
         coverage = learned_pool_coverage(items, services, texts)
         per = ", ".join(f"{k} {v:.3f}" for k, v in coverage.items() if k not in ("gold", "candidates_per_item"))
-        notes.append(f"- Wide pool coverage on these {split} items ({coverage['gold']} gold distractors, "
-                     f"{coverage['candidates_per_item']:.1f} candidates per item): {per}.")
+        notes.append(
+            f"- Wide pool coverage on these {split} items ({coverage['gold']} gold distractors, "
+            f"{coverage['candidates_per_item']:.1f} candidates per item): {per}."
+        )
     return notes
 
 
@@ -62,10 +67,14 @@ def paired_differences(runs: list[dict[str, Any]], variant: str, *, seed: int, r
             pids = sorted(set(ours["item_scores"]) & set(other["item_scores"]))
             parts = []
             for k in metrics:
-                diffs = [ours["item_scores"][p].get(k, float("nan")) - other["item_scores"][p].get(k, float("nan"))
-                         for p in pids]
+                diffs = [
+                    ours["item_scores"][p].get(k, float("nan")) - other["item_scores"][p].get(k, float("nan"))
+                    for p in pids
+                ]
                 lo, hi = interval(diffs, seed=seed, resamples=resamples)
                 parts.append(f"{k} {ratio(diffs):+.3f} [{lo:+.3f}, {hi:+.3f}]")
-            notes.append(f"- {task.upper()} `{variant}` − `{other['variant']}` on the same {len(pids)} items "
-                         f"(paired, 95 % interval): " + "; ".join(parts) + ".")
+            notes.append(
+                f"- {task.upper()} `{variant}` − `{other['variant']}` on the same {len(pids)} items "
+                f"(paired, 95 % interval): " + "; ".join(parts) + "."
+            )
     return notes

@@ -26,8 +26,19 @@ TARGETS = {
 BASELINES = {"dg": ("pool-rank", "copy"), "qg": ("copy",)}
 CEILINGS = {"qg": {"states_key": 0.0}}  # at most this
 MAIN_METRICS = {
-    "dg": ["bleu4", "rougeL", "meteor", "semantic", "p_at_1_exact", "recall_exact", "f1_at_3_exact",
-           "p_at_1_embed", "recall_embed", "f1_at_3_embed", "valid"],
+    "dg": [
+        "bleu4",
+        "rougeL",
+        "meteor",
+        "semantic",
+        "p_at_1_exact",
+        "recall_exact",
+        "f1_at_3_exact",
+        "p_at_1_embed",
+        "recall_embed",
+        "f1_at_3_embed",
+        "valid",
+    ],
     "qg": ["bleu4", "rougeL", "meteor", "semantic", "valid", "template_exact", "template_near", "states_key"],
     "rg": ["bleu4", "rougeL", "meteor", "semantic", "valid"],
 }
@@ -53,6 +64,7 @@ def _cell(scores: dict[str, Any], k: str) -> str:
 
 def _plot(path: Path, title: str, labels: list[str], series: dict[str, list[float]]) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -69,42 +81,72 @@ def _plot(path: Path, title: str, labels: list[str], series: dict[str, list[floa
     plt.close(fig)
 
 
-def write_report(out_dir: Path, runs: list[dict[str, Any]], meta: dict[str, Any],
-                 verify: dict[str, Any] | None = None) -> Path:
+def write_report(
+    out_dir: Path, runs: list[dict[str, Any]], meta: dict[str, Any], verify: dict[str, Any] | None = None
+) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = ["# coe evaluation report", "",
-          f"Split **{meta['split']}**, sample of **{meta['n_items']}** items"
-          f"{' (stratified by context type × subject)' if meta['stratify'] else ''}, seed {meta['seed']}.",
-          f"Model: `{meta['model']}`. Machine: {meta['machine'].get('processor')}, {meta['machine'].get('cpus')} CPUs, "
-          f"{meta['machine'].get('memory_gb', '?')} GiB, {meta['machine'].get('platform')}. "
-          f"Wall time: {meta['wall_seconds']:.0f} s. Command: `{meta['command']}`.", "",
-          "Scores are computed per example, then averaged, on raw strings: BLEU-4 as HF `evaluate` computes it "
-          "(13a tokens, order 4, no smoothing; sacrebleu), ROUGE-L F (rouge-score), METEOR (NLTK, WordNet 3.0). "
-          "Distractor lists are compared as the numbered list `(1) a\\n(2) b\\n`. `semantic` is the cosine of "
-          "MiniLM (all-MiniLM-L6-v2) sentence embeddings — it is **not BLEURT**, which cannot be run offline. "
-          f"Per-distractor scores match options exactly after normalisation, or by embedding cosine ≥ "
-          f"{meta['embed_threshold']}.",
-          f"Overall means carry a 95 % percentile-bootstrap interval over items ({meta.get('resamples', RESAMPLES):,} "
-          f"resamples, seed {meta['seed']}): `0.512 [0.47, 0.55]`.", ""]
+    md = [
+        "# coe evaluation report",
+        "",
+        f"Split **{meta['split']}**, sample of **{meta['n_items']}** items"
+        f"{' (stratified by context type × subject)' if meta['stratify'] else ''}, seed {meta['seed']}.",
+        f"Model: `{meta['model']}`. Machine: {meta['machine'].get('processor')}, {meta['machine'].get('cpus')} CPUs, "
+        f"{meta['machine'].get('memory_gb', '?')} GiB, {meta['machine'].get('platform')}. "
+        f"Wall time: {meta['wall_seconds']:.0f} s. Command: `{meta['command']}`.",
+        "",
+        "Scores are computed per example, then averaged, on raw strings: BLEU-4 as HF `evaluate` computes it "
+        "(13a tokens, order 4, no smoothing; sacrebleu), ROUGE-L F (rouge-score), METEOR (NLTK, WordNet 3.0). "
+        "Distractor lists are compared as the numbered list `(1) a\\n(2) b\\n`. `semantic` is the cosine of "
+        "MiniLM (all-MiniLM-L6-v2) sentence embeddings — it is **not BLEURT**, which cannot be run offline. "
+        f"Per-distractor scores match options exactly after normalisation, or by embedding cosine ≥ "
+        f"{meta['embed_threshold']}.",
+        f"Overall means carry a 95 % percentile-bootstrap interval over items ({meta.get('resamples', RESAMPLES):,} "
+        f"resamples, seed {meta['seed']}): `0.512 [0.47, 0.55]`.",
+        "",
+    ]
     for task in meta["tasks"]:
         task_runs = [r for r in runs if r["task"] == task]
         if not task_runs:
             continue
         metrics = MAIN_METRICS[task]
-        md += [f"## {task.upper()}", "", _table(
-            ["variant", "n", *metrics, "s/item", "config"],
-            [[r["variant"], r["scores"]["n"], *[_cell(r["scores"], k) for k in metrics],
-              r["item_seconds"] / max(r["scores"]["n"], 1), r["config_id"]] for r in task_runs]), ""]
+        md += [
+            f"## {task.upper()}",
+            "",
+            _table(
+                ["variant", "n", *metrics, "s/item", "config"],
+                [
+                    [
+                        r["variant"],
+                        r["scores"]["n"],
+                        *[_cell(r["scores"], k) for k in metrics],
+                        r["item_seconds"] / max(r["scores"]["n"], 1),
+                        r["config_id"],
+                    ]
+                    for r in task_runs
+                ],
+            ),
+            "",
+        ]
         if task == "qg":
             md += [_template_note(task_runs[0]["scores"]["overall"].get("states_key_gold", float("nan"))), ""]
         if task == "dg":
-            md += ["Validity (share of items):", "", _table(
-                ["variant", *VALIDITY],
-                [[r["variant"], *[_cell(r["scores"], k) for k in VALIDITY]] for r in task_runs]), ""]
+            md += [
+                "Validity (share of items):",
+                "",
+                _table(
+                    ["variant", *VALIDITY],
+                    [[r["variant"], *[_cell(r["scores"], k) for k in VALIDITY]] for r in task_runs],
+                ),
+                "",
+            ]
         md += _targets(task, task_runs)
         plot = f"{task}_overall.png"
-        _plot(out_dir / plot, f"{task.upper()} on {meta['split']} (n={task_runs[0]['scores']['n']})",
-              metrics[:4], {r["variant"]: [r["scores"]["overall"].get(k, 0.0) for k in metrics[:4]] for r in task_runs})
+        _plot(
+            out_dir / plot,
+            f"{task.upper()} on {meta['split']} (n={task_runs[0]['scores']['n']})",
+            metrics[:4],
+            {r["variant"]: [r["scores"]["overall"].get(k, 0.0) for k in metrics[:4]] for r in task_runs},
+        )
         md += [f"![{task} overall]({plot})", ""]
         for field in ("subject", "grade_band", "context_type"):
             md += [f"### {task.upper()} by {field.replace('_', ' ')}", ""]
@@ -116,34 +158,60 @@ def write_report(out_dir: Path, runs: list[dict[str, Any]], meta: dict[str, Any]
             if field == "context_type":
                 plot = f"{task}_by_context.png"
                 groups = sorted({g for r in task_runs for g in r["scores"]["breakdowns"][field]})
-                _plot(out_dir / plot, f"{task.upper()} BLEU-4 by context type", groups,
-                      {r["variant"]: [r["scores"]["breakdowns"][field].get(g, {}).get("bleu4", 0.0) for g in groups]
-                       for r in task_runs})
+                _plot(
+                    out_dir / plot,
+                    f"{task.upper()} BLEU-4 by context type",
+                    groups,
+                    {
+                        r["variant"]: [r["scores"]["breakdowns"][field].get(g, {}).get("bleu4", 0.0) for g in groups]
+                        for r in task_runs
+                    },
+                )
                 md += [f"![{task} by context]({plot})", ""]
-        md += ["Subject and grade are known only for part of the split (ScienceQA metadata recovered for 456 test "
-               "items); the `unknown` rows cover the rest.", ""]
+        md += [
+            "Subject and grade are known only for part of the split (ScienceQA metadata recovered for 456 test "
+            "items); the `unknown` rows cover the rest.",
+            "",
+        ]
     for title, note, header, rows in verify_tables(verify or {}):
         md += [f"## {title}", "", note, "", _table(header, rows), ""]
-    md += ["## Published Chain-of-Exemplar figures (external, full test split)", "",
-           "These are numbers reported for the paper's reproduction on all 4,241 test items, not measured here.", "",
-           _table(["system", "task", "bleu4", "meteor", "rougeL"],
-                  [[p["system"], p["task"], p["bleu4"], p["meteor"], p["rougeL"]] for p in PUBLISHED]), ""]
+    md += [
+        "## Published Chain-of-Exemplar figures (external, full test split)",
+        "",
+        "These are numbers reported for the paper's reproduction on all 4,241 test items, not measured here.",
+        "",
+        _table(
+            ["system", "task", "bleu4", "meteor", "rougeL"],
+            [[p["system"], p["task"], p["bleu4"], p["meteor"], p["rougeL"]] for p in PUBLISHED],
+        ),
+        "",
+    ]
     if meta.get("notes"):
         md += ["## Notes", "", *meta["notes"], ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(md))
-    (out_dir / "report.json").write_text(json.dumps(
-        {"meta": meta, "runs": [{k: v for k, v in r.items() if k != "predictions"} for r in runs],
-         "verify": verify}, indent=1))
+    (out_dir / "report.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "runs": [{k: v for k, v in r.items() if k != "predictions"} for r in runs],
+                "verify": verify,
+            },
+            indent=1,
+        )
+    )
     return path
 
 
 def _template_note(gold_states_key: float) -> str:
-    reference = ("" if math.isnan(gold_states_key)
-                 else f" (the gold questions of these items do in {gold_states_key:.1%})")
-    return ("`template_exact`: the generated question equals the gold one after normalisation; `template_near`: "
-            "their first lines are equal once the key, numbers and capitalised names are masked (same template, "
-            f"other slot fillers); `states_key`: the question contains the key as a whole word or phrase{reference}.")
+    reference = (
+        "" if math.isnan(gold_states_key) else f" (the gold questions of these items do in {gold_states_key:.1%})"
+    )
+    return (
+        "`template_exact`: the generated question equals the gold one after normalisation; `template_near`: "
+        "their first lines are equal once the key, numbers and capitalised names are masked (same template, "
+        f"other slot fillers); `states_key`: the question contains the key as a whole word or phrase{reference}."
+    )
 
 
 def _targets(task: str, task_runs: list[dict[str, Any]]) -> list[str]:
@@ -156,11 +224,21 @@ def _targets(task: str, task_runs: list[dict[str, Any]]) -> list[str]:
     value = lambda r, k: r["scores"]["overall"].get(k, float("nan"))  # noqa: E731
     rows = []
     for k, target in TARGETS[task].items():
-        rows.append([f"{k} ≥ {target}", *[f"{value(r, k):.3f} ({'met' if value(r, k) >= target else 'missed'})"
-                                          for r in others], *[f"{value(b, k):.3f}" for b in baselines]])
+        rows.append(
+            [
+                f"{k} ≥ {target}",
+                *[f"{value(r, k):.3f} ({'met' if value(r, k) >= target else 'missed'})" for r in others],
+                *[f"{value(b, k):.3f}" for b in baselines],
+            ]
+        )
     for k, ceiling in CEILINGS.get(task, {}).items():
-        rows.append([f"{k} ≤ {ceiling}", *[f"{value(r, k):.3f} ({'met' if value(r, k) <= ceiling else 'missed'})"
-                                          for r in others], *[f"{value(b, k):.3f}" for b in baselines]])
+        rows.append(
+            [
+                f"{k} ≤ {ceiling}",
+                *[f"{value(r, k):.3f} ({'met' if value(r, k) <= ceiling else 'missed'})" for r in others],
+                *[f"{value(b, k):.3f}" for b in baselines],
+            ]
+        )
     for b in baselines:
         metrics = [k for k in MAIN_METRICS[task] if k not in ("valid", "states_key")]
         cells = []

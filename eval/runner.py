@@ -27,9 +27,15 @@ def cache_root() -> Path:
 
 def config_id(task: str, split: str, variant: str, model: str, rankers: str | None = None) -> str:
     graph = VARIANTS[variant]
-    cfg = {"task": task, "split": split, "variant": variant, "settings": graph,
-           "model": model if graph is not None else None, "prompts": PROMPT_VERSION,
-           "pool": POOL_VERSION if graph is not None else None}
+    cfg = {
+        "task": task,
+        "split": split,
+        "variant": variant,
+        "settings": graph,
+        "model": model if graph is not None else None,
+        "prompts": PROMPT_VERSION,
+        "pool": POOL_VERSION if graph is not None else None,
+    }
     if graph is not None and "auto" in _selections(graph):
         cfg["selection"] = "auto"  # resolved by the backend, whose name is in the key
     if rankers:  # a retrained ranker makes other predictions
@@ -57,6 +63,7 @@ def image_text_for(item: EvalItem, reader, cache: Path) -> str:
     text = item.dataset_image_text
     if item.image_path is not None and reader is not None:
         from coe.imageio import load_image
+
         text = reader.describe(load_image(item.image_path), source_path=item.image_path).as_prompt_text()
     write_json(path, {"text": text})
     return text
@@ -71,16 +78,26 @@ def rankers_used(variant: str, services) -> str | None:
 
     s = GraphSettings(**graph)
     # "learned" picks with them; the verified blend and keep-best question step start from them
-    if not ("learned" in (s.pool_selection, s.question_selection)
-            or (s.verify and (s.pool_selection == "blend" or s.question_exemplars))):
+    if not (
+        "learned" in (s.pool_selection, s.question_selection)
+        or (s.verify and (s.pool_selection == "blend" or s.question_exemplars))
+    ):
         return None
     from coe.ranking.model import fingerprint, ranker_dir
 
     return fingerprint(ranker_dir(getattr(services.retriever, "banks", ["default"])))
 
 
-def run_variant(task: str, variant: str, items: list[EvalItem], services, model: str, *,
-                cache: Path | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
+def run_variant(
+    task: str,
+    variant: str,
+    items: list[EvalItem],
+    services,
+    model: str,
+    *,
+    cache: Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
     cache = cache or cache_root()
     cid = config_id(task, items[0].split if items else "", variant, model, rankers_used(variant, services))
     folder = cache / task / cid
@@ -98,15 +115,25 @@ def run_variant(task: str, variant: str, items: list[EvalItem], services, model:
             computed += 1
         if progress:
             progress(f"{task}/{variant}", n + 1, len(items))
-    return {"variant": variant, "task": task, "config_id": cid, "predictions": preds,
-            "computed": computed, "cached": len(items) - computed,
-            "wall_seconds": round(time.perf_counter() - t0, 1),
-            "item_seconds": sum(p.get("seconds", 0.0) for p in preds.values())}
+    return {
+        "variant": variant,
+        "task": task,
+        "config_id": cid,
+        "predictions": preds,
+        "computed": computed,
+        "cached": len(items) - computed,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "item_seconds": sum(p.get("seconds", 0.0) for p in preds.values()),
+    }
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
     try:
         with open("/proc/meminfo") as f:
             info["memory_gb"] = round(int(f.readline().split()[1]) / 1024 / 1024, 1)

@@ -29,8 +29,11 @@ class Scorer:
             return self._dg(item, pred.get("distractors"))
         key, gold = ("question", item.question) if task == "qg" else ("rationale", item.gold_rationale)
         text = pred.get(key) or ""
-        scores = {**m.text_scores(text, gold), "semantic": self.semantic(text, gold),
-                  "valid": float(bool(text.strip()))}
+        scores = {
+            **m.text_scores(text, gold),
+            "semantic": self.semantic(text, gold),
+            "valid": float(bool(text.strip())),
+        }
         if task == "qg":
             scores.update(template_scores(text, gold, item.answer))
         return scores
@@ -48,11 +51,13 @@ class Scorer:
         return scores
 
 
-def aggregate(rows: list[tuple[EvalItem, dict[str, float]]], *, seed: int = 0,
-              resamples: int = RESAMPLES) -> dict[str, Any]:
+def aggregate(
+    rows: list[tuple[EvalItem, dict[str, float]]], *, seed: int = 0, resamples: int = RESAMPLES
+) -> dict[str, Any]:
     """Overall means with 95 % bootstrap intervals (``ci``), and breakdowns (subject, grade band, context
     type) with the items each covers. One seed for every metric and variant: variants scored on the same
     items are resampled alike."""
+
     def means(group: list[dict[str, float]]) -> dict[str, float]:
         keys = group[0].keys() if group else []
         return {k: m.mean([g[k] for g in group]) for k in keys}

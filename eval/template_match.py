@@ -26,9 +26,17 @@ def states_key(question: str | None, answer: str) -> bool:
 def template_scores(question: str | None, gold: str, answer: str) -> dict[str, float]:
     """Per-item template scores of a generated question (``None`` when none came back: all zero)."""
     if question is None or not question.strip():
-        return {"template_exact": 0.0, "template_near": 0.0, "states_key": 0.0,
-                "states_key_gold": float(states_key(gold, answer))}
+        return {
+            "template_exact": 0.0,
+            "template_near": 0.0,
+            "states_key": 0.0,
+            "states_key_gold": float(states_key(gold, answer)),
+        }
     exact = normalize(question) == normalize(gold)
     near = exact or template_mask(question, answer) == template_mask(gold, answer)
-    return {"template_exact": float(exact), "template_near": float(near),
-            "states_key": float(states_key(question, answer)), "states_key_gold": float(states_key(gold, answer))}
+    return {
+        "template_exact": float(exact),
+        "template_near": float(near),
+        "states_key": float(states_key(question, answer)),
+        "states_key_gold": float(states_key(gold, answer)),
+    }

@@ -34,14 +34,18 @@ def answer_scores(records: list[dict[str, Any]], *, seed: int = 0, resamples: in
     out = {}
     for source, rows in by_source.items():
         usable = [r for r in rows if r.get("key_prob") is not None]
-        out[source] = {"n": len(usable), "unusable": len(rows) - len(usable),
-                       "key_top": _figure([float(r["key_top"]) for r in usable], None, seed, resamples),
-                       "key_prob": _figure([r["key_prob"] for r in usable], None, seed, resamples)}
+        out[source] = {
+            "n": len(usable),
+            "unusable": len(rows) - len(usable),
+            "key_top": _figure([float(r["key_top"]) for r in usable], None, seed, resamples),
+            "key_prob": _figure([r["key_prob"] for r in usable], None, seed, resamples),
+        }
     return out
 
 
-def quality_scores(records: list[dict[str, Any]], skipped: list[dict[str, Any]], *, seed: int = 0,
-                   resamples: int = RESAMPLES) -> dict[str, Any]:
+def quality_scores(
+    records: list[dict[str, Any]], skipped: list[dict[str, Any]], *, seed: int = 0, resamples: int = RESAMPLES
+) -> dict[str, Any]:
     """``records``: ``{"kind", "pid", "flagged"}`` with kind ``gold`` or one of ``KINDS``."""
     gold = {r["pid"]: float(r["flagged"]) for r in records if r["kind"] == "gold"}
     flags: dict[str, dict[str, float]] = defaultdict(dict)  # kind -> pid -> flagged
@@ -54,28 +58,37 @@ def quality_scores(records: list[dict[str, Any]], skipped: list[dict[str, Any]],
     skips: dict[str, Counter] = defaultdict(Counter)
     for s in skipped:
         skips[s["kind"]][s["reason"]] += 1
-    out: dict[str, Any] = {"gold": {"n": len(gold), "false_positive_rate": _figure(list(gold.values()), None, seed,
-                                                                                    resamples)},
-                           "kinds": {}}
+    out: dict[str, Any] = {
+        "gold": {"n": len(gold), "false_positive_rate": _figure(list(gold.values()), None, seed, resamples)},
+        "kinds": {},
+    }
     for kind in [k for k in KINDS if k in flags or k in skips]:
         f = flags.get(kind, {})
         tp = list(f.values())
         fp = [gold[pid] for pid in f]
-        out["kinds"][kind] = {"n": len(f), "skipped": sum(skips[kind].values()), "skip_reasons": dict(skips[kind]),
-                              "recall": _figure(tp, None, seed, resamples),
-                              "precision": _figure(tp, [t + g for t, g in zip(tp, fp)], seed, resamples)}
+        out["kinds"][kind] = {
+            "n": len(f),
+            "skipped": sum(skips[kind].values()),
+            "skip_reasons": dict(skips[kind]),
+            "recall": _figure(tp, None, seed, resamples),
+            "precision": _figure(tp, [t + g for t, g in zip(tp, fp)], seed, resamples),
+        }
     # Overall, per source item: its flagged known-false versions, how many it has, and its gold flag as often.
     pids = sorted({pid for f in flags.values() for pid in f})
     hits = [sum(f.get(pid, 0.0) for f in flags.values()) for pid in pids]
     count = [float(sum(pid in f for f in flags.values())) for pid in pids]
     false = [c * gold[pid] for c, pid in zip(count, pids)]
-    out["overall"] = {"n": int(sum(count)), "skipped": len(skipped), "recall": _figure(hits, count, seed, resamples),
-                      "precision": _figure(hits, [h + g for h, g in zip(hits, false)], seed, resamples)}
+    out["overall"] = {
+        "n": int(sum(count)),
+        "skipped": len(skipped),
+        "recall": _figure(hits, count, seed, resamples),
+        "precision": _figure(hits, [h + g for h, g in zip(hits, false)], seed, resamples),
+    }
     return out
 
 
-MARGINS = tuple(round(0.05 * k, 2) for k in range(21))   # the confirm margins calibration tries
-VERIFIED_TARGET = 0.9                                     # items marked verified must be right this often
+MARGINS = tuple(round(0.05 * k, 2) for k in range(21))  # the confirm margins calibration tries
+VERIFIED_TARGET = 0.9  # items marked verified must be right this often
 
 
 def is_verified(r: dict[str, Any], margin: float) -> bool:
@@ -86,8 +99,9 @@ def is_verified(r: dict[str, Any], margin: float) -> bool:
     return r["key_prob"] >= (r.get("strongest_prob") or 0.0) + margin
 
 
-def verified_precision(records: list[dict[str, Any]], margin: float, *, seed: int = 0,
-                       resamples: int = RESAMPLES) -> dict[str, Any]:
+def verified_precision(
+    records: list[dict[str, Any]], margin: float, *, seed: int = 0, resamples: int = RESAMPLES
+) -> dict[str, Any]:
     """How often an item marked verified is right, at a 1:1 mix as ``quality_scores`` pairs them: each
     source item's verified known-false versions against its gold item (verified or not) counted as often.
     ``n_gold`` and ``n_false``: verified gold items and verified known-false items."""
@@ -99,13 +113,18 @@ def verified_precision(records: list[dict[str, Any]], margin: float, *, seed: in
     pids = sorted(kf)
     right = [len(kf[p]) * gold[p] for p in pids]
     wrong = [sum(kf[p]) for p in pids]
-    return {"margin": margin, "precision": _figure(right, [a + b for a, b in zip(right, wrong)], seed, resamples),
-            "n_gold": int(sum(gold.values())), "n_false": int(sum(wrong)),
-            "gold_verified_rate": _figure(list(gold.values()), None, seed, resamples)}
+    return {
+        "margin": margin,
+        "precision": _figure(right, [a + b for a, b in zip(right, wrong)], seed, resamples),
+        "n_gold": int(sum(gold.values())),
+        "n_false": int(sum(wrong)),
+        "gold_verified_rate": _figure(list(gold.values()), None, seed, resamples),
+    }
 
 
-def calibrate_margin(records: list[dict[str, Any]], *, target: float = VERIFIED_TARGET,
-                     margins: tuple[float, ...] = MARGINS) -> tuple[float | None, list[dict[str, Any]]]:
+def calibrate_margin(
+    records: list[dict[str, Any]], *, target: float = VERIFIED_TARGET, margins: tuple[float, ...] = MARGINS
+) -> tuple[float | None, list[dict[str, Any]]]:
     """(the smallest margin whose verified items are right at least ``target`` of the time, or None; the
     figure at every margin tried). Fit on val, report on test."""
     table = [verified_precision(records, m, resamples=0) for m in margins]

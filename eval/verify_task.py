@@ -42,26 +42,43 @@ class Student:
         from coe.plugins.llm.protocol import ImageRef
 
         images = [ImageRef(path=item.image_path)] if item.image_path and item.image_path.is_file() else []
-        return ItemInput(answer=item.answer, context=item.context, images=images,
-                         image_text=image_text_for(item, self.image_reader, self.cache))
+        return ItemInput(
+            answer=item.answer,
+            context=item.context,
+            images=images,
+            image_text=image_text_for(item, self.image_reader, self.cache),
+        )
 
     def solve(self, item: EvalItem, question: str, options: list[str], seed: int) -> dict[str, float]:
         from coe.agents.student import solve
+
         return solve(self.llm, self._input(item), question, options, seed=seed)
 
     def verify(self, item: EvalItem, question: str, distractors: list[str], seed: int) -> dict[str, Any]:
         from coe.agents.verify import verify_item
+
         # question_given stays off for every item, gold included: the question is what is under test.
         from .predict import exclude_splits
+
         # the gold solution stands in for the item's own rationale (the lecture around it describes every
         # option's topic, so it would "state" most distractors)
         from coe.graphs.settings import GraphSettings
+
         # The text-only solve and the student's scores on an item a model-free check flags change no verdict:
         # they are skipped here, which is what makes a large sample affordable.
-        return verify_item(self.llm, self._input(item), question, distractors, seed=seed, retriever=self.retriever,
-                           exclude_ids=[item.pid], exclude_splits=exclude_splits(item.split),
-                           rationale=self.solutions.get(item.pid, item.gold_rationale) or None,
-                           settings=GraphSettings(text_only=False), model_free_first=True).model_dump(mode="json")
+        return verify_item(
+            self.llm,
+            self._input(item),
+            question,
+            distractors,
+            seed=seed,
+            retriever=self.retriever,
+            exclude_ids=[item.pid],
+            exclude_splits=exclude_splits(item.split),
+            rationale=self.solutions.get(item.pid, item.gold_rationale) or None,
+            settings=GraphSettings(text_only=False),
+            model_free_first=True,
+        ).model_dump(mode="json")
 
 
 def folder_for(cache: Path, split: str, version: str, seed: int) -> Path:
@@ -92,21 +109,33 @@ def options_for(item: EvalItem, question: str | None, distractors: list[str] | N
     return f"distractors with {', '.join(broken)}" if broken else [item.answer, *distractors]
 
 
-def generated_sources(items: list[EvalItem], variant: str, qg: dict[str, dict],
-                      dg: dict[str, dict]) -> dict[str, dict[str, dict[str, Any]]]:
+def generated_sources(
+    items: list[EvalItem], variant: str, qg: dict[str, dict], dg: dict[str, dict]
+) -> dict[str, dict[str, dict[str, Any]]]:
     """``dg:V`` (gold question, V's distractors) and ``qg+dg:V`` (V's question and V's distractors; the
     distractors were written for the gold question, as in the DG task)."""
-    return {f"dg:{variant}": {i.pid: {"question": i.question, "distractors": dg.get(i.pid, {}).get("distractors")}
-                              for i in items},
-            f"qg+dg:{variant}": {i.pid: {"question": qg.get(i.pid, {}).get("question"),
-                                         "distractors": dg.get(i.pid, {}).get("distractors")} for i in items}}
+    return {
+        f"dg:{variant}": {
+            i.pid: {"question": i.question, "distractors": dg.get(i.pid, {}).get("distractors")} for i in items
+        },
+        f"qg+dg:{variant}": {
+            i.pid: {"question": qg.get(i.pid, {}).get("question"), "distractors": dg.get(i.pid, {}).get("distractors")}
+            for i in items
+        },
+    }
 
 
-def answerability(items: list[EvalItem], generated: dict[str, dict[str, dict[str, Any]]], solve_fn: SolveFn,
-                  folder: Path, *, seed: int = 0, progress: Progress | None = None) -> list[dict[str, Any]]:
+def answerability(
+    items: list[EvalItem],
+    generated: dict[str, dict[str, dict[str, Any]]],
+    solve_fn: SolveFn,
+    folder: Path,
+    *,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
     """One record per (source, item): the gold item and every generated version, put to the student."""
-    sources = {"gold": {i.pid: {"question": i.question, "distractors": i.gold_distractors} for i in items},
-               **generated}
+    sources = {"gold": {i.pid: {"question": i.question, "distractors": i.gold_distractors} for i in items}, **generated}
     records = []
     for s_n, (source, preds) in enumerate(sources.items()):
         for n, item in enumerate(items):
@@ -128,25 +157,42 @@ def answerability(items: list[EvalItem], generated: dict[str, dict[str, dict[str
     return records
 
 
-def verifier_quality(items: list[EvalItem], pool: known_false.Pool, verify_fn: VerifyFn, folder: Path, *,
-                     seed: int = 0, kinds: tuple[str, ...] = known_false.KINDS,
-                     progress: Progress | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def verifier_quality(
+    items: list[EvalItem],
+    pool: known_false.Pool,
+    verify_fn: VerifyFn,
+    folder: Path,
+    *,
+    seed: int = 0,
+    kinds: tuple[str, ...] = known_false.KINDS,
+    progress: Progress | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(records, skips): every gold item and every known-false item built from it, verified."""
     built, skipped = known_false.build(items, pool, seed=seed, kinds=kinds)
-    todo = [{"kind": "gold", "pid": i.pid, "question": i.question, "distractors": i.gold_distractors, "note": ""}
-            for i in items] + built
+    todo = [
+        {"kind": "gold", "pid": i.pid, "question": i.question, "distractors": i.gold_distractors, "note": ""}
+        for i in items
+    ] + built
     by_pid = {i.pid: i for i in items}
     records = []
     for n, kf in enumerate(todo):
         item = by_pid[kf["pid"]]
         path = folder / "verdicts" / f"{kf['pid']}-{_content_key(kf['question'], kf['distractors'])}.json"
         v = _cached(path, lambda: verify_fn(item, kf["question"], kf["distractors"], seed))
-        records.append({**kf, "flagged": v["status"] == "flagged", "status": v["status"],
-                        "reasons": v.get("reasons", []), "checks": sorted({c["check"] for c in v.get("cues", [])
-                                                                           if c["severity"] == "flag"}),
-                        "key_prob": v.get("key_prob"), "strongest_prob": v.get("strongest_prob"),
-                        "blind": bool(v.get("blind")), "fit_known": (v.get("fit") or {}).get("known"),
-                        "spread": _spread(v.get("option_probs") or {})})
+        records.append(
+            {
+                **kf,
+                "flagged": v["status"] == "flagged",
+                "status": v["status"],
+                "reasons": v.get("reasons", []),
+                "checks": sorted({c["check"] for c in v.get("cues", []) if c["severity"] == "flag"}),
+                "key_prob": v.get("key_prob"),
+                "strongest_prob": v.get("strongest_prob"),
+                "blind": bool(v.get("blind")),
+                "fit_known": (v.get("fit") or {}).get("known"),
+                "spread": _spread(v.get("option_probs") or {}),
+            }
+        )
         if progress:
             progress("verify/known-false", n + 1, len(todo))
     return records, skipped
@@ -157,14 +203,26 @@ def _spread(probs: dict[str, float]) -> float | None:
     return round(top[0] - top[1], 6) if len(top) > 1 else None
 
 
-def run_verify(items: list[EvalItem], dataset, services, model_id: str, variants: list[str], *, seed: int = 0,
-               kinds: tuple[str, ...] = known_false.KINDS, resamples: int = RESAMPLES, cache: Path | None = None,
-               student=None, progress: Progress | None = None) -> dict[str, Any]:
+def run_verify(
+    items: list[EvalItem],
+    dataset,
+    services,
+    model_id: str,
+    variants: list[str],
+    *,
+    seed: int = 0,
+    kinds: tuple[str, ...] = known_false.KINDS,
+    resamples: int = RESAMPLES,
+    cache: Path | None = None,
+    student=None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Both parts over one sample; the generated items are each variant's cached QG and DG predictions
     (computed first where missing). ``student`` defaults to ``Student`` on the services' model."""
     cache = cache or cache_root()
-    student = student or Student(services.llm, services.image_reader, cache, services.retriever,
-                                 solutions={p.pid: p.solution for p in dataset})
+    student = student or Student(
+        services.llm, services.image_reader, cache, services.retriever, solutions={p.pid: p.solution for p in dataset}
+    )
     generated: dict[str, dict[str, dict[str, Any]]] = {}
     for v in variants:
         qg = run_variant("qg", v, items, services, model_id, cache=cache, progress=progress)["predictions"]
@@ -173,14 +231,21 @@ def run_verify(items: list[EvalItem], dataset, services, model_id: str, variants
     folder = folder_for(cache, items[0].split if items else "", student.version, seed)
     answers = answerability(items, generated, student.solve, folder, seed=seed, progress=progress)
     pool = known_false.Pool([EvalItem.from_problem(p) for p in dataset])
-    records, skipped = verifier_quality(items, pool, student.verify, folder, seed=seed, kinds=kinds,
-                                        progress=progress)
+    records, skipped = verifier_quality(items, pool, student.verify, folder, seed=seed, kinds=kinds, progress=progress)
     from coe.graphs.settings import GraphSettings
+
     margin = GraphSettings().confirm_margin
     best, table = calibrate_margin(records)
-    return {"config_id": folder.name, "model": student.version, "n_items": len(items), "kinds": list(kinds),
-            "answerability": answer_scores(answers, seed=seed, resamples=resamples),
-            "quality": quality_scores(records, skipped, seed=seed, resamples=resamples),
-            "verified": verified_precision(records, margin, seed=seed, resamples=resamples),
-            "calibration": {"margin": best, "table": table},
-            "answers": answers, "known_false": records, "skipped": skipped}
+    return {
+        "config_id": folder.name,
+        "model": student.version,
+        "n_items": len(items),
+        "kinds": list(kinds),
+        "answerability": answer_scores(answers, seed=seed, resamples=resamples),
+        "quality": quality_scores(records, skipped, seed=seed, resamples=resamples),
+        "verified": verified_precision(records, margin, seed=seed, resamples=resamples),
+        "calibration": {"margin": best, "table": table},
+        "answers": answers,
+        "known_false": records,
+        "skipped": skipped,
+    }

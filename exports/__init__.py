@@ -13,8 +13,14 @@ from coe.errors import InputError
 from coe.exports.item import ExportItem, check_unique_ids
 
 FORMATS = ("moodle-xml", "gift", "qti21", "aiken", "csv", "jsonl")
-SUFFIXES = {"moodle-xml": ".xml", "gift": ".gift.txt", "qti21": ".zip", "aiken": ".aiken.txt", "csv": ".csv",
-            "jsonl": ".jsonl"}
+SUFFIXES = {
+    "moodle-xml": ".xml",
+    "gift": ".gift.txt",
+    "qti21": ".zip",
+    "aiken": ".aiken.txt",
+    "csv": ".csv",
+    "jsonl": ".jsonl",
+}
 
 
 def _checked(items: list[ExportItem], fmt: str) -> list[ExportItem]:
@@ -30,8 +36,14 @@ def export(items: list[ExportItem], fmt: str, out: str | Path) -> Path:
     """Write ``items`` as ``fmt`` (one of ``FORMATS``) to ``out``; returns the path written."""
     from coe.exports import aiken, gift, moodle_xml, qti21, tabular
 
-    writers = {"moodle-xml": moodle_xml.write, "gift": gift.write, "qti21": qti21.write, "aiken": aiken.write,
-               "csv": tabular.write_csv, "jsonl": tabular.write_jsonl}
+    writers = {
+        "moodle-xml": moodle_xml.write,
+        "gift": gift.write,
+        "qti21": qti21.write,
+        "aiken": aiken.write,
+        "csv": tabular.write_csv,
+        "jsonl": tabular.write_jsonl,
+    }
     items = _checked(items, fmt)
     return writers[fmt](items, Path(out))
 
@@ -41,8 +53,13 @@ def render(items: list[ExportItem], fmt: str) -> bytes:
     from coe.exports import aiken, gift, moodle_xml, qti21, tabular
 
     renderers: dict[str, Callable[[list[ExportItem]], str | bytes]] = {
-        "moodle-xml": moodle_xml.render, "gift": gift.render, "qti21": qti21.render, "aiken": aiken.render,
-        "csv": lambda i: tabular.render_csv(i).encode(tabular.CSV_ENCODING), "jsonl": tabular.render_jsonl}
+        "moodle-xml": moodle_xml.render,
+        "gift": gift.render,
+        "qti21": qti21.render,
+        "aiken": aiken.render,
+        "csv": lambda i: tabular.render_csv(i).encode(tabular.CSV_ENCODING),
+        "jsonl": tabular.render_jsonl,
+    }
     items = _checked(items, fmt)
     out = renderers[fmt](items)
     return out if isinstance(out, bytes) else out.encode("utf-8")

@@ -25,8 +25,10 @@ def render_item(item: ExportItem) -> str:
     options = item.options()
     question = one_line(item.question)
     if _OPTION_LINE.match(question) or _ANSWER_LINE.match(question):
-        raise InputError(f"item {item.id}: Aiken cannot hold a question that starts like an option or "
-                         f"'ANSWER:' ({question[:40]!r}); export it as Moodle XML, GIFT or QTI")
+        raise InputError(
+            f"item {item.id}: Aiken cannot hold a question that starts like an option or "
+            f"'ANSWER:' ({question[:40]!r}); export it as Moodle XML, GIFT or QTI"
+        )
     lines = [question]
     lines += [f"{o.letter}. {one_line(o.text)}" for o in options]
     lines.append(f"ANSWER: {item.correct_option().letter}")

@@ -33,8 +33,11 @@ def escape(text: str, *, answer: bool = False) -> str:
 
 
 def render_item(item: ExportItem) -> str:
-    lines = [f"// id: {item.id}", *(f"// {one_line(tag)}" for tag in item.tags()),
-             *(f"// review: {one_line(note)}" for note in item.review_notes())]
+    lines = [
+        f"// id: {item.id}",
+        *(f"// {one_line(tag)}" for tag in item.tags()),
+        *(f"// review: {one_line(note)}" for note in item.review_notes()),
+    ]
     if item.image is not None:
         lines.append(f"// image: {one_line(Path(item.image).name)} not included (GIFT cannot embed images)")
     lines.append(f"::{escape(item.id)}::[html]{escape(item.question)} {{")

@@ -40,7 +40,7 @@ class Option(BaseModel):
 
 
 class EmbeddedImage(BaseModel):
-    name: str           # file name inside the export: "<item id>.<ext>"
+    name: str  # file name inside the export: "<item id>.<ext>"
     mime: str
     data: bytes
 
@@ -87,43 +87,58 @@ class ExportItem(BaseModel):
             raise InputError(f"cannot export item {fields.get('id')!r}: {where}: {first['msg']}") from None
 
     @classmethod
-    def from_mcq(cls, item: BaseModel, *, id: str | None = None, seed: int | None = None,
-                 tags: list[str] | None = None) -> ExportItem:
+    def from_mcq(
+        cls, item: BaseModel, *, id: str | None = None, seed: int | None = None, tags: list[str] | None = None
+    ) -> ExportItem:
         """From what ``coe.generate.generate_item`` returns (an ``MCQItem``; exports sit below the generate job,
         so any pydantic model with its fields will do)."""
         return cls._from_fields(item.model_dump(), id=id, seed=seed, tags=tags)
 
     @classmethod
-    def from_record(cls, item: dict[str, Any], *, id: str | None = None, seed: int | None = None,
-                    tags: list[str] | None = None) -> ExportItem:
+    def from_record(
+        cls, item: dict[str, Any], *, id: str | None = None, seed: int | None = None, tags: list[str] | None = None
+    ) -> ExportItem:
         """From a stored item (``MCQItem.model_dump()``, e.g. a batch run's ledger entry)."""
         return cls._from_fields(item, id=id, seed=seed, tags=tags)
 
     @classmethod
-    def from_console(cls, item: dict[str, Any], *, id: str | None = None, seed: int | None = None,
-                     tags: list[str] | None = None) -> ExportItem:
+    def from_console(
+        cls, item: dict[str, Any], *, id: str | None = None, seed: int | None = None, tags: list[str] | None = None
+    ) -> ExportItem:
         """From the console's item dict (``coe.ui.runs.Run.item()``); its variant becomes a tag."""
         variant = item.get("variant")
         tags = [*(tags or []), *([f"variant:{variant}"] if variant else [])]
         return cls._from_fields(item, id=id, seed=seed, tags=tags)
 
     @classmethod
-    def _from_fields(cls, v: dict[str, Any], *, id: str | None, seed: int | None,
-                     tags: list[str] | None) -> ExportItem:
+    def _from_fields(cls, v: dict[str, Any], *, id: str | None, seed: int | None, tags: list[str] | None) -> ExportItem:
         from coe.agents.prompting import PROMPT_VERSION
 
         question, answer = v.get("question") or "", v.get("answer") or ""
         if id is None:  # stable across exports of the same item
             id = "item-" + hashlib.sha256(f"{question}\0{answer}".encode()).hexdigest()[:12]
-        provenance = Provenance(model=v.get("model") or "",
-                                exemplar_ids=[str(e.get("id")) for e in v.get("exemplars") or [] if e.get("id")],
-                                prompt_version=PROMPT_VERSION, seed=seed, tags=list(tags or []),
-                                source=v["source"] if isinstance(v.get("source"), dict) else None)
-        return cls.build(id=id, question=question, answer=answer, distractors=list(v.get("distractors") or []),
-                         rationale=v.get("rationale"), distractor_notes=list(v.get("distractor_notes") or []),
-                         image=v.get("image"), status=v.get("status") or "unverified",
-                         reasons=list(v.get("reasons") or []), difficulty=v.get("difficulty"),
-                         check=_check_of(v), provenance=provenance)
+        provenance = Provenance(
+            model=v.get("model") or "",
+            exemplar_ids=[str(e.get("id")) for e in v.get("exemplars") or [] if e.get("id")],
+            prompt_version=PROMPT_VERSION,
+            seed=seed,
+            tags=list(tags or []),
+            source=v["source"] if isinstance(v.get("source"), dict) else None,
+        )
+        return cls.build(
+            id=id,
+            question=question,
+            answer=answer,
+            distractors=list(v.get("distractors") or []),
+            rationale=v.get("rationale"),
+            distractor_notes=list(v.get("distractor_notes") or []),
+            image=v.get("image"),
+            status=v.get("status") or "unverified",
+            reasons=list(v.get("reasons") or []),
+            difficulty=v.get("difficulty"),
+            check=_check_of(v),
+            provenance=provenance,
+        )
 
     def review_notes(self) -> list[str]:
         """What the reviewer should know before using the item: the claim to check, then the flags' reasons."""
@@ -134,8 +149,10 @@ class ExportItem(BaseModel):
         notes = [*self.distractor_notes, *[""] * len(self.distractors)]
         entries = [(self.answer, True, ""), *((d, False, n) for d, n in zip(self.distractors, notes))]
         random.Random(self.id).shuffle(entries)
-        return [Option(letter=LETTERS[i], text=text, correct=correct, feedback=note)
-                for i, (text, correct, note) in enumerate(entries)]
+        return [
+            Option(letter=LETTERS[i], text=text, correct=correct, feedback=note)
+            for i, (text, correct, note) in enumerate(entries)
+        ]
 
     def correct_option(self) -> Option:
         return next(o for o in self.options() if o.correct)
@@ -143,10 +160,14 @@ class ExportItem(BaseModel):
     def tags(self) -> list[str]:
         """Status, difficulty and provenance as ``key:value`` tags, for formats that only have tags."""
         p = self.provenance
-        return [f"status:{self.status}", *([f"difficulty:{self.difficulty}"] if self.difficulty else []),
-                *([f"model:{p.model}"] if p.model else []),
-                *([f"prompt:{p.prompt_version}"] if p.prompt_version else []),
-                *([f"seed:{p.seed}"] if p.seed is not None else []), *p.tags]
+        return [
+            f"status:{self.status}",
+            *([f"difficulty:{self.difficulty}"] if self.difficulty else []),
+            *([f"model:{p.model}"] if p.model else []),
+            *([f"prompt:{p.prompt_version}"] if p.prompt_version else []),
+            *([f"seed:{p.seed}"] if p.seed is not None else []),
+            *p.tags,
+        ]
 
     def embedded_image(self) -> EmbeddedImage | None:
         """The image's own bytes, after ``coe.imageio`` has checked its size and that it decodes."""
@@ -160,8 +181,11 @@ class ExportItem(BaseModel):
         data = Path(self.image).expanduser().read_bytes()
         with Image.open(Path(self.image).expanduser()) as probe:
             fmt = probe.format or "PNG"
-        return EmbeddedImage(name=f"{self.id}.{fmt.lower().replace('jpeg', 'jpg')}",
-                             mime=Image.MIME.get(fmt, "application/octet-stream"), data=data)
+        return EmbeddedImage(
+            name=f"{self.id}.{fmt.lower().replace('jpeg', 'jpg')}",
+            mime=Image.MIME.get(fmt, "application/octet-stream"),
+            data=data,
+        )
 
 
 def _check_of(v: dict[str, Any]) -> str | None:

@@ -44,8 +44,14 @@ def _question(item: ExportItem) -> etree._Element:
         body += f'<br><img src="{html.escape(src)}" alt="{html.escape(image.name)}">'
     questiontext = _html_field(q, "questiontext", body)
     if image is not None:
-        _sub(questiontext, "file", base64.b64encode(image.data).decode("ascii"), name=image.name, path="/",
-             encoding="base64")
+        _sub(
+            questiontext,
+            "file",
+            base64.b64encode(image.data).decode("ascii"),
+            name=image.name,
+            path="/",
+            encoding="base64",
+        )
     _html_field(q, "generalfeedback", to_html(item.rationale or ""))
     _sub(q, "defaultgrade", "1")
     _sub(q, "penalty", "0.3333333")

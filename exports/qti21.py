@@ -71,8 +71,14 @@ def _unique(name: str, used: set[str]) -> str:
 def render_item(item: ExportItem, image_href: str | None = None) -> bytes:
     """One ``assessmentItem``; ``image_href`` is where the package keeps the item's image (items sit at
     the package root, so it is relative to both)."""
-    root = _q(None, "assessmentItem", identifier=item_identifier(item), title=one_line(item.question)[:100],
-              adaptive="false", timeDependent="false")
+    root = _q(
+        None,
+        "assessmentItem",
+        identifier=item_identifier(item),
+        title=one_line(item.question)[:100],
+        adaptive="false",
+        timeDependent="false",
+    )
     root.set(f"{{{XSI}}}schemaLocation", f"{QTI} {QTI_XSD}")
     for note in item.review_notes():  # for the reviewer reading the package; players skip comments
         root.append(etree.Comment(f" review: {one_line(note)} ".replace("--", "- -")))
@@ -104,19 +110,25 @@ def render_item(item: ExportItem, image_href: str | None = None) -> bytes:
     _q(feedback, "baseValue", RATIONALE, baseType="identifier")
 
     if item.rationale:
-        _lines(_q(_q(root, "modalFeedback", outcomeIdentifier="FEEDBACK", identifier=RATIONALE, showHide="show"),
-                  "p"), item.rationale)
+        _lines(
+            _q(_q(root, "modalFeedback", outcomeIdentifier="FEEDBACK", identifier=RATIONALE, showHide="show"), "p"),
+            item.rationale,
+        )
     for option in options:
         if option.feedback:
-            _lines(_q(_q(root, "modalFeedback", outcomeIdentifier="FEEDBACK", identifier=option.letter,
-                         showHide="show"), "p"), option.feedback)
+            _lines(
+                _q(
+                    _q(root, "modalFeedback", outcomeIdentifier="FEEDBACK", identifier=option.letter, showHide="show"),
+                    "p",
+                ),
+                option.feedback,
+            )
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
 def _manifest(entries: list[tuple[ExportItem, str, str | None]]) -> bytes:
     # None: the default namespace (lxml-stubs type nsmap's keys as str only)
-    root = etree.Element(f"{{{CP}}}manifest", identifier="MANIFEST-coe",
-                         nsmap={None: CP, "xsi": XSI})  # type: ignore[dict-item]
+    root = etree.Element(f"{{{CP}}}manifest", identifier="MANIFEST-coe", nsmap={None: CP, "xsi": XSI})  # type: ignore[dict-item]
     root.set(f"{{{XSI}}}schemaLocation", f"{CP} {CP_XSD}")
     metadata = etree.SubElement(root, f"{{{CP}}}metadata")
     etree.SubElement(metadata, f"{{{CP}}}schema").text = "QTIv2.1 Package"
@@ -124,8 +136,9 @@ def _manifest(entries: list[tuple[ExportItem, str, str | None]]) -> bytes:
     etree.SubElement(root, f"{{{CP}}}organizations")
     resources = etree.SubElement(root, f"{{{CP}}}resources")
     for item, href, image_path in entries:
-        resource = etree.SubElement(resources, f"{{{CP}}}resource", identifier=f"RES-{item.id}",
-                                    type="imsqti_item_xmlv2p1", href=href)
+        resource = etree.SubElement(
+            resources, f"{{{CP}}}resource", identifier=f"RES-{item.id}", type="imsqti_item_xmlv2p1", href=href
+        )
         etree.SubElement(resource, f"{{{CP}}}file", href=href)
         if image_path is not None:
             etree.SubElement(resource, f"{{{CP}}}file", href=image_path)

@@ -19,9 +19,26 @@ from coe.exports.item import ExportItem
 from coe.text import LETTERS
 
 
-COLUMNS = ("id", "question", "answer", "distractors", "correct", "rationale", "distractor_notes", "image",
-           "status", "reasons", "difficulty", "model", "exemplar_ids", "prompt_version", "seed", "tags",
-           "source", "check")
+COLUMNS = (
+    "id",
+    "question",
+    "answer",
+    "distractors",
+    "correct",
+    "rationale",
+    "distractor_notes",
+    "image",
+    "status",
+    "reasons",
+    "difficulty",
+    "model",
+    "exemplar_ids",
+    "prompt_version",
+    "seed",
+    "tags",
+    "source",
+    "check",
+)
 
 
 CSV_ENCODING = "utf-8-sig"  # with a BOM, so spreadsheet programs read it as UTF-8
@@ -50,15 +67,26 @@ def render_jsonl(items: list[ExportItem]) -> str:
 
 def _row(item: ExportItem) -> dict[str, str]:
     p = item.provenance
-    row = {"id": item.id, "question": item.question, "answer": item.answer,
-           "distractors": json.dumps(item.distractors, ensure_ascii=False),
-           "correct": item.correct_option().letter, "rationale": item.rationale or "",
-           "distractor_notes": json.dumps(item.distractor_notes, ensure_ascii=False),
-           "image": Path(item.image).name if item.image else "", "status": item.status,
-           "reasons": json.dumps(item.reasons, ensure_ascii=False), "difficulty": item.difficulty or "",
-           "model": p.model, "exemplar_ids": json.dumps(p.exemplar_ids), "prompt_version": p.prompt_version,
-           "seed": "" if p.seed is None else str(p.seed), "tags": json.dumps(p.tags, ensure_ascii=False),
-           "source": json.dumps(p.source, ensure_ascii=False) if p.source else "", "check": item.check or ""}
+    row = {
+        "id": item.id,
+        "question": item.question,
+        "answer": item.answer,
+        "distractors": json.dumps(item.distractors, ensure_ascii=False),
+        "correct": item.correct_option().letter,
+        "rationale": item.rationale or "",
+        "distractor_notes": json.dumps(item.distractor_notes, ensure_ascii=False),
+        "image": Path(item.image).name if item.image else "",
+        "status": item.status,
+        "reasons": json.dumps(item.reasons, ensure_ascii=False),
+        "difficulty": item.difficulty or "",
+        "model": p.model,
+        "exemplar_ids": json.dumps(p.exemplar_ids),
+        "prompt_version": p.prompt_version,
+        "seed": "" if p.seed is None else str(p.seed),
+        "tags": json.dumps(p.tags, ensure_ascii=False),
+        "source": json.dumps(p.source, ensure_ascii=False) if p.source else "",
+        "check": item.check or "",
+    }
     for option in item.options():
         row[f"option_{option.letter}"] = option.text
         row[f"feedback_{option.letter}"] = option.feedback

@@ -31,15 +31,29 @@ def _tokenizer_processor(spec: str | None, console: Console):
 
     preset = "qwen2.5-coder-0.5b-instruct-q4"
     if not is_pulled(preset):
-        console.print(f"token statistics skipped: pass --tokenizer or `coe models pull {preset}` (its Qwen2 "
-                      "tokenizer is the one Qwen2-VL uses)")
+        console.print(
+            f"token statistics skipped: pass --tokenizer or `coe models pull {preset}` (its Qwen2 "
+            "tokenizer is the one Qwen2-VL uses)"
+        )
         return None
     return build_processor(load_qwen2_tokenizer(resolve_llm(preset)[1]))
 
 
-def prepare(*, stages: str, multitask: bool, split: str, out: str, limit: int | None, data: str | None,
-            k: int, seed: int, tokenizer: str | None, retriever=None, dataset=None,
-            console: Console | None = None) -> dict[str, Any]:
+def prepare(
+    *,
+    stages: str,
+    multitask: bool,
+    split: str,
+    out: str,
+    limit: int | None,
+    data: str | None,
+    k: int,
+    seed: int,
+    tokenizer: str | None,
+    retriever=None,
+    dataset=None,
+    console: Console | None = None,
+) -> dict[str, Any]:
     from coe.progress import make_progress
 
     console = console or Console(stderr=True)
@@ -55,16 +69,26 @@ def prepare(*, stages: str, multitask: bool, split: str, out: str, limit: int | 
         raise InputError(f"--out {out_dir} is a file")
     if dataset is None:
         from coe.dataset_loaders import ScienceQA
+
         dataset = ScienceQA(data)
     if retriever is None:
         from coe.graphs.services import retrieval_services
+
         retriever = retrieval_services().retriever
     processor = _tokenizer_processor(tokenizer, console)
 
     with make_progress(console=console) as bar:
         task = bar.add_task("retrieving exemplars and rendering prompts", total=None)
-        records = build_records(dataset, retriever, split=split, stages=chosen, limit=limit, k=k, seed=seed,
-                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+        records = build_records(
+            dataset,
+            retriever,
+            split=split,
+            stages=chosen,
+            limit=limit,
+            k=k,
+            seed=seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     groups = {"multitask": records} if multitask else {s: [r for r in records if r.stage == s] for s in chosen}
     if multitask:
         random.Random(seed).shuffle(records)  # stages interleaved, so every batch mixes tasks
@@ -77,12 +101,20 @@ def prepare(*, stages: str, multitask: bool, split: str, out: str, limit: int | 
         if processor is not None:
             with console.status(f"{name}: counting tokens…"):
                 from .encode import token_lengths
+
                 lengths = token_lengths(processor, recs)
         stats = summarize(recs, lengths)
         target = out_dir if multitask else out_dir / name
-        meta = {"split": split, "stages": chosen if multitask else [name], "multitask": multitask,
-                "exemplars_per_prompt": k, "exemplar_splits": ["train"], "limit": limit, "seed": seed,
-                "stats": stats}
+        meta = {
+            "split": split,
+            "stages": chosen if multitask else [name],
+            "multitask": multitask,
+            "exemplars_per_prompt": k,
+            "exemplar_splits": ["train"],
+            "limit": limit,
+            "seed": seed,
+            "stats": stats,
+        }
         write_dataset(recs, target, meta)
         summary["datasets"][name] = {"path": str(target), **stats}
     return summary
@@ -90,14 +122,18 @@ def prepare(*, stages: str, multitask: bool, split: str, out: str, limit: int | 
 
 def print_prepare(summary: dict[str, Any], console: Console) -> None:
     for name, d in summary["datasets"].items():
-        line = (f"[bold]{name}[/bold] → {d['path']}/train.jsonl: {d['records']} records from {d['items']} "
-                f"{summary['split']} items ({d['with_images']} with images; per stage {d['per_stage']})")
+        line = (
+            f"[bold]{name}[/bold] → {d['path']}/train.jsonl: {d['records']} records from {d['items']} "
+            f"{summary['split']} items ({d['with_images']} with images; per stage {d['per_stage']})"
+        )
         console.print(line)
         for key in ("prompt_tokens", "target_tokens", "total_tokens"):
             if key in d:
                 s = d[key]
-                console.print(f"  {key.replace('_', ' '):14s} mean {s['mean']:7.1f}  p50 {s['p50']:5d}  "
-                              f"p95 {s['p95']:5d}  max {s['max']:5d}")
+                console.print(
+                    f"  {key.replace('_', ' '):14s} mean {s['mean']:7.1f}  p50 {s['p50']:5d}  "
+                    f"p95 {s['p95']:5d}  max {s['max']:5d}"
+                )
 
 
 def train(options: dict[str, Any], console: Console) -> dict[str, Any]:

@@ -31,6 +31,7 @@ def record_images(record) -> list:
 
 def prompt_text(processor, record) -> str:
     """The chat-templated prompt (all but the assistant's reply), ending with the generation prompt."""
+
     def part(p: dict[str, Any]) -> dict[str, Any]:
         # Image parts lose their path: the processor gets the pixels separately, as at inference.
         return {"type": "text", "text": p["text"]} if p["type"] == "text" else {"type": p["type"]}
@@ -47,10 +48,10 @@ def encode_record(processor, record) -> dict[str, Any]:
     if last["role"] != "assistant":
         raise InputError(f"record {record.id}: the last message must be the assistant's")
     images = record_images(record)
-    prompt = processor(text=[prompt_text(processor, record)], images=images or None, padding=False,
-                       return_tensors="pt")
-    target = processor.tokenizer(_text(last["content"]) + END, add_special_tokens=False,
-                                 return_tensors="pt")["input_ids"]
+    prompt = processor(text=[prompt_text(processor, record)], images=images or None, padding=False, return_tensors="pt")
+    target = processor.tokenizer(_text(last["content"]) + END, add_special_tokens=False, return_tensors="pt")[
+        "input_ids"
+    ]
     n_prompt = prompt["input_ids"].shape[1]
     out: dict[str, Any] = {
         "input_ids": torch.cat([prompt["input_ids"], target], dim=1),
@@ -59,7 +60,8 @@ def encode_record(processor, record) -> dict[str, Any]:
     out["attention_mask"] = torch.ones_like(out["input_ids"])
     if "mm_token_type_ids" in prompt:
         out["mm_token_type_ids"] = torch.cat(
-            [prompt["mm_token_type_ids"], torch.zeros_like(target, dtype=prompt["mm_token_type_ids"].dtype)], dim=1)
+            [prompt["mm_token_type_ids"], torch.zeros_like(target, dtype=prompt["mm_token_type_ids"].dtype)], dim=1
+        )
     for key in ("pixel_values", "image_grid_thw"):
         if key in prompt:
             out[key] = prompt[key]
@@ -85,8 +87,11 @@ class SFTDataset:
         self.records = []
         self.dropped = 0
         for r in records:
-            n = len(processor.tokenizer(prompt_text(processor, r) + _text(r.messages[-1]["content"]),
-                                        add_special_tokens=False)["input_ids"])
+            n = len(
+                processor.tokenizer(
+                    prompt_text(processor, r) + _text(r.messages[-1]["content"]), add_special_tokens=False
+                )["input_ids"]
+            )
             # Image placeholders expand later; text alone over the limit can never fit.
             if n > max_length:
                 self.dropped += 1
@@ -109,8 +114,10 @@ def _truncate(enc: dict[str, Any], n: int) -> dict[str, Any]:
     n_prompt = int((enc["labels"][0] == IGNORE).sum())
     if n_prompt >= n:
         raise InputError(f"a prompt of {n_prompt} tokens (images included) exceeds max_length {n}")
-    return {k: (v[:, :n] if k in ("input_ids", "labels", "attention_mask", "mm_token_type_ids") else v)
-            for k, v in enc.items()}
+    return {
+        k: (v[:, :n] if k in ("input_ids", "labels", "attention_mask", "mm_token_type_ids") else v)
+        for k, v in enc.items()
+    }
 
 
 def collate(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
@@ -120,11 +127,15 @@ def collate(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
     width = max(b["input_ids"].shape[1] for b in batch)
 
     def pad(key: str, value: int):
-        return torch.cat([torch.nn.functional.pad(b[key], (0, width - b[key].shape[1]), value=value)
-                          for b in batch], dim=0)
+        return torch.cat(
+            [torch.nn.functional.pad(b[key], (0, width - b[key].shape[1]), value=value) for b in batch], dim=0
+        )
 
-    out = {"input_ids": pad("input_ids", pad_token_id), "labels": pad("labels", IGNORE),
-           "attention_mask": pad("attention_mask", 0)}
+    out = {
+        "input_ids": pad("input_ids", pad_token_id),
+        "labels": pad("labels", IGNORE),
+        "attention_mask": pad("attention_mask", 0),
+    }
     if all("mm_token_type_ids" in b for b in batch):
         out["mm_token_type_ids"] = pad("mm_token_type_ids", 0)
     with_images = [b for b in batch if "pixel_values" in b]

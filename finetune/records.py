@@ -30,17 +30,19 @@ RECORD_VERSION = 1
 
 class _PromptOnly:
     """Stands in for an LLM when only the prompt is rendered: images go into the messages."""
+
     supports_images = True
 
 
 class Record(BaseModel):
     """One conversation in the Qwen chat format; images by path, in placeholder order."""
+
     id: str
     pid: str
     stage: str
     messages: list[dict[str, Any]]
     images: list[str] = []
-    exemplar_ids: list[str] = []    # every exemplar the prompt drew on (shown, or pooled for options)
+    exemplar_ids: list[str] = []  # every exemplar the prompt drew on (shown, or pooled for options)
 
 
 def stage_ready(p, stage: str) -> bool:
@@ -68,8 +70,9 @@ def _conversation(call, target: dict) -> tuple[list[dict[str, Any]], list[str]]:
             images.append(str(ref.path))
         content.append({"type": "text", "text": m.content})
         messages.append({"role": m.role, "content": content})
-    messages.append({"role": "assistant",
-                     "content": [{"type": "text", "text": json.dumps(target, ensure_ascii=False)}]})
+    messages.append(
+        {"role": "assistant", "content": [{"type": "text", "text": json.dumps(target, ensure_ascii=False)}]}
+    )
     return messages, images
 
 
@@ -87,21 +90,41 @@ def records_for(p, exemplars: list, stages: Iterable[str], *, k: int = 4) -> lis
             call, target = rationale_call(llm, item, p.question, shown), {"rationale": one_line(p.rationale)}
         else:
             n = len(p.distractors)
-            pool = [c.text for c in distractor_pool(p.answer, exemplars, item.context, item.image_text,
-                                                    question=p.question, n=n)]
-            call = distractors_call(llm, item, p.question, one_line(p.rationale) or None, shown, n,
-                                    candidates=pool, choose=True)
+            pool = [
+                c.text
+                for c in distractor_pool(p.answer, exemplars, item.context, item.image_text, question=p.question, n=n)
+            ]
+            call = distractors_call(
+                llm, item, p.question, one_line(p.rationale) or None, shown, n, candidates=pool, choose=True
+            )
             target = {"distractors": list(p.distractors)}
         messages, images = _conversation(call, target)
         used = shown if stage != "dg" else exemplars
-        out.append(Record(id=f"{p.pid}:{stage}", pid=p.pid, stage=stage, messages=messages, images=images,
-                          exemplar_ids=[e.id for e in used]))
+        out.append(
+            Record(
+                id=f"{p.pid}:{stage}",
+                pid=p.pid,
+                stage=stage,
+                messages=messages,
+                images=images,
+                exemplar_ids=[e.id for e in used],
+            )
+        )
     return out
 
 
-def build_records(dataset, retriever, *, split: str = "train", stages: Iterable[str] = STAGES,
-                  limit: int | None = None, k: int = 4, pool_k: int = 10, seed: int = 0,
-                  progress=None) -> list[Record]:
+def build_records(
+    dataset,
+    retriever,
+    *,
+    split: str = "train",
+    stages: Iterable[str] = STAGES,
+    limit: int | None = None,
+    k: int = 4,
+    pool_k: int = 10,
+    seed: int = 0,
+    progress=None,
+) -> list[Record]:
     stages = list(stages)
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
@@ -115,8 +138,13 @@ def build_records(dataset, retriever, *, split: str = "train", stages: Iterable[
     records: list[Record] = []
     for n, p in enumerate(problems, 1):
         item = _item_input(p)
-        q = RetrievalQuery(answer=p.answer, context=item.context, image_text=item.image_text,
-                           exclude_ids=[p.pid], exclude_splits=["val", "test"])  # train exemplars only
+        q = RetrievalQuery(
+            answer=p.answer,
+            context=item.context,
+            image_text=item.image_text,
+            exclude_ids=[p.pid],
+            exclude_splits=["val", "test"],
+        )  # train exemplars only
         exemplars, _ = retriever.retrieve(q, k=max(k, pool_k))
         records.extend(records_for(p, exemplars, stages, k=k))
         if progress is not None:
@@ -126,16 +154,23 @@ def build_records(dataset, retriever, *, split: str = "train", stages: Iterable[
 
 def summarize(records: list[Record], token_lengths: list[tuple[int, int]] | None = None) -> dict[str, Any]:
     """Counts per stage, items with images, and token-length statistics (prompt, target, total)."""
-    stats: dict[str, Any] = {"records": len(records), "per_stage": dict(Counter(r.stage for r in records)),
-                             "items": len({r.pid for r in records}),
-                             "with_images": sum(1 for r in records if r.images)}
+    stats: dict[str, Any] = {
+        "records": len(records),
+        "per_stage": dict(Counter(r.stage for r in records)),
+        "items": len({r.pid for r in records}),
+        "with_images": sum(1 for r in records if r.images),
+    }
     if token_lengths:
         import numpy as np
 
         arr = np.array(token_lengths, dtype=float)
         for name, col in (("prompt", arr[:, 0]), ("target", arr[:, 1]), ("total", arr.sum(axis=1))):
-            stats[f"{name}_tokens"] = {"mean": round(float(col.mean()), 1), "p50": int(np.percentile(col, 50)),
-                                       "p95": int(np.percentile(col, 95)), "max": int(col.max())}
+            stats[f"{name}_tokens"] = {
+                "mean": round(float(col.mean()), 1),
+                "p50": int(np.percentile(col, 50)),
+                "p95": int(np.percentile(col, 95)),
+                "max": int(col.max()),
+            }
     return stats
 
 

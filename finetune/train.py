@@ -25,9 +25,9 @@ class TrainConfig(BaseModel):
     base: str
     data: str
     out: str
-    method: str = "lora"            # lora | qlora
+    method: str = "lora"  # lora | qlora
     epochs: float = 2.0
-    max_steps: int = -1             # > 0 overrides epochs
+    max_steps: int = -1  # > 0 overrides epochs
     lr: float = 1e-5
     lora_r: int = 64
     lora_alpha: int = 16
@@ -45,7 +45,7 @@ class TrainConfig(BaseModel):
     # Compile each language-model decoder layer (torch.compile): far fewer kernel launches per step, which
     # is what bounds batch-1 LoRA steps on a fast GPU; costs a compile per new sequence-length regime.
     compile: bool = False
-    dtype: str = "auto"             # auto: bf16 on a GPU that supports it, else fp32
+    dtype: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32
     device: str | None = None
     max_pixels: int | None = None
     seed: int = 0
@@ -57,6 +57,7 @@ def _dtype(cfg: TrainConfig, device: str):
 
     if cfg.dtype != "auto":
         from coe.plugins.llm.transformers_loading import torch_dtype
+
         return torch_dtype(cfg.dtype, device)
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return torch.bfloat16
@@ -69,10 +70,20 @@ def add_lora(model, cfg: TrainConfig, *, quantized: bool = False):
 
     if quantized:
         from peft import prepare_model_for_kbit_training
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=LORA_TARGET, bias="none", task_type="CAUSAL_LM")
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=cfg.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=LORA_TARGET,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lora)
 
 
@@ -135,14 +146,20 @@ class _Progress:
         self.losses: list[float] = []
 
     def log(self, state, logs: dict[str, Any]) -> None:
-        rec = {"step": state.global_step, "max_steps": state.max_steps, "epoch": round(state.epoch or 0, 3),
-               **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}}
+        rec = {
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": round(state.epoch or 0, 3),
+            **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()},
+        }
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
         if "loss" in logs:
             self.losses.append(float(logs["loss"]))
-            self.echo(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
-                      f"lr {logs.get('learning_rate', 0):.2e}  {time.perf_counter() - self.t0:.0f}s")
+            self.echo(
+                f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
+                f"lr {logs.get('learning_rate', 0):.2e}  {time.perf_counter() - self.t0:.0f}s"
+            )
 
 
 def training_args(cfg: TrainConfig, device: str, dtype):
@@ -150,20 +167,35 @@ def training_args(cfg: TrainConfig, device: str, dtype):
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=cfg.out, per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay, logging_steps=cfg.logging_steps, save_strategy="steps",
-        save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
-        bf16=dtype == torch.bfloat16, fp16=False,
+        output_dir=cfg.out,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        bf16=dtype == torch.bfloat16,
+        fp16=False,
         gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False}, remove_unused_columns=False,
-        report_to=[], dataloader_num_workers=0, seed=cfg.seed, use_cpu=not device.startswith("cuda"),
-        disable_tqdm=True)
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        remove_unused_columns=False,
+        report_to=[],
+        dataloader_num_workers=0,
+        seed=cfg.seed,
+        use_cpu=not device.startswith("cuda"),
+        disable_tqdm=True,
+    )
 
 
 def last_checkpoint(out: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
+
     return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
@@ -178,10 +210,16 @@ def make_trainer(model, processor, dataset, cfg: TrainConfig, echo: Callable[[st
     progress = _Progress(out, echo)
     pad = processor.tokenizer.pad_token_id
     args = training_args(cfg, device, _dtype(cfg, device))
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=lambda b: collate(b, pad),
-                      callbacks=[progress.callback])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=lambda b: collate(b, pad),
+        callbacks=[progress.callback],
+    )
     trainer.coe_progress = progress
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     for cb in (PrinterCallback, ProgressCallback):  # our callback prints one line per log instead
         trainer.remove_callback(cb)
     return trainer
@@ -199,11 +237,16 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> dict[str, An
         raise InputError(f"all {len(records)} records are longer than --max-length {cfg.max_length}")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
-        math.ceil(len(dataset) / cfg.batch_size) / cfg.grad_accum * cfg.epochs)
-    echo(f"training {cfg.method} on {base_path.name}: {len(dataset)} records ({dataset.dropped} over "
-         f"{cfg.max_length} tokens dropped), {trainable / 1e6:.2f}M of {total / 1e6:.1f}M parameters trainable, "
-         f"{steps} optimizer steps of {cfg.batch_size}×{cfg.grad_accum}")
+    steps = (
+        cfg.max_steps
+        if cfg.max_steps > 0
+        else math.ceil(math.ceil(len(dataset) / cfg.batch_size) / cfg.grad_accum * cfg.epochs)
+    )
+    echo(
+        f"training {cfg.method} on {base_path.name}: {len(dataset)} records ({dataset.dropped} over "
+        f"{cfg.max_length} tokens dropped), {trainable / 1e6:.2f}M of {total / 1e6:.1f}M parameters trainable, "
+        f"{steps} optimizer steps of {cfg.batch_size}×{cfg.grad_accum}"
+    )
     trainer = make_trainer(model, processor, dataset, cfg, echo)
     out = Path(cfg.out)
     resume = last_checkpoint(out) if cfg.resume else None
@@ -215,15 +258,24 @@ def train(cfg: TrainConfig, echo: Callable[[str], None] = print) -> dict[str, An
     adapter_dir = out / "adapter"
     tmp = out / "adapter.partial"
     model.save_pretrained(tmp)
-    summary = {"base": str(base_path), "data": str(cfg.data), "records": len(dataset),
-               "dropped_over_max_length": dataset.dropped, "global_step": trainer.state.global_step,
-               # Logged losses of this run: the Trainer's mean also divides by steps done before a resume.
-               "train_loss": round(sum(losses) / len(losses), 6) if losses else None,
-               "last_loss": losses[-1] if losses else None, "seconds": round(time.perf_counter() - t0, 1),
-               "resumed_from": resume, "trainable_parameters": trainable, "config": cfg.model_dump()}
+    summary = {
+        "base": str(base_path),
+        "data": str(cfg.data),
+        "records": len(dataset),
+        "dropped_over_max_length": dataset.dropped,
+        "global_step": trainer.state.global_step,
+        # Logged losses of this run: the Trainer's mean also divides by steps done before a resume.
+        "train_loss": round(sum(losses) / len(losses), 6) if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "resumed_from": resume,
+        "trainable_parameters": trainable,
+        "config": cfg.model_dump(),
+    }
     (tmp / "coe_finetune.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     if adapter_dir.exists():
         import shutil
+
         shutil.rmtree(adapter_dir)
     tmp.replace(adapter_dir)
     summary["adapter"] = str(adapter_dir)

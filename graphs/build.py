@@ -21,14 +21,28 @@ from .tracing import traced
 from .state import CoEInput, CoEOutput, CoEState
 
 STEPS = ("describe_image", "retrieve", "question", "rationale", "distractors", "validate", "verify", "notes")
-_LINEAR = (("describe_image", "retrieve"), ("retrieve", "question"), ("question", "rationale"),
-           ("rationale", "distractors"), ("distractors", "validate"), ("notes", END))
+_LINEAR = (
+    ("describe_image", "retrieve"),
+    ("retrieve", "question"),
+    ("question", "rationale"),
+    ("rationale", "distractors"),
+    ("distractors", "validate"),
+    ("notes", END),
+)
 
 
-def build_graph(checkpointer=None, *, until: str | None = None, functions: dict | None = None,
-                name: str = "coe", state_schema=CoEState, context_schema: Any = Services,
-                review: Callable | None = None, record_inputs: bool = False,
-                services: Callable[[], Services] | None = None):
+def build_graph(
+    checkpointer=None,
+    *,
+    until: str | None = None,
+    functions: dict | None = None,
+    name: str = "coe",
+    state_schema=CoEState,
+    context_schema: Any = Services,
+    review: Callable | None = None,
+    record_inputs: bool = False,
+    services: Callable[[], Services] | None = None,
+):
     """``functions`` overrides some node functions; ``record_inputs``: each trace entry lists the state fields
     its node read (the console shows them); ``services``: the models of a run whose context brings none, and
     ``context_schema`` what such a run's context is instead (the LangGraph server's settings form)."""
@@ -37,11 +51,22 @@ def build_graph(checkpointer=None, *, until: str | None = None, functions: dict 
     steps = STEPS[: STEPS.index(until) + 1] if until else STEPS
     functions = functions or {}
     # The review graph's callers read its whole state (review fields included), so it keeps the state schema.
-    g = (StateGraph(state_schema, context_schema=context_schema, input_schema=CoEInput, output_schema=CoEOutput)
-         if review is None else StateGraph(state_schema, context_schema=context_schema))
+    g = (
+        StateGraph(state_schema, context_schema=context_schema, input_schema=CoEInput, output_schema=CoEOutput)
+        if review is None
+        else StateGraph(state_schema, context_schema=context_schema)
+    )
     for step in steps:
-        g.add_node(step, traced(step, functions.get(step, getattr(nodes, step)), first=step == steps[0],
-                                services=services, record_inputs=record_inputs))
+        g.add_node(
+            step,
+            traced(
+                step,
+                functions.get(step, getattr(nodes, step)),
+                first=step == steps[0],
+                services=services,
+                record_inputs=record_inputs,
+            ),
+        )
     end = END
     if review is not None:
         g.add_node("review", review, destinations=("rationale", "distractors", "review", END))
@@ -53,12 +78,15 @@ def build_graph(checkpointer=None, *, until: str | None = None, functions: dict 
             continue  # conditional below
         g.add_edge(step, nxt[step] if nxt.get(step) in steps else end)
     if "validate" in steps:
-        g.add_conditional_edges("validate", nodes.after_validate,
-                                {"done": "verify" if "verify" in steps else end, "retry": "distractors"})
+        g.add_conditional_edges(
+            "validate", nodes.after_validate, {"done": "verify" if "verify" in steps else end, "retry": "distractors"}
+        )
     if "verify" in steps:
-        g.add_conditional_edges("verify", nodes.after_verify,
-                                {"done": "notes" if "notes" in steps else end, "question": "question",
-                                 "distractors": "distractors"})
+        g.add_conditional_edges(
+            "verify",
+            nodes.after_verify,
+            {"done": "notes" if "notes" in steps else end, "question": "question", "distractors": "distractors"},
+        )
     return g.compile(checkpointer=checkpointer, name=name if until is None else f"{name}-{until}")
 
 

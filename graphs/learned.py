@@ -26,11 +26,16 @@ def ranked_distractors(state: CoEState, s, runtime: Runtime[Services]) -> tuple[
     retriever = services_of(runtime).retriever
     if retriever is None:
         return [], "no retriever: the heuristic ranking is used"
-    return rank_pool(state["answer"], state.get("question", ""),
-                     " ".join((state.get("context", ""), state.get("image_text", ""))),
-                     [Exemplar(**e) for e in state.get("exemplars", [])], retriever,
-                     exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits,
-                     rejected=set(rejected_options(state)))
+    return rank_pool(
+        state["answer"],
+        state.get("question", ""),
+        " ".join((state.get("context", ""), state.get("image_text", ""))),
+        [Exemplar(**e) for e in state.get("exemplars", [])],
+        retriever,
+        exclude_ids=state.get("exclude_ids", []),
+        exclude_splits=s.exclude_splits,
+        rejected=set(rejected_options(state)),
+    )
 
 
 def ranked_questions(state: CoEState, s, runtime: Runtime[Services]) -> tuple[list[dict[str, Any]], str | None]:
@@ -40,26 +45,38 @@ def ranked_questions(state: CoEState, s, runtime: Runtime[Services]) -> tuple[li
     retriever = services_of(runtime).retriever
     if retriever is None:
         return [], "no retriever: the model writes the question"
-    return rank_question_pool(state["answer"], " ".join((state.get("context", ""), state.get("image_text", ""))),
-                              [Exemplar(**e) for e in state.get("exemplars", [])], retriever,
-                              exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits,
-                              rejected={normalize(q) for q in state.get("rejected_questions", [])})
+    return rank_question_pool(
+        state["answer"],
+        " ".join((state.get("context", ""), state.get("image_text", ""))),
+        [Exemplar(**e) for e in state.get("exemplars", [])],
+        retriever,
+        exclude_ids=state.get("exclude_ids", []),
+        exclude_splits=s.exclude_splits,
+        rejected={normalize(q) for q in state.get("rejected_questions", [])},
+    )
 
 
 def as_prior(ranked: list[dict[str, Any]]) -> list[Candidate]:
     """Ranker scores as the blend's prior: exp(score - best), so the best is 1 and the rest shrink by how far
     the ranker puts them below it."""
     top = ranked[0]["score"]
-    return [Candidate(text=r["option"], score=round(math.exp(r["score"] - top), 4), sources=r["sources"])
-            for r in ranked]
+    return [
+        Candidate(text=r["option"], score=round(math.exp(r["score"] - top), 4), sources=r["sources"]) for r in ranked
+    ]
 
 
 def as_question_candidates(chosen: list[dict[str, Any]], ranked: list[dict[str, Any]]) -> list[QuestionCandidate]:
     """The ranker's questions with its softmax over every candidate as their support."""
     top = ranked[0]["score"]
     total = sum(math.exp(r["score"] - top) for r in ranked)
-    return [QuestionCandidate(text=r["text"], source="ranker:" + "+".join(r["sources"]),
-                              support=round(math.exp(r["score"] - top) / total, 4)) for r in chosen]
+    return [
+        QuestionCandidate(
+            text=r["text"],
+            source="ranker:" + "+".join(r["sources"]),
+            support=round(math.exp(r["score"] - top) / total, 4),
+        )
+        for r in chosen
+    ]
 
 
 def shown_selection(selection: dict[str, Any] | None) -> dict[str, Any]:

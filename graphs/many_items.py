@@ -61,8 +61,7 @@ def batching_llm(llm: Any) -> MicroBatchLLM | None:
     return MicroBatchLLM(llm) if getattr(llm, "native_batching", False) else None
 
 
-def _prepared(items: list[dict[str, Any]], services: Services, max_concurrency: int | None,
-              settings: dict[str, Any]):
+def _prepared(items: list[dict[str, Any]], services: Services, max_concurrency: int | None, settings: dict[str, Any]):
     check_settings(settings)
     if max_concurrency is not None and max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -100,8 +99,9 @@ def _result(item: dict[str, Any], out: Any) -> tuple[dict[str, Any], CoeError | 
     return out, None
 
 
-def iter_items(items: list[dict[str, Any]], services: Services, *, max_concurrency: int | None = None,
-               **settings: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_items(
+    items: list[dict[str, Any]], services: Services, *, max_concurrency: int | None = None, **settings: Any
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(index, result)`` for each item as soon as its graph run ends (``graph.batch_as_completed``), so
     a caller can keep each finished item before the others are done. Results are as ``generate_items``."""
     items = [dict(item) for item in items]
@@ -116,9 +116,15 @@ def iter_items(items: list[dict[str, Any]], services: Services, *, max_concurren
             batcher.set_callers(None)
 
 
-def generate_items(items: list[dict[str, Any]], services: Services, *, raise_errors: bool = False,
-                   stats: dict[str, Any] | None = None, max_concurrency: int | None = None,
-                   **settings: Any) -> list[dict[str, Any]]:
+def generate_items(
+    items: list[dict[str, Any]],
+    services: Services,
+    *,
+    raise_errors: bool = False,
+    stats: dict[str, Any] | None = None,
+    max_concurrency: int | None = None,
+    **settings: Any,
+) -> list[dict[str, Any]]:
     """Write one multiple-choice item per input dict (the graph's input keys: ``answer``, ``context``,
     ``image_path``, ``question_given``, ``n_distractors``, ``subject``, ``grade``, ``exclude_ids``).
 
@@ -149,8 +155,13 @@ def generate_items(items: list[dict[str, Any]], services: Services, *, raise_err
         if error is not None:
             errors.append(error)
     if stats is not None:
-        stats.update(items=len(items), failed=len(errors), seconds=round(time.perf_counter() - t0, 3),
-                     max_concurrency=max_concurrency, batching=batcher.stats if batcher is not None else None)
+        stats.update(
+            items=len(items),
+            failed=len(errors),
+            seconds=round(time.perf_counter() - t0, 3),
+            max_concurrency=max_concurrency,
+            batching=batcher.stats if batcher is not None else None,
+        )
     if raise_errors and errors:
         raise errors[0]
     return results

@@ -22,9 +22,13 @@ from .state import CoEState
 def item_input(state: CoEState) -> ItemInput:
     image_path = state.get("image_path")
     images = [ImageRef(path=Path(image_path))] if image_path else []
-    return ItemInput(answer=state["answer"], context=state.get("context", ""),
-                     image_text=state.get("image_text", ""), question=state.get("question_given"),
-                     images=images)
+    return ItemInput(
+        answer=state["answer"],
+        context=state.get("context", ""),
+        image_text=state.get("image_text", ""),
+        question=state.get("question_given"),
+        images=images,
+    )
 
 
 def shown_exemplars(state: CoEState, config: RunnableConfig | None = None) -> list[Exemplar]:
@@ -38,10 +42,18 @@ def pool_candidates(state: CoEState, config: RunnableConfig, n: int) -> list[Can
     if not settings_from(config).use_pool:
         return []
     rejected = rejected_options(state)
-    return [c for c in distractor_pool(state["answer"], [Exemplar(**e) for e in state.get("exemplars", [])],
-                                       state.get("context", ""), state.get("image_text", ""),
-                                       question=state.get("question", ""), n=n)
-            if normalize(c.text) not in rejected]
+    return [
+        c
+        for c in distractor_pool(
+            state["answer"],
+            [Exemplar(**e) for e in state.get("exemplars", [])],
+            state.get("context", ""),
+            state.get("image_text", ""),
+            question=state.get("question", ""),
+            n=n,
+        )
+        if normalize(c.text) not in rejected
+    ]
 
 
 def pool_texts(state: CoEState, config: RunnableConfig, n: int) -> list[str]:

@@ -12,8 +12,13 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from coe.agents.generation import (generate_distractors, generate_question, generate_rationale, notes_call,
-                                   sample_questions)
+from coe.agents.generation import (
+    generate_distractors,
+    generate_question,
+    generate_rationale,
+    notes_call,
+    sample_questions,
+)
 from coe.agents.selection import QuestionCandidate, exemplar_questions, rank_distractors, rank_questions
 from coe.agents.validation import clean_option, exemplar_options, fill_from_options, normalize, validate_distractors
 from coe.agents.llm_call import prompt_tallied, run_call
@@ -32,17 +37,14 @@ from .state import CoEState
 def describe_image(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     path = state.get("image_path")
     if not path:  # a caller may bring its own image text (e.g. a dataset caption when the file is absent)
-        return {"image_text": state.get("image_text", ""),
-                "trace": [{"skipped": "no image"}]}
+        return {"image_text": state.get("image_text", ""), "trace": [{"skipped": "no image"}]}
     from coe.imageio import load_image
 
     reader = image_reader_of(runtime)
     image = load_image(path)
     described = reader.describe(image, source_path=Path(path))
     text = described.as_prompt_text()
-    return {"image_text": text,
-            "trace": [{"reader": reader.name,
-                       "output": described.model_dump(mode="json")}]}
+    return {"image_text": text, "trace": [{"reader": reader.name, "output": described.model_dump(mode="json")}]}
 
 
 def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
@@ -51,16 +53,24 @@ def retrieve(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         return {"exemplars": [], "trace": [{"skipped": "ablation: no exemplars"}]}
     retriever = retriever_of(runtime)
 
-    q = RetrievalQuery(answer=state["answer"], question=state.get("question_given"),
-                       context=state.get("context", ""), image_text=state.get("image_text", ""),
-                       subject=state.get("subject"), grade=state.get("grade"),
-                       exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits,
-                       image_path=state.get("image_path"))
+    q = RetrievalQuery(
+        answer=state["answer"],
+        question=state.get("question_given"),
+        context=state.get("context", ""),
+        image_text=state.get("image_text", ""),
+        subject=state.get("subject"),
+        grade=state.get("grade"),
+        exclude_ids=state.get("exclude_ids", []),
+        exclude_splits=s.exclude_splits,
+        image_path=state.get("image_path"),
+    )
     found, info = retriever.retrieve(q, k=max(s.k, s.pool_k if s.use_pool else 0))
-    return {"exemplars": [e.model_dump() for e in found],
-            "trace": [{**info,
-                       "exemplars": [{"id": e.id, "bank": e.bank, "score": e.score, "signals": e.signals}
-                                     for e in found]}]}
+    return {
+        "exemplars": [e.model_dump() for e in found],
+        "trace": [
+            {**info, "exemplars": [{"id": e.id, "bank": e.bank, "score": e.score, "signals": e.signals} for e in found]}
+        ],
+    }
 
 
 @prompt_tallied
@@ -73,23 +83,39 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
     if given:
         entry: dict[str, Any] = {"source": "given"}
         if s.verify and s.check_given_question:
-            ok, p_yes, why = check_given_question(llm, item, given.strip(), s,
-                                                  retriever=services_of(runtime).retriever,
-                                                  exclude_ids=state.get("exclude_ids", []),
-                                                  exclude_splits=s.exclude_splits)
+            ok, p_yes, why = check_given_question(
+                llm,
+                item,
+                given.strip(),
+                s,
+                retriever=services_of(runtime).retriever,
+                exclude_ids=state.get("exclude_ids", []),
+                exclude_splits=s.exclude_splits,
+            )
             entry["answers_question_p_yes"] = p_yes
             if not ok:
-                raise QuestionMismatch(f'"{state["answer"]}" does not answer the given question "{given.strip()}": '
-                                       f"{why}; check the question and answer")
+                raise QuestionMismatch(
+                    f'"{state["answer"]}" does not answer the given question "{given.strip()}": '
+                    f"{why}; check the question and answer"
+                )
         return {"question": given.strip(), "trace": [entry]}
     note = None
     if s.question_selection == "learned":
         ranked, note = ranked_questions(state, s, runtime)
         if ranked:
-            return {"question": ranked[0]["text"],
-                    "trace": [{"source": "learned ranking", **shown_selection(selection),
-                               "candidates": [{"text": r["text"], "score": r["score"],
-                                               "source": "ranker:" + "+".join(r["sources"])} for r in ranked[:10]]}]}
+            return {
+                "question": ranked[0]["text"],
+                "trace": [
+                    {
+                        "source": "learned ranking",
+                        **shown_selection(selection),
+                        "candidates": [
+                            {"text": r["text"], "score": r["score"], "source": "ranker:" + "+".join(r["sources"])}
+                            for r in ranked[:10]
+                        ],
+                    }
+                ],
+            }
     exemplars = shown_exemplars(state, config)
     feedback = state.get("question_feedback", "")
     failure: ModelOutputError | None = None
@@ -100,19 +126,21 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         # the model's own question is unusable; the sampled and the exemplar questions may still serve
         failure, trace, candidates = exc, {**getattr(exc, "trace", {}), "error": str(exc)}, []
     if s.question_samples and s.verify:
-        sampled, sample_traces = sample_questions(llm, item, exemplars, s.question_samples, seed=s.seed,
-                                                  mode=s.mode, feedback=feedback)
+        sampled, sample_traces = sample_questions(
+            llm, item, exemplars, s.question_samples, seed=s.seed, mode=s.mode, feedback=feedback
+        )
         candidates += [QuestionCandidate(text=q, source="model-sampled") for q in sampled]
         trace["samples"] = sample_traces
     if s.question_exemplars and s.verify:
         # the question ranker's best exemplar and bank questions when there is one, else the exemplars' own
         learned, note = ranked_questions(state, s, runtime) if note is None else ([], note)
         if learned:
-            candidates += as_question_candidates(learned[:s.question_exemplars], learned)
+            candidates += as_question_candidates(learned[: s.question_exemplars], learned)
         else:
             all_exemplars = [Exemplar(**e) for e in state.get("exemplars", [])]
-            candidates += exemplar_questions(all_exemplars, state["answer"], state.get("context", ""),
-                                             limit=s.question_exemplars)
+            candidates += exemplar_questions(
+                all_exemplars, state["answer"], state.get("context", ""), limit=s.question_exemplars
+            )
     rejected = {normalize(q) for q in state.get("rejected_questions", [])}
     candidates = [c for c in candidates if normalize(c.text) not in rejected] or candidates[:1]
     if not candidates:
@@ -120,25 +148,31 @@ def question(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]
         raise failure
     value = candidates[0].text
     if len(candidates) > 1:
-        ordered = rank_questions(llm, item, candidates, seed=s.seed, retriever=services_of(runtime).retriever,
-                                 exclude_ids=state.get("exclude_ids", []), exclude_splits=s.exclude_splits)
+        ordered = rank_questions(
+            llm,
+            item,
+            candidates,
+            seed=s.seed,
+            retriever=services_of(runtime).retriever,
+            exclude_ids=state.get("exclude_ids", []),
+            exclude_splits=s.exclude_splits,
+        )
         value = ordered[0].text
         trace["candidates"] = [c.model_dump() for c in ordered]
     if note:
         trace["note"] = note
-    return {"question": value, "model": llm_of(runtime).model_id,
-            "trace": [{**trace, **shown_selection(selection)}]}
+    return {"question": value, "model": llm_of(runtime).model_id, "trace": [{**trace, **shown_selection(selection)}]}
 
 
 @prompt_tallied
 def rationale(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     s = settings_from(config)
     if not s.use_rationale:
-        return {"rationale": None,
-                "trace": [{"skipped": "ablation: no rationale"}]}
+        return {"rationale": None, "trace": [{"skipped": "ablation: no rationale"}]}
     llm = llm_of(runtime)
-    value, trace = generate_rationale(llm, item_input(state), state["question"], shown_exemplars(state, config),
-                                      mode=s.mode)
+    value, trace = generate_rationale(
+        llm, item_input(state), state["question"], shown_exemplars(state, config), mode=s.mode
+    )
     return {"rationale": value, "model": llm.model_id, "trace": [trace]}
 
 
@@ -153,36 +187,72 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
         # the learned ranking is the prior the model's vote and the student's draw start from, when there is one
         ranked, note = ranked_distractors(state, s, runtime)
         if len(ranked) >= n:
-            candidates, learned_prior = as_prior(ranked[:max(12, 2 * n)]), True
+            candidates, learned_prior = as_prior(ranked[: max(12, 2 * n)]), True
     pool = [c.text for c in candidates]
     if s.choose_from_pool and s.use_pool and s.pool_selection == "learned" and attempt == 1:
         ranked, note = ranked_distractors(state, s, runtime)
         if len(ranked) >= n:
             chosen = [r["option"] for r in ranked[:n]]
-            return {"candidate_distractors": chosen, "attempts": attempt,
-                    "trace": [{"attempt": attempt,
-                               "source": "learned ranking", "ranking": ranked[:30], "parsed": chosen,
-                               **shown_selection(selection)}]}
-    if (s.choose_from_pool and s.pool_selection in ("rank", "learned") and attempt == 1 and len(pool) >= n):
+            return {
+                "candidate_distractors": chosen,
+                "attempts": attempt,
+                "trace": [
+                    {
+                        "attempt": attempt,
+                        "source": "learned ranking",
+                        "ranking": ranked[:30],
+                        "parsed": chosen,
+                        **shown_selection(selection),
+                    }
+                ],
+            }
+    if s.choose_from_pool and s.pool_selection in ("rank", "learned") and attempt == 1 and len(pool) >= n:
         # The pool's own ranking picks; the model writes distractors only when the pool falls short or
         # validation sends the step back.
-        return {"candidate_distractors": pool[:n], "attempts": attempt,
-                "trace": [{"attempt": attempt, "source": "pool ranking",
-                           "candidates": pool, "parsed": pool[:n], **({"note": note} if note else {}),
-                           **shown_selection(selection)}]}
+        return {
+            "candidate_distractors": pool[:n],
+            "attempts": attempt,
+            "trace": [
+                {
+                    "attempt": attempt,
+                    "source": "pool ranking",
+                    "candidates": pool,
+                    "parsed": pool[:n],
+                    **({"note": note} if note else {}),
+                    **shown_selection(selection),
+                }
+            ],
+        }
     try:
-        value, trace = generate_distractors(llm, item_input(state), state["question"], state.get("rationale"),
-                                            shown_exemplars(state, config), n, mode=s.mode,
-                                            feedback=state.get("feedback", ""), candidates=pool,
-                                            choose=s.choose_from_pool)
+        value, trace = generate_distractors(
+            llm,
+            item_input(state),
+            state["question"],
+            state.get("rationale"),
+            shown_exemplars(state, config),
+            n,
+            mode=s.mode,
+            feedback=state.get("feedback", ""),
+            candidates=pool,
+            choose=s.choose_from_pool,
+        )
     except ModelOutputError as exc:
         # An unparsable reply counts as a failed attempt; validation decides on retry or repair.
         trace = {**getattr(exc, "trace", {}), "error": str(exc)}
         value = []
     if s.pool_selection == "blend" and s.verify and len(candidates) + len(value) >= n:
         votes = [v for v in value if isinstance(v, str)]
-        choice = rank_distractors(llm, item_input(state), state["question"], candidates, votes, n,
-                                  difficulty=s.difficulty, exclude=state.get("rejected_options", []), seed=s.seed)
+        choice = rank_distractors(
+            llm,
+            item_input(state),
+            state["question"],
+            candidates,
+            votes,
+            n,
+            difficulty=s.difficulty,
+            exclude=state.get("rejected_options", []),
+            seed=s.seed,
+        )
         if len(choice.chosen) >= n:
             trace.update({"votes": votes, "ranking": choice.ranking, "source": "pool + model vote + student draw"})
             value = choice.chosen
@@ -190,8 +260,12 @@ def distractors(state: CoEState, config: RunnableConfig, runtime: Runtime[Servic
     if note:
         trace["note"] = note
     trace.update(shown_selection(selection))
-    return {"candidate_distractors": value, "attempts": attempt, "model": llm_of(runtime).model_id,
-            "trace": [{"attempt": attempt, **trace}]}
+    return {
+        "candidate_distractors": value,
+        "attempts": attempt,
+        "model": llm_of(runtime).model_id,
+        "trace": [{"attempt": attempt, **trace}],
+    }
 
 
 def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
@@ -203,15 +277,13 @@ def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
     complaints = [f"{clean_option(c)!r} was rejected by {rejected[normalize(clean_option(c))]}" for c in back]
     verdict = validate_distractors([c for c in candidates if c not in back], state["answer"], n)
     problems = [*complaints, *verdict.problems]
-    entry: dict[str, Any] = {"attempt": state.get("attempts", 0),
-                             "valid": verdict.valid, "problems": problems}
+    entry: dict[str, Any] = {"attempt": state.get("attempts", 0), "valid": verdict.valid, "problems": problems}
     update: dict[str, Any] = {"valid": verdict.valid, "feedback": "; ".join(problems)}
     if verdict.valid:
         update["distractors"] = verdict.kept
     elif state.get("attempts", 0) > s.max_retries:
         exemplar_opts = exemplar_options([Exemplar(**e) for e in state.get("exemplars", [])])
-        options = [o for o in pool_texts(state, config, n) + exemplar_opts
-                   if normalize(o) not in rejected]
+        options = [o for o in pool_texts(state, config, n) + exemplar_opts if normalize(o) not in rejected]
         filled, added = fill_from_options(verdict.kept, state["answer"], n, options)
         final = validate_distractors(filled, state["answer"], n)
         entry.update({"repair": "filled from exemplars", "filled": added, "valid_after_repair": final.valid})
@@ -232,25 +304,51 @@ def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) 
     distractors judged correct (each bounded); what still fails ends ``flagged`` with its reasons."""
     s, llm = settings_from(config), services_of(runtime).llm
     if not s.verify:
-        return {"status": "unverified", "reasons": [], "route": "done",
-                "trace": [{"skipped": "verification off"}]}
+        return {"status": "unverified", "reasons": [], "route": "done", "trace": [{"skipped": "verification off"}]}
     given = bool(state.get("question_given"))
-    v = verify_item(llm, item_input(state), state["question"], state["distractors"], question_given=given,
-                    retriever=services_of(runtime).retriever, exclude_ids=state.get("exclude_ids", []),
-                    exclude_splits=s.exclude_splits, seed=s.seed, rationale=state.get("rationale"),
-                    settings=s)
-    update: dict[str, Any] = {"status": v.status, "reasons": v.reasons, "difficulty": v.difficulty,
-                              "verification": v.model_dump(mode="json"), "route": "done"}
+    v = verify_item(
+        llm,
+        item_input(state),
+        state["question"],
+        state["distractors"],
+        question_given=given,
+        retriever=services_of(runtime).retriever,
+        exclude_ids=state.get("exclude_ids", []),
+        exclude_splits=s.exclude_splits,
+        seed=s.seed,
+        rationale=state.get("rationale"),
+        settings=s,
+    )
+    update: dict[str, Any] = {
+        "status": v.status,
+        "reasons": v.reasons,
+        "difficulty": v.difficulty,
+        "verification": v.model_dump(mode="json"),
+        "route": "done",
+    }
     entry: dict[str, Any] = verification_trace(v)
     q_rounds, d_rounds = state.get("question_rounds", 0), state.get("distractor_rounds", 0)
     problems, bad = v.question_problems(), v.flagged_distractors()
     if v.status == "flagged" and problems and not given and q_rounds < s.max_question_rounds:
-        update.update({"route": "question", "question_rounds": q_rounds + 1, "attempts": 0,
-                       "question_feedback": "; ".join(problems),
-                       "rejected_questions": state.get("rejected_questions", []) + [state["question"]]})
+        update.update(
+            {
+                "route": "question",
+                "question_rounds": q_rounds + 1,
+                "attempts": 0,
+                "question_feedback": "; ".join(problems),
+                "rejected_questions": state.get("rejected_questions", []) + [state["question"]],
+            }
+        )
     elif v.status == "flagged" and bad and d_rounds < s.max_distractor_rounds:
-        update.update({"route": "distractors", "distractor_rounds": d_rounds + 1, "attempts": 0, "feedback": "",
-                       "rejected_options": state.get("rejected_options", []) + bad})
+        update.update(
+            {
+                "route": "distractors",
+                "distractor_rounds": d_rounds + 1,
+                "attempts": 0,
+                "feedback": "",
+                "rejected_options": state.get("rejected_options", []) + bad,
+            }
+        )
     entry["decision"] = update["route"]
     update["trace"] = [entry]
     return update
@@ -267,8 +365,10 @@ def notes(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -
     if not s.write_notes:
         return {"distractor_notes": [], "trace": [{"skipped": "notes off"}]}
     try:
-        value, trace = run_call(llm, notes_call(llm, item_input(state), state["question"], state["distractors"],
-                                                shown_exemplars(state, config)))
+        value, trace = run_call(
+            llm,
+            notes_call(llm, item_input(state), state["question"], state["distractors"], shown_exemplars(state, config)),
+        )
     except ModelOutputError as exc:  # notes are an aid to the reviewer: their absence is recorded, not fatal
         return {"distractor_notes": [], "trace": [{**getattr(exc, "trace", {}), "error": str(exc)}]}
     return {"distractor_notes": value, "trace": [trace]}

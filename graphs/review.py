@@ -42,12 +42,13 @@ from coe.text import one_line
 ACTIONS = ("accept", "regenerate_distractors", "swap_question")
 SWAPS = 3  # other question templates offered to the reviewer
 
+
 class ReviewState(CoEState, total=False):
-    keep: list[str]            # distractors the reviewer keeps while the others are rewritten
-    rejected: list[str]        # distractors the reviewer replaced: they may not come back (as ``rejected_by``)
-    review_note: str           # what the reviewer rejected, passed to the distractor prompt
+    keep: list[str]  # distractors the reviewer keeps while the others are rewritten
+    rejected: list[str]  # distractors the reviewer replaced: they may not come back (as ``rejected_by``)
+    review_note: str  # what the reviewer rejected, passed to the distractor prompt
     review_problems: list[str]  # why the last review decision was refused
-    reviewed: bool             # accepted by the reviewer
+    reviewed: bool  # accepted by the reviewer
 
 
 def distractors_keeping(state: ReviewState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
@@ -60,8 +61,11 @@ def distractors_keeping(state: ReviewState, config: RunnableConfig, runtime: Run
     feedback = "; ".join(part for part in (note, state.get("feedback", "")) if part)
     if len(keep) >= n:
         attempt = state.get("attempts", 0) + 1
-        return {"candidate_distractors": keep[:n], "attempts": attempt,
-                "trace": [{"attempt": attempt, "kept": keep, "skipped": "every distractor kept"}]}
+        return {
+            "candidate_distractors": keep[:n],
+            "attempts": attempt,
+            "trace": [{"attempt": attempt, "kept": keep, "skipped": "every distractor kept"}],
+        }
     view = state | {"n_distractors": n - len(keep), "feedback": feedback}
     update = nodes.distractors(view, config, runtime)
     update["candidate_distractors"] = keep + list(update.get("candidate_distractors") or [])
@@ -94,23 +98,49 @@ def other_questions(state: ReviewState) -> list[str]:
 def _swap(state: ReviewState, question: str, answer: str, entry: dict[str, Any]) -> Command:
     """Everything after the question again, for the reviewer's question; what was rejected for the old
     question may fit the new one."""
-    return Command(goto="rationale", update={
-        "question": question, "question_given": question, "answer": answer, "keep": [], "rejected": [],
-        "rejected_by": {}, "rejected_options": [], "review_note": "", "feedback": "", "attempts": 0,
-        "distractor_rounds": 0, "candidate_distractors": [], "valid": False, "repaired": [], "reviewed": False,
-        "review_problems": [], "trace": [entry]})
+    return Command(
+        goto="rationale",
+        update={
+            "question": question,
+            "question_given": question,
+            "answer": answer,
+            "keep": [],
+            "rejected": [],
+            "rejected_by": {},
+            "rejected_options": [],
+            "review_note": "",
+            "feedback": "",
+            "attempts": 0,
+            "distractor_rounds": 0,
+            "candidate_distractors": [],
+            "valid": False,
+            "repaired": [],
+            "reviewed": False,
+            "review_problems": [],
+            "trace": [entry],
+        },
+    )
 
 
 def review(state: ReviewState, config: RunnableConfig) -> Command:
     """Hand the item to a person; apply their decision when the thread is resumed."""
-    decision = interrupt({
-        "question": state.get("question"), "answer": state.get("answer"),
-        "distractors": state.get("distractors", []), "rationale": state.get("rationale"),
-        "repaired": state.get("repaired", []), "problems": state.get("review_problems", []),
-        "status": state.get("status"), "reasons": state.get("reasons", []),
-        "verification": state.get("verification", {}), "distractor_notes": state.get("distractor_notes", []),
-        "difficulty": state.get("difficulty"), "questions": other_questions(state), "actions": list(ACTIONS),
-    })
+    decision = interrupt(
+        {
+            "question": state.get("question"),
+            "answer": state.get("answer"),
+            "distractors": state.get("distractors", []),
+            "rationale": state.get("rationale"),
+            "repaired": state.get("repaired", []),
+            "problems": state.get("review_problems", []),
+            "status": state.get("status"),
+            "reasons": state.get("reasons", []),
+            "verification": state.get("verification", {}),
+            "distractor_notes": state.get("distractor_notes", []),
+            "difficulty": state.get("difficulty"),
+            "questions": other_questions(state),
+            "actions": list(ACTIONS),
+        }
+    )
     t0 = time.perf_counter()
     decision = decision if isinstance(decision, dict) else {"action": decision}
     action = decision.get("action")
@@ -130,20 +160,32 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
         problems.append(f"unknown review action {action!r} (use one of {', '.join(ACTIONS)})")
 
     if not problems and action == "swap_question":
-        entry.update({"question": question, "valid": True, "problems": [],
-                      "seconds": round(time.perf_counter() - t0, 3)})
+        entry.update(
+            {"question": question, "valid": True, "problems": [], "seconds": round(time.perf_counter() - t0, 3)}
+        )
         return _swap(state, question, answer, entry)
     if not problems and action == "accept":
         verdict = validate_distractors(list(edits.get("distractors", state.get("distractors", []))), answer, n)
-        entry.update({"valid": verdict.valid, "problems": verdict.problems,
-                      "seconds": round(time.perf_counter() - t0, 3)})
+        entry.update(
+            {"valid": verdict.valid, "problems": verdict.problems, "seconds": round(time.perf_counter() - t0, 3)}
+        )
         if verdict.valid:
             texts: dict[str, Any] = {k: _text(edits[k]) for k in ("rationale",) if k in edits}
             if "distractor_notes" in edits:  # one note per kept distractor, in its slot
                 texts["distractor_notes"] = [_text(x) for x in list(edits["distractor_notes"])[: len(verdict.kept)]]
-            return Command(goto=END, update={
-                "question": question, "answer": answer, "distractors": verdict.kept, "valid": True,
-                "reviewed": True, "review_problems": [], "trace": [entry], **texts})
+            return Command(
+                goto=END,
+                update={
+                    "question": question,
+                    "answer": answer,
+                    "distractors": verdict.kept,
+                    "valid": True,
+                    "reviewed": True,
+                    "review_problems": [],
+                    "trace": [entry],
+                    **texts,
+                },
+            )
         problems = verdict.problems
     elif not problems:
         keep = [clean_option(k) for k in decision.get("keep") or [] if _text(k)]
@@ -157,24 +199,42 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
             rejected = [d for d in state.get("distractors", []) if normalize(d) not in kept]
             # every option replaced so far in this thread, unless the reviewer now keeps it
             seen = {normalize(d) for d in rejected}
-            earlier = [d for d in state.get("rejected") or []
-                       if normalize(d) not in kept and normalize(d) not in seen]
+            earlier = [d for d in state.get("rejected") or [] if normalize(d) not in kept and normalize(d) not in seen]
             rejected = [*earlier, *rejected]
             parts = []
             if rejected:
                 parts.append("the reviewer rejected " + ", ".join(repr(d) for d in rejected))
             if keep:
-                parts.append("the item already has " + ", ".join(repr(k) for k in keep)
-                             + " (do not repeat them)")
+                parts.append("the item already has " + ", ".join(repr(k) for k in keep) + " (do not repeat them)")
             note = "; ".join(parts) or "the reviewer asked for new distractors"
-            entry.update({"keep": keep, "rejected": rejected, "valid": True, "problems": [],
-                          "seconds": round(time.perf_counter() - t0, 3)})
-            return Command(goto="distractors", update={
-                "question": question, "answer": answer, "keep": keep, "rejected": rejected,
-                "rejected_by": {d: "the reviewer" for d in rejected},
-                "review_note": note, "feedback": "",
-                "attempts": 0, "candidate_distractors": [], "valid": False, "repaired": [],
-                "reviewed": False, "review_problems": [], "trace": [entry]})
+            entry.update(
+                {
+                    "keep": keep,
+                    "rejected": rejected,
+                    "valid": True,
+                    "problems": [],
+                    "seconds": round(time.perf_counter() - t0, 3),
+                }
+            )
+            return Command(
+                goto="distractors",
+                update={
+                    "question": question,
+                    "answer": answer,
+                    "keep": keep,
+                    "rejected": rejected,
+                    "rejected_by": {d: "the reviewer" for d in rejected},
+                    "review_note": note,
+                    "feedback": "",
+                    "attempts": 0,
+                    "candidate_distractors": [],
+                    "valid": False,
+                    "repaired": [],
+                    "reviewed": False,
+                    "review_problems": [],
+                    "trace": [entry],
+                },
+            )
     entry.update({"valid": False, "problems": problems, "seconds": round(time.perf_counter() - t0, 3)})
     return Command(goto="review", update={"review_problems": problems, "trace": [entry]})
 
@@ -185,6 +245,13 @@ def build_review_graph(checkpointer=None):
     Without one an in-memory checkpointer is used (state lives as long as the compiled graph)."""
     if checkpointer is None:
         from langgraph.checkpoint.memory import InMemorySaver
+
         checkpointer = InMemorySaver()
-    return build_graph(checkpointer, functions={"distractors": distractors_keeping}, record_inputs=True,
-                       name="coe-review", state_schema=ReviewState, review=review)
+    return build_graph(
+        checkpointer,
+        functions={"distractors": distractors_keeping},
+        record_inputs=True,
+        name="coe-review",
+        state_schema=ReviewState,
+        review=review,
+    )

@@ -37,9 +37,12 @@ def services_of(runtime) -> Services:
     services = getattr(runtime, "context", None)
     if services is None:
         from coe.errors import ConfigError
-        raise ConfigError("the graph needs its models as context: graph.invoke(state, config, "
-                          "context=Services(llm=..., retriever=..., image_reader=...)); "
-                          "coe.graphs.services.default_services() gives the CPU default")
+
+        raise ConfigError(
+            "the graph needs its models as context: graph.invoke(state, config, "
+            "context=Services(llm=..., retriever=..., image_reader=...)); "
+            "coe.graphs.services.default_services() gives the CPU default"
+        )
     return services
 
 
@@ -49,27 +52,33 @@ T = TypeVar("T")
 def _present(value: T | None, missing: str) -> T:
     if value is None:
         from coe.errors import ConfigError
+
         raise ConfigError(missing)
     return value
 
 
 def llm_of(runtime) -> LLMPlugin:
     """The run's LLM, for a step that calls it; a context without one (model-free work) is a one-line error."""
-    return _present(services_of(runtime).llm,
-                    "this step needs a model, and the graph's context has none (Services.llm is None)")
+    return _present(
+        services_of(runtime).llm, "this step needs a model, and the graph's context has none (Services.llm is None)"
+    )
 
 
 def retriever_of(runtime) -> ExemplarRetriever:
     """The run's exemplar retriever; a context without one is a one-line error."""
-    return _present(services_of(runtime).retriever,
-                    "retrieval needs a retriever, and the graph's context has none (Services.retriever; "
-                    "coe.graphs.services.retrieval_services() gives the default)")
+    return _present(
+        services_of(runtime).retriever,
+        "retrieval needs a retriever, and the graph's context has none (Services.retriever; "
+        "coe.graphs.services.retrieval_services() gives the default)",
+    )
 
 
 def image_reader_of(runtime) -> ImageReader:
     """The run's image reader; a context without one is a one-line error."""
-    return _present(services_of(runtime).image_reader,
-                    "an image needs an image reader, and the graph's context has none (Services.image_reader)")
+    return _present(
+        services_of(runtime).image_reader,
+        "an image needs an image reader, and the graph's context has none (Services.image_reader)",
+    )
 
 
 def load_services(model: str | None = None) -> Services:

@@ -24,63 +24,64 @@ class GraphSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_distractors: int = Field(3, ge=1, le=MAX_DISTRACTORS, description="wrong options per item "
-                               "(a manifest row's or a request's own count wins)")
-    mode: Literal["json", "coe"] = Field("json", description="`json`: schema-constrained prompts; `coe`: the "
-                                         "paper's free-text shapes")
+    n_distractors: int = Field(
+        3,
+        ge=1,
+        le=MAX_DISTRACTORS,
+        description="wrong options per item (a manifest row's or a request's own count wins)",
+    )
+    mode: Literal["json", "coe"] = Field(
+        "json", description="`json`: schema-constrained prompts; `coe`: the paper's free-text shapes"
+    )
     use_exemplars: bool = Field(True, description="retrieve exemplars (off: zero-shot ablation)")
     use_rationale: bool = Field(True, description="write the rationale before the distractors (off: ablation)")
     k: int = Field(4, ge=0, description="exemplars shown in each prompt")
     pool_k: int = Field(10, ge=0, description="exemplars whose options form the distractor candidate pool")
     use_pool: bool = Field(True, description="offer the pooled candidate options to the distractor step")
-    choose_from_pool: bool = Field(True, description="constrain distractors to the pool when it is large "
-                                   "enough")
+    choose_from_pool: bool = Field(True, description="constrain distractors to the pool when it is large enough")
     pool_selection: Literal["auto", "blend", "learned", "rank", "model"] = Field(
-        "auto", description="who picks the distractors: `model` (the LLM under the schema's enum), `rank` (the "
+        "auto",
+        description="who picks the distractors: `model` (the LLM under the schema's enum), `rank` (the "
         "pool's top n), `blend` (the pool's ranking, the model's vote and the student's draw, steered by "
         "`difficulty`), `learned` (the trained ranker over the wide pool, no model call), `auto` (by backend: "
-        "below the table)")
-    max_retries: int = Field(2, ge=0, description="re-asks of the distractor step before repairing from "
-                             "exemplars")
-    exclude_splits: list[str] = Field(default_factory=list, description="bank splits retrieval never returns "
-                                      "(the evaluation excludes `test`)")
-    question_exemplars: int = Field(4, ge=0, description="exemplar (or ranked bank) questions ranked beside "
-                                    "the model's")
+        "below the table)",
+    )
+    max_retries: int = Field(2, ge=0, description="re-asks of the distractor step before repairing from exemplars")
+    exclude_splits: list[str] = Field(
+        default_factory=list, description="bank splits retrieval never returns (the evaluation excludes `test`)"
+    )
+    question_exemplars: int = Field(
+        4, ge=0, description="exemplar (or ranked bank) questions ranked beside the model's"
+    )
     question_samples: int = Field(1, ge=0, description="sampled model questions ranked beside the greedy one")
     question_selection: Literal["auto", "model", "learned"] = Field(
-        "auto", description="who writes the question: `model` (generate several, keep the best), `learned` "
+        "auto",
+        description="who writes the question: `model` (generate several, keep the best), `learned` "
         "(the trained ranker over exemplar and bank questions, no model call), `auto` (by backend: below the "
-        "table)")
+        "table)",
+    )
     verify: bool = Field(True, description="verify the item with the answering agent (off: `unverified`)")
-    check_given_question: bool = Field(True, description="refuse a given question that the answer does not "
-                                       "answer")
-    max_question_rounds: int = Field(1, ge=0, description="times a flagged question goes back to the question "
-                                     "step")
-    max_distractor_rounds: int = Field(1, ge=0, description="times distractors judged correct (or cued) are "
-                                       "replaced")
-    difficulty: Literal["easy", "medium", "hard"] = Field("medium", description="steers which distractors "
-                                                          "are kept")
+    check_given_question: bool = Field(True, description="refuse a given question that the answer does not answer")
+    max_question_rounds: int = Field(1, ge=0, description="times a flagged question goes back to the question step")
+    max_distractor_rounds: int = Field(1, ge=0, description="times distractors judged correct (or cued) are replaced")
+    difficulty: Literal["easy", "medium", "hard"] = Field("medium", description="steers which distractors are kept")
     seed: int = Field(0, description="another seed gives another alternative for the same input")
     # one more model call with the longest prompt of the item, and small models mostly restate the option
-    write_notes: bool = Field(False, description="write why a student would pick each distractor (one more "
-                              "model call)")
+    write_notes: bool = Field(False, description="write why a student would pick each distractor (one more model call)")
     orders: int = Field(2, ge=1, description="option orders averaged per solve (position bias of small models)")
-    key_margin: Share = Field(0.15, description="flag when a distractor beats the key by more than "
-                              "this")
-    min_key_prob: Share = Field(0.0, description="flag when the key gets less than this (0: rely on "
-                                "the margin)")
-    also_correct_yes: Share = Field(0.5, description="a distractor judged also correct needs "
-                                    "P(yes) at least this ...")
+    key_margin: Share = Field(0.15, description="flag when a distractor beats the key by more than this")
+    min_key_prob: Share = Field(0.0, description="flag when the key gets less than this (0: rely on the margin)")
+    also_correct_yes: Share = Field(0.5, description="a distractor judged also correct needs P(yes) at least this ...")
     also_correct_gap: Share = Field(0.1, description="... and within this of the key's own P(yes)")
-    given_min_yes: Share = Field(0.2, description="a given question whose key gets P(yes) below "
-                                 "this is refused")
+    given_min_yes: Share = Field(0.2, description="a given question whose key gets P(yes) below this is refused")
     # calibrated on ScienceQA val gold and known-false items (coe eval --task verify) so that items marked
     # verified are right at least 90 % of the time: the smallest such margin with the 1.5B (the 0.5B never
     # separates its top two options by 0.05); at 0.1 the 1.5B verified 7 known-false items beside 2 gold ones
-    confirm_margin: Share = Field(0.55, description="`verified` needs the key ahead of every "
-                                  "distractor by this much")
-    vague_spread: Share = Field(0.0, description="flag a question the bank does not know when the "
-                                "student's top two options are closer than this")
+    confirm_margin: Share = Field(0.55, description="`verified` needs the key ahead of every distractor by this much")
+    vague_spread: Share = Field(
+        0.0,
+        description="flag a question the bank does not know when the student's top two options are closer than this",
+    )
     text_only: bool = Field(True, description="also solve without the picture (only when the item has one)")
 
 
@@ -89,8 +90,10 @@ class GraphSettings(BaseModel):
 # recall 0.283 against pool-rank's 0.312; its questions no better than copying the nearest exemplar's), so
 # the rankers choose there and the model writes the rationale, verifies, and writes distractors only when
 # the pool falls short or validation sends the step back. A model that sees the picture keeps the blend.
-AUTO_SELECTION = {False: {"pool_selection": "learned", "question_selection": "learned"},
-                  True: {"pool_selection": "blend", "question_selection": "model"}}
+AUTO_SELECTION = {
+    False: {"pool_selection": "learned", "question_selection": "learned"},
+    True: {"pool_selection": "blend", "question_selection": "model"},
+}
 
 
 # ``--choose`` of coe generate and coe batch run: force either side whatever the backend.
@@ -101,6 +104,7 @@ def choose_settings(choose: str) -> dict[str, str]:
     """The graph settings ``--choose`` stands for; an unknown value is a one-line input error."""
     if choose not in CHOOSE:
         from coe.errors import InputError
+
         raise InputError(f"--choose must be {', '.join(CHOOSE)}, not {choose!r}")
     return dict(CHOOSE[choose])
 
@@ -112,10 +116,12 @@ def resolve_selection(s: GraphSettings, llm: LLMPlugin | None) -> tuple[GraphSet
     update = {k: v for k, v in AUTO_SELECTION[sees].items() if getattr(s, k) == "auto"}
     if not update:
         return s, None
-    why = ("the model sees the picture: the model's choices blended with the rankers'" if sees else
-           "the model cannot see the picture: the learned rankers choose")
+    why = (
+        "the model sees the picture: the model's choices blended with the rankers'"
+        if sees
+        else "the model cannot see the picture: the learned rankers choose"
+    )
     return s.model_copy(update=update), {"auto": update, "why": why}
-
 
 
 def settings_from(config: RunnableConfig | None) -> GraphSettings:
@@ -137,8 +143,9 @@ def check_settings(values: Mapping[str, Any], *, where: str = "") -> GraphSettin
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "settings"
         if err["type"] == "extra_forbidden":
-            raise InputError(f"{where}unknown setting {key!r} (settings: {', '.join(GraphSettings.model_fields)})"
-                             ) from None
+            raise InputError(
+                f"{where}unknown setting {key!r} (settings: {', '.join(GraphSettings.model_fields)})"
+            ) from None
         raise InputError(f"{where}setting {key}={err.get('input')!r}: {err['msg']}") from None
 
 

@@ -19,16 +19,16 @@ class TraceEntry(TypedDict, total=False):
     source: str
     error: str
     note: str
-    candidates: list[Any]       # what the question or distractor step ranked, best first
-    inputs: dict[str, Any]      # the state fields the node read (the review graph records them)
-    settings: dict[str, Any]    # on the first step: the settings the run resolved ("auto" decided)
+    candidates: list[Any]  # what the question or distractor step ranked, best first
+    inputs: dict[str, Any]  # the state fields the node read (the review graph records them)
+    settings: dict[str, Any]  # on the first step: the settings the run resolved ("auto" decided)
 
 
 class CoEInput(TypedDict, total=False):
     answer: str
     context: str
     image_path: str | None
-    image_text: str             # a caller may bring its own image text (e.g. a dataset caption)
+    image_text: str  # a caller may bring its own image text (e.g. a dataset caption)
     question_given: str | None
     n_distractors: int
     subject: str | None
@@ -48,7 +48,7 @@ class CoEOutput(TypedDict, total=False):
     repaired: list[str]
     status: Literal["verified", "unconfirmed", "flagged", "unverified"]  # unverified: verification off
     reasons: list[str]
-    difficulty: Literal["easy", "medium", "hard"]   # estimated by the verifier
+    difficulty: Literal["easy", "medium", "hard"]  # estimated by the verifier
     verification: dict[str, Any]
     model: str
     trace: list[TraceEntry]
@@ -62,8 +62,8 @@ class CoEState(CoEInput, CoEOutput, total=False):
     question_feedback: str
     question_rounds: int
     distractor_rounds: int
-    rejected_options: list[str]         # options the verifier judged correct too
-    rejected_by: dict[str, str]         # options a caller steering the graph rejected, and who (the reviewer)
+    rejected_options: list[str]  # options the verifier judged correct too
+    rejected_by: dict[str, str]  # options a caller steering the graph rejected, and who (the reviewer)
     rejected_questions: list[str]
-    route: Literal["done", "question", "distractors"]   # where verify sends the item next
+    route: Literal["done", "question", "distractors"]  # where verify sends the item next
     trace: Annotated[list[TraceEntry], operator.add]

@@ -50,12 +50,21 @@ class Reads(dict):
 
 def read_fields(state: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     """The fields a node read, as its trace entry shows them (exemplars by id)."""
-    return {k: [e.get("id") for e in state[k] or []] if k == "exemplars" else state[k]
-            for k in sorted(keys) if k in state and k != "trace"}
+    return {
+        k: [e.get("id") for e in state[k] or []] if k == "exemplars" else state[k]
+        for k in sorted(keys)
+        if k in state and k != "trace"
+    }
 
 
-def traced(name: str, fn: Callable[..., dict[str, Any]], *, first: bool = False,
-           services: Callable[[], Services] | None = None, record_inputs: bool = False):
+def traced(
+    name: str,
+    fn: Callable[..., dict[str, Any]],
+    *,
+    first: bool = False,
+    services: Callable[[], Services] | None = None,
+    record_inputs: bool = False,
+):
     """``fn`` as graph node ``name``. ``first``: its entry records the run's resolved settings. ``services``:
     the models when the run's context brings none (a served run, whose context is its settings)."""
     takes_runtime = "runtime" in inspect.signature(fn).parameters

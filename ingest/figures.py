@@ -18,15 +18,18 @@ from coe.text import one_line
 MIN_SIDE = 48
 MIN_AREA = 96 * 96
 MAX_CAPTION_CHARS = 300
-CAPTION = re.compile(r"^\s*(fig(ure)?|image|diagram|chart|illustration|plate|photo)\.?\s*[\dIVXivx]+"
-                     r"([.\-]\d+)*\s*[.:)\u2013\u2014-]?", re.I)
+CAPTION = re.compile(
+    r"^\s*(fig(ure)?|image|diagram|chart|illustration|plate|photo)\.?\s*[\dIVXivx]+"
+    r"([.\-]\d+)*\s*[.:)\u2013\u2014-]?",
+    re.I,
+)
 _KEEP_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif"}
 
 
 @dataclass
 class Figure:
     id: str
-    path: str        # relative to the material's folder
+    path: str  # relative to the material's folder
     caption: str
     width: int
     height: int
@@ -37,8 +40,9 @@ def is_caption(text: str) -> bool:
     return bool(CAPTION.match(text or ""))
 
 
-def save_figure(folder: Path, data: bytes, *, fig_id: str, caption: str, label: str,
-                captioned: bool | None = None) -> Figure | None:
+def save_figure(
+    folder: Path, data: bytes, *, fig_id: str, caption: str, label: str, captioned: bool | None = None
+) -> Figure | None:
     """Store one embedded picture under ``folder/figures``; ``None`` for one too small to be a figure.
     A picture that is not a readable image within coe's limits raises ``InputError``."""
     from PIL import Image
@@ -57,9 +61,16 @@ def save_figure(folder: Path, data: bytes, *, fig_id: str, caption: str, label: 
     target = folder / "figures" / name
     if not target.exists():
         from coe.atomic import write_bytes
+
         write_bytes(target, data)
-    return Figure(id=fig_id, path=f"figures/{name}", caption=one_line(caption or "")[:MAX_CAPTION_CHARS],
-                  width=width, height=height, captioned=is_caption(caption) if captioned is None else captioned)
+    return Figure(
+        id=fig_id,
+        path=f"figures/{name}",
+        caption=one_line(caption or "")[:MAX_CAPTION_CHARS],
+        width=width,
+        height=height,
+        captioned=is_caption(caption) if captioned is None else captioned,
+    )
 
 
 def dump(figures: list[Figure]) -> str:

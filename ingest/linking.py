@@ -44,8 +44,9 @@ class FigureLinker(TransformComponent):
                 linked[_home(fig.get("caption", ""), texts)].append(fig)
             for i, node in enumerate(group):
                 node.metadata["chunk"] = i
-                node.metadata["figures"] = json.dumps([{**f, "passage_id": node.node_id} for f in linked[i]],
-                                                      ensure_ascii=False)
+                node.metadata["figures"] = json.dumps(
+                    [{**f, "passage_id": node.node_id} for f in linked[i]], ensure_ascii=False
+                )
                 node.metadata["figure_count"] = len(linked[i])
                 for key in ("chunk", "figure_count"):
                     if key not in node.excluded_embed_metadata_keys:

@@ -31,8 +31,7 @@ def check_zip(file: Path, kind: str) -> None:
             total = sum(i.file_size for i in z.infolist())
             if total > MAX_UNZIPPED_BYTES:
                 raise InputError(f"{kind} file unpacks to {total} bytes: {file} (limit {MAX_UNZIPPED_BYTES})")
-            check_xml_members(z, f"{kind} file {file.name}", max_elements=MAX_PART_ELEMENTS,
-                              max_bytes=MAX_PART_BYTES)
+            check_xml_members(z, f"{kind} file {file.name}", max_elements=MAX_PART_ELEMENTS, max_bytes=MAX_PART_BYTES)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise InputError(f"not a readable {kind} file: {file} ({exc})") from None
 
@@ -42,11 +41,11 @@ class _FigureReader(BaseReader):
         self.folder = folder
         self.warnings: list[str] = []
 
-    def _save(self, blob: bytes, *, fig_id: str, caption: str, label: str,
-              captioned: bool | None = None) -> figs.Figure | None:
+    def _save(
+        self, blob: bytes, *, fig_id: str, caption: str, label: str, captioned: bool | None = None
+    ) -> figs.Figure | None:
         try:
-            return figs.save_figure(self.folder, blob, fig_id=fig_id, caption=caption, label=label,
-                                    captioned=captioned)
+            return figs.save_figure(self.folder, blob, fig_id=fig_id, caption=caption, label=label, captioned=captioned)
         except InputError as exc:
             self.warnings.append(str(exc))
             return None
@@ -54,6 +53,7 @@ class _FigureReader(BaseReader):
 
 def _shapes(shapes):
     from pptx.enum.shapes import MSO_SHAPE_TYPE
+
     for shape in shapes:
         if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
             yield from _shapes(shape.shapes)
@@ -81,7 +81,7 @@ class SlidesReader(_FigureReader):
             raise InputError(f"not a readable PowerPoint file: {file} ({type(exc).__name__}: {exc})") from exc
         docs = []
         for number, slide in enumerate(deck.slides, start=1):
-            texts: list[tuple[float, float, str]] = []   # (left, top, text): reading order and distances
+            texts: list[tuple[float, float, str]] = []  # (left, top, text): reading order and distances
             pictures = []
             for shape in _shapes(slide.shapes):
                 top, left = float(shape.top or 0), float(shape.left or 0)
@@ -101,8 +101,13 @@ class SlidesReader(_FigureReader):
                     blob = shape.image.blob
                 except Exception:  # a linked (not embedded) picture has no bytes in the file
                     continue
-                fig = self._save(blob, fig_id=f"{file.stem}-s{number}-{k}", caption=caption,
-                                 label=f"{file.name} slide {number} picture {k}", captioned=bool(alt) or None)
+                fig = self._save(
+                    blob,
+                    fig_id=f"{file.stem}-s{number}-{k}",
+                    caption=caption,
+                    label=f"{file.name} slide {number} picture {k}",
+                    captioned=bool(alt) or None,
+                )
                 if fig is not None:
                     found.append(fig)
                     if alt and alt not in body:
@@ -111,8 +116,7 @@ class SlidesReader(_FigureReader):
                 body.append(f"Notes: {slide.notes_slide.notes_text_frame.text.strip()}")
             if not body and not found:
                 continue
-            meta = {**(extra_info or {}), "slide": number, "title": title, "order": number,
-                    "figures": figs.dump(found)}
+            meta = {**(extra_info or {}), "slide": number, "title": title, "order": number, "figures": figs.dump(found)}
             docs.append(Document(id_=f"{file}#slide={number}", text="\n".join(body), metadata=meta))
         return docs
 
@@ -162,8 +166,13 @@ class WordReader(_FigureReader):
                 if part is None:
                     continue
                 k = sum(len(s["figures"]) for s in sections) + 1
-                fig = self._save(part.blob, fig_id=f"{file.stem}-f{k}", caption=alt or _caption_near(paragraphs, i),
-                                 label=f"{file.name} picture {k}", captioned=bool(alt) or None)
+                fig = self._save(
+                    part.blob,
+                    fig_id=f"{file.stem}-f{k}",
+                    caption=alt or _caption_near(paragraphs, i),
+                    label=f"{file.name} picture {k}",
+                    captioned=bool(alt) or None,
+                )
                 if fig is not None:
                     sections[-1]["figures"].append(fig)
         for table in document.tables:  # tables' text belongs to the material too; kept in the last section

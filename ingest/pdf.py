@@ -14,7 +14,7 @@ from llama_index.core.schema import Document
 from coe.errors import InputError
 from coe.ingest import figures as figs
 
-MAX_PAGES = 1000   # per document (--max-pages raises it)
+MAX_PAGES = 1000  # per document (--max-pages raises it)
 _LEADERS = re.compile(r"(?:\s*\.){4,}")
 
 
@@ -78,8 +78,9 @@ class PdfPagesReader(BaseReader):
         except Exception as exc:
             raise InputError(f"not a readable PDF: {file} ({type(exc).__name__}: {exc})") from exc
         if count > self.max_pages:
-            raise InputError(f"the PDF has {count} pages; split it, or raise the limit with --max-pages "
-                             f"(limit {self.max_pages})")
+            raise InputError(
+                f"the PDF has {count} pages; split it, or raise the limit with --max-pages (limit {self.max_pages})"
+            )
         try:
             labels = list(reader.page_labels)
         except Exception:
@@ -91,8 +92,13 @@ class PdfPagesReader(BaseReader):
             found = self._figures(page, lines, placed, file, number)
             if not text.strip() and not found:
                 continue
-            meta = {**(extra_info or {}), "page": number, "page_label": labels[i] if i < len(labels) else str(number),
-                    "order": number, "figures": figs.dump(found)}
+            meta = {
+                **(extra_info or {}),
+                "page": number,
+                "page_label": labels[i] if i < len(labels) else str(number),
+                "order": number,
+                "figures": figs.dump(found),
+            }
             docs.append(Document(id_=f"{file}#page={number}", text=text, metadata=meta))
         return docs
 
@@ -107,8 +113,13 @@ class PdfPagesReader(BaseReader):
             stem = Path(image.name).stem
             caption = figs.nearest_caption(lines, placed.get(stem))
             try:
-                fig = figs.save_figure(self.folder, image.data, fig_id=f"{file.stem}-p{number}-{k}",
-                                       caption=caption, label=f"{file.name} page {number} picture {k}")
+                fig = figs.save_figure(
+                    self.folder,
+                    image.data,
+                    fig_id=f"{file.stem}-p{number}-{k}",
+                    caption=caption,
+                    label=f"{file.name} page {number} picture {k}",
+                )
             except InputError as exc:
                 self.warnings.append(str(exc))
                 continue

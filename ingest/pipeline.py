@@ -27,9 +27,9 @@ SHOWN_KEYS = ("title", "section")
 @dataclass
 class FileResult:
     path: str
-    status: str                 # new | changed | unchanged | failed | removed
-    documents: int = 0          # pages, slides or sections read
-    passages: int = 0           # nodes written (0 when the docstore found every page unchanged)
+    status: str  # new | changed | unchanged | failed | removed
+    documents: int = 0  # pages, slides or sections read
+    passages: int = 0  # nodes written (0 when the docstore found every page unchanged)
     figures: int = 0
     error: str = ""
 
@@ -49,8 +49,7 @@ class IngestReport:
         return sum(f.status == status for f in self.files)
 
 
-def _files(paths: list[str], report: IngestReport,
-           allow_outside: bool = False) -> tuple[dict[Path, Path], list[Path]]:
+def _files(paths: list[str], report: IngestReport, allow_outside: bool = False) -> tuple[dict[Path, Path], list[Path]]:
     """The supported files named or found under ``paths``, each with the folder its pictures must stay in
     (the folder given, or a file's own folder), and the folders given; bad paths are reported. A link that
     leads out of a folder given is refused unless ``allow_outside``."""
@@ -63,21 +62,33 @@ def _files(paths: list[str], report: IngestReport,
         if p.is_dir():
             folders.append(p)
             try:
-                found = SimpleDirectoryReader(input_dir=str(p), recursive=True, required_exts=list(SUPPORTED),
-                                              exclude_hidden=True).input_files
+                found = SimpleDirectoryReader(
+                    input_dir=str(p), recursive=True, required_exts=list(SUPPORTED), exclude_hidden=True
+                ).input_files
             except ValueError:
                 found = []
             for f in map(Path, found):
                 if allow_outside or f.resolve().is_relative_to(p):
                     files.setdefault(f, p)
                 else:
-                    report.files.append(FileResult(str(f), "failed", error=f"a link to a file outside {p}: "
-                                                   f"{f.name} (--allow-outside-files reads it)"))
+                    report.files.append(
+                        FileResult(
+                            str(f),
+                            "failed",
+                            error=f"a link to a file outside {p}: {f.name} (--allow-outside-files reads it)",
+                        )
+                    )
         elif not p.exists():
             report.files.append(FileResult(str(p), "failed", error=f"not found: {p}"))
         elif p.suffix.lower() not in SUPPORTED:
-            report.files.append(FileResult(str(p), "failed", error=f"unsupported file type {p.suffix or '(none)'}: "
-                                           f"{p.name} (supported: {', '.join(sorted(SUPPORTED))})"))
+            report.files.append(
+                FileResult(
+                    str(p),
+                    "failed",
+                    error=f"unsupported file type {p.suffix or '(none)'}: "
+                    f"{p.name} (supported: {', '.join(sorted(SUPPORTED))})",
+                )
+            )
         else:
             files.setdefault(p, p.parent)
     return files, folders
@@ -105,6 +116,7 @@ class _Docstore:
 
     def save(self) -> None:
         from coe.atomic import write_text
+
         write_text(self.path, json.dumps(self.store.to_dict()))
 
     def forget(self, doc_ids, vector_store) -> None:
@@ -121,8 +133,9 @@ def _loaded(path: Path, name: str, readers: dict) -> list:
         return {"material": name, "file_path": file, "file_name": Path(file).name}
 
     try:
-        docs = SimpleDirectoryReader.load_file(path, file_metadata=metadata, file_extractor=readers,
-                                               raise_on_error=True)
+        docs = SimpleDirectoryReader.load_file(
+            path, file_metadata=metadata, file_extractor=readers, raise_on_error=True
+        )
     except Exception as exc:  # LlamaIndex wraps the reader's error; the user wants the reader's line
         cause = exc.__cause__ or exc
         if isinstance(cause, InputError):
@@ -140,9 +153,17 @@ def _node_id(i: int, doc: Any) -> str:
     return hashlib.sha256(f"{doc.id_}\0{doc.hash}\0{i}".encode()).hexdigest()[:32]
 
 
-def ingest(paths: list[str], material: str, *, embedder: Any = None, image_reader: Any = None,
-           console: Any = None, reread: bool = False, allow_outside: bool = False,
-           max_pages: int | None = None) -> IngestReport:
+def ingest(
+    paths: list[str],
+    material: str,
+    *,
+    embedder: Any = None,
+    image_reader: Any = None,
+    console: Any = None,
+    reread: bool = False,
+    allow_outside: bool = False,
+    max_pages: int | None = None,
+) -> IngestReport:
     """Ingest ``paths`` (files or folders) into ``material``. ``reread``: read unchanged files again
     (the docstore still skips their unchanged pages). ``allow_outside``: read pictures that a document
     names outside its folder, and files linked from outside a folder given. ``max_pages``: a PDF's page
@@ -156,8 +177,16 @@ def ingest(paths: list[str], material: str, *, embedder: Any = None, image_reade
     with writer_lock(store.material_dir(name), f"material {name!r}"):
         new = not store.material_dir(name).joinpath(store.REGISTRY).is_file()
         try:
-            report = _ingest(paths, name, embedder=embedder, image_reader=image_reader, console=console,
-                             reread=reread, allow_outside=allow_outside, max_pages=max_pages)
+            report = _ingest(
+                paths,
+                name,
+                embedder=embedder,
+                image_reader=image_reader,
+                console=console,
+                reread=reread,
+                allow_outside=allow_outside,
+                max_pages=max_pages,
+            )
         except BaseException:
             if new:
                 store.drop_empty(name)
@@ -167,8 +196,17 @@ def ingest(paths: list[str], material: str, *, embedder: Any = None, image_reade
         return report
 
 
-def _ingest(paths: list[str], material: str, *, embedder: Any, image_reader: Any, console: Any, reread: bool,
-            allow_outside: bool, max_pages: int | None) -> IngestReport:
+def _ingest(
+    paths: list[str],
+    material: str,
+    *,
+    embedder: Any,
+    image_reader: Any,
+    console: Any,
+    reread: bool,
+    allow_outside: bool,
+    max_pages: int | None,
+) -> IngestReport:
     from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
     from llama_index.core.node_parser import SentenceSplitter
     from rich.console import Console
@@ -207,20 +245,26 @@ def _ingest(paths: list[str], material: str, *, embedder: Any, image_reader: Any
                 docs = _loaded(path, name, readers)
                 if pipeline is None:
                     pipeline = IngestionPipeline(
-                        transformations=[SentenceSplitter(chunk_size=CHUNK_TOKENS, chunk_overlap=CHUNK_OVERLAP,
-                                                          id_func=_node_id),
-                                         FigureLinker(), CoeEmbedding(embedder)],
-                        docstore=docstore.store, vector_store=vectors,
-                        docstore_strategy=DocstoreStrategy.UPSERTS, disable_cache=True)
+                        transformations=[
+                            SentenceSplitter(chunk_size=CHUNK_TOKENS, chunk_overlap=CHUNK_OVERLAP, id_func=_node_id),
+                            FigureLinker(),
+                            CoeEmbedding(embedder),
+                        ],
+                        docstore=docstore.store,
+                        vector_store=vectors,
+                        docstore_strategy=DocstoreStrategy.UPSERTS,
+                        disable_cache=True,
+                    )
                 # a page batch at a time: a long document's passages and vectors are never all in memory
-                written = sum(len(pipeline.run(documents=docs[start:start + PAGE_BATCH]))
-                              for start in range(0, len(docs), PAGE_BATCH))
+                written = sum(
+                    len(pipeline.run(documents=docs[start : start + PAGE_BATCH]))
+                    for start in range(0, len(docs), PAGE_BATCH)
+                )
                 ids = [d.id_ for d in docs]
                 docstore.forget(set(registry.get(key, {}).get("docs", [])) - set(ids), vectors)
                 result.documents, result.passages = len(docs), written
                 result.figures = sum(len(json.loads(d.metadata.get("figures") or "[]")) for d in docs)
-                registry[key] = {"sha256": digest, "size": path.stat().st_size, "docs": ids,
-                                 "figures": result.figures}
+                registry[key] = {"sha256": digest, "size": path.stat().st_size, "docs": ids, "figures": result.figures}
                 changed = True
             except InputError as exc:
                 result.status, result.error = "failed", str(exc)

@@ -17,8 +17,13 @@ SUPPORTED = (".pdf", ".docx", ".pptx", *TEXT, *IMAGES)
 def check_size(path: Path) -> None:
     """Files over their kind's limit are refused before any parser opens them."""
     suffix = path.suffix.lower()
-    limit = (DEFAULT_MAX_IMAGE_BYTES if suffix in IMAGES else DEFAULT_MAX_TEXT_BYTES if suffix in TEXT
-             else MAX_DOCUMENT_BYTES)
+    limit = (
+        DEFAULT_MAX_IMAGE_BYTES
+        if suffix in IMAGES
+        else DEFAULT_MAX_TEXT_BYTES
+        if suffix in TEXT
+        else MAX_DOCUMENT_BYTES
+    )
     if not path.is_file():
         raise InputError(f"not a regular file: {path}")
     size = path.stat().st_size
@@ -26,8 +31,9 @@ def check_size(path: Path) -> None:
         raise InputError(f"file too large: {path} ({size} bytes, limit {limit})")
 
 
-def extractors(folder: Path, image_reader: Any = None, *, allow_outside: bool = False,
-               max_pages: int | None = None) -> dict[str, Any]:
+def extractors(
+    folder: Path, image_reader: Any = None, *, allow_outside: bool = False, max_pages: int | None = None
+) -> dict[str, Any]:
     """``SimpleDirectoryReader``'s ``file_extractor``: suffix → reader, figures stored under ``folder``.
     Each reader's ``scope`` (set per file) is the folder a document's pictures must stay in."""
     from coe.ingest.office import SlidesReader, WordReader
@@ -38,6 +44,14 @@ def extractors(folder: Path, image_reader: Any = None, *, allow_outside: bool = 
     html = HtmlSectionsReader(folder, allow_outside=allow_outside)
     image = PlainImageReader(folder, image_reader)
     pdf = PdfPagesReader(folder) if max_pages is None else PdfPagesReader(folder, max_pages=max_pages)
-    return {".pdf": pdf, ".docx": WordReader(folder), ".pptx": SlidesReader(folder),
-            ".md": markdown, ".markdown": markdown, ".txt": markdown, ".html": html, ".htm": html,
-            **{s: image for s in IMAGES}}
+    return {
+        ".pdf": pdf,
+        ".docx": WordReader(folder),
+        ".pptx": SlidesReader(folder),
+        ".md": markdown,
+        ".markdown": markdown,
+        ".txt": markdown,
+        ".html": html,
+        ".htm": html,
+        **{s: image for s in IMAGES},
+    }

@@ -22,6 +22,7 @@ LOCATION_KEYS = ("page", "page_label", "slide", "title", "section")
 
 def _mentions(text: str, answer: str) -> bool:
     from coe.agents.validation import normalize
+
     key = normalize(answer, articles=True)
     return bool(key) and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", normalize(text, articles=True)) is not None
 
@@ -51,23 +52,31 @@ def _figure(material: str, hit: Any, answer: str) -> dict[str, Any] | None:
     """The passage's own figure, else one of its page's (slide's, section's) other passages."""
     figures = load(hit.node.metadata.get("figures"))
     if not figures:
-        res = store.collection(material).get(where={"$and": [{"ref_doc_id": hit.node.ref_doc_id},
-                                                             {"figure_count": {"$gt": 0}}]},
-                                             include=["metadatas"])
+        res = store.collection(material).get(
+            where={"$and": [{"ref_doc_id": hit.node.ref_doc_id}, {"figure_count": {"$gt": 0}}]}, include=["metadatas"]
+        )
         figures = [f for m in res["metadatas"] for f in load((m or {}).get("figures"))]
     if not figures:
         return None
     return next((f for f in figures if _mentions(f.get("caption", ""), answer)), figures[0])
 
 
-def source_of(material: str, metadata: dict[str, Any], passage_id: str, figure: dict | None,
-              score: float | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"material": material, "file": metadata.get("file_name", ""),
-                           "file_path": metadata.get("file_path", ""), "passage_id": passage_id}
+def source_of(
+    material: str, metadata: dict[str, Any], passage_id: str, figure: dict | None, score: float | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "material": material,
+        "file": metadata.get("file_name", ""),
+        "file_path": metadata.get("file_path", ""),
+        "passage_id": passage_id,
+    }
     out.update({k: metadata[k] for k in LOCATION_KEYS if metadata.get(k) not in (None, "")})
     if figure is not None:
-        out.update(figure=figure.get("id"), figure_caption=figure.get("caption", ""),
-                   figure_path=str(store.material_dir(material) / figure["path"]))
+        out.update(
+            figure=figure.get("id"),
+            figure_caption=figure.get("caption", ""),
+            figure_path=str(store.material_dir(material) / figure["path"]),
+        )
     if score is not None:
         out["score"] = round(float(score), 4)
     return out
@@ -77,8 +86,9 @@ def material_input(material: str, answer: str, *, embedder: Any = None) -> dict[
     """``{"context", "image_path", "source"}`` for an item about ``answer``: the best passage that names it
     (else the nearest one, when near enough) and its figure. ``InputError`` when the material has none."""
     hits = search(material, answer, embedder=embedder)
-    ranked = sorted(hits, key=lambda h: (not _mentions(h.node.get_content(), answer), not _prose(h.node.get_content()),
-                                         -cosine(h)))
+    ranked = sorted(
+        hits, key=lambda h: (not _mentions(h.node.get_content(), answer), not _prose(h.node.get_content()), -cosine(h))
+    )
     if not ranked or (not _mentions(ranked[0].node.get_content(), answer) and cosine(ranked[0]) < MIN_SIMILARITY):
         raise InputError(f"the material {material!r} has no passage about {answer!r}")
     best = ranked[0]
@@ -88,9 +98,13 @@ def material_input(material: str, answer: str, *, embedder: Any = None) -> dict[
         path = store.material_dir(material) / figure["path"]
         image_path = str(path) if Path(path).is_file() else None
     context = best.node.get_content().strip()[:MAX_CONTEXT_CHARS]
-    return {"context": context, "image_path": image_path,
-            "source": source_of(material, best.node.metadata, best.node.node_id, figure if image_path else None,
-                                cosine(best))}
+    return {
+        "context": context,
+        "image_path": image_path,
+        "source": source_of(
+            material, best.node.metadata, best.node.node_id, figure if image_path else None, cosine(best)
+        ),
+    }
 
 
 def describe_source(source: dict[str, Any]) -> str:

@@ -21,13 +21,16 @@ FIGURES = "figures"
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if not _NAME.match(name):
-        raise InputError(f"a material name is 1-40 lowercase letters, digits, '-' or '_' "
-                         f"(starting with a letter or digit), got {name!r}")
+        raise InputError(
+            f"a material name is 1-40 lowercase letters, digits, '-' or '_' "
+            f"(starting with a letter or digit), got {name!r}"
+        )
     return name
 
 
 def materials_root() -> Path:
     from coe.paths import coe_home
+
     return coe_home() / "materials"
 
 
@@ -35,6 +38,7 @@ def material_dir(name: str, *, create: bool = False) -> Path:
     path = materials_root() / check_name(name)
     if create:
         from coe.paths import writable_dir
+
         return writable_dir(path, "material", "COE_HOME")
     return path
 
@@ -68,6 +72,7 @@ def read_registry(folder: Path) -> dict[str, Any]:
 
 def write_registry(folder: Path, registry: dict[str, Any]) -> None:
     from coe.atomic import write_text
+
     write_text(folder / REGISTRY, json.dumps(registry, indent=1, sort_keys=True))
 
 
@@ -75,6 +80,7 @@ def chroma_store():
     """The Chroma the materials live in. Chroma itself, whatever ``COE_VECTOR_STORE`` names for the exemplar
     banks: LlamaIndex's ``ChromaVectorStore`` writes and reads the material's collection directly."""
     from coe.plugins.store.chroma import ChromaStore
+
     return ChromaStore(prefix=COLLECTION_PREFIX)
 
 
@@ -106,10 +112,18 @@ def vector_store(name: str):
 def passages(name: str) -> list[dict[str, Any]]:
     """Every stored passage of a material: id, text and metadata, in file and page order."""
     res = collection(name).get(include=["metadatas", "documents"])
-    rows = [{"id": i, "text": d or "", "metadata": m or {}}
-            for i, m, d in zip(res["ids"], res["metadatas"], res["documents"])]
-    return sorted(rows, key=lambda r: (r["metadata"].get("file_path", ""), r["metadata"].get("order", 0),
-                                       r["metadata"].get("chunk", 0)))
+    rows = [
+        {"id": i, "text": d or "", "metadata": m or {}}
+        for i, m, d in zip(res["ids"], res["metadatas"], res["documents"])
+    ]
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["metadata"].get("file_path", ""),
+            r["metadata"].get("order", 0),
+            r["metadata"].get("chunk", 0),
+        ),
+    )
 
 
 def remove_material(name: str) -> None:

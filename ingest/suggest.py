@@ -24,8 +24,25 @@ MIN_CHARS = 4
 
 def _stopwords() -> set[str]:
     from llama_index.core.utils import globals_helper  # NLTK's English list, shipped with LlamaIndex
-    return set(globals_helper.stopwords) | {"also", "may", "used", "use", "using", "one", "two", "e.g", "i.e",
-                                            "figure", "fig", "page", "chapter", "section", "example", "see"}
+
+    return set(globals_helper.stopwords) | {
+        "also",
+        "may",
+        "used",
+        "use",
+        "using",
+        "one",
+        "two",
+        "e.g",
+        "i.e",
+        "figure",
+        "fig",
+        "page",
+        "chapter",
+        "section",
+        "example",
+        "see",
+    }
 
 
 def _phrases(text: str, stop: set[str]) -> list[tuple[str, bool]]:
@@ -76,8 +93,15 @@ def suggest_targets(material: str, n: int = 20) -> list[dict[str, Any]]:
         meta = row["metadata"]
         figure = figure or next(iter(load(meta.get("figures"))), None)
         image = str(folder / figure["path"]) if figure and (folder / figure["path"]).is_file() else ""
-        targets.append({"answer": answer, "kind": kind, "context": row["text"].strip()[:4000], "image": image,
-                        "source": source_of(material, meta, row["id"], figure if image else None)})
+        targets.append(
+            {
+                "answer": answer,
+                "kind": kind,
+                "context": row["text"].strip()[:4000],
+                "image": image,
+                "source": source_of(material, meta, row["id"], figure if image else None),
+            }
+        )
 
     for row in rows:
         for fig in [f for f in load(row["metadata"].get("figures")) if f.get("captioned")]:
@@ -101,12 +125,18 @@ def suggest_targets(material: str, n: int = 20) -> list[dict[str, Any]]:
     # on half the passages or more it is a running header or footer ("User Guide"), not a subject
     doc_of = [r["metadata"].get("ref_doc_id") or r["id"] for r in rows]
     half = max(2, len(set(doc_of)) // 2)
-    recurring = [k for k in spread if len(spread[k]) >= 2 and len({doc_of[i] for i in spread[k]}) <= half
-                 and k not in {"none", "true", "false"}]
+    recurring = [
+        k
+        for k in spread
+        if len(spread[k]) >= 2 and len({doc_of[i] for i in spread[k]}) <= half and k not in {"none", "true", "false"}
+    ]
     for key in sorted(recurring, key=lambda k: (-score(k), k)):
         # a word that mostly occurs inside one longer term is that term, not a target of its own
-        if any(key in other.split() or f" {key} " in f" {other} " for other in recurring
-               if other != key and len(spread[other]) >= 0.8 * len(spread[key])):
+        if any(
+            key in other.split() or f" {key} " in f" {other} "
+            for other in recurring
+            if other != key and len(spread[other]) >= 0.8 * len(spread[key])
+        ):
             continue
         best = max(spread[key], key=lambda i: (rows[i]["text"].lower().count(key), -i))
         add(spelling[key].most_common(1)[0][0], "term", rows[best], None)
@@ -122,11 +152,19 @@ def manifest_csv(material: str, targets: list[dict[str, Any]]) -> str:
         src = t["source"]
         where = next((f"{key} {src[key]}" for key in ("page", "slide", "section") if src.get(key)), "")
         tags = [material, t["kind"], src.get("file", ""), where, src.get("figure", "")]
-        writer.writerow({"id": f"{material}-{k:03d}", "image": t["image"], "context": t["context"],
-                         "answer": t["answer"], "tags": ";".join(re.sub(r"[;,]", " ", str(x)) for x in tags if x)})
+        writer.writerow(
+            {
+                "id": f"{material}-{k:03d}",
+                "image": t["image"],
+                "context": t["context"],
+                "answer": t["answer"],
+                "tags": ";".join(re.sub(r"[;,]", " ", str(x)) for x in tags if x),
+            }
+        )
     return buf.getvalue()
 
 
 def write_manifest(material: str, targets: list[dict[str, Any]], out: str | Path) -> Path:
     from coe.atomic import write_text
+
     return write_text(Path(out).expanduser(), manifest_csv(material, targets))

@@ -23,7 +23,7 @@ class _SectionReader(BaseReader):
     def __init__(self, folder: Path, *, allow_outside: bool = False) -> None:
         self.folder = folder
         self.allow_outside = allow_outside
-        self.scope: Path | None = None   # set per file: the folder its pictures must resolve inside
+        self.scope: Path | None = None  # set per file: the folder its pictures must resolve inside
         self.warnings: list[str] = []
 
     def _local_figure(self, file: Path, src: str, caption: str, fig_id: str) -> figs.Figure | None:
@@ -33,14 +33,21 @@ class _SectionReader(BaseReader):
         scope = (self.scope or file.parent).resolve()
         if not self.allow_outside and not path.is_relative_to(scope):
             # decided before the path is touched, and worded the same whether or not such a file exists
-            self.warnings.append(f"picture outside {scope} left out: {src} in {file.name} "
-                                 "(--allow-outside-files reads it)")
+            self.warnings.append(
+                f"picture outside {scope} left out: {src} in {file.name} (--allow-outside-files reads it)"
+            )
             return None
         try:
             if not path.is_file() or path.stat().st_size > DEFAULT_MAX_IMAGE_BYTES:
                 raise InputError(f"picture not found or too large: {src} in {file.name}")
-            return figs.save_figure(self.folder, path.read_bytes(), fig_id=fig_id, caption=caption,
-                                    label=f"{file.name} picture {src}", captioned=bool(caption) or None)
+            return figs.save_figure(
+                self.folder,
+                path.read_bytes(),
+                fig_id=fig_id,
+                caption=caption,
+                label=f"{file.name} picture {src}",
+                captioned=bool(caption) or None,
+            )
         except (InputError, OSError) as exc:
             self.warnings.append(str(exc))
             return None
@@ -125,8 +132,9 @@ class PlainImageReader(_SectionReader):
             described = self.image_reader.describe(image, source_path=file)
             if described.ocr_text.strip():
                 lines.append(f"Text in the image: {described.ocr_text.strip()}")
-        fig = figs.save_figure(self.folder, file.read_bytes(), fig_id=f"{file.stem}-image", caption=name,
-                               label=file.name, captioned=True)
+        fig = figs.save_figure(
+            self.folder, file.read_bytes(), fig_id=f"{file.stem}-image", caption=name, label=file.name, captioned=True
+        )
         sections = [{"title": name, "lines": lines, "figures": [fig] if fig else []}]
         docs = self._documents(file, sections, extra_info)
         for d in docs:

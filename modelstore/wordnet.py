@@ -17,8 +17,21 @@ from coe.paths import coe_home
 from coe.settings import settings
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
-REQUIRED = ["data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb", "index.adj",
-            "index.adv", "noun.exc", "verb.exc", "adj.exc", "adv.exc", "index.sense"]
+REQUIRED = [
+    "data.noun",
+    "data.verb",
+    "data.adj",
+    "data.adv",
+    "index.noun",
+    "index.verb",
+    "index.adj",
+    "index.adv",
+    "noun.exc",
+    "verb.exc",
+    "adj.exc",
+    "adv.exc",
+    "index.sense",
+]
 LEXNAMES = """adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body
 noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive
 noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process noun.quantity noun.relation
@@ -45,8 +58,10 @@ def ensure_wordnet(source: Path = DEBIAN_WORDNET) -> Path:
     if not (target / "lexnames").is_file():
         missing = [f for f in REQUIRED if not (source / f).is_file()]
         if missing:
-            raise ConfigError(f"WordNet files missing in {source} ({', '.join(missing[:3])}…); install the Debian "
-                              "packages wordnet-base and wordnet-sense-index (make test does)")
+            raise ConfigError(
+                f"WordNet files missing in {source} ({', '.join(missing[:3])}…); install the Debian "
+                "packages wordnet-base and wordnet-sense-index (make test does)"
+            )
         tmp = target.with_name("wordnet.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -73,6 +88,7 @@ def wordnet_reader():
         try:
             ensure_wordnet()
             from nltk.corpus import wordnet
+
             wordnet.synsets("dog")
             return wordnet
         except Exception:  # noqa: BLE001 - an optional lexical resource; its absence disables two cues

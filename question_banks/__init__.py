@@ -3,13 +3,22 @@ imported as a named exemplar bank beside ScienceQA's (``default``), for retrieva
 
 from .importer import FORMATS, ImportReport, import_bank
 from .registry import (
-           DEFAULT_BANK,
-           BankInfo,
-           list_banks,
-           parse_banks,
-           remove_bank,
-           require_banks,
+    DEFAULT_BANK,
+    BankInfo,
+    list_banks,
+    parse_banks,
+    remove_bank,
+    require_banks,
 )
 
-__all__ = ["DEFAULT_BANK", "FORMATS", "BankInfo", "ImportReport", "import_bank", "list_banks", "parse_banks",
-           "remove_bank", "require_banks"]
+__all__ = [
+    "DEFAULT_BANK",
+    "FORMATS",
+    "BankInfo",
+    "ImportReport",
+    "import_bank",
+    "list_banks",
+    "parse_banks",
+    "remove_bank",
+    "require_banks",
+]

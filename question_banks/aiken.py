@@ -47,8 +47,11 @@ def parse(data: bytes) -> Iterator[ParsedQuestion | Problem]:
             if count <= MAX_BLOCK_LINES:
                 lines.append(line.strip())
         elif count:
-            yield (_block(start, lines) if count <= MAX_BLOCK_LINES else
-                   Problem(f"line {start}", f"more than {MAX_BLOCK_LINES} lines in one question", "malformed"))
+            yield (
+                _block(start, lines)
+                if count <= MAX_BLOCK_LINES
+                else Problem(f"line {start}", f"more than {MAX_BLOCK_LINES} lines in one question", "malformed")
+            )
             lines, count = [], 0
 
 

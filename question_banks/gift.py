@@ -99,7 +99,7 @@ def _option(toks: list[tuple[str, str]]) -> tuple[str, float | None, str]:
     body = "".join(text).strip()
     weight = None
     if found := _WEIGHT.match(body):
-        weight, body = float(found.group(1)), body[found.end():].strip()
+        weight, body = float(found.group(1)), body[found.end() :].strip()
     return body, weight, "".join(feedback).strip()
 
 
@@ -123,15 +123,15 @@ def parse_block(line: int, block: str) -> ParsedQuestion | Problem | None:
     closing = next((j for j in range(opening + 1, len(toks)) if toks[j][0] in "{}"), None)
     if closing is None or toks[closing][0] == "{":
         return Problem(where, "the answer block has no closing '}' (or an unescaped '{' inside it)", "malformed")
-    if any(k in "{}" for k, _ in toks[closing + 1:]):
+    if any(k in "{}" for k, _ in toks[closing + 1 :]):
         return Problem(where, "more than one answer block", "malformed")
-    stem, tail = _joined(toks[i:opening]), _joined(toks[closing + 1:])
+    stem, tail = _joined(toks[i:opening]), _joined(toks[closing + 1 :])
     fmt = "moodle"
     if found := _FORMAT.match(stem):
-        fmt, stem = found.group(1).lower(), stem[found.end():]
+        fmt, stem = found.group(1).lower(), stem[found.end() :]
     plain = html_to_text if fmt == "html" else (lambda s: s.strip())
     question = plain(stem) + (f" {_BLANK} {plain(tail)}" if tail.strip() else "")
-    return _answers(where, toks[opening + 1:closing], question, plain)
+    return _answers(where, toks[opening + 1 : closing], question, plain)
 
 
 def _answers(where: str, toks: list[tuple[str, str]], question: str, plain) -> ParsedQuestion | Problem:
@@ -148,8 +148,8 @@ def _answers(where: str, toks: list[tuple[str, str]], question: str, plain) -> P
     rationale = ""
     if ("#", "#") in toks:  # general feedback: four '#' in a row
         for j in range(len(toks) - 3):
-            if kinds[j:j + 4] == ["#"] * 4:
-                rationale, toks, kinds = _joined(toks[j + 4:]), toks[:j], kinds[:j]
+            if kinds[j : j + 4] == ["#"] * 4:
+                rationale, toks, kinds = _joined(toks[j + 4 :]), toks[:j], kinds[:j]
                 break
     options: list[tuple[bool, list[tuple[str, str]]]] = []
     for kind, value in toks:
@@ -171,8 +171,12 @@ def _answers(where: str, toks: list[tuple[str, str]], question: str, plain) -> P
             return Problem(where, "partial credit: not a question with one correct answer")
         (correct if (weight == 100 or (weight is None and marked)) else wrong).append(plain(text))
     if len(correct) != 1:
-        return Problem(where, f"{len(correct)} correct answers; an exemplar needs exactly one"
-                       if correct else "no correct answer (no '=' option)")
+        return Problem(
+            where,
+            f"{len(correct)} correct answers; an exemplar needs exactly one"
+            if correct
+            else "no correct answer (no '=' option)",
+        )
     if not wrong:
         return Problem(where, "no wrong option besides the correct answer")
     return ParsedQuestion(where, question, correct[0], wrong, rationale=plain(rationale))

@@ -18,8 +18,7 @@ def html_to_text(markup: str) -> str:
         return ""
     try:
         # as bytes with their encoding named: a string with an XML declaration is refused as a str
-        root = lxml.html.document_fromstring(markup.encode("utf-8"),
-                                             parser=lxml.html.HTMLParser(encoding="utf-8"))
+        root = lxml.html.document_fromstring(markup.encode("utf-8"), parser=lxml.html.HTMLParser(encoding="utf-8"))
     except etree.ParserError:  # nothing but comments
         return ""
     return element_text(root, HTML_BLOCKS, _HTML_DROPPED)

@@ -29,7 +29,7 @@ from .registry import (
 )
 
 MAX_FILE_BYTES = 64 * 2**20
-MAX_QUESTIONS = 10_000       # per import (--max-questions): an hour of embedding on a laptop CPU
+MAX_QUESTIONS = 10_000  # per import (--max-questions): an hour of embedding on a laptop CPU
 FORMATS = ("moodle-xml", "gift", "qti21", "aiken", "csv", "jsonl")
 
 
@@ -38,11 +38,11 @@ class ImportReport:
     bank: str
     file: str
     format: str
-    read: int = 0                                            # questions found in the file
+    read: int = 0  # questions found in the file
     added: int = 0
-    duplicates: list[str] = field(default_factory=list)      # positions of questions already in the bank
-    problems: list[Problem] = field(default_factory=list)    # skipped or malformed, with their positions
-    exemplars: int = 0                                       # the bank's size after the import
+    duplicates: list[str] = field(default_factory=list)  # positions of questions already in the bank
+    problems: list[Problem] = field(default_factory=list)  # skipped or malformed, with their positions
+    exemplars: int = 0  # the bank's size after the import
 
 
 def detect_format(path: Path, data: bytes) -> str:
@@ -71,8 +71,13 @@ def parse_file(data: bytes, fmt: str) -> Iterable[ParsedQuestion | Problem]:
 
     # most parsers yield one question at a time, so an import can stop at its question limit
     parsers: dict[str, Callable[[bytes], Iterable[ParsedQuestion | Problem]]] = {
-        "moodle-xml": moodle_xml.parse, "gift": gift.parse, "qti21": qti21.parse, "aiken": aiken.parse,
-        "csv": tabular.parse_csv, "jsonl": tabular.parse_jsonl}
+        "moodle-xml": moodle_xml.parse,
+        "gift": gift.parse,
+        "qti21": qti21.parse,
+        "aiken": aiken.parse,
+        "csv": tabular.parse_csv,
+        "jsonl": tabular.parse_jsonl,
+    }
     if fmt not in parsers:
         raise InputError(f"unknown bank format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     return parsers[fmt](data)
@@ -119,14 +124,23 @@ def _read_questions(data: bytes, fmt: str, path: Path, max_questions: int) -> li
     for item in parse_file(data, fmt):
         found.append(checked(item) if isinstance(item, ParsedQuestion) else item)
         if len(found) > max_questions:
-            raise InputError(f"{path.name} holds more than {max_questions} questions; import it in parts, or "
-                             f"raise the limit with --max-questions")
+            raise InputError(
+                f"{path.name} holds more than {max_questions} questions; import it in parts, or "
+                f"raise the limit with --max-questions"
+            )
     return found
 
 
-def import_bank(path: str | Path, bank: str, *, fmt: str | None = None, embedder=None, store=None,
-                progress: Callable[[str, int, int], None] | None = None,
-                max_questions: int = MAX_QUESTIONS) -> ImportReport:
+def import_bank(
+    path: str | Path,
+    bank: str,
+    *,
+    fmt: str | None = None,
+    embedder=None,
+    store=None,
+    progress: Callable[[str, int, int], None] | None = None,
+    max_questions: int = MAX_QUESTIONS,
+) -> ImportReport:
     """Read ``path`` into the bank ``bank`` (created, or grown) and index its new exemplars.
 
     One writer per bank at a time (``writer_lock``). The records and ``bank.json`` are written before the
@@ -172,13 +186,28 @@ def import_bank(path: str | Path, bank: str, *, fmt: str | None = None, embedder
         info = read_info(bank) or BankInfo(name=bank, created=now)
         sha = hashlib.sha256(data).hexdigest()
         if new or not any(s.get("sha256") == sha for s in info.sources):
-            info.sources.append({"file": path.name, "path": str(path.resolve()), "format": fmt, "imported": now,
-                                 "sha256": sha, "added": len(new), "duplicates": len(report.duplicates),
-                                 "problems": len(report.problems)})
+            info.sources.append(
+                {
+                    "file": path.name,
+                    "path": str(path.resolve()),
+                    "format": fmt,
+                    "imported": now,
+                    "sha256": sha,
+                    "added": len(new),
+                    "duplicates": len(report.duplicates),
+                    "problems": len(report.problems),
+                }
+            )
         info.exemplars, info.updated, info.embedder = len(exemplars), now, embedder.model_id
         write_exemplars(bank, exemplars)
         write_info(info)
-        build_index(exemplars, embedder=embedder, store=Watched(store, ("upsert", "reset", "set_marker"), "bank"),
-                    bank=bank, progress=progress, append=True)
+        build_index(
+            exemplars,
+            embedder=embedder,
+            store=Watched(store, ("upsert", "reset", "set_marker"), "bank"),
+            bank=bank,
+            progress=progress,
+            append=True,
+        )
     report.added, report.exemplars = len(new), len(exemplars)
     return report

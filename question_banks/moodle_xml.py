@@ -74,9 +74,14 @@ def _question(where: str, q) -> ParsedQuestion | Problem | None:
             images.append(Image(file.get("name") or f"image-{n}", base64.b64decode(file.text or "", validate=False)))
         except (binascii.Error, ValueError):
             return Problem(where, f"embedded file {file.get('name')!r} is not valid base64", "malformed")
-    return ParsedQuestion(where, _text(body), _text(correct[0], default),
-                          [_text(a, default) for a, f in zip(answers, fractions) if f < 100],
-                          rationale=_text(q.find("generalfeedback"), default), images=images)
+    return ParsedQuestion(
+        where,
+        _text(body),
+        _text(correct[0], default),
+        [_text(a, default) for a, f in zip(answers, fractions) if f < 100],
+        rationale=_text(q.find("generalfeedback"), default),
+        images=images,
+    )
 
 
 def parse(data: bytes) -> Iterator[ParsedQuestion | Problem]:

@@ -41,8 +41,9 @@ def _find(el, tag: str):
     return el.find(f".//{{*}}{tag}")
 
 
-def parse_item(root, where: str, read: Callable[[str], bytes | None] = lambda _: None,
-               base: str = "") -> ParsedQuestion | Problem:
+def parse_item(
+    root, where: str, read: Callable[[str], bytes | None] = lambda _: None, base: str = ""
+) -> ParsedQuestion | Problem:
     if _local(root.tag) != "assessmentItem":
         return Problem(where, f"not a QTI 2.1 item (root <{_local(root.tag)}>)", "malformed")
     body = _find(root, "itemBody")
@@ -52,10 +53,14 @@ def parse_item(root, where: str, read: Callable[[str], bytes | None] = lambda _:
         return Problem(where, f"not a single choice interaction ({kinds})")
     choice = interactions[0]
     response = choice.get("responseIdentifier") or "RESPONSE"
-    declaration = next((d for d in root.iter() if _local(d.tag) == "responseDeclaration"
-                        and d.get("identifier") == response), None)
-    values = [v.text.strip() for v in declaration.iterfind("{*}correctResponse/{*}value")
-              if v.text] if declaration is not None else []
+    declaration = next(
+        (d for d in root.iter() if _local(d.tag) == "responseDeclaration" and d.get("identifier") == response), None
+    )
+    values = (
+        [v.text.strip() for v in declaration.iterfind("{*}correctResponse/{*}value") if v.text]
+        if declaration is not None
+        else []
+    )
     if declaration is None or len(values) != 1 or (declaration.get("cardinality") or "single") != "single":
         return Problem(where, f"{len(values)} correct responses; an exemplar needs exactly one")
     options = {c.get("identifier"): _plain(c) for c in choice.iterfind("{*}simpleChoice")}
@@ -63,8 +68,9 @@ def parse_item(root, where: str, read: Callable[[str], bytes | None] = lambda _:
         return Problem(where, f"the correct response {values[0]!r} is not one of the choices", "malformed")
     prompt = choice.find("{*}prompt")
     question = "\n".join(t for t in (_plain(body), _plain(prompt) if prompt is not None else "") if t)
-    rationale = next((_plain(f) for f in root.iter() if _local(f.tag) == "modalFeedback"
-                      and f.get("identifier") not in options), "")
+    rationale = next(
+        (_plain(f) for f in root.iter() if _local(f.tag) == "modalFeedback" and f.get("identifier") not in options), ""
+    )
     images = []
     for img in body.iter():
         if _local(img.tag) == "img" and img.get("src"):
@@ -72,8 +78,14 @@ def parse_item(root, where: str, read: Callable[[str], bytes | None] = lambda _:
             blob = None if src.startswith("..") or "://" in img.get("src") else read(src)
             if blob is not None:
                 images.append(Image(posixpath.basename(src), blob))
-    return ParsedQuestion(where, question, options[values[0]],
-                          [t for k, t in options.items() if k != values[0]], rationale=rationale, images=images)
+    return ParsedQuestion(
+        where,
+        question,
+        options[values[0]],
+        [t for k, t in options.items() if k != values[0]],
+        rationale=rationale,
+        images=images,
+    )
 
 
 def parse_package(data: bytes) -> list[ParsedQuestion | Problem]:
@@ -83,8 +95,9 @@ def parse_package(data: bytes) -> list[ParsedQuestion | Problem]:
         raise InputError("the QTI package is not a readable zip file") from None
     members = {i.filename: i for i in package.infolist() if not i.is_dir()}
     if len(members) > MAX_MEMBERS or sum(i.file_size for i in members.values()) > MAX_PACKAGE_BYTES:
-        raise InputError(f"the QTI package unpacks to more than {MAX_PACKAGE_BYTES // 2**20} MiB or "
-                         f"{MAX_MEMBERS} files")
+        raise InputError(
+            f"the QTI package unpacks to more than {MAX_PACKAGE_BYTES // 2**20} MiB or {MAX_MEMBERS} files"
+        )
 
     def read(name: str) -> bytes | None:
         info = members.get(name)
@@ -106,8 +119,11 @@ def parse_package(data: bytes) -> list[ParsedQuestion | Problem]:
     hrefs: list[str] = []
     if "imsmanifest.xml" in members:
         manifest = parsed("imsmanifest.xml", "imsmanifest.xml")
-        hrefs = [r.get("href") for r in manifest.iter() if _local(r.tag) == "resource"
-                 and (r.get("type") or "").startswith("imsqti_item_xmlv2p1") and r.get("href")]
+        hrefs = [
+            r.get("href")
+            for r in manifest.iter()
+            if _local(r.tag) == "resource" and (r.get("type") or "").startswith("imsqti_item_xmlv2p1") and r.get("href")
+        ]
     else:
         hrefs = sorted(n for n in members if n.lower().endswith(".xml"))
     out: list[ParsedQuestion | Problem] = []

@@ -16,13 +16,13 @@ MAX_FIELD_CHARS = 4000  # a question or option longer than this is not a quiz it
 
 @dataclass
 class Image:
-    name: str     # as the file named it (untrusted: never used as a path)
+    name: str  # as the file named it (untrusted: never used as a path)
     data: bytes
 
 
 @dataclass
 class ParsedQuestion:
-    position: str                 # "line 12", "question 3", "row 4": where a person finds it in the file
+    position: str  # "line 12", "question 3", "row 4": where a person finds it in the file
     question: str
     answer: str
     distractors: list[str]
@@ -35,7 +35,7 @@ class ParsedQuestion:
 class Problem:
     position: str
     reason: str
-    kind: str = "skipped"         # "skipped": read, but not one-key multiple choice; "malformed": unreadable
+    kind: str = "skipped"  # "skipped": read, but not one-key multiple choice; "malformed": unreadable
 
     def line(self) -> str:
         return f"{self.position}: {self.reason}"
@@ -75,7 +75,15 @@ def to_exemplar(q: ParsedQuestion, bank: str, *, image: str = "") -> Exemplar:
     from coe.exports.tabular import spreadsheet_safe as safe
 
     key = digest(q.question, q.answer, q.distractors)
-    return Exemplar(id=f"{bank}-{key[:20]}", question=safe(q.question), answer=safe(q.answer),
-                    distractors=[safe(d) for d in q.distractors],
-                    rationale=safe(q.rationale[:MAX_RATIONALE_CHARS]), context=safe(q.context[:MAX_CONTEXT_CHARS]),
-                    split="imported", answer_type=answer_type(q.answer), has_image=bool(image), image=image)
+    return Exemplar(
+        id=f"{bank}-{key[:20]}",
+        question=safe(q.question),
+        answer=safe(q.answer),
+        distractors=[safe(d) for d in q.distractors],
+        rationale=safe(q.rationale[:MAX_RATIONALE_CHARS]),
+        context=safe(q.context[:MAX_CONTEXT_CHARS]),
+        split="imported",
+        answer_type=answer_type(q.answer),
+        has_image=bool(image),
+        image=image,
+    )

@@ -26,7 +26,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
 class BankInfo(BaseModel):
     name: str
     exemplars: int = 0
-    sources: list[dict[str, Any]] = Field(default_factory=list)   # file, format, sha256, imported, added, ...
+    sources: list[dict[str, Any]] = Field(default_factory=list)  # file, format, sha256, imported, added, ...
     created: str = ""
     updated: str = ""
     embedder: str = ""
@@ -36,8 +36,9 @@ class BankInfo(BaseModel):
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if not _NAME.match(name):
-        raise InputError(f"bad bank name {name!r}: use letters, digits, '-' and '_' (at most 48, starting with a "
-                         "letter or digit)")
+        raise InputError(
+            f"bad bank name {name!r}: use letters, digits, '-' and '_' (at most 48, starting with a letter or digit)"
+        )
     return name
 
 
@@ -65,8 +66,10 @@ def read_info(name: str) -> BankInfo | None:
     except FileNotFoundError:
         return None
     except ValueError as exc:
-        raise ConfigError(f"the bank record {path} is damaged ({exc.__class__.__name__}); remove the bank with "
-                          f"`coe bank remove {name}` and import it again") from None
+        raise ConfigError(
+            f"the bank record {path} is damaged ({exc.__class__.__name__}); remove the bank with "
+            f"`coe bank remove {name}` and import it again"
+        ) from None
 
 
 def write_info(info: BankInfo) -> None:
@@ -86,16 +89,23 @@ def write_exemplars(name: str, exemplars: list[Exemplar]) -> None:
     from coe.atomic import write_text
 
     keep = {"score", "signals", "bank"}
-    write_text(bank_dir(name) / "exemplars.jsonl",
-               "".join(json.dumps(e.model_dump(exclude=keep), ensure_ascii=False) + "\n" for e in exemplars))
+    write_text(
+        bank_dir(name) / "exemplars.jsonl",
+        "".join(json.dumps(e.model_dump(exclude=keep), ensure_ascii=False) + "\n" for e in exemplars),
+    )
 
 
 def _default_info(store) -> BankInfo | None:
     marker = store.get_marker(f"index-{DEFAULT_BANK}") if store is not None else None
     if not marker or marker.get("removed"):
         return None
-    return BankInfo(name=DEFAULT_BANK, exemplars=int(marker.get("exemplars", 0)), builtin=True,
-                    sources=[{"file": "ScienceQA (coe index build)"}], embedder=str(marker.get("embedder", "")))
+    return BankInfo(
+        name=DEFAULT_BANK,
+        exemplars=int(marker.get("exemplars", 0)),
+        builtin=True,
+        sources=[{"file": "ScienceQA (coe index build)"}],
+        embedder=str(marker.get("embedder", "")),
+    )
 
 
 def list_banks(store=None) -> list[BankInfo]:
@@ -121,11 +131,14 @@ def require_banks(store, names: Iterable[str], embedder_id: str) -> None:
             if name == DEFAULT_BANK:
                 raise ConfigError("the exemplar index is not built; run `coe index build`")
             known = ", ".join(b.name for b in list_banks(store)) or "none"
-            raise ConfigError(f"no exemplar bank {name!r} (banks: {known}); import one with "
-                              f"`coe bank import FILE --bank {name}`")
+            raise ConfigError(
+                f"no exemplar bank {name!r} (banks: {known}); import one with `coe bank import FILE --bank {name}`"
+            )
         if marker.get("embedder") and marker["embedder"] != embedder_id:
-            raise ConfigError(f"the exemplar bank {name!r} was embedded with {marker['embedder']}, not "
-                              f"{embedder_id}; import it again (or rebuild it with `coe index build --force`)")
+            raise ConfigError(
+                f"the exemplar bank {name!r} was embedded with {marker['embedder']}, not "
+                f"{embedder_id}; import it again (or rebuild it with `coe index build --force`)"
+            )
 
 
 def remove_bank(name: str, store=None) -> BankInfo:

@@ -45,8 +45,11 @@ def _distractors(value: Any) -> list[str]:
 
 
 def from_record(where: str, record: dict[str, Any]) -> ParsedQuestion | Problem:
-    rec = {str(k).strip().lower() if not _LETTER.match(str(k).strip()) else str(k).strip(): v
-           for k, v in record.items() if k is not None}
+    rec = {
+        str(k).strip().lower() if not _LETTER.match(str(k).strip()) else str(k).strip(): v
+        for k, v in record.items()
+        if k is not None
+    }
     question = _text(rec.get("question"))
     rationale = _text(rec.get("rationale") or rec.get("explanation"))
     context = _text(rec.get("context"))
@@ -64,10 +67,14 @@ def from_record(where: str, record: dict[str, Any]) -> ParsedQuestion | Problem:
         if letters and _text(rec.get("correct")):
             key = _text(rec.get("correct")).upper()
             if key not in letters:
-                return Problem(where, f"correct names {key!r}, which is not one of the options "
-                                      f"({', '.join(sorted(letters))})", "malformed")
-            return ParsedQuestion(where, question, letters[key], [t for k, t in sorted(letters.items()) if k != key],
-                                  rationale, context)
+                return Problem(
+                    where,
+                    f"correct names {key!r}, which is not one of the options ({', '.join(sorted(letters))})",
+                    "malformed",
+                )
+            return ParsedQuestion(
+                where, question, letters[key], [t for k, t in sorted(letters.items()) if k != key], rationale, context
+            )
         numbered = sorted((int(m.group(1)), _text(v)) for k, v in rec.items() if (m := _NUMBERED.match(k)))
         if "distractors" in rec:
             wrong = _distractors(rec.get("distractors"))

@@ -9,5 +9,5 @@ def decode(data: bytes, name: str = "the file") -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise InputError(f"{name} is not UTF-8 text (line {line}); save it as UTF-8 and import it again") from None

@@ -19,8 +19,16 @@ from .templates import template_mask
 class BankItem:
     __slots__ = ("id", "split", "question", "answer", "options", "distractors", "asked", "_template")
 
-    def __init__(self, id: str, split: str, question: str, answer: str, options: tuple[str, ...],
-                 distractors: frozenset[str], asked: str = ""):
+    def __init__(
+        self,
+        id: str,
+        split: str,
+        question: str,
+        answer: str,
+        options: tuple[str, ...],
+        distractors: frozenset[str],
+        asked: str = "",
+    ):
         self.id, self.split, self.question, self.answer = id, split, question, answer
         self.options, self.distractors, self.asked = options, distractors, asked
         self._template: str | None = None
@@ -39,15 +47,15 @@ class BankStats:
 
     def __init__(self, records: Iterable[Any]):
         self.items: dict[str, BankItem] = {}
-        self.text: dict[str, str] = {}           # normalised option → one surface form (the first seen)
+        self.text: dict[str, str] = {}  # normalised option → one surface form (the first seen)
         self.question_text: dict[str, str] = {}  # normalised question → its surface form
-        self.freq: Counter[str] = Counter()      # items an option stands in
+        self.freq: Counter[str] = Counter()  # items an option stands in
         self.beside_counts: dict[str, Counter[str]] = defaultdict(Counter)
-        self.template: dict[str, Counter[str]] = defaultdict(Counter)   # question → its distractors
+        self.template: dict[str, Counter[str]] = defaultdict(Counter)  # question → its distractors
         self.template_n: Counter[str] = Counter()
-        self.questions_for: dict[str, Counter[str]] = defaultdict(Counter)       # answer → its questions
+        self.questions_for: dict[str, Counter[str]] = defaultdict(Counter)  # answer → its questions
         self.questions_for_type: dict[str, Counter[str]] = defaultdict(Counter)  # answer type → questions
-        self.with_answer: dict[str, list[BankItem]] = defaultdict(list)        # answer → its items
+        self.with_answer: dict[str, list[BankItem]] = defaultdict(list)  # answer → its items
         for r in records:
             self._add(r)
         self.n = len(self.items)
@@ -105,8 +113,9 @@ class BankStats:
                 n -= 1
         return +out, n
 
-    def for_template_and_key(self, question: str, answer: str, exclude_ids: Iterable[str] = ()
-                             ) -> tuple[Counter[str], int]:
+    def for_template_and_key(
+        self, question: str, answer: str, exclude_ids: Iterable[str] = ()
+    ) -> tuple[Counter[str], int]:
         """The distractors the bank gives where the question's template asks for this same key ("What is the
         capital of X?" answered Denver, whichever state X is), and how many items do."""
         key, mask, skip = normalize(answer), template_mask(question, answer), set(exclude_ids or ())
@@ -136,8 +145,9 @@ def bank_records(retriever, exclude_splits: Iterable[str] = ()) -> list[Any]:
     for bank, view in retriever.views.items():
         name = f"{bank}-answer"
         ids, _, metas, _ = view.get_all(name)  # an in-memory bank answers from what it holds
-        out += [Exemplar.from_metadata(i, m or {}) for i, m in zip(ids, metas)
-                if (m or {}).get("split", "") not in excluded]
+        out += [
+            Exemplar.from_metadata(i, m or {}) for i, m in zip(ids, metas) if (m or {}).get("split", "") not in excluded
+        ]
     return out
 
 

@@ -19,7 +19,7 @@ from .bank import BankStats
 from .sisters import sister_terms
 
 SOURCES = ("exemplar", "beside", "template", "material", "wordnet", "model")
-POOL_LIMIT = 30          # candidates the ranker scores per item
+POOL_LIMIT = 30  # candidates the ranker scores per item
 EXEMPLAR_LIMIT = 40
 BESIDE_LIMIT = 15
 TEMPLATE_LIMIT = 12
@@ -32,15 +32,20 @@ class PoolCandidate:
     text: str
     key: str
     sources: set[str] = field(default_factory=set)
-    heuristic: float = 0.0                      # the heuristic pool's score (0 when not offered by it)
-    exemplars: list[str] = field(default_factory=list)   # ids of the exemplars that offered it
+    heuristic: float = 0.0  # the heuristic pool's score (0 when not offered by it)
+    exemplars: list[str] = field(default_factory=list)  # ids of the exemplars that offered it
     adapted: bool = False
 
 
 def _usable(text: str, answer: str, want: str) -> bool:
     key = normalize(text)
-    return bool(key) and key != normalize(answer) and not is_placeholder(text) \
-        and compatible(want, answer_type(text)) and not restates_answer(text, answer)
+    return (
+        bool(key)
+        and key != normalize(answer)
+        and not is_placeholder(text)
+        and compatible(want, answer_type(text))
+        and not restates_answer(text, answer)
+    )
 
 
 def material_terms(material: str, stats: BankStats, limit: int = MATERIAL_LIMIT) -> list[str]:
@@ -50,17 +55,25 @@ def material_terms(material: str, stats: BankStats, limit: int = MATERIAL_LIMIT)
     seen: dict[str, int] = {}
     for n in (4, 3, 2, 1):
         for i in range(len(words) - n + 1):
-            gram = " ".join(words[i:i + n])
+            gram = " ".join(words[i : i + n])
             if gram not in seen and stats.freq.get(gram, 0) > 0:
                 seen[gram] = n
     ranked = sorted(seen, key=lambda g: (-seen[g], -stats.freq[g], g))
     return ranked[:limit]
 
 
-def build_pool(answer: str, question: str, material: str, exemplars: list, stats: BankStats, *,
-               exclude_ids: list[str] | tuple[str, ...] = (), model_options: list[str] | None = None,
-               sisters: Callable[[str], Sequence[str]] | None = sister_terms,
-               limit: int | None = None) -> list[PoolCandidate]:
+def build_pool(
+    answer: str,
+    question: str,
+    material: str,
+    exemplars: list,
+    stats: BankStats,
+    *,
+    exclude_ids: list[str] | tuple[str, ...] = (),
+    model_options: list[str] | None = None,
+    sisters: Callable[[str], Sequence[str]] | None = sister_terms,
+    limit: int | None = None,
+) -> list[PoolCandidate]:
     """Every candidate of every source, in a stable order (exemplar pool order, then the bank's by count).
     ``sisters``: the answer's sister terms (WordNet's by default; None leaves the source out), of which the
     pool takes those the bank knows as options, the most frequent first."""

@@ -33,8 +33,10 @@ def reviewed_items(run_dir: str | Path) -> list[dict]:
         raise InputError(f"{run_dir} is not a batch run folder (no ledger.sqlite)")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        rows = db.execute("SELECT id, input, output, edited, decision FROM items WHERE state = 'done' "
-                          "AND (decision IS NOT NULL OR edited IS NOT NULL) ORDER BY position").fetchall()
+        rows = db.execute(
+            "SELECT id, input, output, edited, decision FROM items WHERE state = 'done' "
+            "AND (decision IS NOT NULL OR edited IS NOT NULL) ORDER BY position"
+        ).fetchall()
         db.close()
     except sqlite3.Error as exc:
         raise InputError(f"cannot read the run's ledger {path}: {exc}") from exc
@@ -45,10 +47,17 @@ def reviewed_items(run_dir: str | Path) -> list[dict]:
         given = json.loads(inp or "{}")
         written = [clean_option(d) for d in item.get("distractors") or []]
         final = [clean_option(d) for d in edits.get("distractors", written)]
-        out.append({"id": row_id, "answer": edits.get("answer", item.get("answer") or given.get("answer", "")),
-                    "question": edits.get("question", item.get("question", "")),
-                    "context": given.get("context", ""), "written": written, "final": final,
-                    "decision": decision})
+        out.append(
+            {
+                "id": row_id,
+                "answer": edits.get("answer", item.get("answer") or given.get("answer", "")),
+                "question": edits.get("question", item.get("question", "")),
+                "context": given.get("context", ""),
+                "written": written,
+                "final": final,
+                "decision": decision,
+            }
+        )
     return out
 
 
@@ -58,9 +67,9 @@ def labels_for(item: dict) -> dict[str, float]:
     final = {normalize(d) for d in item["final"]}
     out: dict[str, float] = {}
     for d in written - final:
-        out[d] = NEGATIVE                      # replaced by the reviewer
+        out[d] = NEGATIVE  # replaced by the reviewer
     for d in final - written:
-        out[d] = POSITIVE                      # written in by the reviewer
+        out[d] = POSITIVE  # written in by the reviewer
     for d in final & written:
         if item["decision"] == "rejected":
             out[d] = NEGATIVE
@@ -69,8 +78,9 @@ def labels_for(item: dict) -> dict[str, float]:
     return out
 
 
-def decision_rows(run_dir: str | Path, retriever, stats, embed, *, exclude_splits: list[str],
-                  names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[int], int]:
+def decision_rows(
+    run_dir: str | Path, retriever, stats, embed, *, exclude_splits: list[str], names: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[int], int]:
     """Feature rows, labels and groups (each reviewed item ``REPEAT`` times), and how many items."""
     xs, ys, groups = [], [], []
     items = reviewed_items(run_dir)
@@ -78,10 +88,18 @@ def decision_rows(run_dir: str | Path, retriever, stats, embed, *, exclude_split
         labels = labels_for(it)
         if not labels or not it["answer"]:
             continue
-        found, _ = retriever.retrieve(RetrievalQuery(answer=it["answer"], question=it["question"] or None,
-                                                     context=it["context"], exclude_splits=exclude_splits), k=10)
-        pool = build_pool(it["answer"], it["question"], it["context"], found, stats,
-                          model_options=[*it["written"], *it["final"]])
+        found, _ = retriever.retrieve(
+            RetrievalQuery(
+                answer=it["answer"],
+                question=it["question"] or None,
+                context=it["context"],
+                exclude_splits=exclude_splits,
+            ),
+            k=10,
+        )
+        pool = build_pool(
+            it["answer"], it["question"], it["context"], found, stats, model_options=[*it["written"], *it["final"]]
+        )
         x, cols = features(pool, ItemContext(it["answer"], it["question"], it["context"], found, stats, (), embed))
         if names is not None and cols != names:
             raise InputError("the decisions' features differ from the ranker's; rebuild with `coe rank train`")

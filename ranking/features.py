@@ -117,21 +117,34 @@ def form_family(pool: list[PoolCandidate], ctx: ItemContext) -> dict[str, np.nda
         t, k = c.text.strip(), c.key
         ratio = max(len(k.split()), 1) / max(len(ak.split()), 1)
         cw = set(k.split())
-        rows.append((
-            float(compatible(want, answer_type(t), strict=True)),
-            float(answer_type(t) == want),
-            abs(math.log(ratio)),
-            abs(math.log(max(len(k), 1) / max(len(ak), 1))),
-            _common_prefix(k, ak) / max(min(len(k), len(ak)), 1),
-            _common_prefix(k[::-1], ak[::-1]) / max(min(len(k), len(ak)), 1),
-            len(cw & aw) / max(len(cw | aw), 1),
-            float(plural(k) == plural(ak)),
-            float(digit(k) == digit(ak)),
-            float(cap(t) == cap(a)),
-            float(t.endswith(".") == a.endswith(".")),
-        ))
-    names = ["type_strict", "type_same", "words_log_ratio", "chars_log_ratio", "prefix_share", "suffix_share",
-             "word_jaccard", "plural_agree", "digit_agree", "capital_agree", "stop_agree"]
+        rows.append(
+            (
+                float(compatible(want, answer_type(t), strict=True)),
+                float(answer_type(t) == want),
+                abs(math.log(ratio)),
+                abs(math.log(max(len(k), 1) / max(len(ak), 1))),
+                _common_prefix(k, ak) / max(min(len(k), len(ak)), 1),
+                _common_prefix(k[::-1], ak[::-1]) / max(min(len(k), len(ak)), 1),
+                len(cw & aw) / max(len(cw | aw), 1),
+                float(plural(k) == plural(ak)),
+                float(digit(k) == digit(ak)),
+                float(cap(t) == cap(a)),
+                float(t.endswith(".") == a.endswith(".")),
+            )
+        )
+    names = [
+        "type_strict",
+        "type_same",
+        "words_log_ratio",
+        "chars_log_ratio",
+        "prefix_share",
+        "suffix_share",
+        "word_jaccard",
+        "plural_agree",
+        "digit_agree",
+        "capital_agree",
+        "stop_agree",
+    ]
     arr = np.array(rows, float).reshape(len(pool), len(names))
     out = {n: arr[:, i] for i, n in enumerate(names)}
     out["key_type"] = np.full(len(pool), float(TYPES.index(want)))
@@ -141,8 +154,10 @@ def form_family(pool: list[PoolCandidate], ctx: ItemContext) -> dict[str, np.nda
 def material_family(pool: list[PoolCandidate], ctx: ItemContext) -> dict[str, np.ndarray]:
     material = f" {normalize(ctx.material)} "
     question = f" {normalize(ctx.question)} "
-    return {"in_material": np.array([f" {c.key} " in material for c in pool], float),
-            "in_question": np.array([f" {c.key} " in question for c in pool], float)}
+    return {
+        "in_material": np.array([f" {c.key} " in material for c in pool], float),
+        "in_question": np.array([f" {c.key} " in question for c in pool], float),
+    }
 
 
 def similarity_family(pool: list[PoolCandidate], ctx: ItemContext) -> dict[str, np.ndarray]:

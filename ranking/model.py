@@ -68,8 +68,9 @@ def read(task: str, directory: Path, features: list[str] | None = None, index: s
         raise RankerUnavailable(f"the {task} ranker in {directory} is unreadable ({type(exc).__name__}); {rebuild}")
     if not isinstance(meta, dict) or meta.get("version") != RANKER_VERSION:
         got = meta.get("version") if isinstance(meta, dict) else None
-        raise RankerUnavailable(f"the {task} ranker in {directory} is version {got}, this coe reads version "
-                                f"{RANKER_VERSION}; {rebuild}")
+        raise RankerUnavailable(
+            f"the {task} ranker in {directory} is version {got}, this coe reads version {RANKER_VERSION}; {rebuild}"
+        )
     if hashlib.sha256(text.encode()).hexdigest() != meta.get("model_sha256"):
         raise RankerUnavailable(f"the {task} ranker file {model_path} is damaged (checksum differs); {rebuild}")
     if index is not None and meta.get("index_fingerprint") != index:
@@ -90,8 +91,9 @@ _WARNED: set[str] = set()
 _LOCK = threading.Lock()
 
 
-def load(task: str, directory: Path, features: list[str] | None = None,
-         index: str | None = None) -> tuple[Ranker | None, str | None]:
+def load(
+    task: str, directory: Path, features: list[str] | None = None, index: str | None = None
+) -> tuple[Ranker | None, str | None]:
     """The ranker (cached per file state) or ``(None, reason)``; the reason is logged once per process."""
     model_path, meta_path = paths(task, directory)
     stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else None for p in (model_path, meta_path))

@@ -31,14 +31,15 @@ class QuestionCandidate:
     text: str
     key: str
     sources: set[str] = field(default_factory=set)
-    support: float = 0.0        # share of the retrieval score of the exemplars asking it
-    same_answer: float = 0.0    # the same, counting only exemplars with this very answer
+    support: float = 0.0  # share of the retrieval score of the exemplars asking it
+    same_answer: float = 0.0  # the same, counting only exemplars with this very answer
     best_rank: int = 99
     adapted: bool = False
 
 
-def question_pool(answer: str, context: str, exemplars: list, stats: BankStats, *,
-                  exclude_ids: tuple[str, ...] = ()) -> list[QuestionCandidate]:
+def question_pool(
+    answer: str, context: str, exemplars: list, stats: BankStats, *, exclude_ids: tuple[str, ...] = ()
+) -> list[QuestionCandidate]:
     pool: dict[str, QuestionCandidate] = {}
 
     def add(text: str, source: str) -> QuestionCandidate | None:
@@ -85,11 +86,15 @@ def question_features(pool: list[QuestionCandidate], ctx: ItemContext) -> tuple[
         "count_given_answer": np.array([math.log1p(by_answer.get(c.key, 0) * per) for c in pool]),
         "p_given_type": np.array([by_type.get(c.key, 0) / max(n_type, 1) for c in pool]),
         "answer_items_log": np.full(len(pool), math.log1p(n_answer * per)),
-        "states_key": np.array([contains_phrase(normalize(c.text, articles=True), ctx.answer) and
-                                c.key != answer_norm for c in pool], float),
+        "states_key": np.array(
+            [contains_phrase(normalize(c.text, articles=True), ctx.answer) and c.key != answer_norm for c in pool],
+            float,
+        ),
         "question_words": np.array([len(c.key.split()) for c in pool], float),
-        "key_type": np.full(len(pool), float(("boolean", "number", "quantity", "word", "phrase",
-                                              "sentence").index(answer_type(ctx.answer)))),
+        "key_type": np.full(
+            len(pool),
+            float(("boolean", "number", "quantity", "word", "phrase", "sentence").index(answer_type(ctx.answer))),
+        ),
     }
     if ctx.embed is not None and pool:
         vecs = ctx.embed([c.text for c in pool] + [ctx.answer, ctx.material or ctx.answer])

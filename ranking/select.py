@@ -38,28 +38,41 @@ def _embed_for(retriever) -> EmbedCache:
     return cache
 
 
-def rank_pool(answer: str, question: str, material: str, exemplars: list, retriever, *,
-              exclude_ids: list[str] | tuple[str, ...] = (), exclude_splits: list[str] | tuple[str, ...] = (),
-              rejected: set[str] | None = None, model_options: list[str] | None = None,
-              directory: Path | None = None) -> tuple[list[dict[str, Any]], str | None]:
+def rank_pool(
+    answer: str,
+    question: str,
+    material: str,
+    exemplars: list,
+    retriever,
+    *,
+    exclude_ids: list[str] | tuple[str, ...] = (),
+    exclude_splits: list[str] | tuple[str, ...] = (),
+    rejected: set[str] | None = None,
+    model_options: list[str] | None = None,
+    directory: Path | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
     """Candidates best first (``option``, ``score``, ``sources``), or ``([], reason)`` when no usable ranker
     is there (the caller falls back to the heuristic and records the reason)."""
     ranker, reason = _load("distractors", retriever, directory)
     if ranker is None:
         return [], reason
     stats = stats_for(retriever, exclude_splits)
-    pool = [c for c in build_pool(answer, question, material, exemplars, stats, exclude_ids=tuple(exclude_ids),
-                                  model_options=model_options)
-            if c.key not in (rejected or set())]
+    pool = [
+        c
+        for c in build_pool(
+            answer, question, material, exemplars, stats, exclude_ids=tuple(exclude_ids), model_options=model_options
+        )
+        if c.key not in (rejected or set())
+    ]
     if not pool:
         return [], None
-    ctx = ItemContext(answer, question, material, exemplars, stats, tuple(exclude_ids),
-                      _embed_for(retriever))
+    ctx = ItemContext(answer, question, material, exemplars, stats, tuple(exclude_ids), _embed_for(retriever))
     return _scored(ranker, "distractor", "option", pool, features(pool, ctx))
 
 
-def _scored(ranker, task: str, field: str, pool: list, matrix: tuple[np.ndarray, list[str]]
-            ) -> tuple[list[dict[str, Any]], str | None]:
+def _scored(
+    ranker, task: str, field: str, pool: list, matrix: tuple[np.ndarray, list[str]]
+) -> tuple[list[dict[str, Any]], str | None]:
     """The pool best first by the ranker's score, each as ``{field: text, score, sources}``; nothing, with the
     reason, when the features computed now are not the ones the ranker was trained on."""
     x, names = matrix
@@ -67,14 +80,22 @@ def _scored(ranker, task: str, field: str, pool: list, matrix: tuple[np.ndarray,
         return [], f"the {task} ranker was trained on other features; rebuild it with `coe rank train`"
     scores = ranker.score(x)
     order = np.argsort(-scores, kind="stable")
-    return [{field: pool[i].text, "score": round(float(scores[i]), 4), "sources": sorted(pool[i].sources)}
-            for i in order], None
+    return [
+        {field: pool[i].text, "score": round(float(scores[i]), 4), "sources": sorted(pool[i].sources)} for i in order
+    ], None
 
 
-def rank_question_pool(answer: str, material: str, exemplars: list, retriever, *,
-                       exclude_ids: list[str] | tuple[str, ...] = (), exclude_splits: list[str] | tuple[str, ...] = (),
-                       rejected: set[str] | None = None,
-                       directory: Path | None = None) -> tuple[list[dict[str, Any]], str | None]:
+def rank_question_pool(
+    answer: str,
+    material: str,
+    exemplars: list,
+    retriever,
+    *,
+    exclude_ids: list[str] | tuple[str, ...] = (),
+    exclude_splits: list[str] | tuple[str, ...] = (),
+    rejected: set[str] | None = None,
+    directory: Path | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
     """Question candidates best first (``text``, ``score``, ``sources``), or ``([], reason)``."""
     from .questions import question_features, question_pool
 
@@ -82,8 +103,11 @@ def rank_question_pool(answer: str, material: str, exemplars: list, retriever, *
     if ranker is None:
         return [], reason
     stats = stats_for(retriever, exclude_splits)
-    pool = [c for c in question_pool(answer, material, exemplars, stats, exclude_ids=tuple(exclude_ids))
-            if c.key not in (rejected or set())]
+    pool = [
+        c
+        for c in question_pool(answer, material, exemplars, stats, exclude_ids=tuple(exclude_ids))
+        if c.key not in (rejected or set())
+    ]
     if not pool:
         return [], None
     ctx = ItemContext(answer, "", material, exemplars, stats, tuple(exclude_ids), _embed_for(retriever))

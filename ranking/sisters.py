@@ -12,8 +12,8 @@ from functools import lru_cache
 from coe.agents.validation import normalize
 from coe.modelstore.wordnet import WORDNET_LOCK, wordnet_reader
 
-SENSES = 2      # the key's most frequent noun senses
-HYPERNYMS = 2   # per sense
+SENSES = 2  # the key's most frequent noun senses
+HYPERNYMS = 2  # per sense
 
 
 @lru_cache(maxsize=20_000)

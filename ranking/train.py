@@ -30,14 +30,26 @@ from .questions import QUESTION_SOURCES, question_features, question_pool
 from .templates import template_mask
 
 SEED = 7
-POOL_K = 10                       # exemplars retrieved per item, as the graph's pool_k
-MAX_TRAIN_ITEMS = 4000            # enough for a few dozen features, within the 10-minute budget on 2 cores
+POOL_K = 10  # exemplars retrieved per item, as the graph's pool_k
+MAX_TRAIN_ITEMS = 4000  # enough for a few dozen features, within the 10-minute budget on 2 cores
 MAX_VAL_ITEMS = 1000
-EXCLUDE = ["val", "test"]         # what retrieval may not return while training: the bank is train alone
-PARAMS: dict[str, Any] = dict(objective="lambdarank", n_estimators=400, learning_rate=0.05, num_leaves=31,
-                              min_child_samples=20, subsample=1.0, colsample_bytree=1.0, reg_lambda=1.0,
-                              random_state=SEED, n_jobs=1, deterministic=True, force_row_wise=True, verbose=-1,
-                              label_gain=[0, 1, 3])
+EXCLUDE = ["val", "test"]  # what retrieval may not return while training: the bank is train alone
+PARAMS: dict[str, Any] = dict(
+    objective="lambdarank",
+    n_estimators=400,
+    learning_rate=0.05,
+    num_leaves=31,
+    min_child_samples=20,
+    subsample=1.0,
+    colsample_bytree=1.0,
+    reg_lambda=1.0,
+    random_state=SEED,
+    n_jobs=1,
+    deterministic=True,
+    force_row_wise=True,
+    verbose=-1,
+    label_gain=[0, 1, 3],
+)
 Progress = Callable[[str, int, int], None]
 
 
@@ -76,8 +88,10 @@ class TooFewItems(InputError):
 
 def require_items(task: str, n: int) -> None:
     if n < MIN_TRAIN_ITEMS:
-        raise TooFewItems(f"the bank has {n} train items with candidates for the {task} ranker, fewer than "
-                          f"{MIN_TRAIN_ITEMS}: no ranker is trained and the heuristic ranking is used")
+        raise TooFewItems(
+            f"the bank has {n} train items with candidates for the {task} ranker, fewer than "
+            f"{MIN_TRAIN_ITEMS}: no ranker is trained and the heuristic ranking is used"
+        )
 
 
 def _key(text: str) -> str:
@@ -85,8 +99,12 @@ def _key(text: str) -> str:
 
 
 def distractor_item(ex, retriever, stats: BankStats, embed):
-    found, _ = retriever.retrieve(RetrievalQuery(answer=ex.answer, question=ex.question, context=ex.context,
-                                                 exclude_ids=[ex.id], exclude_splits=EXCLUDE), k=POOL_K)
+    found, _ = retriever.retrieve(
+        RetrievalQuery(
+            answer=ex.answer, question=ex.question, context=ex.context, exclude_ids=[ex.id], exclude_splits=EXCLUDE
+        ),
+        k=POOL_K,
+    )
     pool = build_pool(ex.answer, ex.question, ex.context, found, stats, exclude_ids=(ex.id,))
     x, names = features(pool, ItemContext(ex.answer, ex.question, ex.context, found, stats, (ex.id,), embed))
     gold = {k for k in (_key(d) for d in ex.distractors) if k and k != _key(ex.answer)}
@@ -95,8 +113,9 @@ def distractor_item(ex, retriever, stats: BankStats, embed):
 
 
 def question_item(ex, retriever, stats: BankStats, embed):
-    found, _ = retriever.retrieve(RetrievalQuery(answer=ex.answer, context=ex.context, exclude_ids=[ex.id],
-                                                 exclude_splits=EXCLUDE), k=POOL_K)
+    found, _ = retriever.retrieve(
+        RetrievalQuery(answer=ex.answer, context=ex.context, exclude_ids=[ex.id], exclude_splits=EXCLUDE), k=POOL_K
+    )
     pool = question_pool(ex.answer, ex.context, found, stats, exclude_ids=(ex.id,))
     x, names = question_features(pool, ItemContext(ex.answer, "", ex.context, found, stats, (ex.id,), embed))
     gold, mask = normalize(ex.question), template_mask(ex.question, ex.answer)
@@ -107,8 +126,16 @@ def question_item(ex, retriever, stats: BankStats, embed):
     return x, names, y, 1, cov, len(pool)
 
 
-def collect(task: str, records: list, retriever, stats: BankStats, embed, *,
-            progress: Progress | None = None, label: str = "items") -> Rows:
+def collect(
+    task: str,
+    records: list,
+    retriever,
+    stats: BankStats,
+    embed,
+    *,
+    progress: Progress | None = None,
+    label: str = "items",
+) -> Rows:
     item = distractor_item if task == "distractors" else question_item
     rows = Rows(SOURCES if task == "distractors" else QUESTION_SOURCES)
     for n, ex in enumerate(records):
@@ -143,11 +170,18 @@ def evaluate(rows: Rows, scores: list[np.ndarray]) -> dict[str, float]:
             k = min(3, len(y))
             disc = np.log2(np.arange(2, 2 + k))
             ndcg.append(float(((2 ** y[order[:k]] - 1) / disc).sum() / ((2 ** np.sort(y)[::-1][:k] - 1) / disc).sum()))
-    out = {"ndcg@3": round(float(np.mean(ndcg)) if ndcg else 0.0, 4), "recall@n": round(hit / max(gold, 1), 4),
-           "oracle_recall@n": round(oracle / max(gold, 1), 4)}
+    out = {
+        "ndcg@3": round(float(np.mean(ndcg)) if ndcg else 0.0, 4),
+        "recall@n": round(hit / max(gold, 1), 4),
+        "oracle_recall@n": round(oracle / max(gold, 1), 4),
+    }
     if rows.sources == QUESTION_SOURCES:
-        out.update({"template_exact@1": round(exact / max(len(rows.y), 1), 4),
-                    "template_near@1": round(near / max(len(rows.y), 1), 4)})
+        out.update(
+            {
+                "template_exact@1": round(exact / max(len(rows.y), 1), 4),
+                "template_near@1": round(near / max(len(rows.y), 1), 4),
+            }
+        )
     return out
 
 
@@ -163,8 +197,9 @@ def fit(train: Rows, val: Rows, extra: tuple[np.ndarray, np.ndarray, list[int]] 
     early-stopped on val NDCG@3. Returns the booster, its best iteration and the training data's digest."""
     import lightgbm as lgb
 
-    require_items("distractors" if train.sources == SOURCES else "questions",
-                  sum(1 for y in train.y if len(y) and y.max() > 0))
+    require_items(
+        "distractors" if train.sources == SOURCES else "questions", sum(1 for y in train.y if len(y) and y.max() > 0)
+    )
     x, y, groups = train.stacked()
     if extra is not None and len(extra[1]):
         x, y, groups = np.vstack([x, extra[0]]), np.concatenate([y, extra[1]]), groups + list(extra[2])
@@ -187,11 +222,17 @@ def save(task: str, directory: Path, booster, best: int, meta: dict[str, Any]) -
     text = booster.model_to_string(num_iteration=best)
     model_path, meta_path = paths(task, directory)
     importance = booster.feature_importance(importance_type="gain", iteration=best)
-    meta = {**meta, "version": RANKER_VERSION, "task": task,
-            "model_sha256": hashlib.sha256(text.encode()).hexdigest(), "best_iteration": int(best),
-            "params": dict(PARAMS),
-            "importance": {n: round(float(v), 3) for n, v in sorted(zip(meta["features"], importance),
-                                                                      key=lambda kv: (-kv[1], kv[0]))}}
+    meta = {
+        **meta,
+        "version": RANKER_VERSION,
+        "task": task,
+        "model_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "best_iteration": int(best),
+        "params": dict(PARAMS),
+        "importance": {
+            n: round(float(v), 3) for n, v in sorted(zip(meta["features"], importance), key=lambda kv: (-kv[1], kv[0]))
+        },
+    }
     directory.mkdir(parents=True, exist_ok=True)
     write_text(model_path, text)
     write_text(meta_path, json.dumps(meta, indent=1, sort_keys=True))
@@ -216,19 +257,39 @@ def sample(records: list, limit: int) -> list:
     return sorted(keyed[:limit], key=lambda r: r.id)
 
 
-def train_task(task: str, retriever, directory: Path, train_recs: list, val_recs: list, stats: BankStats, embed, *,
-               extra=None, progress: Progress | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    train_rows = collect(task, train_recs, retriever, stats, embed, progress=progress,
-                         label=f"{task} ranker: train items")
+def train_task(
+    task: str,
+    retriever,
+    directory: Path,
+    train_recs: list,
+    val_recs: list,
+    stats: BankStats,
+    embed,
+    *,
+    extra=None,
+    progress: Progress | None = None,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    train_rows = collect(
+        task, train_recs, retriever, stats, embed, progress=progress, label=f"{task} ranker: train items"
+    )
     val_rows = collect(task, val_recs, retriever, stats, embed, progress=progress, label=f"{task} ranker: val items")
     booster, best, data_digest = fit(train_rows, val_rows, extra)
     scores = [booster.predict(x, num_iteration=best, num_threads=1) if len(x) else np.zeros(0) for x in val_rows.x]
     baseline_col = "ex_heuristic" if task == "distractors" else "support"
     baseline = [x[:, train_rows.names.index(baseline_col)] if len(x) else np.zeros(0) for x in val_rows.x]
-    out = {**(meta or {}), "features": train_rows.names, "training_digest": data_digest,
-           "train_items": len(train_rows.ids), "val_items": len(val_rows.ids),
-           "train_ids_digest": hashlib.sha256("\n".join(train_rows.ids).encode()).hexdigest(),
-           "val": {**evaluate(val_rows, scores), "heuristic": evaluate(val_rows, baseline),
-                   "coverage": val_rows.coverage()}}
+    out = {
+        **(meta or {}),
+        "features": train_rows.names,
+        "training_digest": data_digest,
+        "train_items": len(train_rows.ids),
+        "val_items": len(val_rows.ids),
+        "train_ids_digest": hashlib.sha256("\n".join(train_rows.ids).encode()).hexdigest(),
+        "val": {
+            **evaluate(val_rows, scores),
+            "heuristic": evaluate(val_rows, baseline),
+            "coverage": val_rows.coverage(),
+        },
+    }
     save(task, directory, booster, best, out)
     return {**out, "train_ids": train_rows.ids}

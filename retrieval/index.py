@@ -42,9 +42,16 @@ def embed_unique(embedder, texts: list[str]) -> np.ndarray:
     return vecs[[pos[t] for t in texts]]
 
 
-def build_index(exemplars: Iterable[Exemplar], *, embedder, store, bank: str = "default",
-                progress: Callable[[str, int, int], None] | None = None, force: bool = False,
-                append: bool = False) -> dict:
+def build_index(
+    exemplars: Iterable[Exemplar],
+    *,
+    embedder,
+    store,
+    bank: str = "default",
+    progress: Callable[[str, int, int], None] | None = None,
+    force: bool = False,
+    append: bool = False,
+) -> dict:
     """Upsert the bank; already indexed ids are kept, so an interrupted build resumes where it stopped.
 
     ``append``: ids name their content (an imported bank's ids are digests), so a grown bank only embeds
@@ -67,15 +74,15 @@ def build_index(exemplars: Iterable[Exemplar], *, embedder, store, bank: str = "
         if progress:
             progress(field, 0, total)
         for start in range(0, total, BATCH):
-            chunk = todo[start:start + BATCH]
+            chunk = todo[start : start + BATCH]
             texts = [field_text(ex, field) for ex in chunk]
-            store.upsert(col, [ex.id for ex in chunk], embed_unique(embedder, texts),
-                         [ex.to_metadata() for ex in chunk], texts)
+            store.upsert(
+                col, [ex.id for ex in chunk], embed_unique(embedder, texts), [ex.to_metadata() for ex in chunk], texts
+            )
             added += len(chunk)
             if progress:
                 progress(field, min(start + BATCH, total), total)
-    store.set_marker(f"index-{bank}", {"fingerprint": fp, "exemplars": len(exemplars),
-                                       "embedder": embedder.model_id})
+    store.set_marker(f"index-{bank}", {"fingerprint": fp, "exemplars": len(exemplars), "embedder": embedder.model_id})
     return {"status": "built", "exemplars": len(exemplars), "added": added}
 
 
@@ -101,8 +108,9 @@ def image_fallback_text(ex: Exemplar) -> str:
     return ex.context.strip() or ex.question
 
 
-def _image_fingerprint(exemplars: list[Exemplar], images: Mapping[str, Path], embedder_id: str,
-                       text_fallback: bool) -> str:
+def _image_fingerprint(
+    exemplars: list[Exemplar], images: Mapping[str, Path], embedder_id: str, text_fallback: bool
+) -> str:
     h = hashlib.sha256(f"{IMAGE_INDEX_FORMAT}|{embedder_id}|{text_fallback}".encode())
     for ex in exemplars:
         path = images.get(ex.id)
@@ -111,9 +119,17 @@ def _image_fingerprint(exemplars: list[Exemplar], images: Mapping[str, Path], em
     return h.hexdigest()
 
 
-def build_image_index(exemplars: Iterable[Exemplar], images: Mapping[str, str | Path], *, image_embedder,
-                      store, bank: str = "default", text_fallback: bool = True,
-                      progress: Callable[[str, int, int], None] | None = None, force: bool = False) -> dict:
+def build_image_index(
+    exemplars: Iterable[Exemplar],
+    images: Mapping[str, str | Path],
+    *,
+    image_embedder,
+    store,
+    bank: str = "default",
+    text_fallback: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+    force: bool = False,
+) -> dict:
     """Fill ``{bank}-image``: each exemplar's image through the image tower; with ``text_fallback``, an
     exemplar without a readable image file gets its context through the text tower instead, so that image
     queries still reach it across modalities. ``metadata["modality"]`` records which tower made a vector.
@@ -141,7 +157,7 @@ def build_image_index(exemplars: Iterable[Exemplar], images: Mapping[str, str | 
         progress(IMAGE_FIELD, 0, len(todo))
     for start in range(0, len(todo), IMAGE_BATCH):
         pictured, texts = [], []
-        for ex in todo[start:start + IMAGE_BATCH]:
+        for ex in todo[start : start + IMAGE_BATCH]:
             if ex.id in paths:
                 try:
                     pictured.append((ex, load_image(paths[ex.id])))
@@ -152,18 +168,34 @@ def build_image_index(exemplars: Iterable[Exemplar], images: Mapping[str, str | 
                 texts.append(ex)
         if pictured:
             vecs = image_embedder.embed_images([img for _, img in pictured])
-            store.upsert(col, [ex.id for ex, _ in pictured], vecs,
-                         [{**ex.to_metadata(), "modality": "image"} for ex, _ in pictured],
-                         [str(paths[ex.id]) for ex, _ in pictured])
+            store.upsert(
+                col,
+                [ex.id for ex, _ in pictured],
+                vecs,
+                [{**ex.to_metadata(), "modality": "image"} for ex, _ in pictured],
+                [str(paths[ex.id]) for ex, _ in pictured],
+            )
         if texts:
             docs = [image_fallback_text(ex) for ex in texts]
             new = [d for d in dict.fromkeys(docs) if d not in text_vecs]
             text_vecs.update(zip(new, image_embedder.embed_texts(new)))
-            store.upsert(col, [ex.id for ex in texts], np.stack([text_vecs[d] for d in docs]),
-                         [{**ex.to_metadata(), "modality": "text"} for ex in texts], docs)
+            store.upsert(
+                col,
+                [ex.id for ex in texts],
+                np.stack([text_vecs[d] for d in docs]),
+                [{**ex.to_metadata(), "modality": "text"} for ex in texts],
+                docs,
+            )
         added += len(pictured) + len(texts)
         if progress:
             progress(IMAGE_FIELD, min(start + IMAGE_BATCH, len(todo)), len(todo))
-    store.set_marker(key, {"fingerprint": fp, "exemplars": len(exemplars), "embedder": image_embedder.model_id,
-                           "text_fallback": text_fallback})
+    store.set_marker(
+        key,
+        {
+            "fingerprint": fp,
+            "exemplars": len(exemplars),
+            "embedder": image_embedder.model_id,
+            "text_fallback": text_fallback,
+        },
+    )
     return {"status": "built", "exemplars": len(exemplars), "added": added, "unreadable": unreadable}

@@ -65,13 +65,14 @@ class LoadedCollection:
     def columns(self) -> dict[str, np.ndarray]:
         """Per-row metadata the rerank reads, as arrays, built once per collection (on first rerank)."""
         metas = [m or {} for m in self.metadatas]
-        return {"answer_type": np.array([m.get("answer_type", "") for m in metas], dtype=object),
-                "subject": np.array([m.get("subject") or "" for m in metas], dtype=object),
-                "grade": np.array([m.get("grade") or "" for m in metas], dtype=object),
-                "modality": np.array([m.get("modality", "") for m in metas], dtype=object),
-                # exact (question, answer) repeats are one exemplar for diversity, across banks too
-                "key": np.array([dedupe_key(m.get("question", ""), m.get("answer", "")) for m in metas],
-                                dtype=object)}
+        return {
+            "answer_type": np.array([m.get("answer_type", "") for m in metas], dtype=object),
+            "subject": np.array([m.get("subject") or "" for m in metas], dtype=object),
+            "grade": np.array([m.get("grade") or "" for m in metas], dtype=object),
+            "modality": np.array([m.get("modality", "") for m in metas], dtype=object),
+            # exact (question, answer) repeats are one exemplar for diversity, across banks too
+            "key": np.array([dedupe_key(m.get("question", ""), m.get("answer", "")) for m in metas], dtype=object),
+        }
 
 
 def dedupe_key(question: str, answer: str) -> str:
@@ -121,8 +122,15 @@ class InMemoryBank:
         cut = np.partition(sims, len(sims) - n)[len(sims) - n]
         rows = np.flatnonzero(sims >= cut)
         top = rows[np.lexsort((col.id_rank[rows], -sims[rows]))][:n]
-        return [Hit(id=col.ids[r], similarity=float(sims[r]), metadata=col.metadatas[r] or {},
-                    document=col.documents[r] if documents else None) for r in top]
+        return [
+            Hit(
+                id=col.ids[r],
+                similarity=float(sims[r]),
+                metadata=col.metadatas[r] or {},
+                document=col.documents[r] if documents else None,
+            )
+            for r in top
+        ]
 
     def get_embeddings(self, collection, ids) -> dict[str, np.ndarray]:
         col = self.loaded(collection)
@@ -134,8 +142,11 @@ class InMemoryBank:
         col = self.loaded(collection)
         if col is None:
             return self.store.get_records(collection, ids)
-        return {i: {"metadata": col.metadatas[col.row[i]] or {}, "document": col.documents[col.row[i]]}
-                for i in ids if i in col.row}
+        return {
+            i: {"metadata": col.metadatas[col.row[i]] or {}, "document": col.documents[col.row[i]]}
+            for i in ids
+            if i in col.row
+        }
 
     def get_all(self, collection) -> tuple[list[str], np.ndarray, list[dict[str, Any]], list[str | None]]:
         col = self.loaded(collection)

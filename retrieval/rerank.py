@@ -22,13 +22,13 @@ from .memory_bank import collection_rows
 class Scored:
     """The candidates that passed, one entry per row of each array."""
 
-    bank: np.ndarray            # str
-    ids: np.ndarray             # str
-    score: np.ndarray           # float64, rounded to 4 places as the exemplars carry it
-    key: np.ndarray             # normalised (question, answer): equal keys are one exemplar
-    qvecs: np.ndarray           # question vectors (rows of zeros where qhave is False)
-    qhave: np.ndarray           # bool
-    meta: np.ndarray            # object: each candidate's metadata dict
+    bank: np.ndarray  # str
+    ids: np.ndarray  # str
+    score: np.ndarray  # float64, rounded to 4 places as the exemplars carry it
+    key: np.ndarray  # normalised (question, answer): equal keys are one exemplar
+    qvecs: np.ndarray  # question vectors (rows of zeros where qhave is False)
+    qhave: np.ndarray  # bool
+    meta: np.ndarray  # object: each candidate's metadata dict
     sims: dict[str, np.ndarray] = field(default_factory=dict)  # per field, NaN where the field lacks it
 
     @classmethod
@@ -36,28 +36,42 @@ class Scored:
         parts = [p for p in parts if len(p.ids)]
         if not parts:
             empty = np.zeros(0, dtype=str)
-            return cls(empty, empty, np.zeros(0), np.zeros(0, dtype=object), np.zeros((0, 0), np.float32),
-                       np.zeros(0, dtype=bool), np.zeros(0, dtype=object))
+            return cls(
+                empty,
+                empty,
+                np.zeros(0),
+                np.zeros(0, dtype=object),
+                np.zeros((0, 0), np.float32),
+                np.zeros(0, dtype=bool),
+                np.zeros(0, dtype=object),
+            )
         fields = list(dict.fromkeys(f for p in parts for f in p.sims))
         width = max(p.qvecs.shape[1] for p in parts)
-        return cls(np.concatenate([p.bank for p in parts]), np.concatenate([p.ids for p in parts]),
-                   np.concatenate([p.score for p in parts]), np.concatenate([p.key for p in parts]),
-                   np.concatenate([_pad(p.qvecs, width) for p in parts]), np.concatenate([p.qhave for p in parts]),
-                   np.concatenate([p.meta for p in parts]),
-                   {f: np.concatenate([p.sims.get(f, np.full(len(p.ids), np.nan)) for p in parts]) for f in fields})
+        return cls(
+            np.concatenate([p.bank for p in parts]),
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.score for p in parts]),
+            np.concatenate([p.key for p in parts]),
+            np.concatenate([_pad(p.qvecs, width) for p in parts]),
+            np.concatenate([p.qhave for p in parts]),
+            np.concatenate([p.meta for p in parts]),
+            {f: np.concatenate([p.sims.get(f, np.full(len(p.ids), np.nan)) for p in parts]) for f in fields},
+        )
 
     def exemplar(self, i: int) -> Exemplar:
         signals = {f: round(float(v[i]), 4) for f, v in self.sims.items() if not np.isnan(v[i])}
         return Exemplar.from_metadata(str(self.ids[i]), self.meta[i]).model_copy(
-            update={"score": float(self.score[i]), "signals": signals, "bank": str(self.bank[i])})
+            update={"score": float(self.score[i]), "signals": signals, "bank": str(self.bank[i])}
+        )
 
 
 def _pad(mat: np.ndarray, width: int) -> np.ndarray:
     return mat if mat.shape[1] == width else np.zeros((len(mat), width), dtype=np.float32)
 
 
-def score_candidates(retriever, bank: str, candidates: set[str], vectors: dict[str, np.ndarray],
-                     weights: dict[str, float], q) -> Scored:
+def score_candidates(
+    retriever, bank: str, candidates: set[str], vectors: dict[str, np.ndarray], weights: dict[str, float], q
+) -> Scored:
     """Fused score of each of one bank's candidates: the weighted signals at or above their floors summed
     field by field, over the weights' total, times the type penalty for an answer of another kind, plus the
     subject and grade bonuses; candidates of an excluded split or under ``min_score`` are dropped."""
@@ -85,8 +99,11 @@ def score_candidates(retriever, bank: str, candidates: set[str], vectors: dict[s
         if name == "question":
             qvecs, qhave = mat, have
         if name in vectors:
-            dots = np.vecdot(mat, np.asarray(vectors[name], dtype=np.float32)) if mat.shape[1] else \
-                np.zeros(len(ids), dtype=np.float32)
+            dots = (
+                np.vecdot(mat, np.asarray(vectors[name], dtype=np.float32))
+                if mat.shape[1]
+                else np.zeros(len(ids), dtype=np.float32)
+            )
             sims[name] = np.where(have, dots.astype(np.float64), np.nan)
             floors[name] = retriever.settings.floor(name)
             if name == IMAGE_FIELD and len(col.ids):
@@ -113,9 +130,16 @@ def score_candidates(retriever, bank: str, candidates: set[str], vectors: dict[s
     keep &= score >= s.min_score
     # Python's round is correctly rounded; np.round scales first and can land one step off
     rounded = np.array([round(x, 4) for x in score[keep].tolist()], dtype=np.float64)
-    return Scored(bank=np.full(int(keep.sum()), bank), ids=ids[keep], score=rounded,
-                  key=cols["key"][keep], qvecs=qvecs[keep], qhave=qhave[keep], meta=metas[keep],
-                  sims={f: v[keep] for f, v in sims.items()})
+    return Scored(
+        bank=np.full(int(keep.sum()), bank),
+        ids=ids[keep],
+        score=rounded,
+        key=cols["key"][keep],
+        qvecs=qvecs[keep],
+        qhave=qhave[keep],
+        meta=metas[keep],
+        sims={f: v[keep] for f, v in sims.items()},
+    )
 
 
 def diversify(scored: Scored, k: int, diversity: float) -> list[Exemplar]:

@@ -37,8 +37,7 @@ class RetrievalSettings(BaseModel):
     # "image" compares the query image with exemplar images; "image_text" with exemplars that the image
     # collection holds as text-tower vectors (no image file), whose cross-modal similarities run lower.
     # Both are untuned guesses, not yet calibrated against real CLIP weights.
-    floors: dict[str, float] = {"answer": 0.25, "question": 0.25, "context": 0.20, "image": 0.50,
-                                "image_text": 0.20}
+    floors: dict[str, float] = {"answer": 0.25, "question": 0.25, "context": 0.20, "image": 0.50, "image_text": 0.20}
     min_score: float = 0.05
     type_penalty: float = 0.5
     metadata_bonus: float = 0.05
@@ -52,8 +51,17 @@ class RetrievalSettings(BaseModel):
 
 
 class ExemplarRetriever:
-    def __init__(self, embedder, store, *, bank: str = "default", banks: list[str] | tuple[str, ...] | None = None,
-                 settings: RetrievalSettings | None = None, image_embedder=None, in_memory: bool = True) -> None:
+    def __init__(
+        self,
+        embedder,
+        store,
+        *,
+        bank: str = "default",
+        banks: list[str] | tuple[str, ...] | None = None,
+        settings: RetrievalSettings | None = None,
+        image_embedder=None,
+        in_memory: bool = True,
+    ) -> None:
         """``banks``: the exemplar banks to search (default: ``[bank]``); each is queried and the results
         merge by fused score, so every exemplar carries the ``bank`` it came from. ``in_memory``: read each
         bank's text collections into matrices once (``InMemoryBank``) instead of querying the store on every
@@ -74,8 +82,14 @@ class ExemplarRetriever:
 
     def with_banks(self, banks: list[str] | tuple[str, ...]) -> ExemplarRetriever:
         """The same retriever (embedder and its query cache, store, settings) searching ``banks`` instead."""
-        other = ExemplarRetriever(self.embedder, self.raw_store, banks=list(banks), settings=self.settings,
-                                  image_embedder=self.image_embedder, in_memory=self.in_memory)
+        other = ExemplarRetriever(
+            self.embedder,
+            self.raw_store,
+            banks=list(banks),
+            settings=self.settings,
+            image_embedder=self.image_embedder,
+            in_memory=self.in_memory,
+        )
         other.query_embedder = self.query_embedder
         return other
 
@@ -88,12 +102,16 @@ class ExemplarRetriever:
             if marker is None and bank != "default":
                 continue  # an imported bank without pictures: its records go without the image signal
             if marker is None:
-                raise ConfigError("the exemplar image index is not built; run `coe index build --image-embedder "
-                                  "NAME` with the same image model and weights")
+                raise ConfigError(
+                    "the exemplar image index is not built; run `coe index build --image-embedder "
+                    "NAME` with the same image model and weights"
+                )
             if marker.get("embedder") != want:
                 # Vectors of two different models are not comparable, even when their sizes agree.
-                raise ConfigError(f"the exemplar image index was built with {marker.get('embedder')}, not {want}; "
-                                  "rebuild it with `coe index build --image-embedder NAME --force`")
+                raise ConfigError(
+                    f"the exemplar image index was built with {marker.get('embedder')}, not {want}; "
+                    "rebuild it with `coe index build --image-embedder NAME --force`"
+                )
 
     # Stage 1 -------------------------------------------------------------
     def contextualize(self, q: RetrievalQuery) -> dict[str, tuple[str, float]]:
@@ -129,30 +147,53 @@ class ExemplarRetriever:
             hits = store.query(col, vec, fetch, documents=False)
             keep = allowed(hits)
             if len(keep) < n and len(hits) == fetch and excluded:
-                keep = allowed(store.query(col, vec, n + len(blocked), documents=False,
-                                           where={"split": {"$nin": sorted(excluded)}}))
+                keep = allowed(
+                    store.query(
+                        col, vec, n + len(blocked), documents=False, where={"split": {"$nin": sorted(excluded)}}
+                    )
+                )
             ids.update(keep)
         return ids
 
-    def same_questions(self, question: str, *, n: int = 20, min_similarity: float = 0.9,
-                       exclude_ids: list[str] | None = None, exclude_splits: list[str] | None = None) -> list[Exemplar]:
+    def same_questions(
+        self,
+        question: str,
+        *,
+        n: int = 20,
+        min_similarity: float = 0.9,
+        exclude_ids: list[str] | None = None,
+        exclude_splits: list[str] | None = None,
+    ) -> list[Exemplar]:
         """Exemplars asking (nearly) this question, most similar first (over every bank), each with ``score``
         = the question similarity: in a templated bank, what such questions are answered with."""
         vec = self.query_embedder.embed([question])[0]
         blocked, excluded = set(exclude_ids or []), set(exclude_splits or [])
         out: list[Exemplar] = []
         for bank, store in self.views.items():
-            hits = [h for h in store.query(f"{bank}-question", vec, n + len(blocked), documents=False)
-                    if h.id not in blocked and h.similarity >= min_similarity][:n]
+            hits = [
+                h
+                for h in store.query(f"{bank}-question", vec, n + len(blocked), documents=False)
+                if h.id not in blocked and h.similarity >= min_similarity
+            ][:n]
             records = store.get_records(f"{bank}-answer", [h.id for h in hits])
-            out += [Exemplar.from_metadata(h.id, records[h.id]["metadata"]).model_copy(
-                        update={"score": round(h.similarity, 4), "bank": bank})
-                    for h in hits if h.id in records and records[h.id]["metadata"].get("split") not in excluded]
+            out += [
+                Exemplar.from_metadata(h.id, records[h.id]["metadata"]).model_copy(
+                    update={"score": round(h.similarity, 4), "bank": bank}
+                )
+                for h in hits
+                if h.id in records and records[h.id]["metadata"].get("split") not in excluded
+            ]
         return sorted(out, key=lambda e: -e.score)[:n]
 
     # Stage 3 -------------------------------------------------------------
-    def rerank(self, candidates: set[str], vectors: dict[str, np.ndarray],
-               weights: dict[str, float], q: RetrievalQuery, k: int | None = None) -> list[Exemplar]:
+    def rerank(
+        self,
+        candidates: set[str],
+        vectors: dict[str, np.ndarray],
+        weights: dict[str, float],
+        q: RetrievalQuery,
+        k: int | None = None,
+    ) -> list[Exemplar]:
         """The first bank's candidates fused, scored and diversified (``retrieve`` merges every bank's)."""
         scored = score_candidates(self, self.bank, candidates, vectors, weights, q)
         return diversify(scored, k or self.settings.k, self.settings.diversity)
@@ -173,15 +214,23 @@ class ExemplarRetriever:
         candidates = {bank: self.recall(vectors, q, bank) for bank in self.banks}
         t2 = time.perf_counter()
         # one scale for every bank (same embedder, same fusion): merging is a sort
-        scored = Scored.concat([score_candidates(self, bank, ids, vectors, weights, q)
-                                for bank, ids in candidates.items()])
+        scored = Scored.concat(
+            [score_candidates(self, bank, ids, vectors, weights, q) for bank, ids in candidates.items()]
+        )
         result = diversify(scored, k or self.settings.k, self.settings.diversity)
         t3 = time.perf_counter()
-        info = {"query_texts": {f: texts[f][0] for f in fields}, "weights": weights,
-                "banks": self.banks, "candidates": sum(len(ids) for ids in candidates.values()),
-                "exemplar_banks": [{"id": e.id, "bank": e.bank} for e in result],
-                "stage_seconds": {"contextualize": round(t1 - t0, 4), "recall": round(t2 - t1, 4),
-                            "rerank": round(t3 - t2, 4)}}
+        info = {
+            "query_texts": {f: texts[f][0] for f in fields},
+            "weights": weights,
+            "banks": self.banks,
+            "candidates": sum(len(ids) for ids in candidates.values()),
+            "exemplar_banks": [{"id": e.id, "bank": e.bank} for e in result],
+            "stage_seconds": {
+                "contextualize": round(t1 - t0, 4),
+                "recall": round(t2 - t1, 4),
+                "rerank": round(t3 - t2, 4),
+            },
+        }
         if use_image:
             info["query_image"] = {"path": str(q.image_path), "embedder": self.image_embedder.model_id}
         return result, info

@@ -15,10 +15,10 @@ from coe.ui.steps import expected_next, progress, record_step_time
 class Job:
     """One stream of the graph: from the input (or a resume command) to the next interrupt or the end."""
 
-    kind: str                      # "generate" or the review action
+    kind: str  # "generate" or the review action
     first_node: str
     updates: list[dict[str, Any]] = field(default_factory=list)
-    status: str = "running"        # running | review | accepted | cancelled | error
+    status: str = "running"  # running | review | accepted | cancelled | error
     error: str | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)

@@ -40,6 +40,7 @@ def _md(text: str) -> str:
 
 # -- adding files --------------------------------------------------------------------------------
 
+
 def save_material_file(material: str, name: str, data: bytes) -> Path:
     """Keep an uploaded file under ``coe_home()/uploads/materials/MATERIAL`` by its own name, so the
     material's passages name the file the teacher knows, and a new version of it replaces the old one."""
@@ -68,24 +69,31 @@ def ingest_uploads(material: str, uploads: list) -> dict[str, Any]:
     paths = [save_material_file(name, u.name, u.getvalue()) for u in uploads]
     with st.spinner(f"Reading {len(paths)} file(s) into {name}…"):
         report = ingest([str(p) for p in paths], name)
-    counts = ", ".join(f"{report.count(s)} {s}" for s in ("new", "changed", "unchanged", "failed")
-                       if report.count(s))
-    return {"material": name,
-            "summary": f"{name}: {counts}; {sum(f.passages for f in report.files)} passages and "
-                       f"{sum(f.figures for f in report.files)} figures written in {report.seconds:.1f} s",
-            "errors": [file_error(f.path, f.error) for f in report.failed],
-            "warnings": [one_line(w) for w in report.warnings]}
+    counts = ", ".join(f"{report.count(s)} {s}" for s in ("new", "changed", "unchanged", "failed") if report.count(s))
+    return {
+        "material": name,
+        "summary": f"{name}: {counts}; {sum(f.passages for f in report.files)} passages and "
+        f"{sum(f.figures for f in report.files)} figures written in {report.seconds:.1f} s",
+        "errors": [file_error(f.path, f.error) for f in report.failed],
+        "warnings": [one_line(w) for w in report.warnings],
+    }
 
 
 def add_files_section() -> None:
     ss = st.session_state
-    st.text_input("Material name", key="mat_new_name",
-                  placeholder="e.g. biology-7: lowercase letters, digits, - or _")
-    uploads = st.file_uploader(f"PDF, slides (PPTX), Word (DOCX), Markdown, HTML or pictures; up to "
-                               f"{MAX_DOCUMENT_BYTES // MiB} MB each", key="mat_files", accept_multiple_files=True,
-                               type=[s.lstrip(".") for s in SUPPORTED], max_upload_size=MAX_DOCUMENT_BYTES // MiB)
-    if st.button("Ingest", key="mat_ingest", help="Reads the files into passages and figures; files already "
-                                                  "read and unchanged are skipped"):
+    st.text_input("Material name", key="mat_new_name", placeholder="e.g. biology-7: lowercase letters, digits, - or _")
+    uploads = st.file_uploader(
+        f"PDF, slides (PPTX), Word (DOCX), Markdown, HTML or pictures; up to {MAX_DOCUMENT_BYTES // MiB} MB each",
+        key="mat_files",
+        accept_multiple_files=True,
+        type=[s.lstrip(".") for s in SUPPORTED],
+        max_upload_size=MAX_DOCUMENT_BYTES // MiB,
+    )
+    if st.button(
+        "Ingest",
+        key="mat_ingest",
+        help="Reads the files into passages and figures; files already read and unchanged are skipped",
+    ):
         try:
             ss["mat_report"] = ingest_uploads(ss.get("mat_new_name", ""), uploads or [])
             ss["mat_name"] = ss["mat_report"]["material"]  # the material picker is drawn after this
@@ -104,6 +112,7 @@ def add_files_section() -> None:
 
 # -- browsing ------------------------------------------------------------------------------------
 
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def _rows(folder: str, name: str, stamp: int) -> list[dict[str, Any]]:
     """The material's passages, read again only when an ingest rewrote its file registry (``stamp``);
@@ -117,7 +126,7 @@ def material_rows(name: str) -> list[dict[str, Any]]:
 
 
 def place(meta: dict[str, Any]) -> str:
-    """"page 2", "slide 3", "section Photosynthesis" or "" (a picture or a text without sections)."""
+    """ "page 2", "slide 3", "section Photosynthesis" or "" (a picture or a text without sections)."""
     return next((f"{word} {meta[k]}" for k, word in PLACES if meta.get(k) not in (None, "")), "")
 
 
@@ -130,8 +139,10 @@ def choose(name: str, row: dict[str, Any]) -> None:
     meta = row["metadata"]
     st.session_state.pop("mat_picture", None)
     choices = [source_of(name, meta, row["id"], fig) for fig in load(meta.get("figures"))]
-    st.session_state["mat_pick"] = {"context": row["text"].strip()[:MAX_CONTEXT_CHARS],
-                                    "choices": [*choices, source_of(name, meta, row["id"], None)]}
+    st.session_state["mat_pick"] = {
+        "context": row["text"].strip()[:MAX_CONTEXT_CHARS],
+        "choices": [*choices, source_of(name, meta, row["id"], None)],
+    }
 
 
 def find_passage(name: str) -> None:
@@ -176,8 +187,17 @@ def browse(name: str) -> None:
     except CoeError as exc:
         st.error(plain_error(exc))
         return
-    words = st.text_input("Filter passages", key="mat_filter", on_change=ss.update, kwargs={"mat_page_no": 1},
-                          placeholder="e.g. a word of the passage, a file name or a figure caption").strip().lower()
+    words = (
+        st.text_input(
+            "Filter passages",
+            key="mat_filter",
+            on_change=ss.update,
+            kwargs={"mat_page_no": 1},
+            placeholder="e.g. a word of the passage, a file name or a figure caption",
+        )
+        .strip()
+        .lower()
+    )
 
     def keep(row: dict[str, Any]) -> bool:
         meta = row["metadata"]
@@ -190,27 +210,33 @@ def browse(name: str) -> None:
     page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="mat_page_no")
     st.caption(f"{len(shown)} of {len(rows)} passages shown")
     start = (page - 1) * PAGE_SIZE
-    for i, row in enumerate(shown[start: start + PAGE_SIZE], start):
+    for i, row in enumerate(shown[start : start + PAGE_SIZE], start):
         passage_row(name, i, row)
 
 
 # -- writing an item -----------------------------------------------------------------------------
 
+
 def use_pick() -> None:
     """Fill the Generate tab's fields from the chosen passage (in a callback: they are drawn before this
     tab) and ask for the run, which the tab's script starts through the Generate tab's path."""
     ss = st.session_state
-    ss.update(context=ss["mat_pick"]["context"], answer=ss.get("mat_answer", ""), question="", seed=0,
-              mat_start=True)
+    ss.update(context=ss["mat_pick"]["context"], answer=ss.get("mat_answer", ""), question="", seed=0, mat_start=True)
 
 
 def pick_panel(name: str, start_run: Callable[..., None], busy: bool) -> None:
     ss = st.session_state
     start = ss.pop("mat_start", False)
-    st.text_input("Answer", key="mat_answer",
-                  placeholder="e.g. the word or phrase the passage teaches, such as \"evaporation\"")
-    st.button("Find the passage for this answer", key="mat_find", on_click=find_passage, args=(name,),
-              help="Searches the material for the passage (and figure) that teaches the answer")
+    st.text_input(
+        "Answer", key="mat_answer", placeholder='e.g. the word or phrase the passage teaches, such as "evaporation"'
+    )
+    st.button(
+        "Find the passage for this answer",
+        key="mat_find",
+        on_click=find_passage,
+        args=(name,),
+        help="Searches the material for the passage (and figure) that teaches the answer",
+    )
     if flash := ss.pop("mat_flash", None):
         st.warning(flash)
     pick = ss.get("mat_pick")
@@ -222,17 +248,34 @@ def pick_panel(name: str, start_run: Callable[..., None], busy: bool) -> None:
         left.markdown(f"**Chosen passage:** {_md(describe_source(pick['choices'][-1]))}")
         left.caption(_md(one_line(pick["context"])))
         labels = [c.get("figure_caption") or c.get("figure") or NO_PICTURE for c in pick["choices"]]
-        k = left.radio("Picture", range(len(labels)), format_func=labels.__getitem__, key="mat_picture",
-                       horizontal=True) if len(labels) > 1 else 0
+        k = (
+            left.radio(
+                "Picture", range(len(labels)), format_func=labels.__getitem__, key="mat_picture", horizontal=True
+            )
+            if len(labels) > 1
+            else 0
+        )
         source = pick["choices"][k]
         if source.get("figure_path"):
             right.image(source["figure_path"], width=200)
-    st.button("Generate from this passage", type="primary", key="mat_generate", disabled=busy, on_click=use_pick,
-              help="Writes the item on the Generate tab, with the Generate tab's settings and exemplar banks")
+    st.button(
+        "Generate from this passage",
+        type="primary",
+        key="mat_generate",
+        disabled=busy,
+        on_click=use_pick,
+        help="Writes the item on the Generate tab, with the Generate tab's settings and exemplar banks",
+    )
     if start:
         image = source.get("figure_path") if Path(source.get("figure_path") or "").is_file() else None
-        start_run(image, subject=None, grade=None, exclude=[], upload_error=False,
-                  source=source if image else without_figure(source))
+        start_run(
+            image,
+            subject=None,
+            grade=None,
+            exclude=[],
+            upload_error=False,
+            source=source if image else without_figure(source),
+        )
 
 
 def run_notice() -> None:
@@ -240,8 +283,9 @@ def run_notice() -> None:
     source = run.state.get("source") if run is not None else None
     if run is not None and source:
         status = "starting" if run.status == "new" else run.status
-        st.info(f"Run {run.run_id} from {describe_source(source)} is {status}: follow and review it on the "
-                "Generate tab.")
+        st.info(
+            f"Run {run.run_id} from {describe_source(source)} is {status}: follow and review it on the Generate tab."
+        )
 
 
 def material_page(start_run: Callable[..., None], busy: bool) -> None:
@@ -255,8 +299,15 @@ def material_page(start_run: Callable[..., None], busy: bool) -> None:
     if ss.get("mat_name") not in names:
         ss.pop("mat_name", None)
     with picker:
-        name = st.selectbox("Material", names, index=None, key="mat_name", placeholder="Choose a material",
-                            on_change=ss.update, kwargs={"mat_page_no": 1})
+        name = st.selectbox(
+            "Material",
+            names,
+            index=None,
+            key="mat_name",
+            placeholder="Choose a material",
+            on_change=ss.update,
+            kwargs={"mat_page_no": 1},
+        )
     if not name:
         st.caption("Add files to start a material (or `coe ingest FILES --material NAME` on the command line).")
         return

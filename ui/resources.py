@@ -26,13 +26,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "No rationale": {"mode": "json", "use_exemplars": True, "use_rationale": False},
     "Paper prompt shapes (free text)": {"mode": "coe", "use_exemplars": True, "use_rationale": True},
     # The first version: one greedy question, the model's own choice of distractors, nothing verified.
-    "Single shot (unverified)": {"mode": "json", "pool_selection": "model", "question_exemplars": 0,
-                                 "question_samples": 0, "verify": False, "write_notes": False},
+    "Single shot (unverified)": {
+        "mode": "json",
+        "pool_selection": "model",
+        "question_exemplars": 0,
+        "question_samples": 0,
+        "verify": False,
+        "write_notes": False,
+    },
 }
 
 log = logging.getLogger(__name__)
 
 # -- shared resources (one per process, used by every session) ------------------------------
+
 
 @st.cache_resource(show_spinner="Loading the model and the exemplar index…")
 def shared_services(spec: str, model: str | None):
@@ -101,14 +108,16 @@ def test_items(root: str) -> dict[str, str]:
     dataset = shared_dataset(root)
     if dataset is None or "test" not in dataset.splits():
         return {}
-    return {p.pid: f"{p.pid} · {p.question[:80]}{' · with picture' if p.image_path else ''}"
-            for p in dataset.split("test")}
+    return {
+        p.pid: f"{p.pid} · {p.question[:80]}{' · with picture' if p.image_path else ''}" for p in dataset.split("test")
+    }
 
 
 def llm_presets() -> list[str]:
     """Names of pulled language-model presets (the default is the first pulled in preset order)."""
     try:
         from coe.modelstore import list_models
+
         return [m["name"] for m in list_models() if m.get("role") == "llm" and m.get("status") == "pulled"]
     except Exception:  # a broken model folder must not take the page down
         log.exception("listing models failed")
@@ -122,20 +131,34 @@ def dataset():
 _MB = 1024 * 1024
 # The project's one-line errors that carry library words, and how the page says them instead.
 _PLAIN = [
-    (r"not a readable image: (?P<name>.+?)(?: \(.*\))?",
-     lambda m: f"This file is not an image: {m['name']}. Choose a picture file such as PNG or JPEG."),
-    (r"image too large: (?P<name>.+) \((?P<w>\d+)x(?P<h>\d+) pixels, limit (?P<limit>\d+)\)",
-     lambda m: f"This picture is too large: {m['name']} is {m['w']} × {m['h']} pixels; pictures up to "
-               f"{int(m['limit']) / 1e6:g} million pixels work."),
-    (r"image too large: (?P<name>.+) \((?P<size>\d+) bytes, limit (?P<limit>\d+)\)",
-     lambda m: f"This file is too large: {m['name']} is over the {int(m['limit']) / _MB:g} MB limit."),
+    (
+        r"not a readable image: (?P<name>.+?)(?: \(.*\))?",
+        lambda m: f"This file is not an image: {m['name']}. Choose a picture file such as PNG or JPEG.",
+    ),
+    (
+        r"image too large: (?P<name>.+) \((?P<w>\d+)x(?P<h>\d+) pixels, limit (?P<limit>\d+)\)",
+        lambda m: (
+            f"This picture is too large: {m['name']} is {m['w']} × {m['h']} pixels; pictures up to "
+            f"{int(m['limit']) / 1e6:g} million pixels work."
+        ),
+    ),
+    (
+        r"image too large: (?P<name>.+) \((?P<size>\d+) bytes, limit (?P<limit>\d+)\)",
+        lambda m: f"This file is too large: {m['name']} is over the {int(m['limit']) / _MB:g} MB limit.",
+    ),
     (r"image not found: (?P<path>.+)", lambda m: f"The picture file is missing: {m['path']}"),
-    (r"could not produce (?P<n>\d+) valid distractors: (?P<why>.+)",
-     lambda m: f"The model could not write {m['n']} usable wrong options ({m['why']}). Try again, or another "
-               "model."),
-    (r"[A-Z]\w*(?:Error|Exception):? ?(?P<what>.*)",
-     lambda m: "Something unexpected went wrong" + (f": {m['what']}" if m["what"] else "")
-               + " (the console's log has the details)."),
+    (
+        r"could not produce (?P<n>\d+) valid distractors: (?P<why>.+)",
+        lambda m: f"The model could not write {m['n']} usable wrong options ({m['why']}). Try again, or another model.",
+    ),
+    (
+        r"[A-Z]\w*(?:Error|Exception):? ?(?P<what>.*)",
+        lambda m: (
+            "Something unexpected went wrong"
+            + (f": {m['what']}" if m["what"] else "")
+            + " (the console's log has the details)."
+        ),
+    ),
 ]
 
 

@@ -27,13 +27,19 @@ def _review_texts(run: Run, request: dict[str, Any]) -> dict[str, Any]:
     """The rationale and the misconception notes as the reviewer left them."""
     ss, rid, r = st.session_state, run.run_id, run.round
     notes = list(request.get("distractor_notes") or [])
-    return {"rationale": ss.get(f"rr_{rid}_{r}", request.get("rationale") or ""),
-            "distractor_notes": [ss.get(f"rn_{rid}_{r}_{i}", notes[i] if i < len(notes) else "")
-                                 for i in range(len(request.get("distractors") or []))]}
+    return {
+        "rationale": ss.get(f"rr_{rid}_{r}", request.get("rationale") or ""),
+        "distractor_notes": [
+            ss.get(f"rn_{rid}_{r}_{i}", notes[i] if i < len(notes) else "")
+            for i in range(len(request.get("distractors") or []))
+        ],
+    }
 
 
-def _decide(decision: Callable[[Run, dict[str, Any]], dict[str, Any]],
-            slots: Callable[[list[str]], list[str | None] | None] = lambda ds: None) -> None:
+def _decide(
+    decision: Callable[[Run, dict[str, Any]], dict[str, Any]],
+    slots: Callable[[list[str]], list[str | None] | None] = lambda ds: None,
+) -> None:
     """Resume the current run with the decision made from the reviewer's values; a refusal is flashed."""
     run = current_run()
     request = run.review_request() if run is not None else None
@@ -47,25 +53,35 @@ def _decide(decision: Callable[[Run, dict[str, Any]], dict[str, Any]],
 
 def regenerate(index: int | None) -> None:
     """Regenerate every distractor (``index`` None) or only one, keeping the (edited) others in their slots."""
+
     def decision(run: Run, request: dict[str, Any]) -> dict[str, Any]:
         q, a, ds = _review_values(run, request)
         keep = [] if index is None else [d for i, d in enumerate(ds) if i != index]
         return {"action": "regenerate_distractors", "keep": keep, "edits": {"question": q, "answer": a}}
+
     _decide(decision, lambda ds: None if index is None else [None if i == index else d for i, d in enumerate(ds)])
 
 
 def swap_question(question: str) -> None:
     """Put one of the other questions the question step kept in; the rest of the item is written again for
     it and checked again."""
-    _decide(lambda run, request: {"action": "swap_question", "question": question,
-                                  "edits": {"answer": _review_values(run, request)[1]}})
+    _decide(
+        lambda run, request: {
+            "action": "swap_question",
+            "question": question,
+            "edits": {"answer": _review_values(run, request)[1]},
+        }
+    )
 
 
 def accept() -> None:
     def decision(run: Run, request: dict[str, Any]) -> dict[str, Any]:
         q, a, ds = _review_values(run, request)
-        return {"action": "accept", "edits": {"question": q, "answer": a, "distractors": ds,
-                                              **_review_texts(run, request)}}
+        return {
+            "action": "accept",
+            "edits": {"question": q, "answer": a, "distractors": ds, **_review_texts(run, request)},
+        }
+
     _decide(decision)
 
 
@@ -86,22 +102,38 @@ def review_panel(run: Run) -> None:
     st.text_area("Question", value=request.get("question") or "", key=f"rq_{rid}_{r}")
     others = request.get("questions") or []
     if others:
-        st.caption("Other questions kept for this answer — one click puts one in, then the explanation, the "
-                   "wrong options and the checks are done again for it:")
+        st.caption(
+            "Other questions kept for this answer — one click puts one in, then the explanation, the "
+            "wrong options and the checks are done again for it:"
+        )
         for i, other in enumerate(others):
-            st.button(f"⇄ {literal(other)}", key=f"swapq_{rid}_{r}_{i}", on_click=swap_question, args=(other,),
-                      help="Swap this question in and check the item again")
+            st.button(
+                f"⇄ {literal(other)}",
+                key=f"swapq_{rid}_{r}_{i}",
+                on_click=swap_question,
+                args=(other,),
+                help="Swap this question in and check the item again",
+            )
     st.text_input("Correct answer", value=request.get("answer") or "", key=f"ra_{rid}_{r}")
     if request.get("answer") in probs:
         st.caption(f"Student model's probability on the key: {probs[request['answer']]:.2f}")
-    st.text_area("Rationale", value=request.get("rationale") or "", key=f"rr_{rid}_{r}",
-                 placeholder="Why the answer is correct (shown as feedback in the exports)")
+    st.text_area(
+        "Rationale",
+        value=request.get("rationale") or "",
+        key=f"rr_{rid}_{r}",
+        placeholder="Why the answer is correct (shown as feedback in the exports)",
+    )
     note_list = list(request.get("distractor_notes") or [])
     for i, d in enumerate(request.get("distractors") or []):
         c1, c2 = st.columns([8, 2], vertical_alignment="bottom")
         c1.text_input(f"Distractor {i + 1}", value=d, key=f"rd_{rid}_{r}_{i}")
-        c2.button("↻ Regenerate", key=f"regen_{rid}_{r}_{i}", help="Regenerate only this distractor",
-                  on_click=regenerate, args=(i,))
+        c2.button(
+            "↻ Regenerate",
+            key=f"regen_{rid}_{r}_{i}",
+            help="Regenerate only this distractor",
+            on_click=regenerate,
+            args=(i,),
+        )
         checks = []
         if d in probs:
             checks.append(f"draws {probs[d]:.2f} of a student's choice")
@@ -110,8 +142,12 @@ def review_panel(run: Run) -> None:
             checks.append(f"judged also correct with P {also[d]:.2f}{flagged}")
         if checks:
             c1.caption(" · ".join(checks))
-        c1.text_input(f"Why a student would pick distractor {i + 1}", value=note_list[i] if i < len(note_list) else "",
-                      key=f"rn_{rid}_{r}_{i}", placeholder="e.g. confuses eaters and eaten")
+        c1.text_input(
+            f"Why a student would pick distractor {i + 1}",
+            value=note_list[i] if i < len(note_list) else "",
+            key=f"rn_{rid}_{r}_{i}",
+            placeholder="e.g. confuses eaters and eaten",
+        )
     q, a, ds = _review_values(run, request)
     n = run.state.get("n_distractors") or len(ds)
     verdict = validate_distractors(ds, a, n)
@@ -121,10 +157,12 @@ def review_panel(run: Run) -> None:
     else:
         st.success(f"Validator: {n} distinct distractors, none equal to the answer.")
     c1, c2 = st.columns(2)
-    c1.button("Regenerate all distractors", key=f"regen_all_{rid}_{r}", on_click=regenerate, args=(None,),
-              width="stretch")
-    c2.button("Accept", type="primary", key=f"accept_{rid}_{r}", on_click=accept, disabled=bool(problems),
-              width="stretch")
+    c1.button(
+        "Regenerate all distractors", key=f"regen_all_{rid}_{r}", on_click=regenerate, args=(None,), width="stretch"
+    )
+    c2.button(
+        "Accept", type="primary", key=f"accept_{rid}_{r}", on_click=accept, disabled=bool(problems), width="stretch"
+    )
 
 
 def verification_summary(item: dict[str, Any]) -> None:
@@ -134,8 +172,10 @@ def verification_summary(item: dict[str, Any]) -> None:
         st.success(f"Verified by a student model · difficulty {item.get('difficulty') or '-'}")
     check = item_check(item)
     if status == "unconfirmed":
-        st.warning("Unconfirmed: no check found a problem, but no model could confirm the key."
-                   + (f"\n\n**{literal(check)}**" if check else ""))
+        st.warning(
+            "Unconfirmed: no check found a problem, but no model could confirm the key."
+            + (f"\n\n**{literal(check)}**" if check else "")
+        )
     elif status == "flagged":
         st.error("Flagged — check before use:\n" + "\n".join(f"- {literal(r)}" for r in item.get("reasons") or []))
     elif status == "unverified":
@@ -157,23 +197,35 @@ def export_panel(run: Run, item: dict[str, Any]) -> None:
     from coe.exports import FORMATS, SUFFIXES, ExportItem, render
 
     c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
-    fmt = c1.selectbox("Export format", FORMATS, key=f"export_fmt_{run.run_id}",
-                       help="Moodle XML and QTI 2.1 carry the image; GIFT and Aiken cannot "
-                            "(GIFT names it in a comment).")
+    fmt = c1.selectbox(
+        "Export format",
+        FORMATS,
+        key=f"export_fmt_{run.run_id}",
+        help="Moodle XML and QTI 2.1 carry the image; GIFT and Aiken cannot (GIFT names it in a comment).",
+    )
     try:
         data = render([ExportItem.from_console(item, id=run.run_id)], fmt)
     except CoeError as exc:
         c2.error(f"Cannot export as {fmt}. {plain_error(exc)}")
         return
-    c2.download_button(f"Export item ({fmt})", data=data, file_name=f"coe-item-{run.run_id}{SUFFIXES[fmt]}",
-                       key=f"export_{run.run_id}", type="primary")
+    c2.download_button(
+        f"Export item ({fmt})",
+        data=data,
+        file_name=f"coe-item-{run.run_id}{SUFFIXES[fmt]}",
+        key=f"export_{run.run_id}",
+        type="primary",
+    )
 
 
 def options_markdown(item: dict[str, Any]) -> str:
     """The options as a list, the key marked in words and with a Material icon (Streamlit ships the icon font:
     no emoji font needed)."""
-    return "\n".join([f"- :material/check_circle: {literal(item.get('answer'))} **(correct)**",
-                      *[f"- {literal(d)}" for d in item.get("distractors") or []]])
+    return "\n".join(
+        [
+            f"- :material/check_circle: {literal(item.get('answer'))} **(correct)**",
+            *[f"- {literal(d)}" for d in item.get("distractors") or []],
+        ]
+    )
 
 
 def accepted_panel(run: Run) -> None:

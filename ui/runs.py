@@ -48,8 +48,18 @@ def in_slots(slots: list[str | None], options: list[str]) -> list[int]:
 class Run:
     """One item: inputs, settings, its graph thread and its record in the history."""
 
-    def __init__(self, graph, services, state: dict[str, Any], *, settings: dict[str, Any], variant: str,
-                 model: str | None, source: str = "ui", run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        graph,
+        services,
+        state: dict[str, Any],
+        *,
+        settings: dict[str, Any],
+        variant: str,
+        model: str | None,
+        source: str = "ui",
+        run_id: str | None = None,
+    ) -> None:
         self.graph = graph
         self.services = services
         self.state = state
@@ -71,9 +81,16 @@ class Run:
     def reopen(cls, graph, services, record: dict[str, Any]) -> "Run":
         """A run from its history record, back on its review thread (kept by the graph's checkpointer)."""
         run_settings = {k: v for k, v in (record.get("settings") or {}).items() if k != "model"}
-        run = cls(graph, services, dict(record.get("inputs") or {}), settings=run_settings,
-                  variant=record.get("variant") or "Full CoE", model=(record.get("settings") or {}).get("model"),
-                  source=record.get("source") or "ui", run_id=record["run_id"])
+        run = cls(
+            graph,
+            services,
+            dict(record.get("inputs") or {}),
+            settings=run_settings,
+            variant=record.get("variant") or "Full CoE",
+            model=(record.get("settings") or {}).get("model"),
+            source=record.get("source") or "ui",
+            run_id=record["run_id"],
+        )
         run.created = record.get("created") or run.created
         if run.review_request() is None:
             raise CoeError(f"run {run.run_id} is no longer waiting for review here (its thread is gone)")
@@ -104,12 +121,14 @@ class Run:
     def cancelling(self) -> bool:
         return self.job is not None and self.job.running and self.job.cancel_event.is_set()
 
-    def _launch(self, kind: str, graph_input: Any, first: str, before: dict | None = None,
-                slots: list[str | None] | None = None) -> Job:
+    def _launch(
+        self, kind: str, graph_input: Any, first: str, before: dict | None = None, slots: list[str | None] | None = None
+    ) -> Job:
         job = Job(kind=kind, first_node=first, slots=slots)
         self.job, self.status, self.error, self.notice = job, "running", None, None
-        job.thread = threading.Thread(target=self._work, args=(job, graph_input, before), daemon=True,
-                                      name=f"coe-run-{self.run_id}")
+        job.thread = threading.Thread(
+            target=self._work, args=(job, graph_input, before), daemon=True, name=f"coe-run-{self.run_id}"
+        )
         job.thread.start()
         return job
 
@@ -145,8 +164,9 @@ class Run:
                 # a review step that was cancelled or failed: back to the item as it was before it
                 try:
                     self._restore(before, status)
-                    self.notice = ("Cancelled" if status == "cancelled" else "That step failed") + \
-                        ": the item is as it was before it."
+                    self.notice = (
+                        "Cancelled" if status == "cancelled" else "That step failed"
+                    ) + ": the item is as it was before it."
                     status = "review"
                 except Exception as exc:
                     log.exception("restoring run %s failed", self.run_id)
@@ -172,14 +192,26 @@ class Run:
         """Put the item back as it was when the run last waited for review, and wait there again.
 
         The interrupted steps stay in the trace, followed by a ``review`` entry saying why."""
-        keys = ("question", "answer", "distractors", "candidate_distractors", "attempts", "repaired",
-                "review_problems")
+        keys = ("question", "answer", "distractors", "candidate_distractors", "attempts", "repaired", "review_problems")
         values: dict[str, Any] = {k: before[k] for k in keys if k in before}
-        values.update({"keep": before.get("keep", []), "rejected": before.get("rejected", []),
-                       "review_note": before.get("review_note", ""),
-                       "feedback": before.get("feedback", ""), "valid": True, "reviewed": False,
-                       "trace": [{"node": "review", "action": why, "seconds": 0.0,
-                                  "note": "the item is back as it was before the decision"}]})
+        values.update(
+            {
+                "keep": before.get("keep", []),
+                "rejected": before.get("rejected", []),
+                "review_note": before.get("review_note", ""),
+                "feedback": before.get("feedback", ""),
+                "valid": True,
+                "reviewed": False,
+                "trace": [
+                    {
+                        "node": "review",
+                        "action": why,
+                        "seconds": 0.0,
+                        "note": "the item is back as it was before the decision",
+                    }
+                ],
+            }
+        )
         self.graph.update_state(self.config, values, as_node="validate")
         for _ in self.graph.stream(None, self.config, context=self.services, stream_mode="updates"):
             pass  # runs only the review node, which interrupts again
@@ -216,29 +248,56 @@ class Run:
 
     def item(self) -> dict[str, Any]:
         v = self.values()
-        exemplars = [{"id": e.get("id"), "score": e.get("score"), "question": e.get("question"),
-                      "answer": e.get("answer"), "distractors": e.get("distractors", []), "bank": e.get("bank", ""),
-                      "has_image": e.get("has_image", False), "signals": e.get("signals", {})}
-                     for e in v.get("exemplars") or []]
+        exemplars = [
+            {
+                "id": e.get("id"),
+                "score": e.get("score"),
+                "question": e.get("question"),
+                "answer": e.get("answer"),
+                "distractors": e.get("distractors", []),
+                "bank": e.get("bank", ""),
+                "has_image": e.get("has_image", False),
+                "signals": e.get("signals", {}),
+            }
+            for e in v.get("exemplars") or []
+        ]
         model = v.get("model") or getattr(getattr(self.services, "llm", None), "model_id", "")
-        return {"question": v.get("question"), "answer": v.get("answer"),
-                "distractors": v.get("distractors") or [], "rationale": v.get("rationale"),
-                "exemplars": exemplars, "model": model, "image": self.state.get("image_path"),
-                "source": self.state.get("source"),
-                "repaired": v.get("repaired") or [], "reviewed": bool(v.get("reviewed")),
-                "status": v.get("status"), "reasons": v.get("reasons") or [], "difficulty": v.get("difficulty"),
-                "verification": v.get("verification") or {}, "distractor_notes": v.get("distractor_notes") or [],
-                "variant": self.variant}
+        return {
+            "question": v.get("question"),
+            "answer": v.get("answer"),
+            "distractors": v.get("distractors") or [],
+            "rationale": v.get("rationale"),
+            "exemplars": exemplars,
+            "model": model,
+            "image": self.state.get("image_path"),
+            "source": self.state.get("source"),
+            "repaired": v.get("repaired") or [],
+            "reviewed": bool(v.get("reviewed")),
+            "status": v.get("status"),
+            "reasons": v.get("reasons") or [],
+            "difficulty": v.get("difficulty"),
+            "verification": v.get("verification") or {},
+            "distractor_notes": v.get("distractor_notes") or [],
+            "variant": self.variant,
+        }
 
     def trace(self) -> list[dict[str, Any]]:
         return list(self.values().get("trace") or [])
 
     def record_dict(self) -> dict[str, Any]:
         item = self.item()
-        return {"run_id": self.run_id, "created": self.created, "source": self.source, "status": self.status,
-                "variant": self.variant, "inputs": {k: v for k, v in self.state.items()},
-                "settings": {"model": self.model, **self.settings}, "item": item, "trace": self.trace(),
-                **({"error": self.error} if self.error else {})}
+        return {
+            "run_id": self.run_id,
+            "created": self.created,
+            "source": self.source,
+            "status": self.status,
+            "variant": self.variant,
+            "inputs": {k: v for k, v in self.state.items()},
+            "settings": {"model": self.model, **self.settings},
+            "item": item,
+            "trace": self.trace(),
+            **({"error": self.error} if self.error else {}),
+        }
 
     def record(self) -> str:
         return history.save_run(self.record_dict())

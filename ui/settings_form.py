@@ -26,19 +26,36 @@ def _widget(column: Any, name: str, field: Any) -> None:
     elif field.annotation is bool:
         column.checkbox(name, value=default, key=key, help=help_)
     elif field.annotation is int:
-        column.number_input(name, value=default, step=1, min_value=_bound(field, "ge"),
-                            max_value=_bound(field, "le"), key=key, help=help_)
+        column.number_input(
+            name,
+            value=default,
+            step=1,
+            min_value=_bound(field, "ge"),
+            max_value=_bound(field, "le"),
+            key=key,
+            help=help_,
+        )
     elif field.annotation is float:
-        column.number_input(name, value=float(default), step=0.05, format="%.2f", min_value=_bound(field, "ge"),
-                            max_value=_bound(field, "le"), key=key, help=help_)
+        column.number_input(
+            name,
+            value=float(default),
+            step=0.05,
+            format="%.2f",
+            min_value=_bound(field, "ge"),
+            max_value=_bound(field, "le"),
+            key=key,
+            help=help_,
+        )
     else:  # a list of text
         column.text_input(name, value=", ".join(default), key=key, help=f"{help_} (comma-separated)")
 
 
 def settings_form() -> None:
     with st.popover("All settings", width="stretch"):
-        st.caption("Every setting of the graph (README: Configuration). A value left at its default keeps what "
-                   "the variant sets; `seed` is the first alternative's, *Generate again* counts on from it.")
+        st.caption(
+            "Every setting of the graph (README: Configuration). A value left at its default keeps what "
+            "the variant sets; `seed` is the first alternative's, *Generate again* counts on from it."
+        )
         columns = st.columns(3)
         names = [n for n in GraphSettings.model_fields if n not in OWN_WIDGET]
         for i, name in enumerate(names):

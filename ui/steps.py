@@ -11,10 +11,14 @@ from coe.graphs.build import STEPS
 
 # What each graph node does, in the words the page uses for it.
 STEP_WORDS = {
-    "describe_image": "reading the picture", "retrieve": "finding similar example questions",
-    "question": "writing the question", "rationale": "writing the explanation",
-    "distractors": "writing the wrong options", "validate": "checking the wrong options",
-    "verify": "answering the item as a student would", "notes": "noting why a student might pick each wrong option",
+    "describe_image": "reading the picture",
+    "retrieve": "finding similar example questions",
+    "question": "writing the question",
+    "rationale": "writing the explanation",
+    "distractors": "writing the wrong options",
+    "validate": "checking the wrong options",
+    "verify": "answering the item as a student would",
+    "notes": "noting why a student might pick each wrong option",
     "review": "applying your decision",
 }
 
@@ -48,11 +52,19 @@ def summarize(node: str, update: dict[str, Any]) -> dict[str, Any]:
             text = f"{entry.get('action')}: {text}"
     skipped = next((t.get("skipped") for t in trace if t.get("skipped")), None)
     # a refused decision, options that failed the check (the step loops back), or a flagged item
-    failed = ((node == "validate" and not (update or {}).get("valid"))
-              or (node == "review" and bool(trace) and not trace[-1].get("valid"))
-              or (node == "verify" and (update or {}).get("status") == "flagged"))
-    return {"node": node, "seconds": round(seconds, 3), "tokens": tokens, "text": text, "skipped": skipped,
-            "failed": failed}
+    failed = (
+        (node == "validate" and not (update or {}).get("valid"))
+        or (node == "review" and bool(trace) and not trace[-1].get("valid"))
+        or (node == "verify" and (update or {}).get("status") == "flagged")
+    )
+    return {
+        "node": node,
+        "seconds": round(seconds, 3),
+        "tokens": tokens,
+        "text": text,
+        "skipped": skipped,
+        "failed": failed,
+    }
 
 
 def expected_next(node: str | None, update: dict[str, Any] | None) -> str:
@@ -72,7 +84,7 @@ def expected_next(node: str | None, update: dict[str, Any] | None) -> str:
 def steps_of(kind: str) -> tuple[str, ...]:
     """The steps a job goes through, in graph order: a first generation all of them; a review decision its
     own step, then the graph again from the distractors on."""
-    return STEPS if kind == "generate" else ("review", *STEPS[STEPS.index("distractors"):])
+    return STEPS if kind == "generate" else ("review", *STEPS[STEPS.index("distractors") :])
 
 
 def record_step_time(node: str, seconds: float) -> None:
@@ -105,7 +117,7 @@ def progress(kind: str, updates: list[dict[str, Any]], node: str, since: float) 
     k = steps.index(node) + 1
     walls = [u["wall"] for u in updates]
     mean = sum(walls) / len(walls) if walls else None
-    guesses = [typical_seconds(s) or mean for s in steps[k - 1:]]
+    guesses = [typical_seconds(s) or mean for s in steps[k - 1 :]]
     again = " again" if any(u["node"] == node for u in updates) else ""
     line = f"Step {k} of {n}: {STEP_WORDS.get(node, node)}{again}."
     known = [g for g in guesses if g is not None]

@@ -114,26 +114,34 @@ def render_entry(entry: dict[str, Any], known: dict[str, dict[str, Any]], datase
         for problem in entry.get("problems") or []:
             st.markdown(f"- {literal(problem)}")
         if entry.get("repair"):
-            st.markdown(f"**Repair:** {entry['repair']}: {literal(', '.join(entry.get('filled') or []))} "
-                        f"({'valid' if entry.get('valid_after_repair') else 'still invalid'} after repair)")
+            st.markdown(
+                f"**Repair:** {entry['repair']}: {literal(', '.join(entry.get('filled') or []))} "
+                f"({'valid' if entry.get('valid_after_repair') else 'still invalid'} after repair)"
+            )
         if node == "review":
-            st.json({k: entry.get(k) for k in ("action", "edits", "keep", "rejected") if k in entry},
-                    expanded=False)
+            st.json({k: entry.get(k) for k in ("action", "edits", "keep", "rejected") if k in entry}, expanded=False)
     if entry.get("error"):
         st.error(entry["error"])
     usage = entry.get("usage") or {}
-    st.caption(f"{float(entry.get('seconds') or 0):.3f} s"
-               + (f" · {usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} completion tokens"
-                  if usage else "")
-               + (f" · model {entry['model']}" if entry.get("model") else ""))
+    st.caption(
+        f"{float(entry.get('seconds') or 0):.3f} s"
+        + (
+            f" · {usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} completion tokens"
+            if usage
+            else ""
+        )
+        + (f" · model {entry['model']}" if entry.get("model") else "")
+    )
 
 
-def render_trace(trace: list[dict[str, Any]], *, key: str, exemplars: list[dict[str, Any]] | None = None,
-                 dataset=None) -> None:
+def render_trace(
+    trace: list[dict[str, Any]], *, key: str, exemplars: list[dict[str, Any]] | None = None, dataset=None
+) -> None:
     """Every step as an expander; the filter keeps the steps whose content contains the text."""
     known = {str(e.get("id")): e for e in exemplars or []}
-    needle = st.text_input("Filter the trace", key=f"{key}_filter",
-                           placeholder="e.g. a word of the prompt, 'invalid', 'retrieve'")
+    needle = st.text_input(
+        "Filter the trace", key=f"{key}_filter", placeholder="e.g. a word of the prompt, 'invalid', 'retrieve'"
+    )
     shown = [(i, e) for i, e in enumerate(trace) if matches(e, needle.strip())]
     total_tokens = sum(sum((e.get("usage") or {}).values()) for e in trace)
     total_seconds = sum(float(e.get("seconds") or 0) for e in trace)

@@ -32,8 +32,9 @@ def worker_env(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
     environment: a worker on another node must find the same model server, Chroma server and options."""
     import os
 
-    env = {k: v for k, v in os.environ.items()
-           if k.startswith("COE_") or k in ("HF_HUB_OFFLINE", "ANONYMIZED_TELEMETRY")}
+    env = {
+        k: v for k, v in os.environ.items() if k.startswith("COE_") or k in ("HF_HUB_OFFLINE", "ANONYMIZED_TELEMETRY")
+    }
     runtime_env = dict(runtime_env or {})
     runtime_env["env_vars"] = {**env, **dict(runtime_env.get("env_vars") or {})}
     return runtime_env
@@ -48,17 +49,29 @@ def _connect(address: str | None, runtime_env: dict[str, Any] | None) -> bool:
     if ray.is_initialized():
         return False
     try:
-        ray.init(address=address, runtime_env=worker_env(runtime_env), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(
+            address=address,
+            runtime_env=worker_env(runtime_env),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     except ConnectionError as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from None
     return True
 
 
-def run_on_ray(rows: list[Row], services_factory: Callable[[], Any], settings: dict[str, Any],
-               on_result: Callable[[Row, dict[str, Any]], None], *, address: str | None = None,
-               workers: int = 2, max_concurrency: int | None = None,
-               runtime_env: dict[str, Any] | None = None) -> None:
+def run_on_ray(
+    rows: list[Row],
+    services_factory: Callable[[], Any],
+    settings: dict[str, Any],
+    on_result: Callable[[Row, dict[str, Any]], None],
+    *,
+    address: str | None = None,
+    workers: int = 2,
+    max_concurrency: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
+) -> None:
     """Run ``rows`` on ``workers`` actors, ``max_concurrency`` rows at a time on each (default 1; more
     when the workers send to a model server that batches), calling ``on_result`` here as each ends."""
     import ray
@@ -69,8 +82,9 @@ def run_on_ray(rows: list[Row], services_factory: Callable[[], Any], settings: d
     per_worker = max(1, max_concurrency or 1)
     worker_cls = ray.remote(_Worker)
     # Any: ray types .options(...).remote(...) as a handle-or-class union, and only handles come back
-    actors: list[Any] = [worker_cls.options(max_concurrency=per_worker).remote(services_factory, settings)
-                         for _ in range(workers)]
+    actors: list[Any] = [
+        worker_cls.options(max_concurrency=per_worker).remote(services_factory, settings) for _ in range(workers)
+    ]
     queue = list(range(len(rows)))
     inflight: dict[Any, tuple[int, Any]] = {}
 

@@ -17,11 +17,13 @@ SHOWN_PROBLEMS = 20
 def import_(
     file: str = typer.Argument(..., help="Moodle XML, GIFT, Aiken, QTI 2.1 (zip or item .xml), CSV or JSONL."),
     bank: str = typer.Option(..., "--bank", help="Bank name (created, or grown by this file)."),
-    fmt: str | None = typer.Option(None, "--format",
-                                      help="moodle-xml, gift, qti21, aiken, csv or jsonl (default: from the file)."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="moodle-xml, gift, qti21, aiken, csv or jsonl (default: from the file)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    max_questions: int = typer.Option(10_000, "--max-questions", min=1,
-                                      help="Refuse a file with more questions than this."),
+    max_questions: int = typer.Option(
+        10_000, "--max-questions", min=1, help="Refuse a file with more questions than this."
+    ),
 ) -> None:
     """Read a question bank; its multiple-choice questions become exemplars that guide generation."""
 
@@ -31,21 +33,43 @@ def import_(
     with field_progress(err) as progress:
         report = import_bank(file, bank, fmt=fmt, progress=progress, max_questions=max_questions)
     if as_json:
-        print(json.dumps({"bank": report.bank, "file": report.file, "format": report.format, "read": report.read,
-                          "added": report.added, "duplicates": report.duplicates, "exemplars": report.exemplars,
-                          "problems": [{"position": p.position, "kind": p.kind, "reason": p.reason}
-                                       for p in report.problems]}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "bank": report.bank,
+                    "file": report.file,
+                    "format": report.format,
+                    "read": report.read,
+                    "added": report.added,
+                    "duplicates": report.duplicates,
+                    "exemplars": report.exemplars,
+                    "problems": [{"position": p.position, "kind": p.kind, "reason": p.reason} for p in report.problems],
+                },
+                ensure_ascii=False,
+            )
+        )
         return
     for problem in report.problems[:SHOWN_PROBLEMS]:
         err.print(f"{problem.kind}: {problem.line()}", highlight=False, markup=False)
     if len(report.problems) > SHOWN_PROBLEMS:
-        err.print(f"... and {len(report.problems) - SHOWN_PROBLEMS} more (--json lists every one)",
-                  highlight=False, markup=False)
-    err.print(f"bank {report.bank}: {report.added} added from {report.format} "
-              f"({len(report.duplicates)} duplicates, {len(report.problems)} skipped or unreadable); "
-              f"{report.exemplars} exemplars in all", highlight=False, markup=False)
-    err.print(f"the learned rankers do not know these items yet: `coe rank train --bank {report.bank}` retrains "
-              "them on this bank", highlight=False, markup=False)
+        err.print(
+            f"... and {len(report.problems) - SHOWN_PROBLEMS} more (--json lists every one)",
+            highlight=False,
+            markup=False,
+        )
+    err.print(
+        f"bank {report.bank}: {report.added} added from {report.format} "
+        f"({len(report.duplicates)} duplicates, {len(report.problems)} skipped or unreadable); "
+        f"{report.exemplars} exemplars in all",
+        highlight=False,
+        markup=False,
+    )
+    err.print(
+        f"the learned rankers do not know these items yet: `coe rank train --bank {report.bank}` retrains "
+        "them on this bank",
+        highlight=False,
+        markup=False,
+    )
 
 
 @bank_app.command("list")
@@ -59,8 +83,13 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print the banks as
         return
     table = Table("bank", "exemplars", "sources", "updated", "embedder")
     for b in banks:
-        table.add_row(b.name, str(b.exemplars), ", ".join(dict.fromkeys(s["file"] for s in b.sources)),
-                      b.updated or "", b.embedder)
+        table.add_row(
+            b.name,
+            str(b.exemplars),
+            ", ".join(dict.fromkeys(s["file"] for s in b.sources)),
+            b.updated or "",
+            b.embedder,
+        )
     Console().print(table)
 
 

@@ -12,24 +12,29 @@ err = Console(stderr=True)
 
 
 def eval_command(
-    task: str = typer.Option("dg", "--task",
-                             help="qg, rg, dg, verify, all, or a comma-separated mix (e.g. all,verify)."),
+    task: str = typer.Option(
+        "dg", "--task", help="qg, rg, dg, verify, all, or a comma-separated mix (e.g. all,verify)."
+    ),
     split: str = typer.Option("test", "--split", help="val or test."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a sample of this many items."),
     stratify: bool = typer.Option(False, "--stratify", help="Sample proportionally per context type × subject."),
     model: Optional[str] = typer.Option(None, "--model", help="Model for the model-based variants."),
-    variant: str = typer.Option("copy,coe", "--variant",
-                                help="Comma-separated: copy, pool-rank, zero-shot, coe-paper-prompts, greedy, no-cot, "
-                                     "coe, coe-no-cot."),
+    variant: str = typer.Option(
+        "copy,coe",
+        "--variant",
+        help="Comma-separated: copy, pool-rank, zero-shot, coe-paper-prompts, greedy, no-cot, coe, coe-no-cot.",
+    ),
     report: Optional[str] = typer.Option(None, "--report", help="Write report.md, report.json and plots here."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
-    known_false: str = typer.Option("all", "--known-false",
-                                    help="Known-false item kinds for --task verify (comma-separated), or all."),
+    known_false: str = typer.Option(
+        "all", "--known-false", help="Known-false item kinds for --task verify (comma-separated), or all."
+    ),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95 % intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
-    bank: list[str] = typer.Option([], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; "
-                                                      "default: ScienceQA's)."),
+    bank: list[str] = typer.Option(
+        [], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; default: ScienceQA's)."
+    ),
 ) -> None:
     """Score variants on ScienceQA (resumable: finished items are cached)."""
     from coe.eval import command
@@ -37,9 +42,21 @@ def eval_command(
     from coe.paths import writable_dir
 
     writable_dir(cache_root(), "eval cache", "COE_EVAL_CACHE")
-    result = command.run(task=task, split=split, limit=limit, stratify=stratify, model=model, variants=variant,
-                         report=report, data=data, seed=seed, console=err, known_false=known_false,
-                         resamples=resamples, banks=bank)
+    result = command.run(
+        task=task,
+        split=split,
+        limit=limit,
+        stratify=stratify,
+        model=model,
+        variants=variant,
+        report=report,
+        data=data,
+        seed=seed,
+        console=err,
+        known_false=known_false,
+        resamples=resamples,
+        banks=bank,
+    )
     if as_json:
         print(json.dumps(command.as_json(result), default=str))
     else:
@@ -47,17 +64,22 @@ def eval_command(
 
 
 def bench_command(
-    models: str = typer.Option("qwen2.5-coder-0.5b-instruct-q4", "--models",
-                               help="Comma-separated models to time per stage (empty: skip)."),
+    models: str = typer.Option(
+        "qwen2.5-coder-0.5b-instruct-q4", "--models", help="Comma-separated models to time per stage (empty: skip)."
+    ),
     items: int = typer.Option(5, "--items", help="Test items per model for the stage timings."),
     sizes: str = typer.Option("1000,5000,20000", "--bank-sizes", help="Bank sizes for retrieval latency."),
     queries: int = typer.Option(200, "--queries", help="Retrieval queries per bank size."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
-    compare: Optional[str] = typer.Option(None, "--compare", metavar="REF",
-                                          help="Time REF (a git commit, or KEY=VALUE settings) and the current "
-                                               "code on the same items, taking turns, and print the ratio. With "
-                                               "--models \"\": retrieval on the installed exemplar index."),
+    compare: Optional[str] = typer.Option(
+        None,
+        "--compare",
+        metavar="REF",
+        help="Time REF (a git commit, or KEY=VALUE settings) and the current "
+        "code on the same items, taking turns, and print the ratio. With "
+        '--models "": retrieval on the installed exemplar index.',
+    ),
 ) -> None:
     """Time each stage per model, retrieval p50/p95 by bank size, index build rate and peak RSS."""
     from coe.dataset_loaders import ScienceQA
@@ -97,15 +119,19 @@ def bench_command(
         return
     out = Console()
     for row in result.get("stages", []):
-        out.print(f"[bold]{row['model']}[/bold]: {row['seconds_per_item']:.1f} s/item "
-                  f"({row['items_per_s']:.3f} items/s) over {row['items']} items")
+        out.print(
+            f"[bold]{row['model']}[/bold]: {row['seconds_per_item']:.1f} s/item "
+            f"({row['items_per_s']:.3f} items/s) over {row['items']} items"
+        )
         for stage, sec in row["stage_seconds"].items():
             out.print(f"  {stage:15s} {sec:7.2f} s  {row['stage_items_per_s'][stage]:8.2f} items/s")
     r = result.get("retrieval") or {"sizes": []}
     if "embed_items_per_s" in r:
         out.print(f"embedding {r['bank_available']} exemplars: {r['embed_items_per_s']:.0f} items/s")
     for s in r["sizes"]:
-        out.print(f"bank {s['bank']:6d} (asked {s['requested']}): retrieval p50 {s['p50_ms']:.1f} ms, "
-                  f"p95 {s['p95_ms']:.1f} ms over {s['queries']} queries; "
-                  f"index build {s['build_items_per_s']:.0f} items/s")
+        out.print(
+            f"bank {s['bank']:6d} (asked {s['requested']}): retrieval p50 {s['p50_ms']:.1f} ms, "
+            f"p95 {s['p95_ms']:.1f} ms over {s['queries']} queries; "
+            f"index build {s['build_items_per_s']:.0f} items/s"
+        )
     out.print(f"peak RSS {result['peak_rss_mb']:.0f} MB")

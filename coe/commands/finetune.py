@@ -11,6 +11,7 @@ err = Console(stderr=True)
 
 finetune_app = typer.Typer(no_args_is_help=True, help="Fine-tune a Qwen2-VL model (LoRA / Q-LoRA) on CoE prompts.")
 
+
 @finetune_app.command("prepare")
 def finetune_prepare(
     out: str = typer.Option(..., "--out", help="Output directory (one sub-folder per stage unless --multitask)."),
@@ -19,8 +20,9 @@ def finetune_prepare(
     split: str = typer.Option("train", "--split", help="train or val."),
     limit: Optional[int] = typer.Option(None, "--limit", help="A seeded sample of this many items."),
     k: int = typer.Option(4, "--k", help="Exemplars shown per prompt (the graph's default)."),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer",
-                                            help="Model directory or Qwen2 .gguf for token counts."),
+    tokenizer: Optional[str] = typer.Option(
+        None, "--tokenizer", help="Model directory or Qwen2 .gguf for token counts."
+    ),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -28,8 +30,18 @@ def finetune_prepare(
     """Training records from the exemplar bank, with the graph's own prompts and retrieval."""
     from coe.finetune import command
 
-    summary = command.prepare(stages=stages, multitask=multitask, split=split, out=out, limit=limit, data=data,
-                              k=k, seed=seed, tokenizer=tokenizer, console=err)
+    summary = command.prepare(
+        stages=stages,
+        multitask=multitask,
+        split=split,
+        out=out,
+        limit=limit,
+        data=data,
+        k=k,
+        seed=seed,
+        tokenizer=tokenizer,
+        console=err,
+    )
     if as_json:
         print(command.dump(summary))
     else:
@@ -65,20 +77,41 @@ def finetune_train(
     """LoRA / Q-LoRA on the language model (vision tower frozen), loss on the assistant's tokens only."""
     from coe.finetune import command
 
-    options = dict(base=base, data=data, out=out, method="qlora" if qlora else "lora", epochs=epochs,
-                   max_steps=max_steps, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                   warmup_ratio=warmup_ratio, weight_decay=weight_decay, batch_size=batch_size,
-                   grad_accum=grad_accum, max_length=max_length, save_steps=save_steps,
-                   logging_steps=logging_steps, gradient_checkpointing=gradient_checkpointing, dtype=dtype,
-                   max_pixels=max_pixels, resume=resume, seed=seed)
+    options = dict(
+        base=base,
+        data=data,
+        out=out,
+        method="qlora" if qlora else "lora",
+        epochs=epochs,
+        max_steps=max_steps,
+        lr=lr,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        save_steps=save_steps,
+        logging_steps=logging_steps,
+        gradient_checkpointing=gradient_checkpointing,
+        dtype=dtype,
+        max_pixels=max_pixels,
+        resume=resume,
+        seed=seed,
+    )
     summary = command.train(options, err)
     if as_json:
         print(command.dump(summary))
     else:
         loss = f"mean logged loss {summary['train_loss']:.4f}, " if summary["train_loss"] is not None else ""
-        Console().print(f"adapter saved to {summary['adapter']} after {summary['global_step']} steps "
-                        f"({loss}{summary['seconds']:.0f}s); evaluate it with "
-                        f"`coe eval --model transformers:{summary['adapter']}`", highlight=False)
+        Console().print(
+            f"adapter saved to {summary['adapter']} after {summary['global_step']} steps "
+            f"({loss}{summary['seconds']:.0f}s); evaluate it with "
+            f"`coe eval --model transformers:{summary['adapter']}`",
+            highlight=False,
+        )
 
 
 @finetune_app.command("merge")

@@ -18,8 +18,12 @@ def generate(
     answer: str = typer.Option(..., "--answer", help="The correct answer the item tests."),
     context: str = typer.Option("", "--context", help="Text that accompanies the image."),
     context_file: Optional[str] = typer.Option(None, "--context-file", help="Read the context from a UTF-8 file."),
-    material: Optional[str] = typer.Option(None, "--material", help="Take the context and picture from this "
-                                           "ingested material (`coe ingest`): the passage that teaches the answer."),
+    material: Optional[str] = typer.Option(
+        None,
+        "--material",
+        help="Take the context and picture from this "
+        "ingested material (`coe ingest`): the passage that teaches the answer.",
+    ),
     question: Optional[str] = typer.Option(None, "--question", help="Use this question instead of generating one."),
     n_distractors: int = typer.Option(3, "--n-distractors", help="How many wrong options to write."),
     model: Optional[str] = typer.Option(None, "--model", help="Preset, .gguf path, hub id or openai:MODEL@URL."),
@@ -30,17 +34,27 @@ def generate(
     no_rationale: bool = typer.Option(False, "--no-rationale", help="Ablation: no chain of thought."),
     difficulty: str = typer.Option("medium", "--difficulty", help="easy, medium or hard: steers distractor choice."),
     seed: int = typer.Option(0, "--seed", help="Another seed gives another alternative for the same input."),
-    choose: str = typer.Option("auto", "--choose", help="Who picks the question and distractors: rankers, model, "
-                               "or auto (rankers when the model cannot see the picture)."),
+    choose: str = typer.Option(
+        "auto",
+        "--choose",
+        help="Who picks the question and distractors: rankers, model, "
+        "or auto (rankers when the model cannot see the picture).",
+    ),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip verification (the item is 'unverified')."),
-    notes: bool = typer.Option(False, "--notes", help="Also write why a student would pick each wrong option "
-                               "(one more model call)."),
+    notes: bool = typer.Option(
+        False, "--notes", help="Also write why a student would pick each wrong option (one more model call)."
+    ),
     strict: bool = typer.Option(False, "--strict", help="Exit 3 when the item is flagged (or unverified)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    bank: list[str] = typer.Option([], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; "
-                                                      "default: ScienceQA's). See `coe bank list`."),
-    assignments: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                          help="Any graph setting (repeatable; README: Configuration)."),
+    bank: list[str] = typer.Option(
+        [],
+        "--bank",
+        metavar="NAME",
+        help="Exemplar bank(s) to search (repeatable or a,b; default: ScienceQA's). See `coe bank list`.",
+    ),
+    assignments: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Any graph setting (repeatable; README: Configuration)."
+    ),
 ) -> None:
     """Write one multiple-choice item for an image + context + answer, verified by an answering agent."""
     from coe.errors import InputError
@@ -57,19 +71,30 @@ def generate(
         if not answer.strip():
             raise InputError("the answer is empty")
         from coe.ingest.retrieve import material_input
+
         found = material_input(material, answer)
         context, image, source = found["context"], found["image_path"], found["source"]
     from coe.graphs.settings import check_settings, choose_settings, parse_assignments
-    named = {"mode": mode, "use_exemplars": not no_exemplars, "use_rationale": not no_rationale,
-             "difficulty": difficulty, "seed": seed, "verify": not no_verify, "write_notes": notes,
-             **choose_settings(choose)}
+
+    named = {
+        "mode": mode,
+        "use_exemplars": not no_exemplars,
+        "use_rationale": not no_rationale,
+        "difficulty": difficulty,
+        "seed": seed,
+        "verify": not no_verify,
+        "write_notes": notes,
+        **choose_settings(choose),
+    }
     settings = check_settings({**named, **parse_assignments(assignments)}).model_dump(exclude_unset=True)
     n_distractors = settings.pop("n_distractors", n_distractors)
     check_inputs(image=image, context=context, answer=answer, question=question, n_distractors=n_distractors)
     from coe.history import traces_dir
     from coe.paths import writable_dir
+
     writable_dir(traces_dir(), "run history", "COE_HOME")  # before minutes of work that could not be kept
     from coe.question_banks import parse_banks
+
     banks = parse_banks(bank)
     with err.status("loading models…"):
         services = default_services(model, banks)
@@ -79,24 +104,46 @@ def generate(
             for step in update.get("trace", []):
                 err.print(f"[dim]· {node} ({step.get('seconds', 0):.1f} s)[/dim]")
 
-    item = generate_item(image=image, answer=answer, context=context, question=question,
-                         n_distractors=n_distractors, subject=subject, grade=grade, services=services,
-                         stream=stream, **settings)
+    item = generate_item(
+        image=image,
+        answer=answer,
+        context=context,
+        question=question,
+        n_distractors=n_distractors,
+        subject=subject,
+        grade=grade,
+        services=services,
+        stream=stream,
+        **settings,
+    )
     item.source = source
-    _record(item, inputs={"image": image, "context": context, "answer": answer, "question": question,
-                          "n_distractors": n_distractors, "subject": subject, "grade": grade,
-                          "material": material},
-            settings={"model": model, **settings})
+    _record(
+        item,
+        inputs={
+            "image": image,
+            "context": context,
+            "answer": answer,
+            "question": question,
+            "n_distractors": n_distractors,
+            "subject": subject,
+            "grade": grade,
+            "material": material,
+        },
+        settings={"model": model, **settings},
+    )
     if as_json:
         print(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
     else:
         from coe.render import show_item
+
         show_item(item, Console())
         if item.source:
             from coe.ingest.retrieve import describe_source
+
             Console().print(f"Source: {describe_source(item.source)}", highlight=False, markup=False)
     if strict and item.status != "verified":
         from coe.errors import FlaggedItem
+
         raise FlaggedItem(f"the item is {item.status}" + (f": {'; '.join(item.reasons)}" if item.reasons else ""))
 
 
@@ -126,9 +173,23 @@ def ui(
     import coe.ui
 
     script = Path(coe.ui.__file__).resolve().parent / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
-           "--server.headless", "true" if headless else "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--server.headless",
+        "true" if headless else "false",
+    ]
     sys.stdout.flush()
     sys.stderr.flush()
     if os.name == "posix":

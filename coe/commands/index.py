@@ -11,22 +11,31 @@ err = Console(stderr=True)
 
 index_app = typer.Typer(no_args_is_help=True, help="Build the exemplar index.")
 
+
 @index_app.command("build")
 def index_build(
     splits: str = typer.Option("train,val", help="Comma-separated ScienceQA splits for the exemplar bank."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
     chroma: Optional[str] = typer.Option(None, "--chroma-dir", help="Chroma directory (or $COE_CHROMA_DIR)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the index is up to date."),
-    rankers: bool = typer.Option(True, "--rankers/--no-rankers",
-                                 help="Train the learned rankers after the embeddings (skipped when up to date)."),
+    rankers: bool = typer.Option(
+        True, "--rankers/--no-rankers", help="Train the learned rankers after the embeddings (skipped when up to date)."
+    ),
     image_embedder: Optional[str] = typer.Option(
-        None, "--image-embedder", envvar="COE_IMAGE_EMBEDDER",
-        help="Also build the image collection with this image embedder plugin (e.g. open-clip)."),
+        None,
+        "--image-embedder",
+        envvar="COE_IMAGE_EMBEDDER",
+        help="Also build the image collection with this image embedder plugin (e.g. open-clip).",
+    ),
     image_model: Optional[str] = typer.Option(
-        None, "--image-model", envvar="COE_IMAGE_MODEL", help="Its architecture (open-clip: e.g. ViT-B-32)."),
+        None, "--image-model", envvar="COE_IMAGE_MODEL", help="Its architecture (open-clip: e.g. ViT-B-32)."
+    ),
     image_weights: Optional[str] = typer.Option(
-        None, "--image-weights", envvar="COE_IMAGE_WEIGHTS",
-        help="Its weights: a local checkpoint file or directory (or a hub tag when online)."),
+        None,
+        "--image-weights",
+        envvar="COE_IMAGE_WEIGHTS",
+        help="Its weights: a local checkpoint file or directory (or a hub tag when online).",
+    ),
 ) -> None:
     """Embed the exemplar bank into Chroma (re-running only adds what is missing)."""
     from coe.progress import field_progress
@@ -45,10 +54,13 @@ def index_build(
     with field_progress(err) as progress:
         result = build_index(bank, embedder=embedder, store=store, progress=progress, force=force)
         if images is not None:
-            image_result = build_image_index(bank, exemplar_images(dataset, bank), image_embedder=images,
-                                             store=store, progress=progress, force=force)
-    err.print(f"index {result['status']}: {result['exemplars']} exemplars "
-              f"({result['added']} records added) in {store.location}")
+            image_result = build_image_index(
+                bank, exemplar_images(dataset, bank), image_embedder=images, store=store, progress=progress, force=force
+            )
+    err.print(
+        f"index {result['status']}: {result['exemplars']} exemplars "
+        f"({result['added']} records added) in {store.location}"
+    )
     if rankers:
         from coe.ranking.build import build_rankers
         from coe.ranking.train import TooFewItems
@@ -63,6 +75,8 @@ def index_build(
         except TooFewItems as exc:  # a small bank is still a usable index: the heuristic ranks its pools
             err.print(str(exc), highlight=False, markup=False)
     if images is not None:
-        err.print(f"image index {image_result['status']} with {images.model_id}: "
-                  f"{image_result['added']} records added"
-                  + (f", {image_result['unreadable']} unreadable images" if image_result["unreadable"] else ""))
+        err.print(
+            f"image index {image_result['status']} with {images.model_id}: "
+            f"{image_result['added']} records added"
+            + (f", {image_result['unreadable']} unreadable images" if image_result["unreadable"] else "")
+        )

@@ -22,9 +22,11 @@ def ingest(
     material: str = typer.Option(..., "--material", help="Name of the material to add them to."),
     reread: bool = typer.Option(False, "--reread", help="Read unchanged files again (unchanged pages stay)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
-    allow_outside: bool = typer.Option(False, "--allow-outside-files",
-                                       help="Read pictures a document names outside its folder, and files "
-                                            "linked from outside a folder given."),
+    allow_outside: bool = typer.Option(
+        False,
+        "--allow-outside-files",
+        help="Read pictures a document names outside its folder, and files linked from outside a folder given.",
+    ),
     max_pages: int = typer.Option(1000, "--max-pages", min=1, help="Refuse a PDF with more pages than this."),
 ) -> int:
     """Read teaching material into passages and figures, searchable by `generate --material`."""
@@ -32,22 +34,31 @@ def ingest(
 
     from coe.ingest.pipeline import ingest as run_ingest
 
-    report = run_ingest(paths, material, console=err, reread=reread, allow_outside=allow_outside,
-                        max_pages=max_pages)
+    report = run_ingest(paths, material, console=err, reread=reread, allow_outside=allow_outside, max_pages=max_pages)
     for f in report.failed:  # plain prints: one line each, never wrapped to the terminal's width
         print(f"coe: error: {one_line(f.error)}", file=sys.stderr)
     for w in report.warnings:
         print(f"coe: warning: {one_line(w)}", file=sys.stderr)
     if as_json:
-        print(json.dumps({"material": report.material, "seconds": report.seconds,
-                          "files": [asdict(f) for f in report.files], "warnings": report.warnings}))
+        print(
+            json.dumps(
+                {
+                    "material": report.material,
+                    "seconds": report.seconds,
+                    "files": [asdict(f) for f in report.files],
+                    "warnings": report.warnings,
+                }
+            )
+        )
     else:
-        counts = ", ".join(f"{report.count(s)} {s}" for s in ("new", "changed", "unchanged", "removed", "failed")
-                           if report.count(s))
+        counts = ", ".join(
+            f"{report.count(s)} {s}" for s in ("new", "changed", "unchanged", "removed", "failed") if report.count(s)
+        )
         passages = sum(f.passages for f in report.files)
         figures = sum(f.figures for f in report.files)
-        print(f"{report.material}: {counts}; {passages} passages and {figures} figures written "
-              f"in {report.seconds:.1f} s")
+        print(
+            f"{report.material}: {counts}; {passages} passages and {figures} figures written in {report.seconds:.1f} s"
+        )
     return 1 if report.failed else 0
 
 
@@ -67,8 +78,9 @@ def suggest(
         print(manifest_csv(material, targets), end="")
         return
     path = write_manifest(material, targets, out)
-    err.print(f"{len(targets)} targets written to {path} (run them: coe batch run {path} --out RUN_DIR)",
-              highlight=False)
+    err.print(
+        f"{len(targets)} targets written to {path} (run them: coe batch run {path} --out RUN_DIR)", highlight=False
+    )
 
 
 @material_app.command("list")
@@ -98,20 +110,35 @@ def show_command(
     store.existing_material(name)
     rows = store.passages(name)
     if as_json:
-        print(json.dumps([{"id": r["id"], "text": r["text"], "file": r["metadata"].get("file_name"),
-                           **{k: r["metadata"][k] for k in LOCATION_KEYS if r["metadata"].get(k) not in (None, "")},
-                           "figures": load(r["metadata"].get("figures"))} for r in rows], ensure_ascii=False))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r["id"],
+                        "text": r["text"],
+                        "file": r["metadata"].get("file_name"),
+                        **{k: r["metadata"][k] for k in LOCATION_KEYS if r["metadata"].get(k) not in (None, "")},
+                        "figures": load(r["metadata"].get("figures")),
+                    }
+                    for r in rows
+                ],
+                ensure_ascii=False,
+            )
+        )
         return
     out = Console(emoji=False)  # ":x:" in a passage is text, not an emoji
     for r in rows:
         meta = r["metadata"]
         where = next((f"{k} {meta[k]}" for k in ("page", "slide", "section") if meta.get(k) not in (None, "")), "")
         text = one_line(r["text"])
-        out.print(f"[bold]{escape(meta.get('file_name', ''))}[/bold] {escape(where)}: {escape(text[:160])}",
-                  highlight=False)
+        out.print(
+            f"[bold]{escape(meta.get('file_name', ''))}[/bold] {escape(where)}: {escape(text[:160])}", highlight=False
+        )
         for fig in load(meta.get("figures")):
-            out.print(f"    figure {escape(fig['id'])} ({escape(fig['path'])}): {escape(fig.get('caption', ''))}",
-                      highlight=False)
+            out.print(
+                f"    figure {escape(fig['id'])} ({escape(fig['path'])}): {escape(fig.get('caption', ''))}",
+                highlight=False,
+            )
 
 
 @material_app.command("remove")

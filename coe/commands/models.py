@@ -11,6 +11,7 @@ err = Console(stderr=True)
 
 models_app = typer.Typer(no_args_is_help=True, help="List and pull local model files.")
 
+
 @models_app.command("list")
 def models_list(as_json: bool = typer.Option(False, "--json", help="Print rows as JSON.")) -> None:
     """Show the pinned model presets and whether each is pulled."""

@@ -19,8 +19,9 @@ def ranker_progress(console: Console):
 
     from coe.progress import make_progress
 
-    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       console=console) as bar:
+    with make_progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -35,24 +36,34 @@ def summary(result: dict) -> str:
     if result["status"] != "built":
         return f"distractor ranker {result['status']} in {result['directory']}"
     val = result["val"]
-    return (f"distractor ranker built in {result['directory']} ({result['seconds']} s): "
-            f"{result['train_items']} train / {result['val_items']} val items"
-            + (f", {result['reviewed_items']} reviewed items" if result.get("reviewed_items") else "")
-            + f"; val NDCG@3 {val['ndcg@3']:.3f}, recall@n {val['recall@n']:.3f} "
-            f"(heuristic {val['heuristic']['recall@n']:.3f}), pool coverage {val['coverage']['union']:.3f}")
+    return (
+        f"distractor ranker built in {result['directory']} ({result['seconds']} s): "
+        f"{result['train_items']} train / {result['val_items']} val items"
+        + (f", {result['reviewed_items']} reviewed items" if result.get("reviewed_items") else "")
+        + f"; val NDCG@3 {val['ndcg@3']:.3f}, recall@n {val['recall@n']:.3f} "
+        f"(heuristic {val['heuristic']['recall@n']:.3f}), pool coverage {val['coverage']['union']:.3f}"
+    )
 
 
 @rank_app.command("train")
 def train(
-    bank: list[str] = typer.Option([], "--bank", metavar="NAME",
-                                   help="Exemplar bank(s) whose rankers to build (repeatable or a,b; "
-                                        "default: ScienceQA's)."),
-    from_run: list[str] = typer.Option([], "--from-run", metavar="RUN_DIR",
-                                       help="Add a batch run's review decisions as training data (repeatable)."),
+    bank: list[str] = typer.Option(
+        [],
+        "--bank",
+        metavar="NAME",
+        help="Exemplar bank(s) whose rankers to build (repeatable or a,b; default: ScienceQA's).",
+    ),
+    from_run: list[str] = typer.Option(
+        [], "--from-run", metavar="RUN_DIR", help="Add a batch run's review decisions as training data (repeatable)."
+    ),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the rankers are up to date."),
-    max_items: int = typer.Option(4000, "--max-items", min=10,
-                                  help="Train items for the distractor ranker (a fixed sample; val: a quarter as "
-                                       "many, the question ranker: half of each)."),
+    max_items: int = typer.Option(
+        4000,
+        "--max-items",
+        min=10,
+        help="Train items for the distractor ranker (a fixed sample; val: a quarter as "
+        "many, the question ranker: half of each).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train the distractor ranker on the bank (and reviewers' decisions) and save it beside the index."""
@@ -62,8 +73,14 @@ def train(
 
     retriever = retrieval_services(parse_banks(bank)).retriever
     with ranker_progress(err) as progress:
-        result = build_rankers(retriever, from_runs=from_run, force=force or bool(from_run), progress=progress,
-                               max_train=max_items, max_val=max(max_items // 4, 1))
+        result = build_rankers(
+            retriever,
+            from_runs=from_run,
+            force=force or bool(from_run),
+            progress=progress,
+            max_train=max_items,
+            max_val=max(max_items // 4, 1),
+        )
     if as_json:
         print(json.dumps({k: v for k, v in result.items() if k != "train_ids"}))
         return

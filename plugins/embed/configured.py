@@ -9,8 +9,7 @@ from coe.plugins import registry
 from coe.settings import settings
 
 
-def configured_image_embedder(name: str | None = None, *, model: str | None = None,
-                              pretrained: str | None = None):
+def configured_image_embedder(name: str | None = None, *, model: str | None = None, pretrained: str | None = None):
     """An image embedder plugin built from the arguments, each falling back to its variable
     (``COE_IMAGE_EMBEDDER``, ``COE_IMAGE_MODEL``, ``COE_IMAGE_WEIGHTS``); ``None`` when no name is set."""
     env = settings()

@@ -15,12 +15,19 @@ class MiniLMOnnxEmbedder:
     name = "minilm-onnx"
     dim = 384
 
-    def __init__(self, model_dir: str | os.PathLike | None = None, *, max_length: int = 128,
-                 batch_size: int = 64, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str | os.PathLike | None = None,
+        *,
+        max_length: int = 128,
+        batch_size: int = 64,
+        threads: int | None = None,
+    ) -> None:
         from tokenizers import Tokenizer
 
         if model_dir is None:
             from coe.modelstore import resolve_embedder
+
             model_dir = resolve_embedder("minilm-l6-v2-int8")
         model_dir = Path(model_dir)
         onnx_path, tok_path = model_dir / "model.onnx", model_dir / "tokenizer.json"
@@ -33,8 +40,7 @@ class MiniLMOnnxEmbedder:
         self._tok.enable_truncation(max_length)
         self._tok.enable_padding(pad_id=0, pad_token="[PAD]")
         # keyed by the file's identity too: a model pulled again in this process gets a new session
-        self._session = _session(str(onnx_path.resolve()), onnx_path.stat().st_mtime_ns,
-                                 threads or os.cpu_count() or 1)
+        self._session = _session(str(onnx_path.resolve()), onnx_path.stat().st_mtime_ns, threads or os.cpu_count() or 1)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -43,13 +49,12 @@ class MiniLMOnnxEmbedder:
         # Sorting by length keeps padding (and wasted compute) small within each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             enc = self._tok.encode_batch([texts[i] or " " for i in idx])
             ids = np.array([e.ids for e in enc], dtype=np.int64)
             mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
             types = np.array([e.type_ids for e in enc], dtype=np.int64)
-            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                              "token_type_ids": types})[0]
+            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
             m = mask[..., None].astype(np.float32)
             pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
             pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)

@@ -45,8 +45,9 @@ def _sampled_digest(files: list[Path]) -> str:
 
 
 def _looks_like_path(value: str) -> bool:
-    return (os.sep in value or "/" in value or value.startswith(("~", "."))
-            or value.lower().endswith(CHECKPOINT_SUFFIXES))
+    return (
+        os.sep in value or "/" in value or value.startswith(("~", ".")) or value.lower().endswith(CHECKPOINT_SUFFIXES)
+    )
 
 
 def _arch(open_clip: Any, model: str | os.PathLike) -> str:
@@ -58,13 +59,16 @@ def _arch(open_clip: Any, model: str | os.PathLike) -> str:
         open_clip.add_model_config(path)
         return path.stem
     if open_clip.get_model_config(str(model)) is None:
-        raise ConfigError(f"unknown open_clip model {str(model)!r}: not a built-in architecture "
-                          "(open_clip.list_models()) or a model config .json file")
+        raise ConfigError(
+            f"unknown open_clip model {str(model)!r}: not a built-in architecture "
+            "(open_clip.list_models()) or a model config .json file"
+        )
     return str(model)
 
 
-def resolve(open_clip: Any, model: str | os.PathLike, pretrained: str | os.PathLike | None,
-            seed: int) -> tuple[str, str | None, str]:
+def resolve(
+    open_clip: Any, model: str | os.PathLike, pretrained: str | os.PathLike | None, seed: int
+) -> tuple[str, str | None, str]:
     """(open_clip model name, its ``pretrained`` argument, a label of the weights for ``model_id``)."""
     if pretrained is not None:
         path = Path(pretrained).expanduser()
@@ -79,21 +83,25 @@ def resolve(open_clip: Any, model: str | os.PathLike, pretrained: str | os.PathL
         arch = _arch(open_clip, model)
         if path.is_file():
             if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-                raise ConfigError(f"not an open_clip checkpoint: {path} "
-                                  f"(expected {', '.join(CHECKPOINT_SUFFIXES)})")
+                raise ConfigError(f"not an open_clip checkpoint: {path} (expected {', '.join(CHECKPOINT_SUFFIXES)})")
             return arch, str(path.resolve()), f"{path.name}@{_sampled_digest([path])}"
         tag = str(pretrained)
         if _looks_like_path(tag):
             raise ConfigError(f"open_clip checkpoint not found: {path}")
         tags = open_clip.list_pretrained_tags_by_model(arch)
         if tag not in tags:
-            raise ConfigError(f"unknown open_clip pretrained tag {tag!r} for {arch} "
-                              f"(known: {', '.join(tags) or 'none'}); or pass a local checkpoint path")
+            raise ConfigError(
+                f"unknown open_clip pretrained tag {tag!r} for {arch} "
+                f"(known: {', '.join(tags) or 'none'}); or pass a local checkpoint path"
+            )
         from coe.modelstore.store import offline
+
         if offline():
-            raise ConfigError(f"open_clip weights {arch}/{tag} come from the model hub, which is off "
-                              "(HF_HUB_OFFLINE/COE_OFFLINE); pass a local checkpoint path "
-                              f"({', '.join(CHECKPOINT_SUFFIXES)} file or open_clip directory) as pretrained")
+            raise ConfigError(
+                f"open_clip weights {arch}/{tag} come from the model hub, which is off "
+                "(HF_HUB_OFFLINE/COE_OFFLINE); pass a local checkpoint path "
+                f"({', '.join(CHECKPOINT_SUFFIXES)} file or open_clip directory) as pretrained"
+            )
         return arch, tag, tag
     return _arch(open_clip, model), None, f"random-init-seed{seed}"
 
@@ -101,15 +109,25 @@ def resolve(open_clip: Any, model: str | os.PathLike, pretrained: str | os.PathL
 class OpenClipImageEmbedder:
     name = "open-clip"
 
-    def __init__(self, model: str | os.PathLike = "ViT-B-32", pretrained: str | os.PathLike | None = "openai",
-                 *, device: str | None = None, precision: str | None = None, batch_size: int = 32,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike = "ViT-B-32",
+        pretrained: str | os.PathLike | None = "openai",
+        *,
+        device: str | None = None,
+        precision: str | None = None,
+        batch_size: int = 32,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        seed: int = 0,
+    ) -> None:
         try:
             import open_clip
             import torch
         except ImportError as exc:
-            raise ConfigError("the open_clip image embedder needs open_clip_torch and torchvision: "
-                              f"pip install 'coe[clip]' ({_first_line(exc)})") from None
+            raise ConfigError(
+                "the open_clip image embedder needs open_clip_torch and torchvision: "
+                f"pip install 'coe[clip]' ({_first_line(exc)})"
+            ) from None
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         precision = precision or ("fp32" if device == "cpu" else "fp16")
         if precision not in _PRECISIONS:
@@ -129,7 +147,8 @@ class OpenClipImageEmbedder:
                 torch.manual_seed(seed)
                 # pretrained_text=False: with no CLIP checkpoint, never fetch a text tower's own weights.
                 net, _, preprocess = open_clip.create_model_and_transforms(
-                    arch, pretrained=weights, device=device, precision=precision, pretrained_text=False)
+                    arch, pretrained=weights, device=device, precision=precision, pretrained_text=False
+                )
             tokenizer = open_clip.get_tokenizer(arch)
         except Exception as exc:  # open_clip and the hub client raise many unrelated types
             raise ConfigError(f"could not load open_clip model {arch} ({label}): {_first_line(exc)}") from None
@@ -155,7 +174,7 @@ class OpenClipImageEmbedder:
         out = [np.zeros((0, self.dim), dtype=np.float32)]
         for start in range(0, len(images), self.batch_size):
             # Decoded per batch, so a long list never holds every image in memory at once.
-            pixels = torch.stack([self._preprocess(self._load(x)) for x in images[start:start + self.batch_size]])
+            pixels = torch.stack([self._preprocess(self._load(x)) for x in images[start : start + self.batch_size]])
             with torch.inference_mode():
                 feats = self._model.encode_image(pixels.to(self.device, dtype=self._dtype))
             out.append(feats.float().cpu().numpy())
@@ -171,7 +190,7 @@ class OpenClipImageEmbedder:
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         out = [np.zeros((0, self.dim), dtype=np.float32)]
         for start in range(0, len(texts), self.batch_size):
-            out.append(self._encode_texts(list(texts[start:start + self.batch_size])))
+            out.append(self._encode_texts(list(texts[start : start + self.batch_size])))
         return _unit(np.concatenate(out))
 
 

@@ -24,8 +24,17 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from coe.errors import ConfigError
 
-from .protocol import (Generation, GenerationRequest, Message, OptionScoreRequest, OptionScores,
-                       SequentialBatchMixin, Usage, choice_scores, top_logprob_scores)
+from .protocol import (
+    Generation,
+    GenerationRequest,
+    Message,
+    OptionScoreRequest,
+    OptionScores,
+    SequentialBatchMixin,
+    Usage,
+    choice_scores,
+    top_logprob_scores,
+)
 from .reply import schema_data
 
 TOP_LOGPROBS = 20  # the most the OpenAI API allows
@@ -49,8 +58,16 @@ class LangChainLLM(SequentialBatchMixin):
     name = "langchain"
     supports_json_schema = True
 
-    def __init__(self, chat_model: BaseChatModel, *, model_id: str | None = None, supports_images: bool = False,
-                 structured: str = "auto", pass_params: bool = True, logprobs: bool = False) -> None:
+    def __init__(
+        self,
+        chat_model: BaseChatModel,
+        *,
+        model_id: str | None = None,
+        supports_images: bool = False,
+        structured: str = "auto",
+        pass_params: bool = True,
+        logprobs: bool = False,
+    ) -> None:
         if not isinstance(chat_model, BaseChatModel):
             raise ConfigError(f"LangChainLLM needs a LangChain BaseChatModel, got {type(chat_model).__name__}")
         if structured not in ("auto", "native", "instruction"):
@@ -79,7 +96,8 @@ class LangChainLLM(SequentialBatchMixin):
             content: Any = text
             if m.images:
                 content = ([{"type": "text", "text": text}] if text else []) + [
-                    {"type": "image_url", "image_url": {"url": image.data_uri()}} for image in m.images]
+                    {"type": "image_url", "image_url": {"url": image.data_uri()}} for image in m.images
+                ]
             out.append({"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}[m.role](content))
         if hint and last_user < 0:
             out.append(HumanMessage(hint.strip()))
@@ -99,10 +117,17 @@ class LangChainLLM(SequentialBatchMixin):
         reply = self.chat_model.invoke(self._messages(request.messages, schema), **self._params(request))
         usage = reply.usage_metadata
         meta = reply.response_metadata or {}
-        return Generation(text=reply.text, data=schema_data(reply.text, schema), seconds=time.perf_counter() - start,
-                          model=meta.get("model_name") or self.model_id, finish_reason=meta.get("finish_reason"),
-                          usage=Usage(prompt_tokens=usage["input_tokens"] if usage else 0,
-                                      completion_tokens=usage["output_tokens"] if usage else 0))
+        return Generation(
+            text=reply.text,
+            data=schema_data(reply.text, schema),
+            seconds=time.perf_counter() - start,
+            model=meta.get("model_name") or self.model_id,
+            finish_reason=meta.get("finish_reason"),
+            usage=Usage(
+                prompt_tokens=usage["input_tokens"] if usage else 0,
+                completion_tokens=usage["output_tokens"] if usage else 0,
+            ),
+        )
 
     def _generate_native(self, request: GenerationRequest, schema: dict[str, Any], start: float) -> Generation:
         """Through ``with_structured_output`` without ``include_raw``: only then do call arguments reach the
@@ -111,16 +136,23 @@ class LangChainLLM(SequentialBatchMixin):
         runnable = self.chat_model.with_structured_output(schema, method="json_schema")
         usage_cb = UsageMetadataCallbackHandler()
         try:
-            parsed = runnable.invoke(self._messages(request.messages), config={"callbacks": [usage_cb]},
-                                     **self._params(request))
+            parsed = runnable.invoke(
+                self._messages(request.messages), config={"callbacks": [usage_cb]}, **self._params(request)
+            )
             text = json.dumps(parsed.model_dump() if hasattr(parsed, "model_dump") else parsed)
         except OutputParserException as exc:  # model output is untrusted: callers see the text, data None
             text = exc.llm_output or ""
         usage = list(usage_cb.usage_metadata.items())
-        return Generation(text=text, data=schema_data(text, schema),
-                          seconds=time.perf_counter() - start, model=usage[0][0] if usage else self.model_id,
-                          usage=Usage(prompt_tokens=sum(u.get("input_tokens", 0) for _, u in usage),
-                                      completion_tokens=sum(u.get("output_tokens", 0) for _, u in usage)))
+        return Generation(
+            text=text,
+            data=schema_data(text, schema),
+            seconds=time.perf_counter() - start,
+            model=usage[0][0] if usage else self.model_id,
+            usage=Usage(
+                prompt_tokens=sum(u.get("input_tokens", 0) for _, u in usage),
+                completion_tokens=sum(u.get("output_tokens", 0) for _, u in usage),
+            ),
+        )
 
     def score_options(self, request: OptionScoreRequest) -> OptionScores:
         """Each label's log-probability as the reply's first token, read from ``response_metadata["logprobs"]``
@@ -128,16 +160,21 @@ class LangChainLLM(SequentialBatchMixin):
         if not self.logprobs:
             return choice_scores(self, request)
         start = time.perf_counter()
-        reply = self.chat_model.invoke(self._messages(request.messages), max_tokens=1, temperature=0.0,
-                                       logprobs=True, top_logprobs=TOP_LOGPROBS)
+        reply = self.chat_model.invoke(
+            self._messages(request.messages), max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS
+        )
         try:
             logprobs, probs = top_logprob_scores(reply.response_metadata["logprobs"]["content"][0], request.labels)
         except (KeyError, IndexError, TypeError, ValueError):
             self.logprobs = False  # this model gives none: do not ask again
             return choice_scores(self, request)
         usage = getattr(reply, "usage_metadata", None) or {}
-        return OptionScores(labels=list(request.labels), logprobs=logprobs, method="logprobs", probs=probs,
-                            model=(reply.response_metadata or {}).get("model_name") or self.model_id,
-                            seconds=time.perf_counter() - start,
-                            usage=Usage(prompt_tokens=usage.get("input_tokens", 0),
-                                        completion_tokens=usage.get("output_tokens", 0)))
+        return OptionScores(
+            labels=list(request.labels),
+            logprobs=logprobs,
+            method="logprobs",
+            probs=probs,
+            model=(reply.response_metadata or {}).get("model_name") or self.model_id,
+            seconds=time.perf_counter() - start,
+            usage=Usage(prompt_tokens=usage.get("input_tokens", 0), completion_tokens=usage.get("output_tokens", 0)),
+        )

@@ -24,15 +24,25 @@ def supported(model) -> bool:
         from transformers.cache_utils import StaticLayer
     except ImportError:
         return False
-    return "cumulative_length" in StaticLayer.__init__.__code__.co_names and hasattr(model, "lm_head") \
+    return (
+        "cumulative_length" in StaticLayer.__init__.__code__.co_names
+        and hasattr(model, "lm_head")
         and hasattr(getattr(model, "model", None), "language_model")
+    )
 
 
 class GraphDecoder:
     """Greedy decoder for one sequence of up to ``max_len`` tokens (prompt + new) on ``model``."""
 
-    def __init__(self, model, max_len: int, *, use_graph: bool | None = None, compile: bool | None = None,
-                 compile_mode: str | None = None):
+    def __init__(
+        self,
+        model,
+        max_len: int,
+        *,
+        use_graph: bool | None = None,
+        compile: bool | None = None,
+        compile_mode: str | None = None,
+    ):
         import torch
         from transformers import StaticCache
 
@@ -71,8 +81,13 @@ class GraphDecoder:
         emb = self.lm.embed_tokens(self.tok)
         position_ids = (self.pos + self.delta).view(1, 1, 1).expand(3, 1, 1)
         self.mask.copy_(torch.where(self.arange <= self.pos, 0.0, self.neg).view(1, 1, 1, -1))
-        hidden = self.lm(inputs_embeds=emb, attention_mask=self.mask, position_ids=position_ids,
-                         past_key_values=self.cache, use_cache=True).last_hidden_state
+        hidden = self.lm(
+            inputs_embeds=emb,
+            attention_mask=self.mask,
+            position_ids=position_ids,
+            past_key_values=self.cache,
+            use_cache=True,
+        ).last_hidden_state
         self._choose(self.model.lm_head(hidden[:, -1]).float()[0])
         self.pos.add_(1)
 
@@ -90,8 +105,9 @@ class GraphDecoder:
 
     # -- set-up of the fast path, on first use --
     def _state(self) -> list:
-        return [self.tok, self.pos, self.step_idx, self.seen, self.out] + \
-               [layer.cumulative_length for layer in self.cache.layers]
+        return [self.tok, self.pos, self.step_idx, self.seen, self.out] + [
+            layer.cumulative_length for layer in self.cache.layers
+        ]
 
     def _prepare(self) -> None:
         if self.graph is not None or not self.use_graph:
@@ -103,6 +119,7 @@ class GraphDecoder:
                 raise
             # A compiled step that cannot be captured still leaves the launch-bound eager step to capture.
             import warnings
+
             warnings.warn(f"compiled decode step not capturable ({type(exc).__name__}: {exc}); capturing eagerly")
             self.compile = False
             self._capture(False)
@@ -137,8 +154,16 @@ class GraphDecoder:
             self._step()
 
     # -- decoding --
-    def generate(self, inputs: dict[str, Any], max_new_tokens: int, *, eos_token_ids=(), ignore_eos: bool = False,
-                 repetition_penalty: float = 1.0, check_every: int = 16) -> list[int]:
+    def generate(
+        self,
+        inputs: dict[str, Any],
+        max_new_tokens: int,
+        *,
+        eos_token_ids=(),
+        ignore_eos: bool = False,
+        repetition_penalty: float = 1.0,
+        check_every: int = 16,
+    ) -> list[int]:
         """New token ids for one prompt (``inputs`` from the processor, batch 1)."""
         import torch
 

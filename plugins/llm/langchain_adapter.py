@@ -23,8 +23,14 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
-from .langchain_messages import (json_schema_of, parse_structured, reply_message, to_plugin_message,
-                                 tool_instruction, tool_reply_schema)
+from .langchain_messages import (
+    json_schema_of,
+    parse_structured,
+    reply_message,
+    to_plugin_message,
+    tool_instruction,
+    tool_reply_schema,
+)
 from .protocol import Generation, GenerationRequest, Message, Streamed, StreamingLLMPlugin
 
 __all__ = ["PluginChatModel", "resolve_plugin", "to_plugin_message", "tool_reply_schema"]
@@ -41,6 +47,7 @@ def _spec_of(plugin: Any) -> str:
 def resolve_plugin(spec: str) -> Any:
     """One plugin per spec for the process: chat models built from the same spec share its loaded model."""
     from coe.plugins.registry import resolve_llm
+
     return resolve_llm(spec)
 
 
@@ -72,10 +79,12 @@ class PluginChatModel(BaseChatModel):
     def _named(self) -> PluginChatModel:
         if not self.model_name:
             from coe.settings import settings
+
             self.model_name = _spec_of(self.plugin) if self.plugin is not None else (settings().model or "")
         if not self.model_name:
-            raise ValueError("PluginChatModel needs plugin=<LLM plugin>, model='NAME:SPEC' (e.g. llamacpp:PRESET) "
-                             "or COE_MODEL set")
+            raise ValueError(
+                "PluginChatModel needs plugin=<LLM plugin>, model='NAME:SPEC' (e.g. llamacpp:PRESET) or COE_MODEL set"
+            )
         return self
 
     @classmethod
@@ -92,10 +101,13 @@ class PluginChatModel(BaseChatModel):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         spec = kwargs.get("model") or self.model_name
-        params = LangSmithParams(ls_provider=spec.partition(":")[0] if ":" in spec else "coe",
-                                 ls_model_name=spec, ls_model_type="chat",
-                                 ls_temperature=kwargs.get("temperature", self.temperature),
-                                 ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
+        params = LangSmithParams(
+            ls_provider=spec.partition(":")[0] if ":" in spec else "coe",
+            ls_model_name=spec,
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
         if stop or self.stop:
             params["ls_stop"] = stop or self.stop
         return params
@@ -118,11 +130,14 @@ class PluginChatModel(BaseChatModel):
                 plugin_messages[0] = first.model_copy(update={"content": f"{first.content}\n\n{instruction}"})
             else:
                 plugin_messages.insert(0, Message(role="system", content=instruction))
-        return GenerationRequest(messages=plugin_messages, json_schema=schema,
-                                 max_tokens=kwargs.get("max_tokens", self.max_tokens),
-                                 temperature=kwargs.get("temperature", self.temperature),
-                                 repeat_penalty=kwargs.get("repeat_penalty", self.repeat_penalty),
-                                 stop=stop or self.stop or [])
+        return GenerationRequest(
+            messages=plugin_messages,
+            json_schema=schema,
+            max_tokens=kwargs.get("max_tokens", self.max_tokens),
+            temperature=kwargs.get("temperature", self.temperature),
+            repeat_penalty=kwargs.get("repeat_penalty", self.repeat_penalty),
+            stop=stop or self.stop or [],
+        )
 
     @staticmethod
     def _tools(kwargs: dict) -> list[dict] | None:
@@ -130,23 +145,41 @@ class PluginChatModel(BaseChatModel):
 
     @staticmethod
     def _metadata(gen: Generation) -> tuple[dict, dict]:
-        usage = {"input_tokens": gen.usage.prompt_tokens, "output_tokens": gen.usage.completion_tokens,
-                 "total_tokens": gen.usage.total_tokens}
-        meta = {"model_name": gen.model, "model": gen.model, "seconds": gen.seconds,
-                "finish_reason": gen.finish_reason, "parsed": gen.data, "model_provider": "coe"}
+        usage = {
+            "input_tokens": gen.usage.prompt_tokens,
+            "output_tokens": gen.usage.completion_tokens,
+            "total_tokens": gen.usage.total_tokens,
+        }
+        meta = {
+            "model_name": gen.model,
+            "model": gen.model,
+            "seconds": gen.seconds,
+            "finish_reason": gen.finish_reason,
+            "parsed": gen.data,
+            "model_provider": "coe",
+        }
         return usage, meta
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         gen = self._plugin(kwargs).generate(self._request(messages, stop, kwargs))
         text, calls = reply_message(gen, self._tools(kwargs))
         usage, meta = self._metadata(gen)
         message = AIMessage(content=text, tool_calls=calls, usage_metadata=usage, response_metadata=meta)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None,
-                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         plugin = self._plugin(kwargs)
         request = self._request(messages, stop, kwargs)
         tools = self._tools(kwargs)
@@ -164,19 +197,28 @@ class PluginChatModel(BaseChatModel):
             gen = pieces.generation
         text, calls = reply_message(gen, tools)
         usage, meta = self._metadata(gen)
-        last = AIMessageChunk(content="" if streamed else text,
-                              usage_metadata=usage, response_metadata=meta, chunk_position="last",
-                              tool_call_chunks=[{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"],
-                                                 "index": i, "type": "tool_call_chunk"}
-                                                for i, c in enumerate(calls)])
+        last = AIMessageChunk(
+            content="" if streamed else text,
+            usage_metadata=usage,
+            response_metadata=meta,
+            chunk_position="last",
+            tool_call_chunks=[
+                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+                for i, c in enumerate(calls)
+            ],
+        )
         chunk = ChatGenerationChunk(message=last)
         if run_manager and last.content:
             run_manager.on_llm_new_token(last.text, chunk=chunk)
         yield chunk
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         # The sync stream, one chunk per executor hop: backends decode in blocking native calls.
         chunks = self._stream(messages, stop, None, **kwargs)
         done: Any = object()  # the end marker; Any, so the chunks before it keep their type
@@ -185,16 +227,23 @@ class PluginChatModel(BaseChatModel):
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | dict | bool | None = None,
-                   **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: str | dict | bool | None = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         """Tools as OpenAI function specs; ``tool_choice``: ``"auto"`` (default), ``"any"``/``"required"``/
         ``True`` (a call is forced), a tool's name, or ``"none"``. See the class docstring for how."""
         formatted = [convert_to_openai_tool(t) for t in tools]
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
-    def with_structured_output(self, schema: Any = None, *, include_raw: bool = False,
-                               method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
-                               strict: bool | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        include_raw: bool = False,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
         """Replies decoded under ``schema`` (pydantic model → instance; TypedDict or JSON schema → dict;
         ``None`` with ``method="json_mode"`` → any JSON object). ``method`` and ``strict`` do not change
         anything: decoding is always schema-constrained where the backend can."""
@@ -203,9 +252,13 @@ class PluginChatModel(BaseChatModel):
         if schema is None and method != "json_mode":
             raise ValueError("with_structured_output needs a schema (or method='json_mode')")
         json_schema = json_schema_of(schema)
-        llm = self.bind(json_schema=json_schema,
-                        ls_structured_output_format={"kwargs": {"method": method, "strict": strict},
-                                                     "schema": json_schema if schema is None else schema})
+        llm = self.bind(
+            json_schema=json_schema,
+            ls_structured_output_format={
+                "kwargs": {"method": method, "strict": strict},
+                "schema": json_schema if schema is None else schema,
+            },
+        )
         parser = RunnableLambda(lambda message: parse_structured(schema, message))
         if not include_raw:
             return llm | parser

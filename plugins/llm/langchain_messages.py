@@ -48,8 +48,7 @@ def to_plugin_message(message: BaseMessage) -> Message:
             url = block["image_url"]["url"] if isinstance(block["image_url"], dict) else block["image_url"]
             images.append(_image_from_url(url))
         elif block.get("type") == "image" and block.get("base64"):
-            images.append(ImageRef(data=base64.b64decode(block["base64"]),
-                                   mime=block.get("mime_type", "image/png")))
+            images.append(ImageRef(data=base64.b64decode(block["base64"]), mime=block.get("mime_type", "image/png")))
         elif block.get("type") in ("tool_use", "tool_call") and getattr(message, "tool_calls", None):
             continue  # the same calls as ``message.tool_calls``, written out below
         else:
@@ -57,8 +56,7 @@ def to_plugin_message(message: BaseMessage) -> Message:
     for call in getattr(message, "tool_calls", None) or []:
         texts.append(json.dumps({"name": call["name"], "arguments": call["args"]}))
     if isinstance(message, ToolMessage):
-        texts = [f"Result of tool call {getattr(message, 'name', None) or message.tool_call_id}: "
-                 + "\n".join(texts)]
+        texts = [f"Result of tool call {getattr(message, 'name', None) or message.tool_call_id}: " + "\n".join(texts)]
     return Message(role=role, content="\n".join(t for t in texts if t), images=images)
 
 
@@ -72,10 +70,17 @@ def tool_reply_schema(tools: list[dict], tool_choice: Any) -> dict:
         tools, forced = [t for t in tools if t["function"]["name"] == tool_choice], True
         if not tools:
             raise ValueError(f"tool_choice names no bound tool: {tool_choice!r}")
-    options = [{"type": "object", "properties": {
-                    "name": {"const": t["function"]["name"]},
-                    "arguments": t["function"].get("parameters") or {"type": "object", "properties": {}}},
-                "required": ["name", "arguments"]} for t in tools]
+    options = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": t["function"]["name"]},
+                "arguments": t["function"].get("parameters") or {"type": "object", "properties": {}},
+            },
+            "required": ["name", "arguments"],
+        }
+        for t in tools
+    ]
     if not forced:
         options.append({"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"]})
     return options[0] if len(options) == 1 else {"anyOf": options}
@@ -85,10 +90,14 @@ def tool_instruction(tools: list[dict]) -> str:
     lines = ["You can call these tools:"]
     for t in tools:
         fn = t["function"]
-        lines.append(f"- {fn['name']}: {fn.get('description', '')} Arguments (JSON schema): "
-                     f"{json.dumps(fn.get('parameters') or {})}")
-    lines.append('To call one, reply {"name": TOOL, "arguments": {...}}; to answer directly, reply '
-                 '{"content": ANSWER}. Answer directly once the tool results you need are given.')
+        lines.append(
+            f"- {fn['name']}: {fn.get('description', '')} Arguments (JSON schema): "
+            f"{json.dumps(fn.get('parameters') or {})}"
+        )
+    lines.append(
+        'To call one, reply {"name": TOOL, "arguments": {...}}; to answer directly, reply '
+        '{"content": ANSWER}. Answer directly once the tool results you need are given.'
+    )
     return "\n".join(lines)
 
 
@@ -102,8 +111,14 @@ def reply_message(gen: Generation, tools: list[dict] | None) -> tuple[str, list[
         return gen.text, []
     names = {t["function"]["name"] for t in tools}
     if isinstance(data, dict) and data.get("name") in names and isinstance(data.get("arguments"), dict):
-        return "", [{"name": data["name"], "args": data["arguments"], "id": f"call_{uuid.uuid4().hex[:24]}",
-                     "type": "tool_call"}]
+        return "", [
+            {
+                "name": data["name"],
+                "args": data["arguments"],
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "tool_call",
+            }
+        ]
     if isinstance(data, dict) and isinstance(data.get("content"), str):
         return data["content"], []
     return gen.text, []

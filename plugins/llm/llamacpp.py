@@ -24,8 +24,18 @@ from typing import Any
 from coe.errors import ConfigError, InputError
 
 from .llamacpp_sampling import grammar_last
-from .protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, SequentialBatchMixin,
-                       StreamTally, Usage, chat_deltas, label_probs, label_token_ids)
+from .protocol import (
+    Generation,
+    GenerationRequest,
+    OptionScoreRequest,
+    OptionScores,
+    SequentialBatchMixin,
+    StreamTally,
+    Usage,
+    chat_deltas,
+    label_probs,
+    label_token_ids,
+)
 from .reply import schema_data
 
 
@@ -108,8 +118,16 @@ class LlamaCppLLM(SequentialBatchMixin):
     supports_images = False
     supports_json_schema = True
 
-    def __init__(self, model_path: str | os.PathLike, *, model_id: str | None = None, n_ctx: int = 4096,
-                 n_threads: int | None = None, seed: int = 0, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        model_id: str | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # optional dependency group
@@ -120,8 +138,9 @@ class LlamaCppLLM(SequentialBatchMixin):
         self.model_id = model_id or path.name
         self.model_path = path
         self._lock = threading.Lock()  # a Llama context is not safe to share between threads
-        self._params: dict[str, Any] = dict(model_path=str(path), n_ctx=n_ctx,
-                                            n_threads=n_threads or os.cpu_count() or 1, seed=seed, verbose=verbose)
+        self._params: dict[str, Any] = dict(
+            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1, seed=seed, verbose=verbose
+        )
         self._llm = self._counted(grammar_last(_abortable(Llama(**self._params))))
         self._scorer = None
         # prompt tokens evaluated and reused (from the KV cache) by this model, both contexts together
@@ -164,6 +183,7 @@ class LlamaCppLLM(SequentialBatchMixin):
         """The llama.cpp context that option scoring evaluates in (created on first use; callers hold the lock)."""
         if self._scorer is None:
             from llama_cpp import Llama
+
             self._scorer = _abortable(Llama(**self._params))
         return self._scorer
 
@@ -178,8 +198,13 @@ class LlamaCppLLM(SequentialBatchMixin):
     @staticmethod
     def _completion_args(request: GenerationRequest) -> dict:
         """``create_chat_completion`` arguments for a request (messages aside): JSON schema as a grammar."""
-        kwargs: dict = {"max_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
-                        "repeat_penalty": request.repeat_penalty, "stop": request.stop or None}
+        kwargs: dict = {
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "repeat_penalty": request.repeat_penalty,
+            "stop": request.stop or None,
+        }
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
         if request.seed is not None:
@@ -198,10 +223,18 @@ class LlamaCppLLM(SequentialBatchMixin):
         text = choice["message"].get("content") or ""
         data = schema_data(text, request.json_schema)
         usage = out.get("usage") or {}
-        return Generation(text=text, data=data, seconds=seconds, model=self.model_id,
-                          finish_reason=choice.get("finish_reason"),
-                          usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
-                                      completion_tokens=usage.get("completion_tokens", 0), prompt_tokens_reused=reused))
+        return Generation(
+            text=text,
+            data=data,
+            seconds=seconds,
+            model=self.model_id,
+            finish_reason=choice.get("finish_reason"),
+            usage=Usage(
+                prompt_tokens=usage.get("prompt_tokens", 0),
+                completion_tokens=usage.get("completion_tokens", 0),
+                prompt_tokens_reused=reused,
+            ),
+        )
 
     def stream(self, request: GenerationRequest):
         """The reply's text chunks as llama.cpp decodes them; returns the ``Generation``. The instance lock is
@@ -213,15 +246,22 @@ class LlamaCppLLM(SequentialBatchMixin):
             # llama.cpp reports no usage while streaming: the prompt is counted as its chat handler renders it
             prompt_tokens = len(self._prompt_tokens(self._llm, messages))
             self._prompt_eval = None
-            chunks = self._llm.create_chat_completion(messages=messages, stream=True,
-                                                      **self._completion_args(request))
+            chunks = self._llm.create_chat_completion(messages=messages, stream=True, **self._completion_args(request))
             yield from chat_deltas(chunks, tally)
             reused = self._reused()
         text = tally.text
-        return Generation(text=text, data=schema_data(text, request.json_schema), model=self.model_id,
-                          seconds=time.perf_counter() - start, finish_reason=tally.finish_reason,
-                          usage=Usage(prompt_tokens=prompt_tokens, prompt_tokens_reused=reused,
-                                      completion_tokens=self.count_tokens(text) if text else 0))
+        return Generation(
+            text=text,
+            data=schema_data(text, request.json_schema),
+            model=self.model_id,
+            seconds=time.perf_counter() - start,
+            finish_reason=tally.finish_reason,
+            usage=Usage(
+                prompt_tokens=prompt_tokens,
+                prompt_tokens_reused=reused,
+                completion_tokens=self.count_tokens(text) if text else 0,
+            ),
+        )
 
     # -- option scoring (callers hold self._lock) --
 
@@ -255,8 +295,9 @@ class LlamaCppLLM(SequentialBatchMixin):
         import numpy as np
 
         if len(tokens) >= llm.n_ctx():
-            raise InputError(f"option-scoring prompt of {len(tokens)} tokens does not fit the context "
-                             f"window of {llm.n_ctx()} tokens")
+            raise InputError(
+                f"option-scoring prompt of {len(tokens)} tokens does not fit the context window of {llm.n_ctx()} tokens"
+            )
         cached = llama_cpp.Llama.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         keep = min(cached, len(tokens) - 1)
         memory = llama_cpp.llama_get_memory(llm.ctx)
@@ -277,15 +318,20 @@ class LlamaCppLLM(SequentialBatchMixin):
         messages = self._chat_messages(request.messages)
         start = time.perf_counter()
         with self._lock, _cancellable():
-            ids = label_token_ids(lambda t: self._llm.tokenize(t.encode("utf-8"), add_bos=False, special=False),
-                                  request.labels)
+            ids = label_token_ids(
+                lambda t: self._llm.tokenize(t.encode("utf-8"), add_bos=False, special=False), request.labels
+            )
             llm = self.scoring_context()
             tokens = self._prompt_tokens(llm, messages)
             logits, reused = self._last_logits(llm, tokens)
             self._tally_prompt(reused, len(tokens) - reused)
         logprobs = [float(lp) for lp in Llama.logits_to_logprobs(logits)[ids]]
-        return OptionScores(labels=list(request.labels), probs=label_probs(logprobs),
-                            logprobs=list[float | None](logprobs),
-                            method="logprobs", model=self.model_id,
-                            usage=Usage(prompt_tokens=len(tokens), prompt_tokens_reused=reused),
-                            seconds=time.perf_counter() - start)
+        return OptionScores(
+            labels=list(request.labels),
+            probs=label_probs(logprobs),
+            logprobs=list[float | None](logprobs),
+            method="logprobs",
+            model=self.model_id,
+            usage=Usage(prompt_tokens=len(tokens), prompt_tokens_reused=reused),
+            seconds=time.perf_counter() - start,
+        )

@@ -22,17 +22,18 @@ class GrammarLastSampler:
         import llama_cpp
 
         self._lib = llama_cpp
-        self._chain = chain              # a LlamaSampler built without the grammar (frees itself)
+        self._chain = chain  # a LlamaSampler built without the grammar (frees itself)
         self._grammar = grammar_sampler  # a bare llama_sampler pointer, freed in close()
         self.n_vocab = n_vocab
-        self.tokens: list[int] = []        # the tokens chosen, in order
-        self.overruled: list[int] = []     # the steps (indexes into tokens) where the grammar changed the choice
+        self.tokens: list[int] = []  # the tokens chosen, in order
+        self.overruled: list[int] = []  # the steps (indexes into tokens) where the grammar changed the choice
         dtype = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
         assert dtype.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
         self._ids = np.arange(n_vocab, dtype=np.int32)
         self._data = np.zeros(n_vocab, dtype=dtype)
         self._array = llama_cpp.llama_token_data_array(
-            data=self._data.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False)
+            data=self._data.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False
+        )
         self._one = (llama_cpp.llama_token_data * 1)()
         self._one_array = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
 
@@ -96,7 +97,8 @@ def _init_sampler(llm, original, *args, grammar=None, **kwargs):
     import llama_cpp
 
     grammar_sampler = llama_cpp.llama_sampler_init_grammar(
-        llm._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8"))
+        llm._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+    )
     if not grammar_sampler:
         chain.close()
         raise ValueError("llama.cpp could not parse the JSON-schema grammar")

@@ -103,20 +103,37 @@ class ServerClient:
     """One server's SDK clients (retrying, and trying once), sharing one pool of ``max_concurrency``
     connections; every SDK failure leaves as a one-line ``ConfigError`` naming ``base_url``."""
 
-    def __init__(self, base_url: str, api_key: str | None, *, connect_timeout: float, read_timeout: float,
-                 max_attempts: int, backoff_base: float, backoff_max: float, max_concurrency: int) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_attempts: int,
+        backoff_base: float,
+        backoff_max: float,
+        max_concurrency: int,
+    ) -> None:
         self.base_url = base_url
         timeout = httpx2.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=read_timeout)
         host = (urlsplit(base_url).hostname or "").lower()
         loopback = host in ("localhost", "::1") or host.startswith("127.")
         self._http = _HttpClient(
-            timeout=timeout, trust_env=not loopback,  # no proxy for a local server
-            limits=httpx2.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency))
+            timeout=timeout,
+            trust_env=not loopback,  # no proxy for a local server
+            limits=httpx2.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+        )
 
         def client(max_retries: int) -> _SDKClient:
             # the key lives in the SDK client only: never logged or echoed
-            made = _SDKClient(base_url=base_url, api_key=api_key or _NO_KEY, timeout=timeout,
-                              max_retries=max_retries, http_client=self._http)
+            made = _SDKClient(
+                base_url=base_url,
+                api_key=api_key or _NO_KEY,
+                timeout=timeout,
+                max_retries=max_retries,
+                http_client=self._http,
+            )
             made.backoff_base, made.backoff_max = backoff_base, backoff_max
             return made
 
@@ -127,21 +144,28 @@ class ServerClient:
 
     def _error(self, exc: openai.OpenAIError, path: str, *, refusable: bool = False) -> ConfigError:
         if isinstance(exc, _NoAnswer):
-            return ConfigError(f"OpenAI-compatible server at {self.base_url} did not answer within "
-                               f"{exc.seconds:g} s ({exc.method} {path})")
+            return ConfigError(
+                f"OpenAI-compatible server at {self.base_url} did not answer within "
+                f"{exc.seconds:g} s ({exc.method} {path})"
+            )
         if isinstance(exc, openai.APIStatusError):
             status, message = exc.status_code, server_message(exc.response)
             kind = FormatRefused if refusable and refuses_format(status, message) else ServerAnswered
-            return kind(error_text(self.base_url, status, message or exc.response.reason_phrase, path, _tries(exc)),
-                        status=status, server_message=message)
+            return kind(
+                error_text(self.base_url, status, message or exc.response.reason_phrase, path, _tries(exc)),
+                status=status,
+                server_message=message,
+            )
         if isinstance(exc, openai.APIConnectionError):  # refused, reset, DNS, connect timeout, dropped
             cause = exc.__cause__
             why = one_line((str(cause) or type(cause).__name__) if cause else exc.message, 160)
             tries = _tries(exc)
             after = f" (after {tries} attempts)" if tries > 1 else ""
             return ConfigError(f"cannot reach OpenAI-compatible server at {self.base_url}: {why}{after}")
-        return ConfigError(f"OpenAI-compatible server at {self.base_url} sent a reply this client cannot "
-                           f"read: {one_line(str(exc), 160)}")
+        return ConfigError(
+            f"OpenAI-compatible server at {self.base_url} sent a reply this client cannot "
+            f"read: {one_line(str(exc), 160)}"
+        )
 
     def complete(self, params: dict[str, Any], *, refusable: bool = False) -> Any:
         """One ``chat.completions`` reply (the SDK's ``ChatCompletion``), retried as the module says;
@@ -151,15 +175,16 @@ class ServerClient:
         except openai.OpenAIError as exc:
             raise self._error(exc, "/chat/completions", refusable=refusable) from exc
         except ValueError as exc:  # a 2xx whose body is not JSON
-            raise ConfigError(f"OpenAI-compatible server at {self.base_url} sent a reply that is not JSON: "
-                              f"{one_line(getattr(exc, 'doc', '') or str(exc), 120)}") from exc
+            raise ConfigError(
+                f"OpenAI-compatible server at {self.base_url} sent a reply that is not JSON: "
+                f"{one_line(getattr(exc, 'doc', '') or str(exc), 120)}"
+            ) from exc
 
     def stream(self, params: dict[str, Any], *, refusable: bool = False) -> Iterator[dict]:
         """The ``chat.completion.chunk`` events of one streamed reply, as dicts. Tried once: a stream cut
         halfway cannot be resumed without repeating what was already yielded."""
         try:
-            chunks = self._once.chat.completions.create(**params, stream=True,
-                                                        stream_options={"include_usage": True})
+            chunks = self._once.chat.completions.create(**params, stream=True, stream_options={"include_usage": True})
         except openai.APIConnectionError as exc:
             raise self._stream_failed(exc.__cause__ or exc) from exc
         except openai.OpenAIError as exc:
@@ -169,17 +194,22 @@ class ServerClient:
                 for chunk in chunks:
                     yield chunk.model_dump(exclude_unset=True)
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"OpenAI-compatible server at {self.base_url} sent a stream event that is "
-                                  f"not JSON: {one_line(exc.doc, 120)}") from exc
+                raise ConfigError(
+                    f"OpenAI-compatible server at {self.base_url} sent a stream event that is "
+                    f"not JSON: {one_line(exc.doc, 120)}"
+                ) from exc
             except httpx2.TransportError as exc:
                 raise self._stream_failed(exc) from exc
             except openai.APIError as exc:  # an ``error`` event inside the stream
-                raise ConfigError(f"OpenAI-compatible server at {self.base_url} sent an error in its stream: "
-                                  f"{one_line(exc.message)}") from exc
+                raise ConfigError(
+                    f"OpenAI-compatible server at {self.base_url} sent an error in its stream: {one_line(exc.message)}"
+                ) from exc
 
     def _stream_failed(self, exc: BaseException) -> ConfigError:
-        return ConfigError(f"stream from OpenAI-compatible server at {self.base_url} failed: "
-                           f"{one_line(str(exc) or type(exc).__name__, 160)}")
+        return ConfigError(
+            f"stream from OpenAI-compatible server at {self.base_url} failed: "
+            f"{one_line(str(exc) or type(exc).__name__, 160)}"
+        )
 
     def models(self) -> list[str]:
         """The served model ids (``GET /models``), one attempt."""

@@ -40,8 +40,17 @@ from coe.errors import ConfigError, InputError
 from coe.settings import settings
 
 from .openai_request import API_KEY_ENV, JSON_MODES, FormatRefused, ServerAnswered, chat_params, one_line
-from .protocol import (Generation, GenerationRequest, OptionScoreRequest, OptionScores, StreamTally, Usage,
-                       chat_deltas, choice_scores, top_logprob_scores)
+from .protocol import (
+    Generation,
+    GenerationRequest,
+    OptionScoreRequest,
+    OptionScores,
+    StreamTally,
+    Usage,
+    chat_deltas,
+    choice_scores,
+    top_logprob_scores,
+)
 from .reply import schema_data
 
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "JSON_MODES", "OpenAICompatLLM", "is_openai_spec", "parse_model_spec"]
@@ -78,8 +87,10 @@ def is_openai_spec(spec: str | None) -> bool:
 
 def _usage(reply: Any) -> Usage:
     usage = getattr(reply, "usage", None)
-    return Usage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
+    return Usage(
+        prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+    )
 
 
 class OpenAICompatLLM:
@@ -90,11 +101,22 @@ class OpenAICompatLLM:
     name = "openai"
     native_batching = False  # the server batches concurrent requests itself; gathering them here only adds waits
 
-    def __init__(self, model: str, base_url: str | None = None, *, api_key: str | None = None,
-                 supports_images: bool = True, json_mode: str = "auto", connect_timeout: float = 5.0,
-                 read_timeout: float = 300.0, max_attempts: int = 4, backoff_base: float = 0.5,
-                 backoff_max: float = 8.0, max_concurrency: int = 4,
-                 extra_body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        supports_images: bool = True,
+        json_mode: str = "auto",
+        connect_timeout: float = 5.0,
+        read_timeout: float = 300.0,
+        max_attempts: int = 4,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        max_concurrency: int = 4,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
         try:
             from .openai_client import ServerClient
         except ImportError as exc:  # optional dependency group
@@ -120,9 +142,15 @@ class OpenAICompatLLM:
         self._format_lock = threading.Lock()
         self._has_logprobs = True  # turned off for good by the first reply without them
         self._server = ServerClient(
-            self.base_url, api_key if api_key is not None else settings().openai_api_key,
-            connect_timeout=connect_timeout, read_timeout=read_timeout, max_attempts=self.max_attempts,
-            backoff_base=backoff_base, backoff_max=backoff_max, max_concurrency=self.max_concurrency)
+            self.base_url,
+            api_key if api_key is not None else settings().openai_api_key,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=self.max_attempts,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_concurrency=self.max_concurrency,
+        )
 
     @classmethod
     def from_spec(cls, spec: str, **options: Any) -> OpenAICompatLLM:
@@ -154,8 +182,9 @@ class OpenAICompatLLM:
     # -- requests -------------------------------------------------------------------------------------
 
     def _params(self, request: GenerationRequest, fmt: str) -> dict[str, Any]:
-        return chat_params(request, fmt, model_id=self.model_id, supports_images=self.supports_images,
-                           extra_body=self.extra_body)
+        return chat_params(
+            request, fmt, model_id=self.model_id, supports_images=self.supports_images, extra_body=self.extra_body
+        )
 
     def _refusable(self, fmt: str, request: GenerationRequest) -> bool:
         return self.json_mode == "auto" and fmt == "json_schema" and request.json_schema is not None
@@ -163,8 +192,9 @@ class OpenAICompatLLM:
     def _switch_format(self, refused: FormatRefused) -> None:
         with self._format_lock:
             self._format = "json_object"
-        log.info("%s rejected response_format json_schema (%s); using json_object", self.base_url,
-                 refused.server_message)
+        log.info(
+            "%s rejected response_format json_schema (%s); using json_object", self.base_url, refused.server_message
+        )
 
     def generate(self, request: GenerationRequest) -> Generation:
         start = time.perf_counter()
@@ -177,13 +207,19 @@ class OpenAICompatLLM:
         seconds = time.perf_counter() - start
         choices = getattr(out, "choices", None)
         if not choices:
-            raise ConfigError(f"OpenAI-compatible server at {self.base_url} sent no choices: "
-                              f"{one_line(out.model_dump_json(), 160)}")
+            raise ConfigError(
+                f"OpenAI-compatible server at {self.base_url} sent no choices: {one_line(out.model_dump_json(), 160)}"
+            )
         choice = choices[0]
         text = getattr(getattr(choice, "message", None), "content", None) or ""
-        return Generation(text=text, data=schema_data(text, request.json_schema), seconds=seconds,
-                          model=getattr(out, "model", None) or self.model_id,
-                          finish_reason=getattr(choice, "finish_reason", None), usage=_usage(out))
+        return Generation(
+            text=text,
+            data=schema_data(text, request.json_schema),
+            seconds=seconds,
+            model=getattr(out, "model", None) or self.model_id,
+            finish_reason=getattr(choice, "finish_reason", None),
+            usage=_usage(out),
+        )
 
     def stream(self, request: GenerationRequest):
         """The reply's text chunks from the server's stream; returns the ``Generation``. Usage comes from the
@@ -200,10 +236,17 @@ class OpenAICompatLLM:
         tally = StreamTally(self.model_id)
         yield from chat_deltas(itertools.chain([] if first is None else [first], events), tally)
         text = tally.text
-        return Generation(text=text, data=schema_data(text, request.json_schema), model=tally.model,
-                          seconds=time.perf_counter() - start, finish_reason=tally.finish_reason,
-                          usage=Usage(prompt_tokens=tally.usage.get("prompt_tokens") or 0,
-                                      completion_tokens=tally.usage.get("completion_tokens") or 0))
+        return Generation(
+            text=text,
+            data=schema_data(text, request.json_schema),
+            model=tally.model,
+            seconds=time.perf_counter() - start,
+            finish_reason=tally.finish_reason,
+            usage=Usage(
+                prompt_tokens=tally.usage.get("prompt_tokens") or 0,
+                completion_tokens=tally.usage.get("completion_tokens") or 0,
+            ),
+        )
 
     def _no_logprobs(self, why: str) -> None:
         self._has_logprobs = False
@@ -214,8 +257,7 @@ class OpenAICompatLLM:
         if not self._has_logprobs:
             return choice_scores(self, request)
         start = time.perf_counter()
-        params = self._params(GenerationRequest(messages=request.messages, max_tokens=1, temperature=0.0),
-                              self._format)
+        params = self._params(GenerationRequest(messages=request.messages, max_tokens=1, temperature=0.0), self._format)
         try:
             out = self._server.complete({**params, "logprobs": True, "top_logprobs": TOP_LOGPROBS})
         except ServerAnswered as exc:
@@ -229,14 +271,21 @@ class OpenAICompatLLM:
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
             self._no_logprobs(f"reply without choices[0].logprobs.content: {type(exc).__name__}")
             return choice_scores(self, request)
-        return OptionScores(labels=list(request.labels), logprobs=logprobs, method="logprobs", probs=probs,
-                            model=getattr(out, "model", None) or self.model_id, usage=_usage(out),
-                            seconds=time.perf_counter() - start)
+        return OptionScores(
+            labels=list(request.labels),
+            logprobs=logprobs,
+            method="logprobs",
+            probs=probs,
+            model=getattr(out, "model", None) or self.model_id,
+            usage=_usage(out),
+            seconds=time.perf_counter() - start,
+        )
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         """At most ``max_concurrency`` requests in flight; results in request order."""
         if len(requests) <= 1 or self.max_concurrency == 1:
             return [self.generate(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(requests)),
-                                thread_name_prefix="coe-openai") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(self.max_concurrency, len(requests)), thread_name_prefix="coe-openai"
+        ) as pool:
             return list(pool.map(self.generate, requests))

@@ -63,8 +63,9 @@ def chat_message(message: Message, *, supports_images: bool, model_id: str) -> d
 
 def _schema_in_prompt(messages: list[dict[str, Any]], schema: dict) -> None:
     """``json_mode="none"``: the schema goes into the last user message (or a new one) instead."""
-    hint = ("\n\nReply with one JSON object only, no prose, matching this JSON schema: "
-            + json.dumps(schema, separators=(",", ":")))
+    hint = "\n\nReply with one JSON object only, no prose, matching this JSON schema: " + json.dumps(
+        schema, separators=(",", ":")
+    )
     for m in reversed(messages):
         if m["role"] == "user":
             if isinstance(m["content"], str):
@@ -75,14 +76,20 @@ def _schema_in_prompt(messages: list[dict[str, Any]], schema: dict) -> None:
     messages.append({"role": "user", "content": hint.strip()})
 
 
-def chat_params(request: GenerationRequest, fmt: str, *, model_id: str, supports_images: bool,
-                extra_body: dict[str, Any]) -> dict[str, Any]:
+def chat_params(
+    request: GenerationRequest, fmt: str, *, model_id: str, supports_images: bool, extra_body: dict[str, Any]
+) -> dict[str, Any]:
     """Keyword arguments of ``chat.completions.create`` for ``request`` in response format ``fmt``. Fields
     outside the OpenAI API (llama.cpp's ``repeat_penalty``, the caller's ``extra_body``) travel in the SDK's
     ``extra_body``, which is merged into the JSON body last, so the caller's keys win as before."""
     messages = [chat_message(m, supports_images=supports_images, model_id=model_id) for m in request.messages]
-    params: dict[str, Any] = {"model": model_id, "messages": messages, "max_tokens": request.max_tokens,
-                              "temperature": request.temperature, "top_p": request.top_p}
+    params: dict[str, Any] = {
+        "model": model_id,
+        "messages": messages,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+    }
     if request.seed is not None:
         params["seed"] = request.seed
     if request.stop:
@@ -93,8 +100,10 @@ def chat_params(request: GenerationRequest, fmt: str, *, model_id: str, supports
     schema = request.json_schema
     if schema is not None:
         if fmt == "json_schema":
-            params["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": str(schema.get("title") or "reply"), "schema": schema, "strict": True}}
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": str(schema.get("title") or "reply"), "schema": schema, "strict": True},
+            }
         elif fmt == "json_object":
             # llama-cpp-python's own form (the schema becomes a grammar); not in the SDK's types
             extra["response_format"] = {"type": "json_object", "schema": schema}

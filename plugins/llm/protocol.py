@@ -87,9 +87,9 @@ class OptionScoreRequest(BaseModel):
 
 class OptionScores(BaseModel):
     labels: list[str]
-    probs: list[float]              # over ``labels``, summing to 1
-    logprobs: list[float | None]    # the model's log-probability of each label as the first reply token;
-                                    # None where the backend did not report it (outside its top-k)
+    probs: list[float]  # over ``labels``, summing to 1
+    logprobs: list[float | None]  # the model's log-probability of each label as the first reply token;
+    # None where the backend did not report it (outside its top-k)
     method: Literal["logprobs", "choice"]  # "choice": one schema-constrained greedy reply, one-hot
     model: str = ""
     usage: Usage = Field(default_factory=Usage)
@@ -232,8 +232,11 @@ def score_options(llm: LLMPlugin, request: OptionScoreRequest) -> OptionScores:
 def choice_scores(llm: LLMPlugin, request: OptionScoreRequest) -> OptionScores:
     """Option scores without log-probabilities: one greedy reply constrained to the labels by a JSON
     schema; the chosen label gets probability 1 (an unparsable reply spreads it evenly)."""
-    schema = {"type": "object", "properties": {"choice": {"type": "string", "enum": list(request.labels)}},
-              "required": ["choice"]}
+    schema = {
+        "type": "object",
+        "properties": {"choice": {"type": "string", "enum": list(request.labels)}},
+        "required": ["choice"],
+    }
     messages = list(request.messages)
     last = messages[-1]
     messages[-1] = last.model_copy(update={"content": last.content + '\nReply with JSON: {"choice": "<label>"}'})
@@ -241,8 +244,15 @@ def choice_scores(llm: LLMPlugin, request: OptionScoreRequest) -> OptionScores:
     chosen = gen.data.get("choice") if isinstance(gen.data, dict) else None
     n = len(request.labels)
     probs = [1.0 if label == chosen else 0.0 for label in request.labels] if chosen in request.labels else [1 / n] * n
-    return OptionScores(labels=list(request.labels), probs=probs, logprobs=[None] * n, method="choice",
-                        model=gen.model, usage=gen.usage, seconds=gen.seconds)
+    return OptionScores(
+        labels=list(request.labels),
+        probs=probs,
+        logprobs=[None] * n,
+        method="choice",
+        model=gen.model,
+        usage=gen.usage,
+        seconds=gen.seconds,
+    )
 
 
 class SequentialBatchMixin:

@@ -76,10 +76,14 @@ class MicroBatchLLM:
         """Batches sent so far: how many, their sizes in order, requests and seconds in the backend."""
         with self._cond:
             sizes = list(self._sizes)
-            return {"batches": len(sizes), "requests": sum(sizes), "sizes": sizes,
-                    "max_size": max(sizes, default=0),
-                    "mean_size": round(sum(sizes) / len(sizes), 3) if sizes else 0.0,
-                    "seconds": round(self._seconds, 3)}
+            return {
+                "batches": len(sizes),
+                "requests": sum(sizes),
+                "sizes": sizes,
+                "max_size": max(sizes, default=0),
+                "mean_size": round(sum(sizes) / len(sizes), 3) if sizes else 0.0,
+                "seconds": round(self._seconds, 3),
+            }
 
     # --- the plugin calls -------------------------------------------------------------------------------
 
@@ -106,8 +110,8 @@ class MicroBatchLLM:
                         return [s.reply for s in slots]  # type: ignore[misc]
                     now = time.monotonic()
                     if self._ready(now):
-                        batch = self._pending[:self.max_batch_size]
-                        del self._pending[:self.max_batch_size]
+                        batch = self._pending[: self.max_batch_size]
+                        del self._pending[: self.max_batch_size]
                         self._busy = True
                         break
                     self._cond.wait(self._wait_seconds(now))

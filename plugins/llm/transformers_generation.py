@@ -24,8 +24,14 @@ from typing import Any
 from coe.errors import ConfigError
 
 from .protocol import Generation, GenerationRequest, OptionScoreRequest, OptionScores, Usage
-from .transformers_loading import (AdapterMethods, adapter_base, adapter_label, load_model, takes_token_types,
-                                   torch_dtype)
+from .transformers_loading import (
+    AdapterMethods,
+    adapter_base,
+    adapter_label,
+    load_model,
+    takes_token_types,
+    torch_dtype,
+)
 from .transformers_processing import chat_messages, left_padded, load_processor
 from .reply import parse_and_validate, stop_at
 
@@ -46,13 +52,25 @@ class TransformersVLLM(AdapterMethods):
     supports_json_schema = True  # validated parse + repair of the reply (no constrained decoding)
     native_batching = True  # generate_batch decodes many requests in one generate call (MicroBatchLLM pays off)
 
-    def __init__(self, model: str | os.PathLike = "qwen2-vl-2b", *, model_id: str | None = None,
-                 dtype: Any = "auto", device: str | None = None, device_map: Any = None,
-                 load_in_4bit: bool = False, adapter: str | os.PathLike | None = None,
-                 attn_implementation: str | None = None, max_batch_size: int = 16,
-                 min_pixels: int | None = None, max_pixels: int | None = None, json_hint: bool = False,
-                 ignore_eos: bool = False, model_path: str | os.PathLike | None = None,
-                 graph_decode: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike = "qwen2-vl-2b",
+        *,
+        model_id: str | None = None,
+        dtype: Any = "auto",
+        device: str | None = None,
+        device_map: Any = None,
+        load_in_4bit: bool = False,
+        adapter: str | os.PathLike | None = None,
+        attn_implementation: str | None = None,
+        max_batch_size: int = 16,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        json_hint: bool = False,
+        ignore_eos: bool = False,
+        model_path: str | os.PathLike | None = None,
+        graph_decode: bool | None = None,
+    ) -> None:
         try:
             import torch
             import transformers  # noqa: F401  (the backend's dependency, checked here with torch)
@@ -73,21 +91,36 @@ class TransformersVLLM(AdapterMethods):
         self.json_hint = json_hint
         # one forward pass on the model at a time: generation here, option scoring in transformers_scoring
         self.model_lock = threading.Lock()
-        self.model = load_model(path, dtype=self.dtype, device=self.device, device_map=device_map,
-                                load_in_4bit=load_in_4bit, attn_implementation=attn_implementation,
-                                label=name)
+        self.model = load_model(
+            path,
+            dtype=self.dtype,
+            device=self.device,
+            device_map=device_map,
+            load_in_4bit=load_in_4bit,
+            attn_implementation=attn_implementation,
+            label=name,
+        )
         if device_map is not None or load_in_4bit:
             self.device = str(next(self.model.parameters()).device)
-        processor = load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels,
-                                   with_token_types=takes_token_types(self.model))
+        processor = load_processor(
+            path, min_pixels=min_pixels, max_pixels=max_pixels, with_token_types=takes_token_types(self.model)
+        )
         self._setup(self.model, processor, ignore_eos=ignore_eos, graph_decode=graph_decode)
         if adapter is not None:
             self.load_adapter(adapter)
 
     @classmethod
-    def from_parts(cls, model, processor, *, model_id: str = "qwen2-vl", max_batch_size: int = 16,
-                   json_hint: bool = False, ignore_eos: bool = False,
-                   graph_decode: bool | None = None) -> TransformersVLLM:
+    def from_parts(
+        cls,
+        model,
+        processor,
+        *,
+        model_id: str = "qwen2-vl",
+        max_batch_size: int = 16,
+        json_hint: bool = False,
+        ignore_eos: bool = False,
+        graph_decode: bool | None = None,
+    ) -> TransformersVLLM:
         """Wrap a model and processor already in memory (benchmarks, tests): no loading, no hub."""
         self = cls.__new__(cls)
         self.model_id, self.model_path = model_id, None
@@ -124,7 +157,7 @@ class TransformersVLLM(AdapterMethods):
             if isinstance(i, int) and i >= 0 and self.tokenizer.convert_ids_to_tokens(i) == tok:
                 ids.append(i)
         cfg = self.model.generation_config.eos_token_id
-        for i in (cfg if isinstance(cfg, list) else [cfg] if cfg is not None else []):
+        for i in cfg if isinstance(cfg, list) else [cfg] if cfg is not None else []:
             if i not in ids:
                 ids.append(i)
         return [i for i in ids if isinstance(i, int)]
@@ -141,8 +174,11 @@ class TransformersVLLM(AdapterMethods):
 
     def _generate_kwargs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
         first = requests[0]
-        kwargs: dict[str, Any] = {"max_new_tokens": max(r.max_tokens for r in requests),
-                                  "pad_token_id": self.tokenizer.pad_token_id, "eos_token_id": self._eos_ids}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max(r.max_tokens for r in requests),
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self._eos_ids,
+        }
         if first.temperature > 0:
             kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
         else:
@@ -165,11 +201,16 @@ class TransformersVLLM(AdapterMethods):
         try:
             if bucket not in self.graph_decoders:
                 self.graph_decoders[bucket] = GraphDecoder(self.model, bucket, compile_mode=self.graph_compile_mode)
-            ids = self.graph_decoders[bucket].generate(inputs, request.max_tokens, eos_token_ids=self._eos_ids,
-                                                  ignore_eos=self.ignore_eos,
-                                                  repetition_penalty=request.repeat_penalty or 1.0)
+            ids = self.graph_decoders[bucket].generate(
+                inputs,
+                request.max_tokens,
+                eos_token_ids=self._eos_ids,
+                ignore_eos=self.ignore_eos,
+                repetition_penalty=request.repeat_penalty or 1.0,
+            )
         except Exception as exc:  # compile or capture failure on an unusual setup: fall back for good
             import warnings
+
             warnings.warn(f"graph decoding disabled ({type(exc).__name__}: {exc}); using generate()")
             self.graph_decode, self.graph_decoders = False, {}
             return None
@@ -209,10 +250,16 @@ class TransformersVLLM(AdapterMethods):
             data = None
             if request.json_schema is not None:
                 data, _ = parse_and_validate(text, request.json_schema)
-            results.append(Generation(text=text, data=data, seconds=seconds / len(requests),
-                                      model=self.model_id, finish_reason=finish,
-                                      usage=Usage(prompt_tokens=int(prompt_tokens[row]),
-                                                  completion_tokens=len(ids))))
+            results.append(
+                Generation(
+                    text=text,
+                    data=data,
+                    seconds=seconds / len(requests),
+                    model=self.model_id,
+                    finish_reason=finish,
+                    usage=Usage(prompt_tokens=int(prompt_tokens[row]), completion_tokens=len(ids)),
+                )
+            )
         return results
 
     @staticmethod
@@ -234,7 +281,7 @@ class TransformersVLLM(AdapterMethods):
             groups[self._group_key(r)].append(i)
         for idxs in groups.values():
             for k in range(0, len(idxs), self.max_batch_size):
-                chunk = idxs[k:k + self.max_batch_size]
+                chunk = idxs[k : k + self.max_batch_size]
                 for i, gen in zip(chunk, self._run([requests[i] for i in chunk])):
                     results[i] = gen
         return results  # type: ignore[return-value]

@@ -18,8 +18,16 @@ from coe.errors import ConfigError, InputError
 from .transformers_processing import save_processor
 
 NATIVE_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
-_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
-           "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
+_DTYPES = {
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+}
 
 
 def transformers_at_least(version: str) -> bool:
@@ -56,8 +64,16 @@ def _model_type(path: Path) -> str | None:
         raise ConfigError(f"unreadable config.json in {path}: {exc}") from None
 
 
-def load_model(path: Path, *, dtype, device: str, device_map: Any = None, load_in_4bit: bool = False,
-               attn_implementation: str | None = None, label: str | None = None):
+def load_model(
+    path: Path,
+    *,
+    dtype,
+    device: str,
+    device_map: Any = None,
+    load_in_4bit: bool = False,
+    attn_implementation: str | None = None,
+    label: str | None = None,
+):
     """A native Qwen2-VL / Qwen2.5-VL checkpoint (never remote code), on ``device`` or per ``device_map``.
     4-bit (bitsandbytes NF4) quantizes the language model only: the vision tower and ``lm_head`` stay
     in ``dtype``."""
@@ -67,10 +83,13 @@ def load_model(path: Path, *, dtype, device: str, device_map: Any = None, load_i
     model_type = _model_type(path)
     if model_type not in NATIVE_MODEL_TYPES:
         if model_type == "qwen":
-            raise ConfigError(f"{label} is the legacy Qwen-VL-Chat, which runs the model repo's own code; "
-                              "use the qwen-vl-chat plugin (QwenVLChatLLM) with trust_remote_code=True")
-        raise ConfigError(f"{label}: model_type {model_type!r} is not a Qwen2-VL model "
-                          f"({', '.join(NATIVE_MODEL_TYPES)})")
+            raise ConfigError(
+                f"{label} is the legacy Qwen-VL-Chat, which runs the model repo's own code; "
+                "use the qwen-vl-chat plugin (QwenVLChatLLM) with trust_remote_code=True"
+            )
+        raise ConfigError(
+            f"{label}: model_type {model_type!r} is not a Qwen2-VL model ({', '.join(NATIVE_MODEL_TYPES)})"
+        )
     kwargs: dict[str, Any] = {"trust_remote_code": False}
     kwargs["dtype" if transformers_at_least("4.56") else "torch_dtype"] = dtype
     if attn_implementation:
@@ -79,16 +98,22 @@ def load_model(path: Path, *, dtype, device: str, device_map: Any = None, load_i
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
-            raise ConfigError("4-bit loading needs bitsandbytes (pip install bitsandbytes) "
-                              "and a CUDA GPU") from None
+            raise ConfigError("4-bit loading needs bitsandbytes (pip install bitsandbytes) and a CUDA GPU") from None
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["visual", "lm_head"])
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            llm_int8_skip_modules=["visual", "lm_head"],
+        )
         device_map = device_map or "auto"
     if device_map is not None:
         kwargs["device_map"] = device_map
-    cls = (transformers.Qwen2_5_VLForConditionalGeneration if model_type == "qwen2_5_vl"
-           else transformers.Qwen2VLForConditionalGeneration)
+    cls = (
+        transformers.Qwen2_5_VLForConditionalGeneration
+        if model_type == "qwen2_5_vl"
+        else transformers.Qwen2VLForConditionalGeneration
+    )
     model = cls.from_pretrained(str(path), **kwargs)
     if device_map is None:
         model.to(device)
@@ -96,6 +121,7 @@ def load_model(path: Path, *, dtype, device: str, device_map: Any = None, load_i
 
 
 # --- LoRA adapters --------------------------------------------------------------------------------
+
 
 def adapter_base(spec: str | os.PathLike) -> str | None:
     """The base model a peft adapter directory was trained on, or None when ``spec`` is no adapter."""
@@ -108,8 +134,9 @@ def adapter_base(spec: str | os.PathLike) -> str | None:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"unreadable adapter_config.json in {path}: {exc}") from None
     if not base:
-        raise ConfigError(f"{conf} names no base model (base_model_name_or_path); pass the base model "
-                          "and the adapter separately")
+        raise ConfigError(
+            f"{conf} names no base model (base_model_name_or_path); pass the base model and the adapter separately"
+        )
     return str(base)
 
 

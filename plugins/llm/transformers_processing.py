@@ -44,8 +44,7 @@ def load_pil(ref: ImageRef):
     try:
         img = Image.open(io.BytesIO(ref.read_bytes()))
         if img.width * img.height > _MAX_IMAGE_PIXELS:
-            raise ConfigError(f"image of {img.width}x{img.height} pixels is over the "
-                              f"{_MAX_IMAGE_PIXELS} pixel limit")
+            raise ConfigError(f"image of {img.width}x{img.height} pixels is over the {_MAX_IMAGE_PIXELS} pixel limit")
         img.load()
     except (OSError, ValueError) as exc:
         raise ConfigError(f"unreadable image ({type(exc).__name__}: {exc})") from None
@@ -81,7 +80,7 @@ class LightQwen2VLProcessor:
         if images:
             vision = self.image_processor(images=images, return_tensors=return_tensors)
             data.update(vision)
-            merge = self.image_processor.merge_size ** 2
+            merge = self.image_processor.merge_size**2
             counts = iter(int(g.prod()) // merge for g in vision["image_grid_thw"])
             marker = "<|placeholder|>"
             expanded = []
@@ -112,8 +111,9 @@ def chat_messages(request: GenerationRequest, *, json_hint: bool = False) -> tup
     for i, m in enumerate(request.messages):
         text = m.content
         if i == last_user and request.json_schema is not None and json_hint:
-            text += ("\n\nReply with one JSON object that follows this JSON schema: "
-                     + json.dumps(request.json_schema, separators=(",", ":")))
+            text += "\n\nReply with one JSON object that follows this JSON schema: " + json.dumps(
+                request.json_schema, separators=(",", ":")
+            )
         content: list[dict] = [{"type": "image"} for _ in m.images]
         images.extend(load_pil(img) for img in m.images)
         content.append({"type": "text", "text": text})
@@ -147,8 +147,7 @@ def _pil_image_processor(path: Path, pixels: dict):
             return cls.from_pretrained(str(path), **pixels)
         except ImportError:
             continue
-    raise ConfigError(f"no usable Qwen2-VL image processor in this transformers for {path}; "
-                      "install torchvision")
+    raise ConfigError(f"no usable Qwen2-VL image processor in this transformers for {path}; install torchvision")
 
 
 def left_padded(tokenizer) -> None:
@@ -158,8 +157,9 @@ def left_padded(tokenizer) -> None:
         tokenizer.pad_token = "<|endoftext|>"
 
 
-def load_processor(path: Path, *, min_pixels: int | None = None, max_pixels: int | None = None,
-                   with_token_types: bool = True):
+def load_processor(
+    path: Path, *, min_pixels: int | None = None, max_pixels: int | None = None, with_token_types: bool = True
+):
     """transformers' ``AutoProcessor`` where it loads, else ``LightQwen2VLProcessor`` (no torchvision)."""
     from transformers import AutoProcessor, AutoTokenizer
 

@@ -37,22 +37,34 @@ class QwenVLChatLLM:
     supports_json_schema = True
     TRANSFORMERS_RANGE = SpecifierSet(">=4.32,<4.45")
 
-    def __init__(self, model: str | os.PathLike = "qwen-vl-chat", *, trust_remote_code: bool = False,
-                 model_id: str | None = None, dtype: Any = "auto", device: str | None = None,
-                 device_map: Any = None, model_path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike = "qwen-vl-chat",
+        *,
+        trust_remote_code: bool = False,
+        model_id: str | None = None,
+        dtype: Any = "auto",
+        device: str | None = None,
+        device_map: Any = None,
+        model_path: str | os.PathLike | None = None,
+    ) -> None:
         if trust_remote_code is not True:
-            raise ConfigError("Qwen-VL-Chat runs Python code shipped with the model; pass "
-                              "trust_remote_code=True to allow it (it is never enabled by default)")
+            raise ConfigError(
+                "Qwen-VL-Chat runs Python code shipped with the model; pass "
+                "trust_remote_code=True to allow it (it is never enabled by default)"
+            )
         try:
             import torch
             import transformers
         except ImportError as exc:
             raise ConfigError("Qwen-VL-Chat needs torch and transformers>=4.32,<4.45") from exc
         if not self.TRANSFORMERS_RANGE.contains(metadata.version("transformers"), prereleases=True):
-            raise ConfigError(f"Qwen-VL-Chat's remote code needs transformers>=4.32,<4.45 (4.32-4.44); "
-                              f"installed is {transformers.__version__}. Use a separate environment with "
-                              "`pip install 'transformers>=4.32,<4.45' tiktoken transformers_stream_generator "
-                              "einops`, or the native Qwen2-VL models (transformers-vl plugin)")
+            raise ConfigError(
+                f"Qwen-VL-Chat's remote code needs transformers>=4.32,<4.45 (4.32-4.44); "
+                f"installed is {transformers.__version__}. Use a separate environment with "
+                "`pip install 'transformers>=4.32,<4.45' tiktoken transformers_stream_generator "
+                "einops`, or the native Qwen2-VL models (transformers-vl plugin)"
+            )
         from coe.modelstore.hub import resolve_vlm
 
         name, path = resolve_vlm(str(model_path or model))
@@ -75,6 +87,7 @@ class QwenVLChatLLM:
         system = "\n".join(m.content for m in request.messages if m.role == "system") or "You are a helpful assistant."
         turns = [m for m in request.messages if m.role != "system"]
         with tempfile.TemporaryDirectory(prefix="coe-qwenvl-") as tmp:
+
             def query_of(m: Message) -> str:
                 parts = []
                 for k, img in enumerate(m.images):
@@ -96,14 +109,25 @@ class QwenVLChatLLM:
             if request.seed is not None:
                 torch.manual_seed(request.seed)
             with self._lock, torch.inference_mode():
-                text, _ = self.model.chat(self.tokenizer, query=pending, history=history, system=system,
-                                          max_new_tokens=request.max_tokens,
-                                          do_sample=request.temperature > 0,
-                                          temperature=request.temperature or None, top_p=request.top_p)
+                text, _ = self.model.chat(
+                    self.tokenizer,
+                    query=pending,
+                    history=history,
+                    system=system,
+                    max_new_tokens=request.max_tokens,
+                    do_sample=request.temperature > 0,
+                    temperature=request.temperature or None,
+                    top_p=request.top_p,
+                )
         text, _ = stop_at(text, request.stop)
         data = parse_and_validate(text, request.json_schema)[0] if request.json_schema is not None else None
-        return Generation(text=text, data=data, seconds=time.perf_counter() - start, model=self.model_id,
-                          usage=Usage(completion_tokens=len(self.tokenizer.encode(text))))
+        return Generation(
+            text=text,
+            data=data,
+            seconds=time.perf_counter() - start,
+            model=self.model_id,
+            usage=Usage(completion_tokens=len(self.tokenizer.encode(text))),
+        )
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         return [self.generate(r) for r in requests]

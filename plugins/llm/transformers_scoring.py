@@ -29,6 +29,12 @@ def score_options(llm, request: OptionScoreRequest) -> OptionScores:
     ids = label_token_ids(lambda t: llm.tokenizer.encode(t, add_special_tokens=False), request.labels)
     logits, prompt_tokens = last_logits(llm, GenerationRequest(messages=request.messages, max_tokens=1))
     logprobs = torch.log_softmax(logits, dim=-1)[ids].tolist()
-    return OptionScores(labels=list(request.labels), probs=label_probs(logprobs), logprobs=logprobs,
-                        method="logprobs", model=llm.model_id, usage=Usage(prompt_tokens=prompt_tokens),
-                        seconds=time.perf_counter() - start)
+    return OptionScores(
+        labels=list(request.labels),
+        probs=label_probs(logprobs),
+        logprobs=logprobs,
+        method="logprobs",
+        model=llm.model_id,
+        usage=Usage(prompt_tokens=prompt_tokens),
+        seconds=time.perf_counter() - start,
+    )

@@ -19,8 +19,7 @@ _MARKERS = "coe-markers"
 class ChromaStore:
     name = "chroma"
 
-    def __init__(self, path: str | os.PathLike | None = None, *, url: str | None = None,
-                 prefix: str = "coe") -> None:
+    def __init__(self, path: str | os.PathLike | None = None, *, url: str | None = None, prefix: str = "coe") -> None:
         import chromadb
         from chromadb.config import Settings
 
@@ -30,11 +29,13 @@ class ChromaStore:
             parsed = urlparse(url)
             if not parsed.hostname:
                 raise ConfigError(f"invalid Chroma URL: {url}")
-            self._client = chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000,
-                                               ssl=parsed.scheme == "https", settings=client_settings)
+            self._client = chromadb.HttpClient(
+                host=parsed.hostname, port=parsed.port or 8000, ssl=parsed.scheme == "https", settings=client_settings
+            )
             self.location = url
         else:
             from coe.paths import chroma_dir, writable_dir
+
             root = os.fspath(writable_dir(path or chroma_dir(), "exemplar index", "COE_CHROMA_DIR"))
             self._client = chromadb.PersistentClient(path=root, settings=client_settings)
             self.location = root
@@ -47,24 +48,34 @@ class ChromaStore:
         if full not in self._cols:
             # embedding_function=None: Chroma's default function would try to download a model.
             self._cols[full] = self._client.get_or_create_collection(
-                full, embedding_function=None, metadata={"hnsw:space": "cosine"})
+                full, embedding_function=None, metadata={"hnsw:space": "cosine"}
+            )
         return self._cols[full]
 
     def upsert(self, collection, ids, embeddings, metadatas, documents) -> None:
-        self.collection(collection).upsert(ids=list(ids), embeddings=np.asarray(embeddings, dtype=np.float32),
-                                     metadatas=list(metadatas), documents=list(documents))
+        self.collection(collection).upsert(
+            ids=list(ids),
+            embeddings=np.asarray(embeddings, dtype=np.float32),
+            metadatas=list(metadatas),
+            documents=list(documents),
+        )
 
     def query(self, collection, embedding, n, where=None, *, documents: bool = True) -> list[Hit]:
         col = self.collection(collection)
         count = col.count()
         if count == 0:
             return []
-        res = col.query(query_embeddings=np.asarray(embedding, dtype=np.float32)[None, :],
-                        n_results=min(n, count), where=where or None,
-                        include=["distances", "metadatas"] + (["documents"] if documents else []))
+        res = col.query(
+            query_embeddings=np.asarray(embedding, dtype=np.float32)[None, :],
+            n_results=min(n, count),
+            where=where or None,
+            include=["distances", "metadatas"] + (["documents"] if documents else []),
+        )
         docs = res["documents"][0] if documents else [None] * len(res["ids"][0])
-        return [Hit(id=i, similarity=1.0 - float(d), metadata=m or {}, document=doc)
-                for i, d, m, doc in zip(res["ids"][0], res["distances"][0], res["metadatas"][0], docs)]
+        return [
+            Hit(id=i, similarity=1.0 - float(d), metadata=m or {}, document=doc)
+            for i, d, m, doc in zip(res["ids"][0], res["distances"][0], res["metadatas"][0], docs)
+        ]
 
     def get_embeddings(self, collection, ids) -> dict[str, np.ndarray]:
         if not ids:
@@ -76,8 +87,9 @@ class ChromaStore:
         if not ids:
             return {}
         res = self.collection(collection).get(ids=list(ids), include=["metadatas", "documents"])
-        return {i: {"metadata": m or {}, "document": d}
-                for i, m, d in zip(res["ids"], res["metadatas"], res["documents"])}
+        return {
+            i: {"metadata": m or {}, "document": d} for i, m, d in zip(res["ids"], res["metadatas"], res["documents"])
+        }
 
     def get_all(self, collection) -> tuple[list[str], np.ndarray, list[dict[str, Any]], list[str | None]]:
         """Every record of a collection: ids, embeddings (rows), metadata and documents."""
@@ -97,8 +109,9 @@ class ChromaStore:
 
     def set_marker(self, key: str, value: dict[str, Any]) -> None:
         # Chroma records need a vector; markers carry a constant one-dimensional placeholder.
-        self.collection(_MARKERS).upsert(ids=[key], embeddings=np.ones((1, 1), dtype=np.float32),
-                                   metadatas=[value], documents=[key])
+        self.collection(_MARKERS).upsert(
+            ids=[key], embeddings=np.ones((1, 1), dtype=np.float32), metadatas=[value], documents=[key]
+        )
 
     def reset(self, collection) -> None:
         full = f"{self.prefix}-{collection}"

@@ -25,11 +25,24 @@ class VectorStore(Protocol):
     name: str
     location: str  # where the records are (a directory or a URL), for messages
 
-    def upsert(self, collection: str, ids: list[str], embeddings: np.ndarray,
-               metadatas: list[dict[str, Any]], documents: list[str]) -> None: ...
+    def upsert(
+        self,
+        collection: str,
+        ids: list[str],
+        embeddings: np.ndarray,
+        metadatas: list[dict[str, Any]],
+        documents: list[str],
+    ) -> None: ...
 
-    def query(self, collection: str, embedding: np.ndarray, n: int,
-              where: dict[str, Any] | None = None, *, documents: bool = True) -> list[Hit]: ...
+    def query(
+        self,
+        collection: str,
+        embedding: np.ndarray,
+        n: int,
+        where: dict[str, Any] | None = None,
+        *,
+        documents: bool = True,
+    ) -> list[Hit]: ...
 
     def get_embeddings(self, collection: str, ids: list[str]) -> dict[str, np.ndarray]: ...
 

@@ -30,8 +30,7 @@ def _engine() -> Any:
     try:
         from rapidocr_onnxruntime import RapidOCR
     except ImportError as exc:
-        raise ConfigError("OCR needs the rapidocr-onnxruntime package: "
-                          "pip install rapidocr-onnxruntime") from exc
+        raise ConfigError("OCR needs the rapidocr-onnxruntime package: pip install rapidocr-onnxruntime") from exc
     # Score filtering is done per reader, so the shared engine keeps every line.
     return RapidOCR(text_score=0.0)
 
@@ -48,6 +47,7 @@ def _reading_order(items: list[tuple[list, str, float]]) -> list[tuple[list, str
     RapidOCR's own order compares box tops with a fixed 10 px tolerance, so on one row a
     word with ascenders ("rabbit") sorts before one without ("grass").
     """
+
     def extent(box: list) -> tuple[float, float, float]:
         xs = [p[0] for p in box]
         ys = [p[1] for p in box]
@@ -98,9 +98,15 @@ def _padded(image: Image.Image, max_aspect: float) -> Image.Image:
 class OcrCaptionReader:
     name = "ocr-caption"
 
-    def __init__(self, dataset: CaptionSource | None = None, *, use_dataset_caption: bool = True,
-                 min_confidence: float = 0.5, max_side: int = MAX_SIDE,
-                 drop_cjk: bool = True) -> None:
+    def __init__(
+        self,
+        dataset: CaptionSource | None = None,
+        *,
+        use_dataset_caption: bool = True,
+        min_confidence: float = 0.5,
+        max_side: int = MAX_SIDE,
+        drop_cjk: bool = True,
+    ) -> None:
         self.dataset = dataset
         self.use_dataset_caption = use_dataset_caption
         self.min_confidence = min_confidence
@@ -139,5 +145,4 @@ class OcrCaptionReader:
             problem = self.dataset.find_by_image(source_path)
             if problem is not None and problem.caption:
                 caption, pid, source = problem.caption, problem.pid, "ocr+scienceqa-caption"
-        return ImageText(caption=caption, ocr_text=" ".join(lines), ocr_lines=lines,
-                         source=source, scienceqa_pid=pid)
+        return ImageText(caption=caption, ocr_text=" ".join(lines), ocr_lines=lines, source=source, scienceqa_pid=pid)
