@@ -36,17 +36,18 @@ def _review_texts(run: Run, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _decide(
-    decision: Callable[[Run, dict[str, Any]], dict[str, Any]],
-    slots: Callable[[list[str]], list[str | None] | None] = lambda ds: None,
-) -> None:
+Decision = tuple[dict[str, Any], list[str | None] | None]  # the resume value, and the kept options by slot
+
+
+def _decide(make: Callable[[Run, dict[str, Any]], Decision]) -> None:
     """Resume the current run with the decision made from the reviewer's values; a refusal is flashed."""
     run = current_run()
     request = run.review_request() if run is not None else None
     if run is None or request is None:
         return
+    decision, slots = make(run, request)
     try:
-        run.resume(decision(run, request), slots=slots(_review_values(run, request)[2]))
+        run.resume(decision, slots=slots)
     except CoeError as exc:
         st.session_state["flash"] = plain_error(exc)
 
@@ -54,35 +55,33 @@ def _decide(
 def regenerate(index: int | None) -> None:
     """Regenerate every distractor (``index`` None) or only one, keeping the (edited) others in their slots."""
 
-    def decision(run: Run, request: dict[str, Any]) -> dict[str, Any]:
+    def make(run: Run, request: dict[str, Any]) -> Decision:
         q, a, ds = _review_values(run, request)
         keep = [] if index is None else [d for i, d in enumerate(ds) if i != index]
-        return {"action": "regenerate_distractors", "keep": keep, "edits": {"question": q, "answer": a}}
+        slots = None if index is None else [None if i == index else d for i, d in enumerate(ds)]
+        return {"action": "regenerate_distractors", "keep": keep, "edits": {"question": q, "answer": a}}, slots
 
-    _decide(decision, lambda ds: None if index is None else [None if i == index else d for i, d in enumerate(ds)])
+    _decide(make)
 
 
 def swap_question(question: str) -> None:
     """Put one of the other questions the question step kept in; the rest of the item is written again for
     it and checked again."""
-    _decide(
-        lambda run, request: {
-            "action": "swap_question",
-            "question": question,
-            "edits": {"answer": _review_values(run, request)[1]},
-        }
-    )
+
+    def make(run: Run, request: dict[str, Any]) -> Decision:
+        answer = _review_values(run, request)[1]
+        return {"action": "swap_question", "question": question, "edits": {"answer": answer}}, None
+
+    _decide(make)
 
 
 def accept() -> None:
-    def decision(run: Run, request: dict[str, Any]) -> dict[str, Any]:
+    def make(run: Run, request: dict[str, Any]) -> Decision:
         q, a, ds = _review_values(run, request)
-        return {
-            "action": "accept",
-            "edits": {"question": q, "answer": a, "distractors": ds, **_review_texts(run, request)},
-        }
+        edits = {"question": q, "answer": a, "distractors": ds, **_review_texts(run, request)}
+        return {"action": "accept", "edits": edits}, None
 
-    _decide(decision)
+    _decide(make)
 
 
 def review_panel(run: Run) -> None:
