@@ -20,8 +20,8 @@ HYPERNYMS = 2  # per sense
 def sister_terms(answer: str) -> tuple[str, ...]:
     """Sister terms of ``answer`` as a common noun (proper nouns, whose synsets are instances, have none),
     in WordNet's order; nothing when WordNet is not set up."""
-    wn = wordnet_reader()
-    word = "_".join(normalize(answer).split())
+    wn, key = wordnet_reader(), normalize(answer)
+    word = "_".join(key.split())
     if wn is None or not word:
         return ()
     out: list[str] = []
@@ -33,5 +33,4 @@ def sister_terms(answer: str) -> tuple[str, ...]:
                 for sister in parent.hyponyms():
                     if sister != sense:
                         out.append(sister.lemma_names()[0].replace("_", " "))
-    key = normalize(answer)
     return tuple(t for t in dict.fromkeys(out) if normalize(t) != key)
