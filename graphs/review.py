@@ -95,6 +95,20 @@ def other_questions(state: ReviewState) -> list[str]:
     return out[:SWAPS]
 
 
+def _written_again() -> dict[str, Any]:
+    """What a decision that has the options written again starts from: no attempts, no candidates, not yet
+    valid, repaired or reviewed (fresh lists each time: the update becomes the thread's state)."""
+    return {
+        "feedback": "",
+        "attempts": 0,
+        "candidate_distractors": [],
+        "valid": False,
+        "repaired": [],
+        "reviewed": False,
+        "review_problems": [],
+    }
+
+
 def _swap(state: ReviewState, question: str, answer: str, entry: dict[str, Any]) -> Command:
     """Everything after the question again, for the reviewer's question; what was rejected for the old
     question may fit the new one."""
@@ -109,14 +123,8 @@ def _swap(state: ReviewState, question: str, answer: str, entry: dict[str, Any])
             "rejected_by": {},
             "rejected_options": [],
             "review_note": "",
-            "feedback": "",
-            "attempts": 0,
             "distractor_rounds": 0,
-            "candidate_distractors": [],
-            "valid": False,
-            "repaired": [],
-            "reviewed": False,
-            "review_problems": [],
+            **_written_again(),
             "trace": [entry],
         },
     )
@@ -225,13 +233,7 @@ def review(state: ReviewState, config: RunnableConfig) -> Command:
                     "rejected": rejected,
                     "rejected_by": {d: "the reviewer" for d in rejected},
                     "review_note": note,
-                    "feedback": "",
-                    "attempts": 0,
-                    "candidate_distractors": [],
-                    "valid": False,
-                    "repaired": [],
-                    "reviewed": False,
-                    "review_problems": [],
+                    **_written_again(),
                     "trace": [entry],
                 },
             )
