@@ -28,10 +28,12 @@ _ABOUT_PICTURE = re.compile(
 
 
 def _subject(key: str, noun: str | None) -> str:
-    """The key as the subject of a sentence: "the copepod" when the question asks which organism."""
+    """The key as the subject of a sentence: "the copepod" when the question asks which organism, but
+    "sample B" and "beaker 2" as they stand: a capital or a digit makes the key a label or a name."""
     k = key.strip().rstrip(".")
     plain = k[:1].islower() and not _ARTICLE.match(k) and answer_type(k) in ("word", "phrase")
-    return f"the {k}" if plain and noun else k
+    named = any(c.isupper() or c.isdigit() for c in k)
+    return f"the {k}" if plain and noun and not named else k
 
 
 def claim(question: str, key: str) -> str:

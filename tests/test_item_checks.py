@@ -107,6 +107,10 @@ def test_the_claim_to_check_is_the_key_written_into_the_question():
                       picture=True) == "Check in the picture: the copepod is the secondary consumer in this food web."
     assert claim("What is the capital of New Jersey?", "Trenton") == "Trenton is the capital of New Jersey."
     assert claim("Which of these cities is marked on the map?", "Denver") == "Denver is marked on the map."
+    # a labelled key takes no article
+    assert check_line("Compare the average kinetic energies of the particles in each sample. Which sample has the "
+                      "higher temperature?", "sample B", picture=False) == \
+        "Check: sample B has the higher temperature."
     # a question it cannot rewrite still names the claim
     assert claim("Is a cup a solid or a liquid?", "a solid") == \
         'the answer to "Is a cup a solid or a liquid?" is "a solid".'
