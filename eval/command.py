@@ -15,7 +15,7 @@ from coe.errors import ConfigError, InputError
 from .bootstrap import RESAMPLES, with_ci
 from .items import TASKS, load_items, sample
 from .known_false import KINDS
-from .predict import VARIANTS
+from .predict import variant_settings
 from .report import MAIN_METRICS, write_report
 from .report_verify import verify_tables
 from .runner import machine, run_variant
@@ -23,10 +23,12 @@ from .scoring import EMBED_MATCH_THRESHOLD, Scorer, aggregate
 
 
 def parse_variants(text: str) -> list[str]:
-    variants = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        raise InputError(f"unknown variant(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(VARIANTS)}")
+    """Comma-separated variant specs (``copy,coe,coe:k=2``), each checked with its settings."""
+    variants = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    if not variants:
+        raise InputError("--variant names no variant")
+    for v in variants:
+        variant_settings(v)
     return variants
 
 
@@ -90,7 +92,7 @@ def run(
 
     # the cache key does not name the banks: other banks' predictions are kept apart by folder
     cache = cache_root() if bank_names == ("default",) else cache_root() / f"banks-{'+'.join(bank_names)}"
-    needs_model = "verify" in tasks or any(VARIANTS[v] is not None for v in chosen)
+    needs_model = "verify" in tasks or any(variant_settings(v) is not None for v in chosen)
     llm = probe_llm(default_llm(model)) if needs_model else None
     services = Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
     model_id = getattr(llm, "model_id", "none (model-free variants only)")
@@ -165,6 +167,10 @@ def run(
 
         notes += ranker_notes(tasks, split, limit, stratify, seed, dataset, services)
         notes += paired_differences(runs, "learned", seed=seed, resamples=resamples)
+    for v in [v for v in chosen if ":" in v]:  # an ablation against its base variant, item by item
+        notes += paired_differences(
+            [r for r in runs if r["variant"] in (v, v.split(":")[0])], v, seed=seed, resamples=resamples
+        )
     meta = {
         "split": split,
         "tasks": tasks,

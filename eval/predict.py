@@ -45,6 +45,24 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 }
 
 
+def variant_settings(spec: str) -> dict[str, Any] | None:
+    """The graph settings of a variant spec: a name from ``VARIANTS``, optionally followed by ``:KEY=VALUE``
+    overrides of any graph setting (``coe:k=2:orders=1``), so an ablation of one setting runs beside its
+    base variant on the same items. None for the model-free ``copy``; a bad spec is a one-line input error."""
+    from coe.errors import InputError
+    from coe.graphs.settings import parse_assignments
+
+    name, *pairs = spec.split(":")
+    if name not in VARIANTS:
+        raise InputError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    base = VARIANTS[name]
+    if not pairs:
+        return base
+    if base is None:
+        raise InputError(f"variant {name!r} runs no graph: it takes no settings ({spec!r})")
+    return {**base, **parse_assignments(pairs, where=f"--variant {spec}: ")}
+
+
 def exclude_splits(split: str) -> list[str]:
     """The exemplar pool is train (+ val when evaluating test): never the split under evaluation."""
     return ["test"] if split == "test" else ["val", "test"]
@@ -150,7 +168,7 @@ def _usage(trace: list[dict]) -> dict[str, int]:
 
 def predict(task: str, variant: str, item: EvalItem, services, image_text: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    settings = VARIANTS[variant]
+    settings = variant_settings(variant)
     if settings is None:
         result = predict_copy(task, item, services.retriever, image_text)
     else:

@@ -50,7 +50,11 @@ def ranker_notes(
     return notes
 
 
-PAIRED = {"dg": ("bleu4", "rougeL", "recall_exact", "valid"), "qg": ("template_exact", "template_near", "bleu4")}
+PAIRED = {
+    "dg": ("bleu4", "rougeL", "recall_exact", "valid"),
+    "qg": ("template_exact", "template_near", "bleu4"),
+    "rg": ("bleu4", "rougeL", "semantic"),
+}
 
 
 def paired_differences(runs: list[dict[str, Any]], variant: str, *, seed: int, resamples: int) -> list[str]:

@@ -18,7 +18,7 @@ from coe.paths import coe_home
 from coe.settings import settings
 
 from .items import EvalItem
-from .predict import VARIANTS, predict
+from .predict import predict, variant_settings
 
 
 def cache_root() -> Path:
@@ -26,7 +26,7 @@ def cache_root() -> Path:
 
 
 def config_id(task: str, split: str, variant: str, model: str, rankers: str | None = None) -> str:
-    graph = VARIANTS[variant]
+    graph = variant_settings(variant)
     cfg = {
         "task": task,
         "split": split,
@@ -41,7 +41,8 @@ def config_id(task: str, split: str, variant: str, model: str, rankers: str | No
     if rankers:  # a retrained ranker makes other predictions
         cfg["rankers"] = rankers
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{variant}-{digest}"
+    # the folder is named by the base variant; the digest tells its settings apart
+    return f"{variant.split(':')[0]}-{digest}"
 
 
 def _selections(graph: dict[str, Any]) -> tuple[str, str]:
@@ -71,7 +72,7 @@ def image_text_for(item: EvalItem, reader, cache: Path) -> str:
 
 def rankers_used(variant: str, services) -> str | None:
     """The checksums of the ranker files a variant's graph settings use (None when it uses none)."""
-    graph = VARIANTS[variant]
+    graph = variant_settings(variant)
     if graph is None:
         return None
     from coe.graphs.settings import GraphSettings

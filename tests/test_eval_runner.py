@@ -115,3 +115,34 @@ def test_pool_coverage_counts_gold_options_offered(fixture_dataset, fixture_inde
     cov = pool_coverage(items, services, {})
     assert cov["gold"] == sum(len(i.gold_distractors) for i in items)
     assert 0.0 <= cov["gold_in_top_n"] <= cov["gold_in_pool"] <= 1.0
+
+
+def test_variant_with_settings_runs_beside_its_base(tmp_path, fixture_dataset, fixture_index):
+    """``coe:k=1`` is the default graph with one exemplar in its prompts, cached apart from ``coe``."""
+    items = load_items(fixture_dataset, "test", "rg")
+    shown = {}
+
+    def reply(request):
+        shown.setdefault(reply.variant, []).append(request.messages[-1].content.count("<example "))
+        return {"rationale": "Because it is so."}
+    services = Services(llm=ScriptedStudent(reply), retriever=fixture_index, image_reader=Reader())
+    reply.variant = "coe"
+    base = run_variant("rg", "coe", items, services, "scripted", cache=tmp_path)
+    reply.variant = "coe:k=1"
+    fewer = run_variant("rg", "coe:k=1", items, services, "scripted", cache=tmp_path)
+    assert max(shown["coe"]) > 1 and set(shown["coe:k=1"]) == {1}
+    assert fewer["config_id"] != base["config_id"] and fewer["computed"] == len(items)
+    assert fewer["config_id"].startswith("coe-")  # a portable folder name
+
+
+def test_variant_spec_errors_are_one_line():
+    import pytest
+
+    from coe.errors import InputError
+    from coe.eval.command import parse_variants
+
+    assert parse_variants("copy, coe:k=2:orders=1") == ["copy", "coe:k=2:orders=1"]
+    for bad, says in [("copy:k=2", "takes no settings"), ("coe:nope=1", "nope"), ("coe:k", "KEY=VALUE"),
+                      ("coe:k=-1", "k"), ("fancy", "unknown variant")]:
+        with pytest.raises(InputError, match=says):
+            parse_variants(bad)

@@ -22,7 +22,9 @@ def eval_command(
     variant: str = typer.Option(
         "copy,coe",
         "--variant",
-        help="Comma-separated: copy, pool-rank, zero-shot, coe-paper-prompts, greedy, no-cot, coe, coe-no-cot.",
+        help="Comma-separated: copy, pool-rank, learned, zero-shot, coe-paper-prompts, greedy, no-cot, coe, "
+        "coe-no-cot; NAME:KEY=VALUE[:KEY=VALUE] runs a variant with other graph settings (coe:k=2), and the "
+        "report gives its paired difference from NAME.",
     ),
     report: Optional[str] = typer.Option(None, "--report", help="Write report.md, report.json and plots here."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
