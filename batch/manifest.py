@@ -179,6 +179,7 @@ def _row(record: dict[str, Any], line: int, base: Path, row_id: str, allow_outsi
         answer=str(record.get("answer") or ""),
         question=str(question) if question not in (None, "") else None,
         n_distractors=n,
+        count_name="n_distractors",
     )
     return Row(
         id=row_id,

@@ -35,8 +35,16 @@ class MCQItem(BaseModel):
 
 
 def check_inputs(
-    *, image: str | None, context: str, answer: str, question: str | None, n_distractors: int
+    *,
+    image: str | None,
+    context: str,
+    answer: str,
+    question: str | None,
+    n_distractors: int,
+    count_name: str = "--n-distractors",
 ) -> dict[str, Any]:
+    """The item's inputs checked and cleaned; ``count_name`` is how the caller's user names the distractor
+    count in the error (a manifest's column, the CLI's option)."""
     from coe.imageio import check_text, load_image
 
     answer = check_text(answer, name="answer", max_chars=MAX_ANSWER_CHARS).strip()
@@ -46,7 +54,7 @@ def check_inputs(
     if question is not None:
         question = check_text(question, name="question", max_chars=MAX_QUESTION_CHARS).strip() or None
     if not 1 <= n_distractors <= MAX_DISTRACTORS:
-        raise InputError(f"--n-distractors must be between 1 and {MAX_DISTRACTORS}")
+        raise InputError(f"{count_name} must be between 1 and {MAX_DISTRACTORS}, not {n_distractors}")
     image_path = None
     if image is not None:
         load_image(image)  # fail fast on missing, corrupt or oversized images, before any model loads

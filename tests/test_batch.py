@@ -69,6 +69,13 @@ def test_each_bad_row_gets_its_own_error(tmp_path):
     assert got["good"] == (7, "the id 'good' is used by an earlier row")
 
 
+def test_a_distractor_count_out_of_range_names_the_column(tmp_path):
+    (tmp_path / "m.csv").write_text("id,context,answer,n_distractors\nmany,A food chain.,fox,99\n")
+    rows, errors = read_manifest(tmp_path / "m.csv")
+    assert not rows and errors[0].error.startswith("n_distractors must be between 1 and")
+    assert errors[0].error.endswith("not 99")
+
+
 def test_jsonl_and_an_image_folder_with_a_sidecar(tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()
