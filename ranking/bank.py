@@ -5,6 +5,7 @@ that is itself in the bank never sees its own options counted as evidence."""
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -152,12 +153,15 @@ def bank_records(retriever, exclude_splits: Iterable[str] = ()) -> list[Any]:
 
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# a batch runs its items in threads: the first items would each build the same counts (a second apiece)
+_BUILDING = threading.Lock()
 
 
 def stats_for(retriever, exclude_splits: Iterable[str] = ()) -> BankStats:
     """One ``BankStats`` per retriever (while it lives) and set of excluded splits in a process."""
-    per = _CACHE.setdefault(retriever, {})
     key = tuple(sorted(set(exclude_splits)))
-    if key not in per:
-        per[key] = BankStats(bank_records(retriever, exclude_splits))
-    return per[key]
+    with _BUILDING:
+        per = _CACHE.setdefault(retriever, {})
+        if key not in per:
+            per[key] = BankStats(bank_records(retriever, exclude_splits))
+        return per[key]

@@ -399,3 +399,29 @@ def test_image_capable_backend_keeps_the_model_steps(bank_retriever, tmp_path, m
     llm = _backend(True)
     out, steps = _default_run(bank_retriever, llm, pool_selection="learned", question_selection="learned")
     assert not llm.requests and steps["distractors"]["source"] == "learned ranking"
+
+
+def test_threads_of_one_batch_build_the_bank_counts_once(monkeypatch):
+    import threading
+    import time
+
+    from coe.ranking import bank
+
+    built = []
+
+    def records(retriever, exclude_splits=()):
+        built.append(threading.get_ident())
+        time.sleep(0.2)  # long enough for every thread to ask while the first one builds
+        return []
+
+    class Retriever:  # stats are kept per retriever object
+        pass
+
+    monkeypatch.setattr(bank, "bank_records", records)
+    retriever, got = Retriever(), []
+    threads = [threading.Thread(target=lambda: got.append(bank.stats_for(retriever, ["test"]))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and len(got) == 4 and all(s is got[0] for s in got)
