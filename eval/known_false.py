@@ -94,14 +94,15 @@ def unrelated_question(item: EvalItem, pool: Pool, rng: random.Random, tries: in
     return "no item with another answer type and another question"
 
 
-@cache
 def _wordnet():
-    from nltk.corpus import wordnet
+    """The run-time WordNet reader; this kind cannot be built without it, so its absence stops the run with
+    the reason ``ensure_wordnet`` gives."""
+    from coe.modelstore.wordnet import ensure_wordnet, wordnet_reader
 
-    from coe.modelstore.wordnet import ensure_wordnet
-
-    ensure_wordnet()
-    return wordnet
+    wn = wordnet_reader()
+    if wn is None:
+        ensure_wordnet()
+    return wn
 
 
 def _pos(wn, text: str) -> set[str]:
