@@ -15,12 +15,14 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from . import nodes
+from . import check_nodes, nodes
 from .services import Services
 from .tracing import traced
 from .state import CoEInput, CoEOutput, CoEState
 
 STEPS = ("describe_image", "retrieve", "question", "rationale", "distractors", "validate", "verify", "notes")
+# the writing steps, then the checking steps
+_NODES = {step: getattr(nodes if i < 5 else check_nodes, step) for i, step in enumerate(STEPS)}
 _LINEAR = (
     ("describe_image", "retrieve"),
     ("retrieve", "question"),
@@ -61,7 +63,7 @@ def build_graph(
             step,
             traced(
                 step,
-                functions.get(step, getattr(nodes, step)),
+                functions.get(step, _NODES[step]),
                 first=step == steps[0],
                 services=services,
                 record_inputs=record_inputs,
@@ -79,12 +81,14 @@ def build_graph(
         g.add_edge(step, nxt[step] if nxt.get(step) in steps else end)
     if "validate" in steps:
         g.add_conditional_edges(
-            "validate", nodes.after_validate, {"done": "verify" if "verify" in steps else end, "retry": "distractors"}
+            "validate",
+            check_nodes.after_validate,
+            {"done": "verify" if "verify" in steps else end, "retry": "distractors"},
         )
     if "verify" in steps:
         g.add_conditional_edges(
             "verify",
-            nodes.after_verify,
+            check_nodes.after_verify,
             {"done": "notes" if "notes" in steps else end, "question": "question", "distractors": "distractors"},
         )
     return g.compile(checkpointer=checkpointer, name=name if until is None else f"{name}-{until}")
