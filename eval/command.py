@@ -16,6 +16,7 @@ from .bootstrap import RESAMPLES, with_ci
 from .items import TASKS, load_items, sample
 from .known_false import KINDS
 from .predict import variant_settings
+from .ranker_notes import paired_differences
 from .report import MAIN_METRICS, write_report
 from .report_verify import verify_tables
 from .runner import machine, run_variant
@@ -162,8 +163,6 @@ def run(
         )
     if "learned" in chosen:
         from .ranker_notes import ranker_notes
-
-        from .ranker_notes import paired_differences
 
         notes += ranker_notes(tasks, split, limit, stratify, seed, dataset, services)
         notes += paired_differences(runs, "learned", seed=seed, resamples=resamples)
