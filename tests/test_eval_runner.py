@@ -146,3 +146,21 @@ def test_variant_spec_errors_are_one_line():
                       ("coe:k=-1", "k"), ("fancy", "unknown variant")]:
         with pytest.raises(InputError, match=says):
             parse_variants(bad)
+
+
+def test_eval_reports_a_variant_with_settings_against_its_base(tmp_path, fixture_index, monkeypatch):
+    from rich.console import Console
+
+    from coe.eval import command
+    from coe.graphs import services as services_module
+    from coe.graphs.services import Retrieval
+    from tests.conftest import FIXTURE
+
+    monkeypatch.setenv("COE_EVAL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(services_module, "retrieval_services", lambda banks=None: Retrieval(fixture_index, Reader()))
+    result = command.run(task="dg", split="test", limit=None, stratify=False, model=None,
+                         variants="pool-rank,pool-rank:pool_k=1", report=None, data=str(FIXTURE), seed=3,
+                         console=Console(file=open(tmp_path / "log", "w")), resamples=50)
+    assert [r["variant"] for r in result["runs"]] == ["pool-rank", "pool-rank:pool_k=1"]
+    paired = [n for n in result["meta"]["notes"] if "`pool-rank:pool_k=1` − `pool-rank`" in n]
+    assert len(paired) == 1 and "recall_exact" in paired[0]
