@@ -26,12 +26,15 @@ def cache_root() -> Path:
 
 
 def config_id(task: str, split: str, variant: str, model: str, rankers: str | None = None) -> str:
+    from coe.graphs.settings import GraphSettings
+
     graph = variant_settings(variant)
     cfg = {
         "task": task,
         "split": split,
         "variant": variant,
-        "settings": graph,
+        # every setting as the graph runs it, defaults included: a changed default is another configuration
+        "settings": GraphSettings(**graph).model_dump(mode="json") if graph is not None else None,
         "model": model if graph is not None else None,
         "prompts": PROMPT_VERSION,
         "pool": POOL_VERSION if graph is not None else None,

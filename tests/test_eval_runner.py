@@ -164,3 +164,15 @@ def test_eval_reports_a_variant_with_settings_against_its_base(tmp_path, fixture
     assert [r["variant"] for r in result["runs"]] == ["pool-rank", "pool-rank:pool_k=1"]
     paired = [n for n in result["meta"]["notes"] if "`pool-rank:pool_k=1` − `pool-rank`" in n]
     assert len(paired) == 1 and "recall_exact" in paired[0]
+
+
+def test_a_changed_default_setting_is_another_cached_configuration(monkeypatch):
+    from coe.eval.runner import config_id
+    from coe.graphs import settings
+
+    class ChangedDefault(settings.GraphSettings):
+        k: int = 7
+
+    before = config_id("rg", "val", "coe", "m")
+    monkeypatch.setattr(settings, "GraphSettings", ChangedDefault)
+    assert config_id("rg", "val", "coe", "m") != before
