@@ -7,32 +7,28 @@ from typing import Any
 from coe.agents.validation import normalize
 
 from .items import EvalItem
-from .predict import exclude_splits
+from .predict import eval_query, exclude_splits
+
+
+def _retrieved(item: EvalItem, services, image_text: str) -> list:
+    """The exemplars the graph retrieves for a DG item (the shown ones and the pool's)."""
+    from coe.graphs.settings import GraphSettings
+
+    settings = GraphSettings()
+    found, _ = services.retriever.retrieve(eval_query(item, image_text, "dg"), k=max(settings.k, settings.pool_k))
+    return found
 
 
 def pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) -> dict[str, Any]:
     """Share of gold distractors present in the pool the distractor step is offered, and in its top n
     (what choosing the pool's best candidates alone would recall)."""
     from coe.agents.candidates import distractor_pool
-    from coe.graphs.settings import GraphSettings
-    from coe.retrieval.retriever import RetrievalQuery
 
-    settings = GraphSettings()
     in_pool = in_top = total = 0
     for item in items:
         n = len(item.gold_distractors)
         image_text = image_texts.get(item.pid, "")
-        found, _ = services.retriever.retrieve(
-            RetrievalQuery(
-                answer=item.answer,
-                question=item.question,
-                context=item.context,
-                image_text=image_text,
-                exclude_ids=[item.pid],
-                exclude_splits=exclude_splits(item.split),
-            ),
-            k=max(settings.k, settings.pool_k),
-        )
+        found = _retrieved(item, services, image_text)
         pool = [
             normalize(c.text)
             for c in distractor_pool(item.answer, found, item.context, image_text, question=item.question, n=n)
@@ -47,28 +43,15 @@ def pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) 
 def learned_pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) -> dict[str, Any]:
     """Gold distractors in the learned ranker's wide pool, per source and for the union, on these items,
     with the pool's mean size and what ranking the pool perfectly would recall (the oracle)."""
-    from coe.graphs.settings import GraphSettings
     from coe.ranking.bank import stats_for
     from coe.ranking.candidates import SOURCES, build_pool, coverage
-    from coe.retrieval.retriever import RetrievalQuery
 
-    settings = GraphSettings()
     totals = {s: 0.0 for s in (*SOURCES, "union", "gold")}
     size = 0
     for item in items:
         image_text = image_texts.get(item.pid, "")
         splits = exclude_splits(item.split)
-        found, _ = services.retriever.retrieve(
-            RetrievalQuery(
-                answer=item.answer,
-                question=item.question,
-                context=item.context,
-                image_text=image_text,
-                exclude_ids=[item.pid],
-                exclude_splits=splits,
-            ),
-            k=max(settings.k, settings.pool_k),
-        )
+        found = _retrieved(item, services, image_text)
         pool = build_pool(
             item.answer,
             item.question,

@@ -68,7 +68,9 @@ def exclude_splits(split: str) -> list[str]:
     return ["test"] if split == "test" else ["val", "test"]
 
 
-def _query(item: EvalItem, image_text: str, task: str) -> RetrievalQuery:
+def eval_query(item: EvalItem, image_text: str, task: str) -> RetrievalQuery:
+    """The retrieval query for an evaluated item: the item itself and its split never come back, and QG
+    items ask without their gold question."""
     return RetrievalQuery(
         answer=item.answer,
         question=None if task == "qg" else item.question,
@@ -81,7 +83,7 @@ def _query(item: EvalItem, image_text: str, task: str) -> RetrievalQuery:
 
 def predict_copy(task: str, item: EvalItem, retriever, image_text: str) -> dict[str, Any]:
     """No model: the nearest answer-type-compatible exemplar's question, rationale or distractors."""
-    found, _ = retriever.retrieve(_query(item, image_text, task), k=10)
+    found, _ = retriever.retrieve(eval_query(item, image_text, task), k=10)
     want = answer_type(item.answer)
     found = [e for e in found if compatible(want, e.answer_type, strict=True)] or found
     if not found:
