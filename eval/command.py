@@ -15,7 +15,7 @@ from coe.errors import ConfigError, InputError
 from .bootstrap import RESAMPLES, with_ci
 from .items import TASKS, load_items, sample
 from .known_false import KINDS
-from .predict import variant_settings
+from .predict import base_variant, variant_settings
 from .ranker_notes import paired_differences
 from .report import MAIN_METRICS, write_report
 from .report_verify import verify_tables
@@ -166,9 +166,9 @@ def run(
 
         notes += ranker_notes(tasks, split, limit, stratify, seed, dataset, services)
         notes += paired_differences(runs, "learned", seed=seed, resamples=resamples)
-    for v in [v for v in chosen if ":" in v]:  # an ablation against its base variant, item by item
+    for v in [v for v in chosen if base_variant(v) != v]:  # an ablation against its base variant, item by item
         notes += paired_differences(
-            [r for r in runs if r["variant"] in (v, v.split(":")[0])], v, seed=seed, resamples=resamples
+            [r for r in runs if r["variant"] in (v, base_variant(v))], v, seed=seed, resamples=resamples
         )
     meta = {
         "split": split,

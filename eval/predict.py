@@ -45,6 +45,11 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 }
 
 
+def base_variant(spec: str) -> str:
+    """The variant a spec builds on: ``coe`` for ``coe:k=2``."""
+    return spec.split(":")[0]
+
+
 def variant_settings(spec: str) -> dict[str, Any] | None:
     """The graph settings of a variant spec: a name from ``VARIANTS``, optionally followed by ``:KEY=VALUE``
     overrides of any graph setting (``coe:k=2:orders=1``), so an ablation of one setting runs beside its

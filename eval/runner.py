@@ -18,7 +18,7 @@ from coe.paths import coe_home
 from coe.settings import settings
 
 from .items import EvalItem
-from .predict import predict, variant_settings
+from .predict import base_variant, predict, variant_settings
 
 
 def cache_root() -> Path:
@@ -34,25 +34,17 @@ def config_id(task: str, split: str, variant: str, model: str, rankers: str | No
         "split": split,
         "variant": variant,
         # every setting as the graph runs it, defaults included: a changed default is another configuration
+        # ("auto" selections are resolved by the backend, whose name is in the key)
         "settings": GraphSettings(**graph).model_dump(mode="json") if graph is not None else None,
         "model": model if graph is not None else None,
         "prompts": PROMPT_VERSION,
         "pool": POOL_VERSION if graph is not None else None,
     }
-    if graph is not None and "auto" in _selections(graph):
-        cfg["selection"] = "auto"  # resolved by the backend, whose name is in the key
     if rankers:  # a retrained ranker makes other predictions
         cfg["rankers"] = rankers
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
     # the folder is named by the base variant; the digest tells its settings apart
-    return f"{variant.split(':')[0]}-{digest}"
-
-
-def _selections(graph: dict[str, Any]) -> tuple[str, str]:
-    from coe.graphs.settings import GraphSettings
-
-    s = GraphSettings(**graph)
-    return s.pool_selection, s.question_selection
+    return f"{base_variant(variant)}-{digest}"
 
 
 def write_json(path: Path, data: Any) -> None:
