@@ -20,9 +20,13 @@ from .services import Services
 from .tracing import traced
 from .state import CoEInput, CoEOutput, CoEState
 
-STEPS = ("describe_image", "retrieve", "question", "rationale", "distractors", "validate", "verify", "notes")
-# the writing steps, then the checking steps
-_NODES = {step: getattr(nodes if i < 5 else check_nodes, step) for i, step in enumerate(STEPS)}
+WRITING_STEPS = ("describe_image", "retrieve", "question", "rationale", "distractors")
+CHECKING_STEPS = ("validate", "verify", "notes")
+STEPS = WRITING_STEPS + CHECKING_STEPS
+_NODES = {
+    **{step: getattr(nodes, step) for step in WRITING_STEPS},
+    **{step: getattr(check_nodes, step) for step in CHECKING_STEPS},
+}
 _LINEAR = (
     ("describe_image", "retrieve"),
     ("retrieve", "question"),
