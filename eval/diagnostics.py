@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from coe.agents.validation import normalize
@@ -42,11 +43,13 @@ def pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) 
 
 def learned_pool_coverage(items: list[EvalItem], services, image_texts: dict[str, str]) -> dict[str, Any]:
     """Gold distractors in the learned ranker's wide pool, per source and for the union, on these items,
-    with the pool's mean size and what ranking the pool perfectly would recall (the oracle)."""
+    with the pool's mean size and what ranking the pool perfectly would recall (the oracle), also per
+    question template."""
     from coe.ranking.bank import stats_for
     from coe.ranking.candidates import SOURCES, build_pool, coverage
 
     totals = {s: 0.0 for s in (*SOURCES, "union", "gold")}
+    per_template: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # gold found, gold
     size = 0
     for item in items:
         image_text = image_texts.get(item.pid, "")
@@ -61,11 +64,15 @@ def learned_pool_coverage(items: list[EvalItem], services, image_texts: dict[str
             exclude_ids=(item.pid,),
         )
         size += len(pool)
-        for k, v in coverage(pool, item.gold_distractors).items():
+        found_here = coverage(pool, item.gold_distractors)
+        for k, v in found_here.items():
             totals[k] += v
+        per_template[item.template][0] += found_here["union"]
+        per_template[item.template][1] += found_here["gold"]
     gold = max(totals["gold"], 1.0)
     return {
         **{s: totals[s] / gold for s in (*SOURCES, "union")},
         "gold": int(totals["gold"]),
         "candidates_per_item": size / max(len(items), 1),
+        "by_template": {t: {"union": f / max(g, 1.0), "gold": int(g)} for t, (f, g) in per_template.items()},
     }

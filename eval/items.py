@@ -25,6 +25,14 @@ class EvalItem(BaseModel):
     grade_band: str
     context_type: str
 
+    @property
+    def template(self) -> str:
+        """The gold question's template (key, names and numbers masked): the report's per-template rows show
+        where a variant fails, e.g. the templates whose gold distractors are drawn at random."""
+        from coe.ranking.templates import template_mask
+
+        return template_mask(self.question, self.answer)
+
     @classmethod
     def from_problem(cls, p) -> "EvalItem":
         hint = "" if p.hint_missing else p.hint.strip()

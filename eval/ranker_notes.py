@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from .items import load_items, sample
+from .report import TEMPLATE_ROWS
 
 
 def ranker_notes(
@@ -42,10 +43,18 @@ def ranker_notes(
         items = sample(load_items(dataset, split, "dg"), limit, stratify=stratify, seed=seed)
         texts = {i.pid: image_text_for(i, services.image_reader, cache_root()) for i in items}
         coverage = learned_pool_coverage(items, services, texts)
-        per = ", ".join(f"{k} {v:.3f}" for k, v in coverage.items() if k not in ("gold", "candidates_per_item"))
+        skip = ("gold", "candidates_per_item", "by_template")
+        per = ", ".join(f"{k} {v:.3f}" for k, v in coverage.items() if k not in skip)
         notes.append(
             f"- Wide pool coverage on these {split} items ({coverage['gold']} gold distractors, "
             f"{coverage['candidates_per_item']:.1f} candidates per item): {per}."
+        )
+        by = coverage["by_template"]
+        top = sorted(by, key=lambda t: (-by[t]["gold"], t))[:TEMPLATE_ROWS]
+        notes.append(
+            "- Wide pool coverage (the oracle's recall) for the templates with the most gold distractors: "
+            + "; ".join(f"`{t}` {by[t]['union']:.3f} of {by[t]['gold']}" for t in top)
+            + "."
         )
     return notes
 

@@ -168,6 +168,7 @@ def write_report(
                     },
                 )
                 md += [f"![{task} by context]({plot})", ""]
+        md += _by_template(task, task_runs)
         md += [
             "Subject and grade are known only for part of the split (ScienceQA metadata recovered for 456 test "
             "items); the `unknown` rows cover the rest.",
@@ -201,6 +202,34 @@ def write_report(
         )
     )
     return path
+
+
+TEMPLATE_ROWS = 10
+TEMPLATE_METRICS = {"dg": ["recall_exact", "bleu4", "rougeL"], "qg": ["template_exact", "template_near", "bleu4"]}
+
+
+def _by_template(task: str, task_runs: list[dict[str, Any]]) -> list[str]:
+    """The most frequent question templates of the sample, per variant: where a target is missed, these rows
+    show whether a few templates (e.g. ones whose gold options are drawn at random) carry the loss."""
+    if task not in TEMPLATE_METRICS:
+        return []
+    groups = task_runs[0]["scores"]["breakdowns"].get("template", {})
+    top = sorted(groups, key=lambda t: (-groups[t]["n"], t))[:TEMPLATE_ROWS]
+    metrics = TEMPLATE_METRICS[task]
+    rows = [
+        [r["variant"], f"`{t}`", groups[t]["n"], *[r["scores"]["breakdowns"]["template"][t].get(k) for k in metrics]]
+        for t in top
+        for r in task_runs
+    ]
+    return [
+        f"### {task.upper()} by question template",
+        "",
+        f"The {len(top)} most frequent templates of the gold questions in this sample (key, names and numbers "
+        "masked as `qqkey`, `qqname`, `qqnum`).",
+        "",
+        _table(["variant", "template", "n", *metrics], rows),
+        "",
+    ]
 
 
 def _template_note(gold_states_key: float) -> str:

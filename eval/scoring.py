@@ -51,12 +51,15 @@ class Scorer:
         return scores
 
 
+BREAKDOWNS = ("subject", "grade_band", "context_type", "template")
+
+
 def aggregate(
     rows: list[tuple[EvalItem, dict[str, float]]], *, seed: int = 0, resamples: int = RESAMPLES
 ) -> dict[str, Any]:
     """Overall means with 95 % bootstrap intervals (``ci``), and breakdowns (subject, grade band, context
-    type) with the items each covers. One seed for every metric and variant: variants scored on the same
-    items are resampled alike."""
+    type, the gold question's template) with the items each covers. One seed for every metric and variant:
+    variants scored on the same items are resampled alike."""
 
     def means(group: list[dict[str, float]]) -> dict[str, float]:
         keys = group[0].keys() if group else []
@@ -64,7 +67,7 @@ def aggregate(
 
     out: dict[str, Any] = {"n": len(rows), "overall": means([s for _, s in rows]), "breakdowns": {}}
     out["ci"] = {k: list(interval([s[k] for _, s in rows], seed=seed, resamples=resamples)) for k in out["overall"]}
-    for field in ("subject", "grade_band", "context_type"):
+    for field in BREAKDOWNS:
         groups: dict[str, list[dict[str, float]]] = defaultdict(list)
         for item, s in rows:
             groups[getattr(item, field) or "unknown"].append(s)

@@ -108,6 +108,27 @@ def test_scores_and_report(tmp_path, fixture_dataset):
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["meta"]["n_items"] == len(items)
 
 
+def test_report_breaks_scores_down_by_question_template(tmp_path):
+    def item(pid, question, answer):
+        return EvalItem(pid=str(pid), split="test", question=question, answer=answer, gold_distractors=["x", "y"],
+                        context="", image_path=None, dataset_image_text="", gold_rationale="", subject=None,
+                        grade_band="unknown", context_type="NO")
+
+    items = [item(1, "What is the capital of Utah?", "Salt Lake City"), item(2, "What is the capital of Ohio?",
+             "Columbus"), item(3, "What is the capital of Iowa?", "Des Moines"), item(4, "Which is harder?", "rock")]
+    recalls = [1.0, 0.5, 0.0, 1.0]
+    agg = aggregate([(it, {"recall_exact": r, "bleu4": r, "rougeL": r}) for it, r in zip(items, recalls)])
+    by = agg["breakdowns"]["template"]
+    assert by["what is capital of qqname"]["n"] == 3 and by["what is capital of qqname"]["recall_exact"] == 0.5
+    assert by["which is harder"]["recall_exact"] == 1.0
+    runs = [{"task": "dg", "variant": "learned", "scores": agg, "item_seconds": 1.0, "config_id": "l"}]
+    meta = {"split": "test", "tasks": ["dg"], "n_items": 4, "stratify": False, "seed": 0, "model": "m",
+            "machine": {"cpus": 2}, "wall_seconds": 1.0, "command": "coe eval", "embed_threshold": 0.85}
+    text = write_report(tmp_path / "rep", runs, meta).read_text()
+    section = text.split("### DG by question template")[1]
+    assert section.index("`what is capital of qqname` | 3 | 0.500") < section.index("`which is harder` | 1 | 1.000")
+
+
 def test_pool_coverage_counts_gold_options_offered(fixture_dataset, fixture_index):
     from coe.eval.diagnostics import pool_coverage
     items = load_items(fixture_dataset, "test", "dg")
@@ -115,6 +136,17 @@ def test_pool_coverage_counts_gold_options_offered(fixture_dataset, fixture_inde
     cov = pool_coverage(items, services, {})
     assert cov["gold"] == sum(len(i.gold_distractors) for i in items)
     assert 0.0 <= cov["gold_in_top_n"] <= cov["gold_in_pool"] <= 1.0
+
+
+def test_learned_pool_coverage_per_template_adds_up_to_the_whole(fixture_dataset, fixture_index):
+    from coe.eval.diagnostics import learned_pool_coverage
+    items = load_items(fixture_dataset, "test", "dg")
+    services = Services(llm=None, retriever=fixture_index, image_reader=Reader())
+    cov = learned_pool_coverage(items, services, {})
+    by = cov["by_template"]
+    assert set(by) == {i.template for i in items}
+    assert sum(t["gold"] for t in by.values()) == cov["gold"] == sum(len(i.gold_distractors) for i in items)
+    assert abs(sum(t["union"] * t["gold"] for t in by.values()) / cov["gold"] - cov["union"]) < 1e-9
 
 
 def test_variant_with_settings_runs_beside_its_base(tmp_path, fixture_dataset, fixture_index):
