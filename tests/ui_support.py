@@ -8,7 +8,9 @@ Retrieval runs over the hand-written fixture bank in a real Chroma store with a 
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
 import tempfile
 import threading
 from functools import cache
@@ -89,7 +91,10 @@ def _retriever():
 
     from tests.conftest import FIXTURE, HashEmbedder
 
-    store = ChromaStore(tempfile.mkdtemp(prefix="coe-ui-chroma-"))
+    folder = tempfile.mkdtemp(prefix="coe-ui-chroma-")
+    # every console and server process of the tests builds one; without this each run left its index in /tmp
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    store = ChromaStore(folder)
     embedder = HashEmbedder()
     build_index(default_bank(ScienceQA(FIXTURE)), embedder=embedder, store=store)
     return ExemplarRetriever(embedder, store)
