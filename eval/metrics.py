@@ -43,19 +43,20 @@ def rouge_l(prediction: str, reference: str) -> float:
 def _meteor_setup():
     from nltk.tokenize import NLTKWordTokenizer
 
-    from coe.modelstore.wordnet import ensure_wordnet
+    from coe.modelstore.wordnet import ensure_wordnet, english_reader
 
-    ensure_wordnet()
+    reader = english_reader(ensure_wordnet())
     # evaluate tokenizes with nltk.word_tokenize, which needs the punkt model (not available offline);
     # its word-level tokenizer is the same one, without the sentence split first.
-    return NLTKWordTokenizer()
+    return NLTKWordTokenizer(), reader
 
 
 def meteor(prediction: str, reference: str) -> float:
     from nltk.translate.meteor_score import single_meteor_score
 
-    tok = _meteor_setup()
-    return float(single_meteor_score(tok.tokenize(reference), tok.tokenize(prediction), alpha=0.9, beta=3, gamma=0.5))
+    tok, wordnet = _meteor_setup()
+    ref, hyp = tok.tokenize(reference), tok.tokenize(prediction)
+    return float(single_meteor_score(ref, hyp, wordnet=wordnet, alpha=0.9, beta=3, gamma=0.5))
 
 
 def numbered_list(options: list[str]) -> str:
