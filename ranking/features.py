@@ -219,7 +219,9 @@ def index_vectors(retriever) -> dict[str, np.ndarray]:
             col = view.loaded(f"{bank}-{field}") if isinstance(view, InMemoryBank) else None
             if col is None:
                 continue
-            for doc, vec in zip(col.documents, col.vectors):
-                if doc and doc not in out:
-                    out[doc] = vec
+            # a text field's document is its exemplar's field as the metadata holds it (``index.field_text``)
+            for meta, vec in zip(col.metadatas, col.vectors):
+                text = (meta or {}).get(field, "")
+                if text and text not in out:
+                    out[text] = vec
     return out

@@ -2,9 +2,9 @@
 
 ``InMemoryBank(store, bank)`` is a read-through view with the store's read API (``query``, ``get_embeddings``,
 ``get_records``, ``get_all``): on first use it loads each of the bank's collections once (ids, unit vectors,
-metadata; ``loaded``), then answers nearest-neighbour queries with one matrix-vector product (exact, where the
-store's HNSW index is approximate) and lookups from memory. Writes and everything else go to the store;
-after rebuilding the index in the same process, call ``refresh()``."""
+metadata, read once per bank; ``loaded``), then answers nearest-neighbour queries with one matrix-vector
+product (exact, where the store's HNSW index is approximate) and lookups from memory. Writes and everything
+else go to the store; after rebuilding the index in the same process, call ``refresh()``."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from coe.text import one_line
 
 
 class LoadedCollection:
-    """One collection held in memory: its ids, vectors (rows), metadata and documents."""
+    """One collection held in memory: its ids, vectors (rows), metadata and documents (None: not held)."""
 
-    def __init__(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict], documents: list[str | None]):
+    def __init__(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict], documents: list[str | None] | None):
         self.ids = ids
         self.row = {i: n for n, i in enumerate(ids)}
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -96,8 +96,22 @@ class InMemoryBank:
             return None
         with self._lock:
             if name not in self._loaded:
-                self._loaded[name] = LoadedCollection(*self.store.get_all(name))
+                self._loaded[name] = self._sibling_view(name) or LoadedCollection(*self.store.get_all(name))
             return self._loaded[name]
+
+    def _sibling_view(self, name: str) -> LoadedCollection | None:
+        """``name`` with the metadata of an already loaded collection of the bank, asking the store for its
+        vectors alone: every text field of an exemplar carries the same metadata, and reading it again from
+        Chroma is most of a collection's load (a second or two per field on first use). None unless both
+        hold exactly the same records."""
+        sibling = next(iter(self._loaded.values()), None)
+        if sibling is None or not sibling.ids or self.store.count(name) != len(sibling.ids):
+            return None
+        vectors = self.store.get_embeddings(name, sibling.ids)
+        if len(vectors) != len(sibling.ids):
+            return None
+        stacked = np.stack([vectors[i] for i in sibling.ids])
+        return LoadedCollection(sibling.ids, stacked, sibling.metadatas, None)
 
     def refresh(self) -> None:
         """Drop what was loaded (after the index was rebuilt in this process)."""
@@ -127,7 +141,7 @@ class InMemoryBank:
                 id=col.ids[r],
                 similarity=float(sims[r]),
                 metadata=col.metadatas[r] or {},
-                document=col.documents[r] if documents else None,
+                document=col.documents[r] if documents and col.documents is not None else None,
             )
             for r in top
         ]
@@ -140,7 +154,7 @@ class InMemoryBank:
 
     def get_records(self, collection, ids) -> dict[str, dict[str, Any]]:
         col = self.loaded(collection)
-        if col is None:
+        if col is None or col.documents is None:
             return self.store.get_records(collection, ids)
         return {
             i: {"metadata": col.metadatas[col.row[i]] or {}, "document": col.documents[col.row[i]]}
@@ -150,7 +164,7 @@ class InMemoryBank:
 
     def get_all(self, collection) -> tuple[list[str], np.ndarray, list[dict[str, Any]], list[str | None]]:
         col = self.loaded(collection)
-        if col is None:
+        if col is None or col.documents is None:
             return self.store.get_all(collection)
         return list(col.ids), col.vectors, list(col.metadatas), list(col.documents)
 

@@ -1,5 +1,7 @@
 """Retrieval mechanics on the fixture bank with a real Chroma store (hash embedder, no model)."""
 
+import numpy as np
+
 from coe.retrieval.answer_types import answer_type, compatible
 from coe.retrieval.index import build_index, default_bank
 from coe.retrieval.retriever import RetrievalQuery
@@ -140,6 +142,39 @@ def test_the_in_memory_bank_answers_as_the_store_does(fixture_dataset, tmp_path)
     assert hits and all(h.metadata["split"] != "train" for h in hits)
     assert [h.id for h in hits] == [h.id for h in store.query("default-question", vec, 3,
                                                              where={"split": {"$nin": ["train"]}})]
+
+
+def test_the_in_memory_bank_reads_metadata_once_per_bank_unless_a_field_holds_other_records(fixture_dataset, tmp_path):
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.index import build_index, default_bank
+    from coe.retrieval.memory_bank import InMemoryBank
+    from tests.conftest import HashEmbedder
+
+    class Counting:
+        def __init__(self, store):
+            self.store, self.full = store, []
+
+        def __getattr__(self, name):
+            return getattr(self.store, name)
+
+        def get_all(self, collection):
+            self.full.append(collection)
+            return self.store.get_all(collection)
+
+    store = ChromaStore(tmp_path / "chroma")
+    build_index(default_bank(fixture_dataset), embedder=HashEmbedder(), store=store)
+    counting = Counting(store)
+    bank = InMemoryBank(counting)
+    answer, question = bank.loaded("default-answer"), bank.loaded("default-question")
+    assert counting.full == ["default-answer"]
+    ids, vectors, metas, _ = store.get_all("default-question")
+    assert question.ids == answer.ids and question.metadatas is answer.metadatas
+    row = {i: n for n, i in enumerate(ids)}
+    assert np.array_equal(question.vectors, vectors[[row[i] for i in answer.ids]])
+    assert bank.get_records("default-question", ids[:1])[ids[0]]["document"]  # the store still has it
+    store.collection("default-context").delete(ids=[ids[0]])  # a field that lacks a record
+    context = bank.loaded("default-context")
+    assert counting.full == ["default-answer", "default-context"] and ids[0] not in context.row
 
 
 def test_retrieval_is_deterministic_whatever_order_the_bank_was_indexed_in(fixture_dataset, tmp_path):
