@@ -87,7 +87,11 @@ def build_graph(
         g.add_conditional_edges(
             "validate",
             check_nodes.after_validate,
-            {"done": "verify" if "verify" in steps else end, "retry": "distractors"},
+            {
+                "done": "verify" if "verify" in steps else end,
+                "retry": "distractors",
+                "kept": "notes" if "notes" in steps else end,
+            },
         )
     if "verify" in steps:
         g.add_conditional_edges(

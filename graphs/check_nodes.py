@@ -41,15 +41,29 @@ def validate(state: CoEState, config: RunnableConfig) -> dict[str, Any]:
         filled, added = fill_from_options(verdict.kept, state["answer"], n, options)
         final = validate_distractors(filled, state["answer"], n)
         entry.update({"repair": "filled from exemplars", "filled": added, "valid_after_repair": final.valid})
-        if not final.valid:
+        checked = state.get("distractors") if state.get("distractor_rounds") else None
+        if not final.valid and checked:
+            # The verifier sent back options that nothing can replace (a template with few options): the set it
+            # judged stays, with its flag and reasons, for a reviewer to decide; the item is not lost.
+            entry.update({"repair": "kept the verified set: no valid replacement", "kept": list(checked)})
+            update.update({"valid": True, "distractors": list(checked), "route": "kept"})
+            update["reasons"] = [
+                *state.get("reasons", []),
+                f"no valid replacement for the options the verifier rejected ({final.feedback()}): they stay",
+            ]
+        elif not final.valid:
             raise ModelOutputError(f"could not produce {n} valid distractors: {final.feedback()}")
-        update.update({"valid": True, "distractors": final.kept, "repaired": added})
+        else:
+            update.update({"valid": True, "distractors": final.kept, "repaired": added})
     update["trace"] = [entry]
     return update
 
 
 def after_validate(state: CoEState) -> str:
-    return "done" if state.get("valid") else "retry"
+    """On to verification; back to the distractor step; or, for a verified set kept flagged, past verification."""
+    if not state.get("valid"):
+        return "retry"
+    return "kept" if state.get("route") == "kept" else "done"
 
 
 @prompt_tallied

@@ -65,5 +65,6 @@ class CoEState(CoEInput, CoEOutput, total=False):
     rejected_options: list[str]  # options the verifier judged correct too
     rejected_by: dict[str, str]  # options a caller steering the graph rejected, and who (the reviewer)
     rejected_questions: list[str]
-    route: Literal["done", "question", "distractors"]  # where verify sends the item next
+    # where verify sends the item next; "kept": validation kept the verified set, flagged, as nothing replaces it
+    route: Literal["done", "question", "distractors", "kept"]
     trace: Annotated[list[TraceEntry], operator.add]

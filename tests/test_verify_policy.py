@@ -123,6 +123,30 @@ def test_rounds_are_bounded_and_what_still_fails_is_flagged(fixture_index):
     assert [t["decision"] for t in out["trace"] if t["node"] == "verify"] == ["question", "done"]
 
 
+def empty_bank(folder):
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.index import build_index
+    from coe.retrieval.retriever import ExemplarRetriever
+    from tests.conftest import HashEmbedder
+
+    store = ChromaStore(folder / "empty")
+    build_index([], embedder=HashEmbedder(), store=store)
+    return ExemplarRetriever(HashEmbedder(), store)
+
+
+def test_a_rejected_option_nothing_can_replace_leaves_the_verified_set_flagged(tmp_path):
+    # the model writes the rejected option back every time and there is no pool or exemplar to repair from
+    llm = ScriptedStudent(generation([GOOD_Q], [["grass", "fox"]] * 6),
+                          prefer=lambda q, o: {"rabbit": 0.5, "grass": 0.45},
+                          yes=lambda q, o: 0.9 if o in ("rabbit", "grass") else 0.1)
+    out = run(llm, empty_bank(tmp_path), max_retries=1, max_distractor_rounds=1)  # nothing to repair from
+    assert out["distractors"] == ["grass", "fox"] and out["status"] == "flagged"
+    assert any("grass" in r for r in out["reasons"]) and "no valid replacement" in out["reasons"][-1]
+    assert [t["decision"] for t in out["trace"] if t["node"] == "verify"] == ["distractors"]
+    assert nodes(out)[-2:] == ["validate", "notes"]
+    assert out["distractor_notes"]  # the kept item is finished like any other
+
+
 def test_a_given_question_the_answer_does_not_answer_is_refused(fixture_index):
     llm = ScriptedStudent(generation([], []), yes=lambda q, o: 0.02)
     with pytest.raises(QuestionMismatch, match="does not answer the given question"):
