@@ -50,10 +50,10 @@ def ranker_notes(
             f"{coverage['candidates_per_item']:.1f} candidates per item): {per}."
         )
         by = coverage["by_template"]
-        top = sorted(by, key=lambda t: (-by[t]["gold"], t))[:TEMPLATE_ROWS]
+        most = sorted(by, key=lambda t: (-by[t]["gold"], t))[:TEMPLATE_ROWS]
         notes.append(
             "- Wide pool coverage (the oracle's recall) for the templates with the most gold distractors: "
-            + "; ".join(f"`{t}` {by[t]['union']:.3f} of {by[t]['gold']}" for t in top)
+            + "; ".join(f"`{t}` {by[t]['union']:.3f} of {by[t]['gold']}" for t in most)
             + "."
         )
     return notes
