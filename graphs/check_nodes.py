@@ -16,7 +16,7 @@ from coe.agents.verify import verification_trace, verify_item
 from coe.errors import ModelOutputError
 from coe.retrieval.exemplars import Exemplar
 
-from .node_inputs import item_input, pool_texts, rejected_options, shown_exemplars
+from .node_inputs import item_input, pool_texts, rejected_options, run_settings, shown_exemplars
 from .services import Services, services_of
 from .settings import settings_from
 from .state import CoEState
@@ -70,7 +70,7 @@ def after_validate(state: CoEState) -> str:
 def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) -> dict[str, Any]:
     """Take the finished item as a student would and decide: done, back to the question, or replace the
     distractors judged correct (each bounded); what still fails ends ``flagged`` with its reasons."""
-    s, llm = settings_from(config), services_of(runtime).llm
+    (s, _), llm = run_settings(config, runtime), services_of(runtime).llm
     if not s.verify:
         return {"status": "unverified", "reasons": [], "route": "done", "trace": [{"skipped": "verification off"}]}
     given = bool(state.get("question_given"))
@@ -107,7 +107,7 @@ def verify(state: CoEState, config: RunnableConfig, runtime: Runtime[Services]) 
                 "rejected_questions": state.get("rejected_questions", []) + [state["question"]],
             }
         )
-    elif v.status == "flagged" and bad and d_rounds < s.max_distractor_rounds:
+    elif v.status == "flagged" and bad and d_rounds < (s.max_distractor_rounds or 0):
         update.update(
             {
                 "route": "distractors",

@@ -65,7 +65,12 @@ class GraphSettings(BaseModel):
     verify: bool = Field(True, description="verify the item with the answering agent (off: `unverified`)")
     check_given_question: bool = Field(True, description="refuse a given question that the answer does not answer")
     max_question_rounds: int = Field(1, ge=0, description="times a flagged question goes back to the question step")
-    max_distractor_rounds: int = Field(1, ge=0, description="times distractors judged correct (or cued) are replaced")
+    max_distractor_rounds: int | None = Field(
+        None,
+        ge=0,
+        description="times distractors judged correct (or cued) are replaced; unset: once for a backend that sees "
+        "the picture, never for a text-only one (the options stay, flagged with the reasons, for the reviewer)",
+    )
     difficulty: Literal["easy", "medium", "hard"] = Field("medium", description="steers which distractors are kept")
     seed: int = Field(0, description="another seed gives another alternative for the same input")
     # one more model call with the longest prompt of the item, and small models mostly restate the option
@@ -87,14 +92,17 @@ class GraphSettings(BaseModel):
     text_only: bool = Field(True, description="also solve without the picture (only when the item has one)")
 
 
-# What "auto" resolves to, by whether the backend sees the picture. A text-only model (llama.cpp GGUF, a
-# text-only server) lowered the learned rankers' choices when it chose (1.5B, 23 ScienceQA test items: DG
-# recall 0.283 against pool-rank's 0.312; its questions no better than copying the nearest exemplar's), so
-# the rankers choose there and the model writes the rationale, verifies, and writes distractors only when
-# the pool falls short or validation sends the step back. A model that sees the picture keeps the blend.
-AUTO_SELECTION = {
-    False: {"pool_selection": "learned", "question_selection": "learned"},
-    True: {"pool_selection": "blend", "question_selection": "model"},
+# What "auto" (or unset) resolves to, by whether the backend sees the picture. A text-only model (llama.cpp
+# GGUF, a text-only server) lowered the learned rankers' choices when it chose (1.5B, 23 ScienceQA test items:
+# DG recall 0.283 against pool-rank's 0.312; its questions no better than copying the nearest exemplar's), so
+# the rankers choose there and the model writes the rationale and verifies. Its verifier's replacements
+# lowered them too (1.5B, 100 test items: 5 items changed, 3 of the 5 options it sent back were gold
+# distractors, none of the 5 it brought in was; DG recall 0.522 against learned's 0.552), so a text-only
+# backend leaves doubted options in place, flagged with the reasons. A model that sees the picture keeps the
+# blend and replaces once.
+AUTO_SELECTION: dict[bool, dict[str, Any]] = {
+    False: {"pool_selection": "learned", "question_selection": "learned", "max_distractor_rounds": 0},
+    True: {"pool_selection": "blend", "question_selection": "model", "max_distractor_rounds": 1},
 }
 
 
@@ -102,7 +110,7 @@ AUTO_SELECTION = {
 CHOOSE = {"auto": {}, "rankers": AUTO_SELECTION[False], "model": AUTO_SELECTION[True]}
 
 
-def choose_settings(choose: str) -> dict[str, str]:
+def choose_settings(choose: str) -> dict[str, Any]:
     """The graph settings ``--choose`` stands for; an unknown value is a one-line input error."""
     if choose not in CHOOSE:
         from coe.errors import InputError
@@ -112,18 +120,21 @@ def choose_settings(choose: str) -> dict[str, str]:
 
 
 def resolve_selection(s: GraphSettings, llm: LLMPlugin | None) -> tuple[GraphSettings, dict[str, Any] | None]:
-    """``s`` with each "auto" selection replaced by its value for this backend (``supports_images``; no model:
-    the rankers), and what was resolved and why for the trace (None when nothing was on "auto")."""
+    """``s`` with each "auto" selection (and an unset ``max_distractor_rounds``) replaced by its value for this
+    backend (``supports_images``; no model: the rankers), and which selections were resolved and why for the
+    trace (None when no selection was on "auto")."""
     sees = llm is not None and llm.supports_images
-    update = {k: v for k, v in AUTO_SELECTION[sees].items() if getattr(s, k) == "auto"}
-    if not update:
-        return s, None
+    update = {k: v for k, v in AUTO_SELECTION[sees].items() if getattr(s, k) in ("auto", None)}
+    chosen = {k: v for k, v in update.items() if k.endswith("_selection")}
+    if not chosen:  # the steps' trace shows a resolved selection; the rounds show in the recorded settings
+        return s.model_copy(update=update), None
     why = (
         "the model sees the picture: the model's choices blended with the rankers'"
         if sees
-        else "the model cannot see the picture: the learned rankers choose"
+        else "the model cannot see the picture: the learned rankers choose, and options its verifier doubts stay, "
+        "flagged, for the reviewer"
     )
-    return s.model_copy(update=update), {"auto": update, "why": why}
+    return s.model_copy(update=update), {"auto": chosen, "why": why}
 
 
 def settings_from(config: RunnableConfig | None) -> GraphSettings:
@@ -179,7 +190,7 @@ def _value_kind(field: Any) -> str:
         return " \\| ".join(f"`{v}`" for v in get_args(field.annotation))
     if get_origin(field.annotation) is list:
         return "list of text"
-    kind = {int: "integer", float: "number", bool: "true/false", str: "text"}[field.annotation]
+    kind = {int: "integer", int | None: "integer", float: "number", bool: "true/false", str: "text"}[field.annotation]
     low = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
     high = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
     if low is not None and high is not None:

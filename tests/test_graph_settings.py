@@ -28,6 +28,8 @@ def other_value(name: str) -> Any:
         return not default
     if get_origin(field.annotation) is list:
         return ["val"]
+    if default is None:  # an optional number the backend decides when unset: one neither backend picks
+        return 2
     step = 1 if field.annotation is int else 0.05
     high = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
     value = default + step if high is None or default + step <= high else default - step

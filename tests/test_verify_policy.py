@@ -123,6 +123,18 @@ def test_rounds_are_bounded_and_what_still_fails_is_flagged(fixture_index):
     assert [t["decision"] for t in out["trace"] if t["node"] == "verify"] == ["question", "done"]
 
 
+def test_a_text_only_backend_leaves_a_doubted_option_in_place_flagged(fixture_index):
+    llm = ScriptedStudent(generation([GOOD_Q], [["grass", "bunny"], ["grass", "hawk"]]),
+                          prefer=lambda q, o: {"rabbit": 0.5, "bunny": 0.45},
+                          yes=lambda q, o: 0.9 if o in ("rabbit", "bunny") else 0.1)
+    llm.supports_images = False  # a llama.cpp GGUF model
+    out = run(llm, fixture_index, pool_selection="model", question_selection="model")
+    assert out["distractors"] == ["grass", "bunny"] and out["status"] == "flagged"
+    assert any("bunny" in r for r in out["reasons"])
+    assert [t["decision"] for t in out["trace"] if t["node"] == "verify"] == ["done"]
+    assert out["trace"][0]["settings"]["max_distractor_rounds"] == 0
+
+
 def empty_bank(folder):
     from coe.plugins.store.chroma import ChromaStore
     from coe.retrieval.index import build_index

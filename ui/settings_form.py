@@ -25,13 +25,15 @@ def _widget(column: Any, name: str, field: Any) -> None:
         column.selectbox(name, choices, index=choices.index(default), key=key, help=help_)
     elif field.annotation is bool:
         column.checkbox(name, value=default, key=key, help=help_)
-    elif field.annotation is int:
+    elif field.annotation is int or field.annotation == int | None:
+        # an unset optional number is decided by the backend (README: the default, by backend)
         column.number_input(
             name,
             value=default,
             step=1,
             min_value=_bound(field, "ge"),
             max_value=_bound(field, "le"),
+            placeholder="by backend",
             key=key,
             help=help_,
         )
