@@ -85,3 +85,23 @@ def test_validity_flags():
     assert m.validity(["bear", "option A"], "Bear", 2)["equals_answer"]
     assert m.validity(["bear", "option A"], "Bear", 2)["placeholders"]
     assert m.validity(None, "bear", 2)["parse_failure"]
+
+
+def test_the_wordnet_reader_loads_what_nltks_own_reader_loads():
+    import warnings
+
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    from coe.modelstore.wordnet import ensure_wordnet, english_reader
+
+    root = ensure_wordnet()
+    fast = english_reader(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stock = WordNetCorpusReader(str(root), None)
+    assert fast._lemma_pos_offset_map == stock._lemma_pos_offset_map and len(fast._lemma_pos_offset_map) > 140_000
+    assert fast._exception_map == stock._exception_map and fast._lexnames == stock._lexnames
+    for word in ("dog", "bank", "run", "copepod"):
+        assert [(s.name(), s.hypernyms()) for s in fast.synsets(word)] == [
+            (s.name(), s.hypernyms()) for s in stock.synsets(word)
+        ]
