@@ -37,8 +37,16 @@ class LoadedCollection:
     def _distinct(self) -> tuple[np.ndarray, np.ndarray]:
         """Each distinct vector once, and each row's index among them: a templated bank repeats most of its
         answers, questions and contexts (ScienceQA: about 7k distinct vectors per field in 19k rows)."""
-        distinct, inverse = np.unique(self.vectors, axis=0, return_inverse=True)
-        return np.ascontiguousarray(distinct), inverse.reshape(-1)
+        # keyed by the rows' bytes, in first-seen order: ``np.unique(axis=0)`` sorts the rows as records, a
+        # second per field on first use, for the same grouping
+        first: dict[bytes, int] = {}
+        inverse = np.fromiter(
+            (first.setdefault(row.tobytes(), len(first)) for row in self.vectors),
+            dtype=np.intp,
+            count=len(self.vectors),
+        )
+        _, rows = np.unique(inverse, return_index=True)  # each group's first row, groups in order
+        return np.ascontiguousarray(self.vectors[rows]), inverse
 
     def similarities(self, query: np.ndarray) -> np.ndarray:
         """Every row's dot product with ``query``, computed once per distinct vector. ``np.vecdot`` runs one
