@@ -129,7 +129,7 @@ class InMemoryBank:
     def query(self, collection, embedding, n, where=None, *, documents: bool = True) -> list[Hit]:
         col = self.loaded(collection)
         allowed = _split_filter(where)
-        if col is None or allowed is False:
+        if col is None or allowed is False or (documents and col.documents is None):
             return self.store.query(collection, embedding, n, where, documents=documents)
         if not col.ids:
             return []

@@ -138,7 +138,8 @@ def test_the_in_memory_bank_answers_as_the_store_does(fixture_dataset, tmp_path)
         want, _ = direct.retrieve(q, k=4)
         assert [(e.id, e.score) for e in got] == [(e.id, e.score) for e in want]
     vec = HashEmbedder().embed(["Which animal eats the plant?"])[0]
-    hits = memory.store.query("default-question", vec, 3, where={"split": {"$nin": ["train"]}})
+    # documents=False: the question field holds no documents in memory (a query for them goes to the store)
+    hits = memory.store.query("default-question", vec, 3, where={"split": {"$nin": ["train"]}}, documents=False)
     assert hits and all(h.metadata["split"] != "train" for h in hits)
     assert [h.id for h in hits] == [h.id for h in store.query("default-question", vec, 3,
                                                              where={"split": {"$nin": ["train"]}})]
@@ -172,6 +173,7 @@ def test_the_in_memory_bank_reads_metadata_once_per_bank_unless_a_field_holds_ot
     row = {i: n for n, i in enumerate(ids)}
     assert np.array_equal(question.vectors, vectors[[row[i] for i in answer.ids]])
     assert bank.get_records("default-question", ids[:1])[ids[0]]["document"]  # the store still has it
+    assert bank.query("default-question", vectors[0], 1)[0].document  # asked for, it comes from the store
     store.collection("default-context").delete(ids=[ids[0]])  # a field that lacks a record
     context = bank.loaded("default-context")
     assert counting.full == ["default-answer", "default-context"] and ids[0] not in context.row
