@@ -43,9 +43,13 @@ def rouge_l(prediction: str, reference: str) -> float:
 def _meteor_setup():
     from nltk.tokenize import NLTKWordTokenizer
 
-    from coe.modelstore.wordnet import ensure_wordnet, english_reader
+    from coe.errors import ConfigError
+    from coe.modelstore.wordnet import ensure_wordnet, nltk_data_dir, wordnet_reader
 
-    reader = english_reader(ensure_wordnet())
+    reader = wordnet_reader()  # the run-time reader, so an eval process loads WordNet once
+    if reader is None:
+        ensure_wordnet()  # missing files: the one-line error that says what to install
+        raise ConfigError(f"METEOR needs WordNet, which NLTK could not read in {nltk_data_dir()}")
     # evaluate tokenizes with nltk.word_tokenize, which needs the punkt model (not available offline);
     # its word-level tokenizer is the same one, without the sentence split first.
     return NLTKWordTokenizer(), reader
