@@ -333,6 +333,25 @@ def test_a_single_caller_waits_at_most_max_wait_ms():
     assert got == {"p": "p", "q": "q"} and mb.stats["sizes"][-1] == 2
 
 
+def test_callers_arriving_one_after_another_share_a_batch():
+    backend = EchoLLM()
+    mb = MicroBatchLLM(backend, max_wait_ms=200)
+    # eight callers 50 ms apart: 350 ms from the first to the last, but never 200 ms without a new one
+    got = in_threads(lambda i: time.sleep(0.05 * i) or mb.generate(req(f"p{i}")).text, list(range(8)))
+    assert got == {i: f"p{i}" for i in range(8)}
+    assert backend.sizes == [8]
+    # a stream that never pauses still goes out, max_hold_ms after its first request
+    held = EchoLLM()
+    mb = MicroBatchLLM(held, max_wait_ms=200, max_hold_ms=300)
+    t0 = time.perf_counter()
+    got = in_threads(lambda i: (time.sleep(0.1 * i), mb.generate(req(f"q{i}")), time.perf_counter() - t0)[2],
+                     list(range(8)))
+    assert len(held.sizes) >= 2 and sum(held.sizes) == 8 and held.sizes[0] >= 2
+    assert got[0] < 0.6  # the first caller did not wait for the stream to end (at 0.7 s)
+    with pytest.raises(ValueError, match="max_hold_ms"):
+        MicroBatchLLM(EchoLLM(), max_wait_ms=100, max_hold_ms=50)
+
+
 def test_other_attributes_are_the_backends():
     backend = EchoLLM()
     mb = MicroBatchLLM(backend)

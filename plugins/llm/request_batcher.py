@@ -7,8 +7,14 @@ out when
 
 - it holds ``max_batch_size`` requests, or
 - every caller announced with ``set_callers(n)`` is waiting (nobody else is about to ask), or
-- ``max_wait_ms`` have passed since the first waiting request, counted from when the backend was last
-  free: a lone caller is never held longer than ``max_wait_ms``.
+- no request has arrived for ``max_wait_ms`` (counted from when the backend was last free), or
+- ``max_hold_ms`` have passed since the first waiting request (counted the same way).
+
+A lone caller is held ``max_wait_ms``. Callers that arrive one after another, each within ``max_wait_ms`` of
+the last (items whose retrieval and prompt building, run by many threads under one interpreter lock, end a
+few milliseconds apart), join one batch instead of the first few leaving alone: a batch that leaves early
+splits the items into groups that then reach each later step at different times, and every step costs a
+call per group.
 
 Batches go to the backend one at a time (it decodes one batch at a time anyway); requests that arrive
 meanwhile gather for the next one. Whichever waiting thread finds the batch ready sends it and hands
@@ -41,13 +47,24 @@ class MicroBatchLLM:
     Every other attribute (``name``, ``model_id``, ``supports_images``, ``score_options``,
     ``count_tokens``, ...) is the wrapped backend's; ``score_options`` and the like are not batched."""
 
-    def __init__(self, llm: Any, *, max_batch_size: int | None = None, max_wait_ms: float = 50.0) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        max_batch_size: int | None = None,
+        max_wait_ms: float = 50.0,
+        max_hold_ms: float | None = None,
+    ) -> None:
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        hold = 10 * max_wait_ms if max_hold_ms is None else max_hold_ms
+        if hold < max_wait_ms:
+            raise ValueError(f"max_hold_ms must be >= max_wait_ms ({max_wait_ms}), got {hold}")
         self.llm = llm
         size = max_batch_size or getattr(llm, "max_batch_size", None) or 16
         self.max_batch_size = max(1, int(size))
         self.max_wait_ms = float(max_wait_ms)
+        self.max_hold_ms = float(hold)
         self._cond = threading.Condition()
         self._pending: list[_Slot] = []
         self._busy = False  # a batch is at the backend
@@ -118,7 +135,9 @@ class MicroBatchLLM:
             self._send(batch)  # outside the lock: others keep queueing meanwhile
 
     def _deadline(self) -> float:
-        return max(self._pending[0].queued_at, self._free_since) + self.max_wait_ms / 1000
+        first = max(self._pending[0].queued_at, self._free_since)
+        last = max(self._pending[-1].queued_at, self._free_since)
+        return min(last + self.max_wait_ms / 1000, first + self.max_hold_ms / 1000)
 
     def _ready(self, now: float) -> bool:
         if self._busy or not self._pending:
