@@ -11,8 +11,11 @@ def set_targets(results: dict) -> None:
         key=lambda r: r["fraction_of_hbm_bound"],
         default=None,
     )
+    vs_stages = {r["batch"]: r["vs_stages"] for r in results["rows"] if r["mode"] == "batched" and "vs_stages" in r}
     results["targets"] = {
         "batched_speedup_vs_seed": best.get("speedup_vs_seed") if best else None,
+        "batched_vs_stages": vs_stages,
+        "target_vs_stages": 0.9,
         "target_speedup": 10.0,
         "decode_fraction_of_hbm_bound": dec["fraction_of_hbm_bound"] if dec else None,
         "target_fraction": 0.70,
@@ -40,6 +43,9 @@ def print_summary(results: dict, total_bytes: int, step_bytes: int, bandwidth: f
         f"targets: batched vs seed {t['batched_speedup_vs_seed']}x (>= 10x); "
         f"decode {t['decode_fraction_of_hbm_bound']} of the HBM bound (>= 0.70)"
     )
+    if t["batched_vs_stages"]:
+        ratios = ", ".join(f"batch {b}: {v}x" for b, v in t["batched_vs_stages"].items())
+        print(f"graph path vs stage-by-stage batches: {ratios} (>= 0.9x)")
     if results["errors"]:
         print(
             f"{len(results['errors'])} configuration(s) failed or were skipped: "

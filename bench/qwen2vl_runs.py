@@ -1,6 +1,9 @@
-"""The item-level modes: ``seed`` (one item, one stage at a time, plain ``generate``) and ``batched`` (the
-items through coe's graph at once, their model calls gathered into batched calls), with the device
-timing helpers both use."""
+"""The item-level modes: ``seed`` (one item, one stage at a time, plain ``generate``), ``batched`` (the
+items through coe's graph at once, their model calls gathered into batched calls) and ``stages`` (the
+requests of a ``batched`` run sent again, every item's request of one stage in one batched call, stage
+after stage: the batches the scheduler that preceded the graph path sent, and the best any scheduling of
+these requests can do, kept as the reference the graph path is measured against), with the device timing
+helpers they use."""
 
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ class StandInReplies:
     def __init__(self, llm, tokens: dict) -> None:
         self.llm, self.tokens = llm, tokens
         self.generated = self.prompt_tokens = 0
+        self.requests: list = []  # (stage, request) in the order they reached the model
 
     def __getattr__(self, name):
         if name.startswith("_") or name == "llm":
@@ -94,6 +98,7 @@ class StandInReplies:
 
     def generate_batch(self, requests):
         stages = [self.stage(r) for r in requests]
+        self.requests += zip(stages, requests)
         gens = self.llm.generate_batch(
             [r.model_copy(update={"max_tokens": self.tokens.get(s, r.max_tokens)}) for r, s in zip(requests, stages)]
         )
@@ -106,6 +111,22 @@ class StandInReplies:
                 gen = gen.model_copy(update={"text": json.dumps(data), "data": data})
             out.append(gen)
         return out
+
+
+def run_stages(llm, requests, tokens, device):
+    """The reference for ``batched``: the very requests a ``batched`` run sent (``StandInReplies.requests``),
+    sent again one stage at a time, all items' requests of a stage in one ``generate_batch`` call, with
+    nothing in between (no graph, no retrieval, no parsing). Returns what ``run_batched`` returns."""
+    by_stage: dict = {}
+    for stage, request in requests:
+        by_stage.setdefault(stage, []).append(request)
+    model = StandInReplies(llm, tokens)
+    sync(device)
+    t0 = time.perf_counter()
+    for batch in by_stage.values():
+        model.generate_batch(batch)
+    sync(device)
+    return time.perf_counter() - t0, model.generated, model.prompt_tokens, [len(b) for b in by_stage.values()]
 
 
 class BenchRetriever:
@@ -136,7 +157,7 @@ def run_batched(llm, items, tokens, device, k_exemplars: int, full_graph: bool =
     """The items through coe's graph, all at once (``generate_items``); their concurrent model calls go
     out as batched calls. Without ``full_graph`` the checks after the distractors (verification, notes)
     are off, so each item makes the three generation calls ``seed`` makes. Returns seconds, generated
-    and prompt tokens, and the batch sizes sent."""
+    and prompt tokens, the batch sizes sent and the requests (stage, request) in the order sent."""
     from coe.graphs import GraphSettings, Services, generate_items
     from coe.plugins.llm.request_batcher import MicroBatchLLM
 
@@ -160,4 +181,4 @@ def run_batched(llm, items, tokens, device, k_exemplars: int, full_graph: bool =
     failed = [o["error"] for o in out if "error" in o]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(out)} items failed: {failed[0]}")
-    return seconds, model.generated, model.prompt_tokens, stats["batching"]["sizes"]
+    return seconds, model.generated, model.prompt_tokens, stats["batching"]["sizes"], model.requests
