@@ -11,8 +11,11 @@ as feedback — the number of distractors and the pool they are chosen from (``v
 
 from __future__ import annotations
 
+import copy
 import re
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar
+from weakref import WeakKeyDictionary
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, ValidationInfo, create_model, model_validator
 
@@ -28,6 +31,7 @@ MODES = ("json", "coe")
 _UNSAFE_ENUM = re.compile(r'["\\\x00-\x1f]')
 # Key order of the schemas the quality numbers were measured with: the transformers and OpenAI "none" modes
 # spell the schema out in the prompt, so its bytes are part of the prompt.
+_SCHEMAS: WeakKeyDictionary[type, dict[str, Any]] = WeakKeyDictionary()  # contract -> its JSON schema
 _KEY_ORDER = ("type", "enum", "minItems", "maxItems", "items", "properties", "required")
 
 
@@ -67,7 +71,12 @@ class Reply(BaseModel):
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
-        return _plain(cls.model_json_schema())
+        # built once per contract: pydantic's schema generation costs milliseconds, and every model call
+        # of every item asks for it (twice: the prompt's reply format and the decoder's grammar)
+        schema = _SCHEMAS.get(cls)
+        if schema is None:
+            schema = _SCHEMAS[cls] = _plain(cls.model_json_schema())
+        return copy.deepcopy(schema)
 
     @classmethod
     def reply_format(cls, mode: str = "json") -> str:
@@ -197,6 +206,11 @@ def enforceable(choices: list[str]) -> list[str]:
 
 def distractors_reply(n: int, choices: list[str] | None = None) -> type[DistractorsReply]:
     """``n`` distractors, each one of ``choices`` when given (the model chooses instead of inventing)."""
+    return _distractors_reply(n, tuple(choices) if choices else None)
+
+
+@lru_cache(maxsize=256)  # one class per shape: a batch asks again and again for the same few
+def _distractors_reply(n: int, choices: tuple[str, ...] | None) -> type[DistractorsReply]:
     option: Any = Annotated[str, Field(json_schema_extra={"enum": list(choices)})] if choices else str
     return create_model(
         "Distractors",
@@ -205,5 +219,6 @@ def distractors_reply(n: int, choices: list[str] | None = None) -> type[Distract
     )
 
 
+@lru_cache(maxsize=16)
 def notes_reply(n: int) -> type[NotesReply]:
     return create_model("Notes", __base__=NotesReply, notes=(list[Note], Field(min_length=n, max_length=n)))
