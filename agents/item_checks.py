@@ -218,9 +218,11 @@ def option_form(option: str) -> str:
 
 
 def other_forms(answer: str, distractors: list[str]) -> list[Cue]:
-    """An option whose form differs from that of all the others, when they (key included) share one."""
+    """An option whose form differs from that of all the others, when they (key included) share one. With
+    one distractor the key is the one to follow: of ScienceQA's 9,654 two-option items, one pairs a
+    sentence with a short answer (a song title written with and without quotation marks)."""
     options = [answer, *distractors]
-    if len(options) < 3:
+    if len(options) < 2:
         return []
     forms = [option_form(o) for o in options]
     out = []

@@ -20,7 +20,7 @@ from .fit import Fit, answer_fit, misfit_reason, template_fit
 from .item_checks import item_checks
 from .student import Meter, judge, solve
 
-VERIFY_VERSION = 2  # part of evaluation cache keys: bump when verification changes its verdicts
+VERIFY_VERSION = 3  # part of evaluation cache keys: bump when verification changes its verdicts
 
 
 class VerifyThresholds(Protocol):

@@ -56,6 +56,14 @@ def test_an_option_of_another_form_than_the_rest_is_flagged():
     found = flags(item_checks("Which sentence describes the fern life cycle?", "The spores grow into plants.",
                               ["a mature fern", "The fern makes eggs and sperm.", "The plant grows flowers."]))
     assert ("other_form", "a mature fern") in found
+    # with one distractor, the key's form is the one to follow
+    assert flags(item_checks("Select the true statement.", "Genes affect traits.", ["Solution B"])) == {
+        ("other_form", "Solution B")}
+    assert flags(item_checks("What is Flopsy's phenotype for the fur length trait?", "long fur",
+                             ["Which of the three types of tomato seeds sprouts the fastest?"])) == {
+        ("other_form", "Which of the three types of tomato seeds sprouts the fastest?")}
+    assert not flags(item_checks("Select the true statement.", "Genes affect traits.",
+                                 ["Eye color is an example of a gene."]))
     # long lists without a stop stand beside short phrases (ScienceQA's community questions)
     assert not flags(item_checks("Which of the following best describes an ecosystem in a seagrass bed?",
                                  "the turtle grass, the sand, and the cushion sea stars",
