@@ -35,10 +35,11 @@ import time
 import traceback
 from pathlib import Path
 
-from qwen2vl_decode import decode_bytes, run_decode, run_graph_decode
-from qwen2vl_inputs import ASSETS, STAGES, import_coe, load_items, load_tokenizer, stage_request
+from qwen2vl_decode import run_decode, run_graph_decode
+from qwen2vl_inputs import ASSETS, STAGES, import_coe, load_items, load_tokenizer
+from qwen2vl_model import build_llm
 from qwen2vl_report import print_summary, set_targets
-from qwen2vl_runs import peak_gb, reset_peak, run_batched, run_seed, run_stages, sync
+from qwen2vl_runs import peak_gb, reset_peak, run_batched, run_seed, run_stages
 
 # finetune_lora.py takes its inputs from here
 __all__ = ["ASSETS", "import_coe", "load_tokenizer", "main"]
@@ -112,7 +113,6 @@ def main(argv=None) -> int:
     import transformers
 
     from coe.plugins.llm.transformers_vl import TransformersVLLM
-    from coe.plugins.llm.vl_random import build_processor, make_config, random_model
 
     quick = args.quick
     if args.inductor_tuning:
@@ -162,52 +162,9 @@ def main(argv=None) -> int:
     results["config"]["tokenizer"] = tok_source
     items = load_items(args.data, max(batches + [seed_items]), args.image_size, args.exemplars, log)
 
-    t0 = time.perf_counter()
-    config = make_config("qwen2_vl", shape, vocab_size=152064 if shape == "7b" else max(len(tok), 151936))
-    config._attn_implementation = "sdpa"
-    model = random_model(config, dtype=dtype, device=device)
-    sync(device)
-    total_bytes, step_bytes = decode_bytes(model)
-    results["model"] = {
-        "params": sum(p.numel() for p in model.parameters()),
-        "weight_bytes": total_bytes,
-        "decode_step_weight_bytes": step_bytes,
-        "init_seconds": round(time.perf_counter() - t0, 1),
-    }
-    log(
-        f"model: Qwen2-VL {shape}, {results['model']['params'] / 1e9:.2f}B params, weights {total_bytes / 1e9:.2f} GB "
-        f"({step_bytes / 1e9:.2f} GB read per decode step), init {results['model']['init_seconds']}s on {device}"
+    model, llm, total_bytes, step_bytes = build_llm(
+        tok, items, tokens, shape=shape, dtype=dtype, device=device, max_batch=max(batches), results=results, log=log
     )
-    processor = build_processor(tok, "qwen2_vl")
-    llm = TransformersVLLM.from_parts(
-        model,
-        processor,
-        model_id=f"qwen2-vl-{shape}-random",
-        max_batch_size=max(batches),
-        ignore_eos=True,
-        graph_decode=False,
-    )
-    try:  # the processor must turn a real prompt into model inputs; else use coe's PIL-based one
-        llm.encode([stage_request("question", llm, *items[0], {}, tokens)])
-    except Exception as exc:
-        from coe.plugins.llm.transformers_processing import LightQwen2VLProcessor
-        from coe.plugins.llm.vl_random import image_processor
-
-        log(f"processor {type(processor).__name__} failed ({type(exc).__name__}: {exc}); using LightQwen2VLProcessor")
-        results["errors"].append({"config": "processor", "error": f"{type(exc).__name__}: {exc}"[:2000]})
-        processor = LightQwen2VLProcessor(
-            tok, image_processor("qwen2_vl", 56 * 56, 28 * 28 * 1280), tok.chat_template, with_token_types=True
-        )
-        llm = TransformersVLLM.from_parts(
-            model,
-            processor,
-            model_id=f"qwen2-vl-{shape}-random",
-            max_batch_size=max(batches),
-            ignore_eos=True,
-            graph_decode=False,
-        )
-    results["config"]["processor"] = type(llm.processor).__name__
-    log(f"processor: {type(llm.processor).__name__} (image processor {type(llm.processor.image_processor).__name__})")
     if args.compile_everywhere:
         from transformers import CompileConfig
 
