@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qwen2vl_batch import ASSETS, import_coe, load_tokenizer  # noqa: E402
+from qwen2vl_inputs import ASSETS, import_coe, load_tokenizer  # noqa: E402
 
 # The seed's LoRA on its 9.6B Qwen-VL-Chat, A100-80G: peak GB and s/it at 384 / 1024 / 2048.
 SEED = {384: (23.3, 2.2), 1024: (25.1, 3.5), 2048: (27.3, 5.9)}

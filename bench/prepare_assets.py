@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from qwen2vl_batch import ASSETS, DEFAULT_GGUF, import_coe  # noqa: E402
+from qwen2vl_inputs import ASSETS, DEFAULT_GGUF, import_coe  # noqa: E402
 
 
 def main() -> int:

@@ -36,13 +36,10 @@ import traceback
 from pathlib import Path
 
 from qwen2vl_decode import run_decode, run_graph_decode
-from qwen2vl_inputs import ASSETS, STAGES, import_coe, load_items, load_tokenizer
+from qwen2vl_inputs import STAGES, import_coe, load_items, load_tokenizer
 from qwen2vl_model import build_llm
 from qwen2vl_report import print_summary, set_targets
 from qwen2vl_runs import peak_gb, reset_peak, run_batched, run_seed, run_stages
-
-# finetune_lora.py takes its inputs from here
-__all__ = ["ASSETS", "import_coe", "load_tokenizer", "main"]
 
 
 # --- main ----------------------------------------------------------------------------------------------
