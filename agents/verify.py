@@ -35,7 +35,7 @@ class VerifyThresholds(Protocol):
     given_min_yes: float
     confirm_margin: float
     vague_spread: float
-    text_only: bool
+    text_only: bool | None  # None counts as off: the graph resolves it by backend first
 
 
 class Verification(BaseModel):

@@ -89,7 +89,12 @@ class GraphSettings(BaseModel):
         0.0,
         description="flag a question the bank does not know when the student's top two options are closer than this",
     )
-    text_only: bool = Field(True, description="also solve without the picture (only when the item has one)")
+    text_only: bool | None = Field(
+        None,
+        description="also solve without the picture, for the warning that an item is answerable without it "
+        "(only when the item has one; changes no status); unset: on for a backend that sees the picture, off for "
+        "a text-only one, which reads only the picture's OCR text and caption",
+    )
 
 
 # What "auto" (or unset) resolves to, by whether the backend sees the picture. A text-only model (llama.cpp
@@ -98,11 +103,18 @@ class GraphSettings(BaseModel):
 # the rankers choose there and the model writes the rationale and verifies. Its verifier's replacements
 # lowered them too (1.5B, 100 test items: 5 items changed, 3 of the 5 options it sent back were gold
 # distractors, none of the 5 it brought in was; DG recall 0.522 against learned's 0.552), so a text-only
-# backend leaves doubted options in place, flagged with the reasons. A model that sees the picture keeps the
-# blend and replaces once.
+# backend leaves doubted options in place, flagged with the reasons. Nor does it solve each item again without
+# the picture's text: that solve only warns that an item is answerable without the picture, which a model
+# that never saw the picture cannot tell, and it is two of the seven scoring calls of an item with a picture.
+# A model that sees the picture keeps the blend, replaces once and solves without the picture.
 AUTO_SELECTION: dict[bool, dict[str, Any]] = {
-    False: {"pool_selection": "learned", "question_selection": "learned", "max_distractor_rounds": 0},
-    True: {"pool_selection": "blend", "question_selection": "model", "max_distractor_rounds": 1},
+    False: {
+        "pool_selection": "learned",
+        "question_selection": "learned",
+        "max_distractor_rounds": 0,
+        "text_only": False,
+    },
+    True: {"pool_selection": "blend", "question_selection": "model", "max_distractor_rounds": 1, "text_only": True},
 }
 
 
@@ -120,9 +132,9 @@ def choose_settings(choose: str) -> dict[str, Any]:
 
 
 def resolve_selection(s: GraphSettings, llm: LLMPlugin | None) -> tuple[GraphSettings, dict[str, Any] | None]:
-    """``s`` with each "auto" selection (and an unset ``max_distractor_rounds``) replaced by its value for this
-    backend (``supports_images``; no model: the rankers), and which selections were resolved and why for the
-    trace (None when no selection was on "auto")."""
+    """``s`` with each "auto" selection (and an unset ``max_distractor_rounds`` or ``text_only``) replaced by its
+    value for this backend (``supports_images``; no model: the rankers), and which selections were resolved and
+    why for the trace (None when no selection was on "auto")."""
     sees = llm is not None and llm.supports_images
     update = {k: v for k, v in AUTO_SELECTION[sees].items() if getattr(s, k) in ("auto", None)}
     chosen = {k: v for k, v in update.items() if k.endswith("_selection")}
@@ -190,7 +202,9 @@ def _value_kind(field: Any) -> str:
         return " \\| ".join(f"`{v}`" for v in get_args(field.annotation))
     if get_origin(field.annotation) is list:
         return "list of text"
-    kind = {int: "integer", int | None: "integer", float: "number", bool: "true/false", str: "text"}[field.annotation]
+    kind = {int: "integer", int | None: "integer", float: "number", bool: "true/false", bool | None: "true/false"}.get(
+        field.annotation, "text"
+    )
     low = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
     high = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
     if low is not None and high is not None:

@@ -28,6 +28,8 @@ def other_value(name: str) -> Any:
         return not default
     if get_origin(field.annotation) is list:
         return ["val"]
+    if field.annotation == bool | None:  # unset: the backend decides; the tests' text-only backends pick False
+        return True
     if default is None:  # an optional number the backend decides when unset: one neither backend picks
         return 2
     step = 1 if field.annotation is int else 0.05
@@ -189,6 +191,8 @@ def test_every_setting_reaches_the_graph_from_the_console(monkeypatch, tmp_path)
         if name == "write_notes":  # the console writes notes by default: the setting's other value is its default
             app.checkbox(key=key).uncheck()
             value = False
+        elif GraphSettings.model_fields[name].annotation == bool | None:  # on, off or "by backend"
+            app.selectbox(key=key).set_value(value)
         elif isinstance(value, bool):
             app.checkbox(key=key).check() if value else app.checkbox(key=key).uncheck()
         elif isinstance(value, list):

@@ -317,15 +317,17 @@ def test_auto_resolves_from_the_backend_and_forced_values_stay():
     s, shown = resolve_selection(default, _backend(False))
     assert (s.pool_selection, s.question_selection) == ("learned", "learned")
     assert shown["auto"] == {"pool_selection": "learned", "question_selection": "learned"}
-    assert s.max_distractor_rounds == 0
+    assert s.max_distractor_rounds == 0 and s.text_only is False
     assert "cannot see the picture" in shown["why"]
     s, shown = resolve_selection(default, _backend(True))
     assert (s.pool_selection, s.question_selection) == ("blend", "model") and "sees the picture" in shown["why"]
-    assert s.max_distractor_rounds == 1
+    assert s.max_distractor_rounds == 1 and s.text_only is True
     # a value the user forces is kept on either backend, and nothing "auto" is left to show
-    forced = GraphSettings(pool_selection="blend", question_selection="model", max_distractor_rounds=2)
+    forced = GraphSettings(pool_selection="blend", question_selection="model", max_distractor_rounds=2,
+                           text_only=True)
     assert resolve_selection(forced, _backend(False)) == (forced, None)
-    forced = GraphSettings(pool_selection="learned", question_selection="learned", max_distractor_rounds=0)
+    forced = GraphSettings(pool_selection="learned", question_selection="learned", max_distractor_rounds=0,
+                           text_only=False)
     assert resolve_selection(forced, _backend(True)) == (forced, None)
     # unset rounds are resolved even when both selections are forced
     s, shown = resolve_selection(GraphSettings(pool_selection="learned", question_selection="learned"), _backend(True))

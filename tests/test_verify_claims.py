@@ -130,3 +130,20 @@ def test_a_given_question_like_a_bank_template_is_refused_when_the_answer_does_n
     ok, _, why = check_given_question(llm, ItemInput(answer="copepod"), "Why is the capital of France old?",
                                       GraphSettings(), retriever=LikeBank())
     assert ok and why == ""
+
+
+def test_only_a_backend_that_sees_the_picture_solves_again_without_it(fixture_index, picture):
+    def verify_entry(out):
+        return next(e for e in out["trace"] if e.get("node") == "verify" and "calls" in e)
+
+    blind = run(student(sees=False), fixture_index, picture)
+    seeing = run(student(sees=True), fixture_index, picture)
+    # the picture's text is all a text-only student read: solving without it says nothing about the picture
+    assert blind["verification"]["text_only_key_prob"] is None and verify_entry(blind)["calls"] == 2 + 3
+    assert seeing["verification"]["text_only_key_prob"] is not None and verify_entry(seeing)["calls"] == 2 + 3 + 2
+    # forced on, a text-only backend solves without the picture's text too
+    forced = graph.invoke({"answer": "rabbit", "context": "Below is a food chain from a meadow.", "image_path": picture,
+                           "n_distractors": 2}, config={"configurable": {**BASE, "text_only": True}},
+                          context=Services(llm=student(sees=False), retriever=fixture_index,
+                                           image_reader=StubReader()))
+    assert forced["verification"]["text_only_key_prob"] is not None and verify_entry(forced)["calls"] == 7

@@ -25,6 +25,16 @@ def _widget(column: Any, name: str, field: Any) -> None:
         column.selectbox(name, choices, index=choices.index(default), key=key, help=help_)
     elif field.annotation is bool:
         column.checkbox(name, value=default, key=key, help=help_)
+    elif field.annotation == bool | None:  # unset: decided by the backend
+        choices = [None, True, False]
+        column.selectbox(
+            name,
+            choices,
+            index=choices.index(default),
+            format_func=lambda v: "by backend" if v is None else ("on" if v else "off"),
+            key=key,
+            help=help_,
+        )
     elif field.annotation is int or field.annotation == int | None:
         # an unset optional number is decided by the backend (README: the default, by backend)
         column.number_input(
