@@ -33,15 +33,19 @@ def build_llm(tok, items, tokens, *, shape: str, dtype, device: str, max_batch: 
         f"model: Qwen2-VL {shape}, {results['model']['params'] / 1e9:.2f}B params, weights {total_bytes / 1e9:.2f} GB "
         f"({step_bytes / 1e9:.2f} GB read per decode step), init {results['model']['init_seconds']}s on {device}"
     )
+
+    def wrap(processor):
+        return TransformersVLLM.from_parts(
+            model,
+            processor,
+            model_id=f"qwen2-vl-{shape}-random",
+            max_batch_size=max_batch,
+            ignore_eos=True,
+            graph_decode=False,
+        )
+
     processor = build_processor(tok, "qwen2_vl")
-    llm = TransformersVLLM.from_parts(
-        model,
-        processor,
-        model_id=f"qwen2-vl-{shape}-random",
-        max_batch_size=max_batch,
-        ignore_eos=True,
-        graph_decode=False,
-    )
+    llm = wrap(processor)
     try:  # the processor must turn a real prompt into model inputs; else use coe's PIL-based one
         llm.encode([stage_request("question", llm, *items[0], {}, tokens)])
     except Exception as exc:
@@ -53,14 +57,7 @@ def build_llm(tok, items, tokens, *, shape: str, dtype, device: str, max_batch: 
         processor = LightQwen2VLProcessor(
             tok, image_processor("qwen2_vl", 56 * 56, 28 * 28 * 1280), tok.chat_template, with_token_types=True
         )
-        llm = TransformersVLLM.from_parts(
-            model,
-            processor,
-            model_id=f"qwen2-vl-{shape}-random",
-            max_batch_size=max_batch,
-            ignore_eos=True,
-            graph_decode=False,
-        )
+        llm = wrap(processor)
     results["config"]["processor"] = type(llm.processor).__name__
     log(f"processor: {type(llm.processor).__name__} (image processor {type(llm.processor.image_processor).__name__})")
     return model, llm, total_bytes, step_bytes
