@@ -83,7 +83,8 @@ class GraphSettings(BaseModel):
     given_min_yes: Share = Field(0.2, description="a given question whose key gets P(yes) below this is refused")
     # calibrated on ScienceQA val gold and known-false items (coe eval --task verify) so that items marked
     # verified are right at least 90 % of the time with the 1.5B (the 0.5B never separates its top two options
-    # by 0.05): 0.95 on 50 val items, 0.91 [0.86, 0.96] on 50 test items; at 0.1 it would be 0.87 on test
+    # by 0.05): 0.95 on 50 val items, 0.91 [0.86, 0.96] on 50 test items; at 0.1 it would be 0.87 on test.
+    # With the lone-distractor form check, 0.97 [0.91, 1.00] on 100 test items
     confirm_margin: Share = Field(0.55, description="`verified` needs the key ahead of every distractor by this much")
     vague_spread: Share = Field(
         0.0,
