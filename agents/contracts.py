@@ -29,9 +29,9 @@ MODES = ("json", "coe")
 # llama.cpp's schema-to-grammar conversion breaks (and can crash the process) on enum strings with quotes,
 # backslashes or control characters, so only plain strings can be enforced by the schema.
 _UNSAFE_ENUM = re.compile(r'["\\\x00-\x1f]')
+_SCHEMAS: WeakKeyDictionary[type, dict[str, Any]] = WeakKeyDictionary()  # contract -> its JSON schema
 # Key order of the schemas the quality numbers were measured with: the transformers and OpenAI "none" modes
 # spell the schema out in the prompt, so its bytes are part of the prompt.
-_SCHEMAS: WeakKeyDictionary[type, dict[str, Any]] = WeakKeyDictionary()  # contract -> its JSON schema
 _KEY_ORDER = ("type", "enum", "minItems", "maxItems", "items", "properties", "required")
 
 
