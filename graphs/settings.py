@@ -203,9 +203,8 @@ def _value_kind(field: Any) -> str:
         return " \\| ".join(f"`{v}`" for v in get_args(field.annotation))
     if get_origin(field.annotation) is list:
         return "list of text"
-    kind = {int: "integer", int | None: "integer", float: "number", bool: "true/false", bool | None: "true/false"}.get(
-        field.annotation, "text"
-    )
+    kinds: dict[Any, str] = {int: "integer", int | None: "integer", float: "number", bool: "true/false"}
+    kind = {**kinds, bool | None: "true/false", str: "text"}[field.annotation]
     low = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
     high = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
     if low is not None and high is not None:
