@@ -116,7 +116,8 @@ class StandInReplies:
 def run_stages(llm, requests, tokens, device):
     """The reference for ``batched``: the very requests a ``batched`` run sent (``StandInReplies.requests``),
     sent again one stage at a time, all items' requests of a stage in one ``generate_batch`` call, with
-    nothing in between (no graph, no retrieval, no parsing). Returns what ``run_batched`` returns."""
+    nothing in between (no graph, no retrieval, no parsing). Returns seconds, generated and prompt tokens,
+    and the batch sizes sent."""
     by_stage: dict = {}
     for stage, request in requests:
         by_stage.setdefault(stage, []).append(request)

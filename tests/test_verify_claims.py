@@ -38,10 +38,10 @@ def picture(tmp_path):
     return str(path)
 
 
-def run(llm, retriever, picture):
+def run(llm, retriever, picture, **settings):
     state = {"answer": "rabbit", "context": "Below is a food chain from a meadow.", "image_path": picture,
              "n_distractors": 2}
-    return graph.invoke(state, config={"configurable": BASE},
+    return graph.invoke(state, config={"configurable": {**BASE, **settings}},
                         context=Services(llm=llm, retriever=retriever, image_reader=StubReader()))
 
 
@@ -142,8 +142,5 @@ def test_only_a_backend_that_sees_the_picture_solves_again_without_it(fixture_in
     assert blind["verification"]["text_only_key_prob"] is None and verify_entry(blind)["calls"] == 2 + 3
     assert seeing["verification"]["text_only_key_prob"] is not None and verify_entry(seeing)["calls"] == 2 + 3 + 2
     # forced on, a text-only backend solves without the picture's text too
-    forced = graph.invoke({"answer": "rabbit", "context": "Below is a food chain from a meadow.", "image_path": picture,
-                           "n_distractors": 2}, config={"configurable": {**BASE, "text_only": True}},
-                          context=Services(llm=student(sees=False), retriever=fixture_index,
-                                           image_reader=StubReader()))
+    forced = run(student(sees=False), fixture_index, picture, text_only=True)
     assert forced["verification"]["text_only_key_prob"] is not None and verify_entry(forced)["calls"] == 7
