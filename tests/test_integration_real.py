@@ -69,7 +69,14 @@ def test_template_sibling_is_retrieved(real_index, dataset):
 
 
 def _run_cli(args, chroma_dir, timeout=600):
-    env = {**os.environ, "COE_CHROMA_DIR": str(chroma_dir), "HF_HUB_OFFLINE": "1"}
+    """The pulled models, but this index and a home of its own: the run's traces and the user's rankers
+    (trained on the full index) stay out of it."""
+    from coe.modelstore.wordnet import nltk_data_dir
+    from coe.paths import models_dir
+
+    env = {**os.environ, "COE_CHROMA_DIR": str(chroma_dir), "HF_HUB_OFFLINE": "1",
+           "COE_HOME": str(chroma_dir.parent / "home"), "COE_MODELS_DIR": str(models_dir()),
+           "COE_NLTK_DATA": str(nltk_data_dir())}
     return subprocess.run([sys.executable, "-m", "coe.cli", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
