@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .items import EvalItem, load_items
+from .items import EvalItem, load_items, sample
 
 from coe.graphs.build import STEPS as STAGES
 
@@ -19,34 +19,58 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def bench_stages(models: list[str], items: list[EvalItem], retrieval) -> list[dict[str, Any]]:
+def timed_items(dataset, n: int, warmup: int) -> tuple[list[EvalItem], list[EvalItem]]:
+    """(warm-up items, timed items): ``n`` stratified test items, and ``warmup`` other random ones that run
+    first, untimed, so the timed items see what a long run sees (bank, WordNet and OCR loaded, the model's
+    contexts made) and the first item's loads are reported on their own."""
+    pool = list(load_items(dataset, "test", "dg"))
+    chosen = sample(pool, n, stratify=True)
+    taken = {i.pid for i in chosen}
+    return sample([i for i in pool if i.pid not in taken], warmup, seed=1), chosen
+
+
+def graph_input(item: EvalItem) -> dict[str, Any]:
+    """A test item as ``coe bench`` sends it: the answer and the material, the item itself left out of
+    the exemplars."""
+    return {
+        "answer": item.answer,
+        "context": item.context,
+        "image_path": str(item.image_path) if item.image_path else None,
+        "n_distractors": max(len(item.gold_distractors), 1),
+        "exclude_ids": [item.pid],
+    }
+
+
+def bench_stages(
+    models: list[str], items: list[EvalItem], retrieval, warmup: list[EvalItem] | None = None
+) -> list[dict[str, Any]]:
     """Full items (question, rationale, distractors, verification, notes) through the graph; per-stage
-    seconds from the trace."""
+    seconds from the trace. The ``warmup`` items run first for each model and count only as
+    ``warmup_seconds``."""
     from coe.errors import ModelOutputError
     from coe.graphs import graph
     from coe.graphs.services import Services, default_llm
 
+    config = {"configurable": {"exclude_splits": ["test"]}}
     rows = []
     for model in models:
         llm = default_llm(model)
         services = Services(llm=llm, retriever=retrieval.retriever, image_reader=retrieval.image_reader)
+        warm_seconds = []
+        for item in warmup or []:
+            t0 = time.perf_counter()
+            try:
+                graph.invoke(graph_input(item), config=config, context=services)
+            except ModelOutputError:
+                pass  # a warm-up item may fail loudly too; it loaded what it had to
+            warm_seconds.append(time.perf_counter() - t0)
         per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
         totals = []
         failures = 0
         for item in items:
             t0 = time.perf_counter()
             try:
-                out = graph.invoke(
-                    {
-                        "answer": item.answer,
-                        "context": item.context,
-                        "image_path": str(item.image_path) if item.image_path else None,
-                        "n_distractors": max(len(item.gold_distractors), 1),
-                        "exclude_ids": [item.pid],
-                    },
-                    config={"configurable": {"exclude_splits": ["test"]}},
-                    context=services,
-                )
+                out = graph.invoke(graph_input(item), config=config, context=services)
             except ModelOutputError:
                 failures += 1  # the item failed loudly, as it should; its time still counts
                 totals.append(time.perf_counter() - t0)
@@ -62,6 +86,7 @@ def bench_stages(models: list[str], items: list[EvalItem], retrieval) -> list[di
                 "model": llm.model_id,
                 "items": len(items),
                 "failed": failures,
+                "warmup_seconds": warm_seconds,
                 "seconds_per_item": float(np.mean(totals)),
                 "items_per_s": len(items) / sum(totals),
                 "stage_seconds": {s: float(np.mean(v)) if v else 0.0 for s, v in per_stage.items()},

@@ -153,11 +153,13 @@ def compare(
     mode: str,
     model: str = "",
     requests: list[dict[str, Any]],
+    warmup: list[dict[str, Any]] | None = None,
     env: dict[str, str] | None = None,
     progress=None,
 ) -> dict[str, Any]:
     """Run ``requests`` (graph inputs for ``items``, retrieval queries for ``retrieval``) through both arms;
-    ``env``: environment for both (the reference's own settings go on top)."""
+    ``warmup`` (``items`` only) goes through each arm first and counts only as ``warmup_seconds``; ``env``:
+    environment for both (the reference's own settings go on top)."""
     with ExitStack() as stack:
         ref_arm, cur_arm = arms_for(ref, stack)
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="coe-compare-logs-")))
@@ -166,13 +168,15 @@ def compare(
             workers.append(Worker(arm, mode, model, logs / f"{arm.name}.log", env or {}))
             stack.callback(workers[-1].close)
         ready = [w.ready() for w in workers]
-        if mode == "items":
-            reqs = [
-                [{"input": r["input"], "configurable": {**r["configurable"], **arm.configurable}} for r in requests]
-                for arm in (ref_arm, cur_arm)
-            ]
-        else:
-            reqs = [[{"query": r} for r in requests]] * 2
+
+        def arm_requests(arm: Arm, given: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if mode != "items":
+                return [{"query": r} for r in given]
+            return [{"input": r["input"], "configurable": {**r["configurable"], **arm.configurable}} for r in given]
+
+        arm_pairs = list(zip((ref_arm, cur_arm), workers))
+        reqs = [arm_requests(arm, requests) for arm, _ in arm_pairs]
+        warm = [[w.ask(r)["seconds"] for r in arm_requests(arm, warmup or [])] for arm, w in arm_pairs]
         answers: tuple[list, list] = ([], [])
         for n in range(len(requests)):
             # each request to both arms, one after the other, the first arm alternating (ABBA...)
@@ -187,9 +191,10 @@ def compare(
                 "coe": w.coe,
                 "model": r.get("model", ""),
                 "load_seconds": r.get("load_seconds", 0.0),
+                "warmup_seconds": ws,
                 **summarise(mode, a),
             }
-            for arm, w, r, a in zip((ref_arm, cur_arm), workers, ready, answers)
+            for arm, w, r, a, ws in zip((ref_arm, cur_arm), workers, ready, answers, warm)
         ]
     return {"ref": ref, "mode": mode, "n": len(requests), "arms": arms, "ratio": ratios(mode, *arms)}
 

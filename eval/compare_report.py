@@ -7,12 +7,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .items import load_items, sample
+from .bench import graph_input, timed_items
+from .items import load_items
 
 
-def run(ref: str, dataset, models: list[str], *, items: int, queries: int, status: Console) -> list[dict[str, Any]]:
-    """One comparison per model over ``items`` stratified test items; with no model, retrieval over
-    ``queries`` test questions (each excluding itself), on the installed exemplar index."""
+def run(
+    ref: str, dataset, models: list[str], *, items: int, queries: int, status: Console, warmup: int = 1
+) -> list[dict[str, Any]]:
+    """One comparison per model over ``items`` stratified test items, after ``warmup`` untimed ones on
+    each arm; with no model, retrieval over ``queries`` test questions (each excluding itself), on the
+    installed exemplar index."""
     from .compare import compare
 
     env = {"COE_SCIENCEQA_DIR": str(dataset.root)}  # the arms read the same dataset as the items come from
@@ -37,20 +41,11 @@ def run(ref: str, dataset, models: list[str], *, items: int, queries: int, statu
                     progress=lambda n, t: s.update(f"retrieval: {n}/{t} queries on both arms"),
                 )
             ]
-    chosen = sample(load_items(dataset, "test", "dg"), items, stratify=True)
-    reqs = [
-        {
-            "input": {
-                "answer": i.answer,
-                "context": i.context,
-                "image_path": str(i.image_path) if i.image_path else None,
-                "n_distractors": max(len(i.gold_distractors), 1),
-                "exclude_ids": [i.pid],
-            },
-            "configurable": {"exclude_splits": ["test"]},
-        }
-        for i in chosen
-    ]
+    warm, chosen = timed_items(dataset, items, warmup)
+
+    def request(item) -> dict[str, Any]:
+        return {"input": graph_input(item), "configurable": {"exclude_splits": ["test"]}}
+
     out = []
     for model in models:
         with status.status(f"{model}: loading both arms…") as s:
@@ -59,7 +54,8 @@ def run(ref: str, dataset, models: list[str], *, items: int, queries: int, statu
                     ref,
                     mode="items",
                     model=model,
-                    requests=reqs,
+                    requests=[request(i) for i in chosen],
+                    warmup=[request(i) for i in warm],
                     env=env,
                     progress=lambda n, t: s.update(f"{model}: {n}/{t} items on both arms"),
                 )
@@ -88,6 +84,12 @@ def print_compare(results: list[dict[str, Any]], out: Console) -> None:
                 t.add_row(f"retrieval {k[:-3]} ms", f"{ref[k]:.1f}", f"{cur[k]:.1f}", _f(r["ratio"][k], ".2f"))
         else:
             t.add_row("model", ref["model"], cur["model"], "")
+            if ref.get("warmup_seconds"):
+                t.add_row(
+                    "warm-up s (untimed)",
+                    *[" ".join(f"{x:.1f}" for x in a.get("warmup_seconds", [])) for a in (ref, cur)],
+                    "",
+                )
             t.add_row(
                 "s/item",
                 f"{ref['seconds_per_item']:.2f}",

@@ -70,6 +70,13 @@ def bench_command(
         "qwen2.5-coder-0.5b-instruct-q4", "--models", help="Comma-separated models to time per stage (empty: skip)."
     ),
     items: int = typer.Option(5, "--items", help="Test items per model for the stage timings."),
+    warmup: int = typer.Option(
+        1,
+        "--warmup",
+        min=0,
+        help="Other test items each model runs first, untimed (their seconds are printed): the first "
+        "item also loads the bank, WordNet and the OCR model. 0 times the cold first item too.",
+    ),
     sizes: str = typer.Option("1000,5000,20000", "--bank-sizes", help="Bank sizes for retrieval latency."),
     queries: int = typer.Option(200, "--queries", help="Retrieval queries per bank size."),
     data: Optional[str] = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
@@ -87,7 +94,6 @@ def bench_command(
     from coe.dataset_loaders import ScienceQA
     from coe.errors import InputError
     from coe.eval import bench
-    from coe.eval.items import load_items, sample
     from coe.eval.runner import machine
     from coe.graphs.services import retrieval_services
 
@@ -101,7 +107,9 @@ def bench_command(
     if compare is not None:
         from coe.eval import compare_report as cmp
 
-        result["compare"] = cmp.run(compare, dataset, model_list, items=items, queries=queries, status=err)
+        result["compare"] = cmp.run(
+            compare, dataset, model_list, items=items, queries=queries, status=err, warmup=warmup
+        )
         result["peak_rss_mb"] = bench.peak_rss_mb()
         if as_json:
             print(json.dumps(result, indent=1, default=float))
@@ -109,9 +117,9 @@ def bench_command(
             cmp.print_compare(result["compare"], Console())
         return
     if model_list:
-        chosen = sample(load_items(dataset, "test", "dg"), items, stratify=True)
+        warm, chosen = bench.timed_items(dataset, items, warmup)
         with err.status("timing stages…"):
-            result["stages"] = bench.bench_stages(model_list, chosen, retrieval_services())
+            result["stages"] = bench.bench_stages(model_list, chosen, retrieval_services(), warm)
     if bank_sizes:  # --bank-sizes "": stage timings only
         with err.status("timing retrieval…"):
             result["retrieval"] = bench.bench_retrieval(dataset, bank_sizes, queries)
@@ -124,6 +132,12 @@ def bench_command(
         out.print(
             f"[bold]{row['model']}[/bold]: {row['seconds_per_item']:.1f} s/item "
             f"({row['items_per_s']:.3f} items/s) over {row['items']} items"
+            + (
+                f", after {len(row['warmup_seconds'])} untimed warm-up item(s): "
+                + ", ".join(f"{x:.1f} s" for x in row["warmup_seconds"])
+                if row["warmup_seconds"]
+                else ""
+            )
         )
         for stage, sec in row["stage_seconds"].items():
             out.print(f"  {stage:15s} {sec:7.2f} s  {row['stage_items_per_s'][stage]:8.2f} items/s")
