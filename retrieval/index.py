@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bank_cache
 from .exemplars import Exemplar
 
 FIELDS = ("answer", "question", "context")
@@ -62,6 +63,7 @@ def build_index(
     if marker and marker.get("fingerprint") == fp and not force:
         return {"status": "up to date", "exemplars": len(exemplars), "added": 0}
     keep = append and marker is not None and marker.get("embedder") == embedder.model_id
+    bank_cache.forget(store, bank)
     if force or (marker and marker.get("fingerprint") != fp and not keep):
         for f in FIELDS:
             store.reset(f"{bank}-{f}")

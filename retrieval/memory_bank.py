@@ -1,10 +1,11 @@
 """The exemplar bank as in-memory matrices beside the vector store: retrieval's hot path without round trips.
 
 ``InMemoryBank(store, bank)`` is a read-through view with the store's read API (``query``, ``get_embeddings``,
-``get_records``, ``get_all``): on first use it loads each of the bank's collections once (ids, unit vectors,
-metadata, read once per bank; ``loaded``), then answers nearest-neighbour queries with one matrix-vector
-product (exact, where the store's HNSW index is approximate) and lookups from memory. Writes and everything
-else go to the store; after rebuilding the index in the same process, call ``refresh()``."""
+``get_records``, ``get_all``): on first use it loads the bank's collections once (ids, unit vectors, metadata,
+read once per bank; ``loaded``), from the on-disk copy where it matches the store (``bank_cache``), then
+answers nearest-neighbour queries with one matrix-vector product (exact, where the store's HNSW index is
+approximate) and lookups from memory. Writes and everything else go to the store; after rebuilding the
+index in the same process, call ``refresh()``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import numpy as np
 
 from coe.plugins.store.protocol import Hit
 from coe.text import one_line
+
+from . import bank_cache
 
 
 class LoadedCollection:
@@ -94,6 +97,7 @@ class InMemoryBank:
         self.names = {f"{bank}-{c}" for c in collections}
         self._loaded: dict[str, LoadedCollection] = {}
         self._lock = threading.Lock()
+        self._stamp: str | None = None  # the store's state when this view first read it (``bank_cache.stamp``)
 
     def __getattr__(self, name: str) -> Any:  # writes, markers, counts: the store's own
         return getattr(self.store, name)
@@ -103,9 +107,31 @@ class InMemoryBank:
         if name not in self.names:
             return None
         with self._lock:
-            if name not in self._loaded:
-                self._loaded[name] = self._sibling_view(name) or LoadedCollection(*self.store.get_all(name))
+            if not self._loaded and not self._from_cache():
+                # a miss reads every field now (retrieval asks for all of them), so the next process can
+                # load the copy in one go
+                for each in sorted(self.names, key=lambda n: n != name):
+                    self._loaded[each] = self._sibling_view(each) or LoadedCollection(*self.store.get_all(each))
+                self._to_cache()
             return self._loaded[name]
+
+    def _from_cache(self) -> bool:
+        """Every collection of the bank from the on-disk copy (``bank_cache``), where it matches the store."""
+        path = bank_cache.cache_path(self.store, self.bank)
+        self._stamp = bank_cache.stamp(self.store, self.bank) if path else None
+        found = bank_cache.read(path, self._stamp) if path and self._stamp else None
+        if found is None or set(found) != self.names:
+            return False
+        self._loaded.update({name: LoadedCollection(*records) for name, records in found.items()})
+        return True
+
+    def _to_cache(self) -> None:
+        """Write what the store gave, unless a build finished while it was read."""
+        path = bank_cache.cache_path(self.store, self.bank)
+        if not path or not self._stamp or bank_cache.stamp(self.store, self.bank) != self._stamp:
+            return
+        records = {name: (c.ids, c.vectors, c.metadatas, c.documents) for name, c in self._loaded.items()}
+        bank_cache.write(path, self._stamp, records)
 
     def _sibling_view(self, name: str) -> LoadedCollection | None:
         """``name`` with the metadata of an already loaded collection of the bank, asking the store for its
@@ -125,6 +151,7 @@ class InMemoryBank:
         """Drop what was loaded (after the index was rebuilt in this process)."""
         with self._lock:
             self._loaded.clear()
+            self._stamp = None
 
     def query(self, collection, embedding, n, where=None, *, documents: bool = True) -> list[Hit]:
         col = self.loaded(collection)
