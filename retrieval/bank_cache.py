@@ -98,7 +98,9 @@ def write(path: Path, stamp_: str, collections: dict[str, Records]) -> None:
                 "documents": documents,
             }
         )
-    arrays = {f"v{i}": np.ascontiguousarray(c[1], dtype=np.float32) for i, c in enumerate(collections.values())}
+    arrays: dict[str, Any] = {
+        f"v{i}": np.ascontiguousarray(c[1], dtype=np.float32) for i, c in enumerate(collections.values())
+    }
     head = json.dumps({"stamp": stamp_, "collections": heads}).encode("utf-8")
     buf = io.BytesIO()
     np.savez(buf, head=np.frombuffer(head, dtype=np.uint8), **arrays)
