@@ -61,6 +61,23 @@ def evaluated(llama, monkeypatch):
 # -- llama.cpp, real 0.5B -------------------------------------------------------------------------------
 
 @pytest.mark.slow
+def test_the_scoring_context_is_made_with_the_model_not_in_the_first_item(monkeypatch):
+    """A second context is a second load of the model: a teacher's first verified item must not pay it."""
+    import llama_cpp
+
+    from coe.modelstore import resolve_llm
+    from coe.plugins.llm.llamacpp import LlamaCppLLM
+
+    fresh = LlamaCppLLM(resolve_llm(GGUF_PRESET)[1], n_ctx=1024)
+
+    def no_new_model(*args, **kwargs):
+        raise AssertionError("a model was loaded during the item")
+
+    monkeypatch.setattr(llama_cpp.Llama, "__init__", no_new_model)
+    assert_distribution(fresh.score_options(keyword_question()), LETTERS)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("options, key", [("class def import return", "B"), ("def class import return", "A"),
                                           ("class import def return", "C"), ("import return class def", "D")])
 def test_llamacpp_gives_the_right_letter_the_highest_probability(llama, options, key):
