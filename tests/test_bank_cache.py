@@ -119,3 +119,27 @@ def test_a_store_that_is_not_a_local_folder_has_no_copy(tmp_path):
     assert cache_path(Remote(), "default") is None
     assert cache_path(Local(), "default").parent == tmp_path / "coe-bank-cache"
     assert cache_path(Local(), "default") != cache_path(Local(), "other")
+
+
+def test_coe_index_build_leaves_the_copy_a_first_item_reads(tmp_path):
+    """`make demo` builds the index in one process and writes the item in another: the copy is made by the
+    build, so the first item reads it instead of the store."""
+    import os
+    import subprocess
+    import sys
+
+    from coe.modelstore.wordnet import nltk_data_dir
+    from coe.paths import models_dir
+    from tests.conftest import FIXTURE
+
+    chroma = tmp_path / "chroma"
+    env = {**os.environ, "COE_HOME": str(tmp_path / "home"), "COE_MODELS_DIR": str(models_dir()),
+           "COE_NLTK_DATA": str(nltk_data_dir()), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "coe.cli", "index", "build", "--data", str(FIXTURE), "--chroma-dir",
+                           str(chroma), "--no-rankers"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    from coe.plugins.store.chroma import ChromaStore
+    from coe.retrieval.memory_bank import InMemoryBank
+
+    reader = Counting(ChromaStore(chroma))
+    assert InMemoryBank(reader).loaded("default-answer").ids and reader.full == []

@@ -61,6 +61,13 @@ def index_build(
         f"index {result['status']}: {result['exemplars']} exemplars "
         f"({result['added']} records added) in {store.location}"
     )
+    from coe.modelstore.wordnet import wordnet_reader
+    from coe.retrieval.memory_bank import InMemoryBank
+
+    # The copies a new process reads first (the bank's matrices, WordNet's parsed index), made now rather
+    # than in a teacher's first item; each is only read back while it matches what it was made from.
+    InMemoryBank(store, "default").loaded("default-answer")
+    wordnet_reader()
     if rankers:
         from coe.ranking.build import build_rankers
         from coe.ranking.train import TooFewItems
