@@ -1,6 +1,7 @@
 """The real ``coe`` command line in a child process, for the hostile-input, concurrency and crash tests:
 its exit code, its stderr, and its peak memory (a wrapper process reads ``RUSAGE_CHILDREN`` after waiting
-for it, so each run's peak is its own); and snapshots of a folder tree, to show what a run changed."""
+for it, so each run's peak is its own); snapshots of a folder tree, to show what a run changed; and a
+vector store that records which collections were read in full."""
 
 from __future__ import annotations
 
@@ -98,3 +99,17 @@ def material_state(home: Path, name: str) -> dict:
     got = client.get_collection(f"coe-material-{name}").get(include=["documents"])
     return {"files": sorted(registry), "docs": sorted(d for e in registry.values() for d in e["docs"]),
             "passages": sorted(zip(got["ids"], got["documents"]))}
+
+
+class Counting:
+    """``store`` recording each collection it was asked to read in full (``get_all``)."""
+
+    def __init__(self, store):
+        self.store, self.full = store, []
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def get_all(self, collection):
+        self.full.append(collection)
+        return self.store.get_all(collection)

@@ -5,25 +5,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import HashEmbedder
+from tests.store_support import Counting
 
 
 # What a load from the store reads in full: the question field shares the answer field's records and is read
 # as its sibling (vectors only); the context field lacks the items without a context.
 FULL_READS = ["default-answer", "default-context"]
-
-
-class Counting:
-    """A store that records which collections were read in full."""
-
-    def __init__(self, store):
-        self.store, self.full = store, []
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-    def get_all(self, collection):
-        self.full.append(collection)
-        return self.store.get_all(collection)
 
 
 @pytest.fixture

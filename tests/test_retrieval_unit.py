@@ -161,17 +161,7 @@ def test_the_in_memory_bank_reads_metadata_once_per_bank_unless_a_field_holds_ot
     from coe.retrieval.index import build_index, default_bank
     from coe.retrieval.memory_bank import InMemoryBank
     from tests.conftest import HashEmbedder
-
-    class Counting:
-        def __init__(self, store):
-            self.store, self.full = store, []
-
-        def __getattr__(self, name):
-            return getattr(self.store, name)
-
-        def get_all(self, collection):
-            self.full.append(collection)
-            return self.store.get_all(collection)
+    from tests.store_support import Counting
 
     store = ChromaStore(tmp_path / "chroma")
     build_index(default_bank(fixture_dataset), embedder=HashEmbedder(), store=store)
