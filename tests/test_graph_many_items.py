@@ -225,6 +225,7 @@ class EchoLLM:
     def __init__(self, delay: float = 0.0, short_by: int = 0):
         self.delay, self.short_by = delay, short_by
         self.sizes: list[int] = []
+        self.threads: set[int] = set()  # the threads its batches ran on
 
     def count_tokens(self, text):
         return len(text.split())
@@ -234,6 +235,7 @@ class EchoLLM:
 
     def generate_batch(self, requests):
         self.sizes.append(len(requests))
+        self.threads.add(threading.get_ident())
         time.sleep(self.delay)
         if any("boom" in r.messages[-1].content for r in requests):
             raise RuntimeError("backend failed")
@@ -295,11 +297,17 @@ def test_many_threads_each_get_their_own_reply():
     assert got == {p: p for p in prompts}
     assert backend.sizes == [4, 4, 4, 4] and mb.stats["sizes"] == [4, 4, 4, 4]
     assert mb.stats["batches"] == 4 and mb.stats["requests"] == 16 and mb.stats["max_size"] == 4
+    # whichever caller sends a batch, it runs on the batcher's own thread: PyTorch keeps a thread team per
+    # calling thread, and a team left spinning by the last sender slows the next batch
+    mb.set_callers(1)
+    assert mb.generate(req("from the main thread")).text == "from the main thread"
+    assert len(backend.threads) == 1 and threading.get_ident() not in backend.threads
+    mb.set_callers(len(prompts))
     # a caller's own generate_batch keeps its order and may share a batch with others
     mb.set_callers(2)
     both = in_threads(lambda k: [g.text for g in mb.generate_batch([req(f"{k}-a"), req(f"{k}-b")])], ["x", "y"])
     assert both == {"x": ["x-a", "x-b"], "y": ["y-a", "y-b"]}
-    assert mb.stats["sizes"][4:] == [4]
+    assert mb.stats["sizes"][5:] == [4]
 
 
 def test_a_backend_error_reaches_every_caller_of_its_batch():
