@@ -36,8 +36,13 @@ class ChromaStore:
         else:
             from coe.paths import chroma_dir, writable_dir
 
+            from filelock import FileLock
+
             root = os.fspath(writable_dir(path or chroma_dir(), "exemplar index", "COE_CHROMA_DIR"))
-            self._client = chromadb.PersistentClient(path=root, settings=client_settings)
+            # Chroma creates its tables on a folder's first open without checking that another process is
+            # creating them too ("table collections already exists" when two bank imports start at once).
+            with FileLock(os.path.join(root, ".coe-open.lock")):
+                self._client = chromadb.PersistentClient(path=root, settings=client_settings)
             self.location = root
         self.prefix = prefix
         self._cols: dict[str, Any] = {}
