@@ -29,6 +29,10 @@ def timed_items(dataset, n: int, warmup: int) -> tuple[list[EvalItem], list[Eval
     return sample([i for i in pool if i.pid not in taken], warmup, seed=1), chosen
 
 
+# The graph settings every timed item runs with: exemplars never from the split under test.
+CONFIGURABLE: dict[str, Any] = {"exclude_splits": ["test"]}
+
+
 def graph_input(item: EvalItem) -> dict[str, Any]:
     """A test item as ``coe bench`` sends it: the answer and the material, the item itself left out of
     the exemplars."""
@@ -51,7 +55,7 @@ def bench_stages(
     from coe.graphs import graph
     from coe.graphs.services import Services, default_llm
 
-    config = {"configurable": {"exclude_splits": ["test"]}}
+    config = {"configurable": dict(CONFIGURABLE)}
     rows = []
     for model in models:
         llm = default_llm(model)

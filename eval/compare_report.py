@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .bench import graph_input, timed_items
+from .bench import CONFIGURABLE, graph_input, timed_items
 from .items import load_items
 
 
@@ -44,7 +44,7 @@ def run(
     warm, chosen = timed_items(dataset, items, warmup)
 
     def request(item) -> dict[str, Any]:
-        return {"input": graph_input(item), "configurable": {"exclude_splits": ["test"]}}
+        return {"input": graph_input(item), "configurable": dict(CONFIGURABLE)}
 
     out = []
     for model in models:

@@ -138,7 +138,7 @@ def _source_stamp(root: Path) -> list:
 def _read_index_copy(root: Path) -> dict | None:
     try:
         data = json.loads((root / _INDEX_COPY).read_text(encoding="utf-8"))
-        if data.get("stamp") == json.loads(json.dumps(_source_stamp(root))):
+        if data.get("stamp") == _source_stamp(root):
             return data
     except (OSError, ValueError, AttributeError):
         pass

@@ -142,14 +142,13 @@ class LlamaCppLLM(SequentialBatchMixin):
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1, seed=seed, verbose=verbose
         )
         self._llm = self._counted(grammar_last(_abortable(Llama(**self._params))))
-        self._scorer = None
         # prompt tokens evaluated and reused (from the KV cache) by this model, both contexts together
         self.prompt_tally = {"evaluated": 0, "reused": 0}
         self._prompt_eval: tuple[int, int] | None = None
-        # Made with the model, not on first use: verification (on by default) scores in it, and a second
-        # context is a second load of the model (0.6 s for the 0.5B, 1.5 s for the 1.5B on 2 cores) that
-        # would otherwise fall inside a teacher's first item.
-        self.scoring_context()
+        # The scoring context is made with the model, not on first use: verification (on by default) scores
+        # in it, and a second context is a second load of the model (0.6 s for the 0.5B, 1.5 s for the 1.5B
+        # on 2 cores) that would otherwise fall inside a teacher's first item.
+        self._scorer = _abortable(Llama(**self._params))
 
     def _counted(self, llm):
         """``llm`` whose first ``eval`` of a call records how much of the prompt its KV cache already held
@@ -185,10 +184,6 @@ class LlamaCppLLM(SequentialBatchMixin):
 
     def scoring_context(self):
         """The llama.cpp context that option scoring evaluates in (made with the model; callers hold the lock)."""
-        if self._scorer is None:
-            from llama_cpp import Llama
-
-            self._scorer = _abortable(Llama(**self._params))
         return self._scorer
 
     def count_tokens(self, text: str) -> int:
