@@ -55,6 +55,8 @@ models: setup
 	@echo "==> pulling pinned models (verified by sha256; skipped when already present)"
 	$(BIN)/coe models pull qwen2.5-coder-0.5b-instruct-q4
 	$(BIN)/coe models pull minilm-l6-v2-int8
+	@echo "==> fitting the static query encoder to MiniLM on ScienceQA train+val (skipped when up to date)"
+	$(BIN)/coe models fit-encoder --data $(DATA)
 
 index: models
 	@echo "==> indexing the ScienceQA train+val exemplar bank into Chroma (skipped when up to date)"

@@ -79,7 +79,7 @@ def template_fit(
     if not like:
         return Fit(known=False)
     masked = [_masked(question), *dict.fromkeys(_masked(e.question) for e in like)]
-    vectors = retriever.embedder.embed(masked)
+    vectors = retriever.similarity.embed(masked)
     same_template = {m for m, v in zip(masked[1:], vectors[1:]) if float(v @ vectors[0]) >= SAME_QUESTION}
     return _fit(retriever, [e for e in like if _masked(e.question) in same_template][:20], answer)
 
@@ -88,7 +88,7 @@ def _fit(retriever, same: list, answer: str) -> Fit:
     if not same:
         return Fit(known=False)
     options = list(dict.fromkeys(o for e in same for o in [e.answer, *e.distractors] if o.strip()))
-    vectors = retriever.embedder.embed([answer, *options])
+    vectors = retriever.similarity.embed([answer, *options])
     sims = vectors[1:] @ vectors[0]
     best = int(sims.argmax())
     floor = FIT_FLOOR

@@ -257,10 +257,11 @@ def _flagged_without_student(
 def model_free_cues(
     item, question: str, distractors: list[str], *, rationale: str | None = None, retriever=None
 ) -> list[Cue]:
-    """Every check that needs no language model (text, WordNet, and the bank's MiniLM embedder when given)."""
+    """Every check that needs no language model (text, WordNet, and the retriever's similarity model when
+    given)."""
     key = item.answer
     material = " ".join((item.context, item.image_text))
-    embedder = getattr(retriever, "embedder", None)
+    embedder = getattr(retriever, "similarity", None)
     return [
         *question_cues(question, key, distractors),
         *option_cues(question, key, distractors, material),

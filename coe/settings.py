@@ -24,7 +24,7 @@ class CoeSettings(BaseSettings):
     offline: bool = False  # refuse hub ids at once (HF_HUB_OFFLINE does too)
     debug: bool = False  # full tracebacks instead of one-line errors
     # plugins by entry-point name (coe.plugins.registry); unset: the built-in one, and no image embedder
-    text_embedder: str | None = None  # coe.text_embedders (minilm-onnx)
+    text_embedder: str | None = None  # coe.text_embedders (minilm-static)
     vector_store: str | None = None  # coe.vector_stores (chroma)
     image_reader: str | None = None  # coe.image_readers (ocr-caption)
     image_embedder: str | None = None  # retrieval's image embedder plugin (e.g. open-clip)

@@ -98,8 +98,9 @@ def run(
     services = Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
     model_id = getattr(llm, "model_id", "none (model-free variants only)")
     if base.retriever is None:
-        raise ConfigError("coe eval needs the exemplar retriever (its embedder scores the items)")
-    scorer = Scorer(base.retriever.embedder)
+        raise ConfigError("coe eval needs the exemplar retriever")
+    # MiniLM cosines whatever encoder retrieval uses, so reports stay comparable
+    scorer = Scorer(base.retriever.similarity.embedder)
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     n_items = 0

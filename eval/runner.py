@@ -25,7 +25,9 @@ def cache_root() -> Path:
     return settings().eval_cache or coe_home() / "eval-cache"
 
 
-def config_id(task: str, split: str, variant: str, model: str, rankers: str | None = None) -> str:
+def config_id(
+    task: str, split: str, variant: str, model: str, rankers: str | None = None, embedder: str | None = None
+) -> str:
     from coe.graphs.settings import GraphSettings
 
     graph = variant_settings(variant)
@@ -42,6 +44,8 @@ def config_id(task: str, split: str, variant: str, model: str, rankers: str | No
     }
     if rankers:  # a retrained ranker makes other predictions
         cfg["rankers"] = rankers
+    if embedder:  # so does an index read with another encoder
+        cfg["embedder"] = embedder
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
     # the folder is named by the base variant; the digest tells its settings apart
     return f"{base_variant(variant)}-{digest}"
@@ -95,7 +99,8 @@ def run_variant(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     cache = cache or cache_root()
-    cid = config_id(task, items[0].split if items else "", variant, model, rankers_used(variant, services))
+    embedder = getattr(getattr(services.retriever, "embedder", None), "model_id", None)
+    cid = config_id(task, items[0].split if items else "", variant, model, rankers_used(variant, services), embedder)
     folder = cache / task / cid
     preds: dict[str, dict] = {}
     computed = 0

@@ -151,14 +151,20 @@ def retrieval_services(banks: tuple[str, ...] | None = None) -> Retrieval:
 def _retrieval_services(banks: tuple[str, ...]) -> Retrieval:
     from coe.dataset_loaders import ScienceQA
     from coe.errors import ConfigError
-    from coe.plugins.embed.configured import configured_image_embedder
+    from coe.plugins.embed.configured import configured_image_embedder, similarity_embedder
     from coe.plugins.registry import resolve
     from coe.question_banks import require_banks
 
     store = resolve("vector_store")
     embedder = resolve("text_embedder")
     require_banks(store, banks, embedder.model_id)
-    retriever = ExemplarRetriever(embedder, store, banks=list(banks), image_embedder=configured_image_embedder())
+    retriever = ExemplarRetriever(
+        embedder,
+        store,
+        banks=list(banks),
+        image_embedder=configured_image_embedder(),
+        similarity_embedder=similarity_embedder(embedder),
+    )
     try:
         dataset = ScienceQA()
     except ConfigError:  # no dataset: OCR alone describes images

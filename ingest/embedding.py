@@ -1,5 +1,5 @@
-"""coe's MiniLM embedder as a LlamaIndex ``BaseEmbedding``: material passages and exemplars share one
-embedding stack and one model file."""
+"""coe's passage embedder (MiniLM by default) as a LlamaIndex ``BaseEmbedding``: material passages and
+exemplars share one embedding stack and one model file."""
 
 from __future__ import annotations
 
@@ -18,11 +18,17 @@ PASSAGE_BATCH = 16
 
 @cache
 def passage_embedder():
-    """The text embedder (``COE_TEXT_EMBEDDER``, default MiniLM) for passages, one per process: loading it
-    costs more than embedding a query."""
-    from coe.plugins.registry import resolve
+    """The text embedder for passages (``COE_TEXT_EMBEDDER``), one per process: loading it costs more than
+    embedding a query. A fitted encoder's teacher instead (MiniLM for the default ``minilm-static``): the
+    static table is fitted to the exemplar bank's words, and a teacher's own documents bring others."""
+    from coe.plugins.registry import configured_name, create, load, resolve
 
-    return resolve("text_embedder", max_length=MAX_TOKENS)
+    teacher = getattr(load("text_embedder", configured_name("text_embedder") or ""), "teacher", None)
+    return (
+        create("text_embedder", teacher, max_length=MAX_TOKENS)
+        if teacher
+        else resolve("text_embedder", max_length=MAX_TOKENS)
+    )
 
 
 class CoeEmbedding(BaseEmbedding):

@@ -21,7 +21,7 @@ GROUPS = {
 
 
 # The built-in plugin of each kind that has one by default.
-DEFAULTS = {"text_embedder": "minilm-onnx", "image_reader": "ocr-caption", "vector_store": "chroma"}
+DEFAULTS = {"text_embedder": "minilm-static", "image_reader": "ocr-caption", "vector_store": "chroma"}
 
 
 def available(kind: str) -> list[str]:

@@ -63,6 +63,10 @@ def test_variants_cache_and_resume(tmp_path, fixture_dataset, fixture_index):
     assert all(p.get("rationale") is None for p in no_cot["predictions"].values())
     copy = run_variant("dg", "copy", items, services, "scripted", cache=tmp_path)
     assert all(isinstance(p["distractors"], list) for p in copy["predictions"].values())
+    # the same variant over an index read with another encoder is not answered from the cache
+    fixture_index.embedder.model_id = "another-encoder"
+    other = run_variant("dg", "coe", items, services, "scripted", cache=tmp_path)
+    assert other["computed"] == len(items) and len(calls) > n_calls
 
 
 def test_interrupted_run_keeps_finished_items(tmp_path, fixture_dataset, fixture_index):

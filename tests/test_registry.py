@@ -243,4 +243,4 @@ def test_an_unknown_plugin_name_in_the_environment_is_one_line(third_party_kinds
     with pytest.raises(ConfigError, match=r"^no vector_store plugin named 'nope'; installed: chroma, memory$"):
         registry.resolve("vector_store", "nope")  # named by the caller (a command-line option)
     monkeypatch.delenv("COE_TEXT_EMBEDDER")
-    assert registry.configured_name("text_embedder") == "minilm-onnx"  # unset: the built-in one
+    assert registry.configured_name("text_embedder") == "minilm-static"  # unset: the built-in one

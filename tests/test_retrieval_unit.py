@@ -197,3 +197,36 @@ def test_retrieval_is_deterministic_whatever_order_the_bank_was_indexed_in(fixtu
         results.append([[(e.id, e.score) for e in retriever.retrieve(q, k=6)[0]] for _ in range(2)])
     assert results[0][0] == results[0][1] == results[1][0] == results[1][1]
     assert len(results[0][0]) >= 3
+
+
+class ExactText:
+    """A similarity model that knows only identical texts: cosine 1 for the same string, 0 otherwise."""
+
+    name = "exact"
+    model_id = "exact-text"
+    dim = 4096
+
+    def embed(self, texts):
+        import hashlib
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, int(hashlib.sha256(t.encode()).hexdigest(), 16) % self.dim] = 1.0
+        return out
+
+
+def test_same_questions_are_decided_by_the_similarity_model_when_the_index_encoder_differs(
+    fixture_index, fixture_dataset
+):
+    from coe.retrieval.retriever import ExemplarRetriever
+
+    question = default_bank(fixture_dataset)[0].question
+    by_index = fixture_index.same_questions(question, n=50, min_similarity=0.45)
+    assert any(e.question != question for e in by_index)  # the bag-of-words index calls other questions alike
+
+    judged = ExemplarRetriever(
+        fixture_index.embedder, fixture_index.raw_store, similarity_embedder=ExactText()
+    ).same_questions(question, n=50, min_similarity=0.45)
+    assert judged and {e.question for e in judged} == {question}
+    assert {e.score for e in judged} == {1.0}
+    assert {e.id for e in judged} == {e.id for e in by_index if e.question == question}

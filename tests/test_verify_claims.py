@@ -102,7 +102,7 @@ class LikeBank:
         from coe.retrieval.exemplars import Exemplar
         self.exemplar = Exemplar(id="n1", question="What is the capital of Nebraska?", answer="Lincoln",
                                  distractors=["Omaha", "Denver"], score=0.7)
-        self.embedder = self
+        self.similarity = self
 
     def embed(self, texts):
         out = np.zeros((len(texts), 4), dtype=np.float32)

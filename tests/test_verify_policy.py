@@ -219,7 +219,7 @@ class TemplateBank:
         self.rows = {"What is the capital of France?": [("Paris", ["Madrid", "Boston"]), ("Denver", ["Boston"])],
                      "Which organism is a producer in this food web?": [("rotifer", ["shiner"])]}
         self.Exemplar = Exemplar
-        self.embedder = self
+        self.similarity = self
 
     def embed(self, texts):
         import numpy as np

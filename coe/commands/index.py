@@ -44,10 +44,16 @@ def index_build(
     from coe.plugins.embed.configured import configured_image_embedder
     from coe.plugins.registry import resolve
     from coe.retrieval.index import build_image_index, build_index, default_bank, exemplar_images
+    from coe.retrieval.static_encoder import ensure_table
+
+    from .models import fit_summary
 
     dataset = ScienceQA(data)
     bank = default_bank(dataset, tuple(s.strip() for s in splits.split(",") if s.strip()))
     store = resolve("vector_store", path=chroma)
+    fitted = ensure_table(data, progress=err.print)
+    if fitted is not None:
+        err.print(fit_summary(fitted), highlight=False)
     embedder = resolve("text_embedder")
     # Loaded before any embedding, so a bad image model spec fails before minutes of text indexing.
     images = configured_image_embedder(image_embedder, model=image_model, pretrained=image_weights)

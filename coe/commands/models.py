@@ -32,6 +32,30 @@ def models_pull(name: str = typer.Argument(..., help="Preset name (see `coe mode
     print(path)
 
 
+@models_app.command("fit-encoder")
+def models_fit_encoder(
+    data: str | None = typer.Option(None, "--data", help="ScienceQA folder (or $COE_SCIENCEQA_DIR)."),
+    force: bool = typer.Option(False, "--force", help="Fit again even when the table is fitted to these texts."),
+) -> None:
+    """Fit the static query encoder (``minilm-static``, the default text embedder) to MiniLM on ScienceQA's
+    train and val fields (idempotent; needs minilm-l6-v2-int8 pulled)."""
+    from coe.retrieval.static_encoder import fit_default_table
+
+    info = fit_default_table(data, force=force, progress=err.print)
+    err.print(fit_summary(info), highlight=False)
+    print(info["folder"])
+
+
+def fit_summary(info: dict) -> str:
+    if info["status"] == "up to date":
+        return f"static encoder: already fitted to these {info['texts']} texts ({info['folder']})"
+    return (
+        f"static encoder fitted to {info['texts']} texts in {info['seconds']:.0f} s: held-out cosine to "
+        f"{info['teacher']} {max(info['holdout_cosine'].values()):.3f} (l2 {info['l2']:g}; "
+        f"{info['holdout_cosine_before_fit']:.3f} before the fit)"
+    )
+
+
 @models_app.command("tiny-vl")
 def models_tiny_vl(
     out: str = typer.Option(..., "--out", help="Directory for the checkpoint."),

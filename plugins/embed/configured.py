@@ -24,3 +24,12 @@ def configured_image_embedder(name: str | None = None, *, model: str | None = No
     if pretrained:
         kwargs["pretrained"] = pretrained
     return registry.create("image_embedder", name, **kwargs)
+
+
+def similarity_embedder(retrieval_embedder):
+    """The embedder whose cosines the checks' thresholds and the evaluation's embedding scores read: the
+    model a fitted encoder imitates (its ``teacher``, an entry-point name: MiniLM for ``minilm-static``),
+    else the retrieval embedder itself. The thresholds (same question 0.9, duplicate options 0.93, the
+    answer-fit floor) were set on MiniLM cosines, which a static encoder's only approximate."""
+    teacher = getattr(retrieval_embedder, "teacher", None)
+    return registry.create("text_embedder", teacher) if teacher else retrieval_embedder

@@ -64,6 +64,30 @@ class MiniLMOnnxEmbedder:
             result[idx] = vecs
         return result
 
+    def unpadded_tokenizer(self):
+        """The tokenizer as a static encoder reads texts: truncated alike, never padded."""
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_str(self._tok.to_str())
+        tok.no_padding()
+        return tok
+
+    def token_vectors(self, batch_size: int = 1024) -> np.ndarray:
+        """(vocab, dim): each vocabulary token's vector as a text of that one token ([CLS] token [SEP]),
+        mean-pooled and not normalised: where a static encoder fitted to this model starts."""
+        vocab = self._tok.get_vocab_size()
+        cls_id, sep_id = self._tok.token_to_id("[CLS]"), self._tok.token_to_id("[SEP]")
+        out = np.zeros((vocab, self.dim), dtype=np.float32)
+        for start in range(0, vocab, batch_size):
+            ids = np.arange(start, min(vocab, start + batch_size), dtype=np.int64)
+            inputs = np.stack([np.full_like(ids, cls_id), ids, np.full_like(ids, sep_id)], axis=1)
+            hidden = self._session.run(
+                None,
+                {"input_ids": inputs, "attention_mask": np.ones_like(inputs), "token_type_ids": np.zeros_like(inputs)},
+            )[0]
+            out[ids] = hidden.mean(axis=1)
+        return out
+
 
 @lru_cache(maxsize=4)
 def _session(onnx_path: str, mtime_ns: int, threads: int):
