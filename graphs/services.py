@@ -4,6 +4,7 @@ the settings are ``coe.graphs.settings``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any, TypeVar
 
@@ -117,8 +118,8 @@ def probe_llm(llm: LLMPlugin) -> LLMPlugin:
 
 
 def default_services(model: str | None = None, banks: tuple[str, ...] | None = None) -> Services:
-    """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), MiniLM ONNX over Chroma
-    searching ``banks`` (default: ScienceQA's, ``("default",)``), OCR + dataset caption (each plugin as
+    """The offline CPU default: llama.cpp GGUF (or a server, see ``default_llm``), the static query encoder
+    over Chroma searching ``banks`` (default: ScienceQA's, ``("default",)``), OCR + dataset caption (each plugin as
     ``retrieval_services`` resolves it). One per model and set of banks in a process (``None`` and
     ``("default",)`` are the same set)."""
     from coe.question_banks import parse_banks
@@ -128,10 +129,33 @@ def default_services(model: str | None = None, banks: tuple[str, ...] | None = N
 
 @cache
 def _default_services(model: str | None, banks: tuple[str, ...]) -> Services:
-    # a bad model spec (e.g. a hub id offline) or an unreachable server is the first thing reported
-    llm = probe_llm(default_llm(model))
-    base = retrieval_services(banks)
+    # Everything but the model (the index, the embedders, OCR, WordNet, the rankers and the bank's counts:
+    # about 4 s of a first item on 2 cores) loads on a thread while the model loads; llama.cpp reads its
+    # weights with the GIL released. A bad model spec (e.g. a hub id offline) or an unreachable server is
+    # still the first thing reported.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coe-warm")
+    loading = pool.submit(warm, banks)
+    try:
+        llm = probe_llm(default_llm(model))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    base = loading.result()
     return Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
+
+
+def warm(banks: tuple[str, ...]) -> Retrieval:
+    """``retrieval_services(banks)`` with what an item's first steps would load already loaded: the OCR
+    engine, WordNet, the bank's matrices, the rankers and the bank's counts (each a lock-guarded cache)."""
+    from coe.modelstore.wordnet import wordnet_reader
+    from coe.ranking.select import warm as warm_rankers
+
+    base = retrieval_services(banks)
+    reader_warm = getattr(base.image_reader, "warm", None)
+    if callable(reader_warm):
+        reader_warm()
+    wordnet_reader()
+    warm_rankers(base.retriever)
+    return base
 
 
 def retrieval_services(banks: tuple[str, ...] | None = None) -> Retrieval:

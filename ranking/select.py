@@ -38,6 +38,15 @@ def _embed_for(retriever) -> EmbedCache:
     return cache
 
 
+def warm(retriever, exclude_splits: tuple[str, ...] = ()) -> None:
+    """Load now what an item's first ranking loads (both rankers, the bank's counts, the index vectors the
+    features read), so that a process can do it while its language model loads."""
+    for task in ("distractors", "questions"):
+        _load(task, retriever, None)
+    stats_for(retriever, exclude_splits)
+    _embed_for(retriever)
+
+
 def rank_pool(
     answer: str,
     question: str,

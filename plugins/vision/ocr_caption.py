@@ -113,6 +113,12 @@ class OcrCaptionReader:
         self.max_side = max_side
         self.drop_cjk = drop_cjk
 
+    def warm(self) -> None:
+        """Load the OCR engine now (about a second on 2 cores) rather than at the first image: the services
+        call it while the language model loads."""
+        with _engine_lock:
+            _engine()
+
     def ocr_lines(self, image: Image.Image) -> list[str]:
         """Recognised lines at or above ``min_confidence``, top-to-bottom, left-to-right."""
         rgb = _bounded(image if image.mode == "RGB" else image.convert("RGB"), self.max_side)
