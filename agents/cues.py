@@ -41,6 +41,14 @@ def contains_phrase(haystack_norm: str, needle: str) -> bool:
     return bool(n) and re.search(rf"(^| ){re.escape(n)}( |$)", haystack_norm) is not None
 
 
+def _run_together(haystack_norm: str, needle: str) -> bool:
+    """Whether a phrase of several words occurs with its spaces dropped, as OCR reads a diagram's two-word
+    labels ("blackcrappie", "greenalgae"). One word is never matched this way: inside another word it would
+    be found where it is not ("ant" in "plant")."""
+    words = normalize(needle, articles=True).split()
+    return len(words) > 1 and re.search(rf"(^| ){re.escape(''.join(words))}( |$)", haystack_norm) is not None
+
+
 def question_cues(question: str, answer: str, distractors: list[str] | None = None) -> list[Cue]:
     """Cues on the question alone (``distractors`` tell an enumeration of choices from a giveaway)."""
     cues: list[Cue] = []
@@ -121,7 +129,7 @@ def option_cues(question: str, answer: str, distractors: list[str], material: st
         # The key is named in the material, so the question is about what the material lists: an option
         # it never mentions ("rotifer" for a tundra food web) is implausible at a glance.
         for d in distractors:
-            if not contains_phrase(material_norm, d):
+            if not contains_phrase(material_norm, d) and not _run_together(material_norm, d):
                 # A warning only: map labels and OCR are often partial (gold items name states the OCR missed).
                 cues.append(
                     Cue(
