@@ -1,6 +1,6 @@
 """Imported banks as exemplars: banks written by coe's export and by independent tools guide an item through
 the graph (scripted student, real Chroma), several banks merge by score, duplicates are skipped across
-imports, and the command line imports, lists and removes a bank with the real MiniLM embedder."""
+imports, and the command line imports, lists and removes a bank with the real default embedder."""
 
 from __future__ import annotations
 
@@ -158,9 +158,13 @@ def test_remove_and_bad_names(tmp_path, home, monkeypatch):
 
 
 @pytest.mark.real_parts
-def test_cli_imports_lists_and_removes_with_minilm(tmp_path):
-    """The real embedder, through the command line; a bad --bank on generate is a one-line input error."""
+def test_cli_imports_lists_and_removes_with_the_default_embedder(tmp_path):
+    """The real default embedder, through the command line; a bad --bank on generate is a one-line input
+    error."""
     from coe.paths import models_dir
+    from coe.plugins.registry import resolve
+
+    embedder = resolve("text_embedder")
 
     env = {**os.environ, "COE_HOME": str(tmp_path / "home"), "COE_CHROMA_DIR": str(tmp_path / "chroma"),
            "COE_MODELS_DIR": str(models_dir())}
@@ -180,10 +184,9 @@ def test_cli_imports_lists_and_removes_with_minilm(tmp_path):
                                    "reason": "a true/false question, not multiple choice"}]
     listed = json.loads(coe("bank", "list", "--json").stdout)
     assert [(b["name"], b["exemplars"], b["embedder"]) for b in listed] == \
-        [("teacher", 3, "all-MiniLM-L6-v2-onnx-int8")]
-    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+        [("teacher", 3, embedder.model_id)]
     store = ChromaStore(tmp_path / "chroma")
-    found, _ = ExemplarRetriever(MiniLMOnnxEmbedder(), store, bank="teacher").retrieve(
+    found, _ = ExemplarRetriever(embedder, store, bank="teacher").retrieve(
         RetrievalQuery(answer="carrot", question="Which plant do rabbits eat?"), k=1)
     assert found[0].bank == "teacher" and found[0].answer == "rabbit"
     assert np.isclose(np.linalg.norm(store.get_embeddings("teacher-question", [found[0].id])[found[0].id]), 1.0, atol=1e-3)

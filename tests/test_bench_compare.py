@@ -66,7 +66,9 @@ def test_retrieval_compare_runs_the_commit_and_the_working_tree(tmp_path, fixtur
     if not is_pulled("minilm-l6-v2-int8"):
         pytest.fail("run `coe models pull minilm-l6-v2-int8` first (make test does)")
     build_index(default_bank(fixture_dataset), embedder=MiniLMOnnxEmbedder(), store=ChromaStore(tmp_path / "chroma"))
-    env = {"COE_CHROMA_DIR": str(tmp_path / "chroma"), "COE_SCIENCEQA_DIR": str(FIXTURE)}
+    # both arms read the index with the encoder it was built with, whatever their own default
+    env = {"COE_CHROMA_DIR": str(tmp_path / "chroma"), "COE_SCIENCEQA_DIR": str(FIXTURE),
+           "COE_TEXT_EMBEDDER": "minilm-onnx"}
     queries = [{"answer": "rabbit", "question": "Which animal eats the plant?", "context": "food chain"},
                {"answer": "milk", "question": "Which of these is a liquid?", "exclude_ids": ["5"]},
                {"answer": "yes", "context": "a picture of two objects"}]

@@ -32,15 +32,15 @@ def llm():
 
 @pytest.fixture(scope="module")
 def mini_index(tmp_path_factory):
-    """The fixture bank embedded with the real MiniLM into a real Chroma folder."""
+    """The fixture bank embedded with the default text embedder into a real Chroma folder."""
     _require("minilm-l6-v2-int8")
     from coe.dataset_loaders import ScienceQA
-    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+    from coe.plugins.registry import resolve
     from coe.plugins.store.chroma import ChromaStore
     from coe.retrieval.index import build_index, default_bank
 
     path = tmp_path_factory.mktemp("chroma")
-    build_index(default_bank(ScienceQA(FIXTURE)), embedder=MiniLMOnnxEmbedder(), store=ChromaStore(path))
+    build_index(default_bank(ScienceQA(FIXTURE)), embedder=resolve("text_embedder"), store=ChromaStore(path))
     return path
 
 

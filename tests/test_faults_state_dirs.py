@@ -37,8 +37,14 @@ def blocked(request, tmp_path):
 
 @pytest.fixture
 def coe(capsys, monkeypatch):
-    """Run ``coe ARGS`` in this process (``coe.cli.main``) with the given environment: exit code and stderr."""
+    """Run ``coe ARGS`` in this process (``coe.cli.main``) with the given environment: exit code and stderr.
+    The process keeps one set of services per model and banks; an earlier test's (built under another
+    environment, or by the loading thread of a model that then failed) must not answer for this one."""
     from coe.cli import main
+    from coe.graphs import services
+
+    services._default_services.cache_clear()
+    services._retrieval_services.cache_clear()
 
     def run(args, **env):
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -1,4 +1,4 @@
-"""End to end with real parts: ScienceQA test images, rapidocr, MiniLM ONNX, Chroma, llama.cpp 0.5B.
+"""End to end with real parts: ScienceQA test images, rapidocr, the default static encoder, Chroma, llama.cpp 0.5B.
 
 Needs the pulled presets (`make test` pulls them) and the ScienceQA folder; nothing is downloaded."""
 
@@ -33,8 +33,8 @@ def dataset():
 @pytest.fixture(scope="session")
 def real_index(tmp_path_factory, dataset):
     """A real Chroma index of a real bank subset: every train/val item sharing a question with the
-    cases, plus a fixed slice of others, embedded with the real MiniLM."""
-    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+    cases, plus a fixed slice of others, embedded with the default text embedder."""
+    from coe.plugins.registry import resolve
     from coe.plugins.store.chroma import ChromaStore
     from coe.retrieval.index import build_index, default_bank
 
@@ -45,17 +45,17 @@ def real_index(tmp_path_factory, dataset):
     subset = list({e.id: e for e in subset}.values())
     path = tmp_path_factory.mktemp("chroma")
     store = ChromaStore(path)
-    build_index(subset, embedder=MiniLMOnnxEmbedder(), store=store)
+    build_index(subset, embedder=resolve("text_embedder"), store=store)
     return path, store, {e.id for e in subset}
 
 
 def test_template_sibling_is_retrieved(real_index, dataset):
-    from coe.plugins.embed.minilm_onnx import MiniLMOnnxEmbedder
+    from coe.plugins.registry import resolve
     from coe.retrieval.retriever import ExemplarRetriever, RetrievalQuery
 
     _, store, ids = real_index
     item = dataset.get("841")  # test split: "Which of these organisms contains matter ... lichen?"
-    retriever = ExemplarRetriever(MiniLMOnnxEmbedder(), store)
+    retriever = ExemplarRetriever(resolve("text_embedder"), store)
     found, _ = retriever.retrieve(RetrievalQuery(answer=item.answer, question=item.question,
                                                  context=item.hint, image_text=item.caption,
                                                  exclude_splits=["test"]))
