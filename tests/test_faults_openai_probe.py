@@ -1,5 +1,6 @@
 """An ``openai:`` server that cannot be reached is reported first, in one line naming its URL: before the
-image is read, the exemplar index opened or any graph step run."""
+image is read or any graph step run, and before anything the exemplar index (loaded beside the model) has
+to say."""
 
 import socket
 
