@@ -46,7 +46,7 @@ def _run_together(haystack_norm: str, needle: str) -> bool:
     labels ("blackcrappie", "greenalgae"). One word is never matched this way: inside another word it would
     be found where it is not ("ant" in "plant")."""
     words = normalize(needle, articles=True).split()
-    return len(words) > 1 and re.search(rf"(^| ){re.escape(''.join(words))}( |$)", haystack_norm) is not None
+    return len(words) > 1 and contains_phrase(haystack_norm, "".join(words))
 
 
 def question_cues(question: str, answer: str, distractors: list[str] | None = None) -> list[Cue]:

@@ -101,7 +101,7 @@ class ExemplarRetriever:
             in_memory=self.in_memory,
         )
         other.query_embedder = self.query_embedder
-        other.similarity = self.query_embedder if self.similarity is self.query_embedder else self.similarity
+        other.similarity = self.similarity  # the shared query cache when it is the similarity model too
         return other
 
     def _check_image_index(self) -> None:
