@@ -3,15 +3,23 @@
 Every file here may come from an untrusted user, so each failure becomes a one-line
 ``InputError`` (exit 2) instead of a traceback, and image size is checked from the
 header before any pixel data is decoded (decompression bombs).
+
+Decoded pictures are kept in a small LRU (bounded by pixels): one item's picture is read by its OCR step
+and then by every model call that shows it to a vision-language model (question, rationale,
+distractors, verification, notes), and a large photo costs far more to decode than to copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import threading
 import warnings
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
+from cachetools import LRUCache
 from PIL import Image
 
 from coe.errors import InputError
@@ -21,6 +29,30 @@ MiB = 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_IMAGE_BYTES = 50 * MiB
 DEFAULT_MAX_TEXT_BYTES = 10 * MiB
+# About 190 MB of RGB: a few dozen ScienceQA-sized pictures, or a handful of camera photos.
+DECODED_CACHE_PIXELS = 64_000_000
+
+_decoded: LRUCache = LRUCache(maxsize=DECODED_CACHE_PIXELS, getsizeof=lambda img: img.width * img.height)
+_decoded_lock = threading.Lock()
+
+
+def clear_decoded_images() -> None:
+    """Forget every decoded picture (the next read decodes its file again)."""
+    with _decoded_lock:
+        _decoded.clear()
+
+
+def _remembered(key: Hashable, decode: Callable[[], Image.Image]) -> Image.Image:
+    """A copy of the picture decoded under ``key``, decoding it on a miss: callers (third-party readers
+    among them) may change what they get without changing what the next caller gets."""
+    with _decoded_lock:
+        image = _decoded.get(key)
+    if image is None:
+        image = decode()
+        if image.width * image.height <= DECODED_CACHE_PIXELS:
+            with _decoded_lock:
+                _decoded[key] = image
+    return image.copy()
 
 
 def _regular_file(path: str | os.PathLike, *, kind: str, max_bytes: int) -> Path:
@@ -83,9 +115,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def load_image(
     path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
 ) -> Image.Image:
-    """Open an image file as an RGB ``PIL.Image`` or raise ``InputError`` with one line."""
+    """Open an image file as an RGB ``PIL.Image`` or raise ``InputError`` with one line. A file read before
+    and unchanged since (same size and modification time) is not decoded again."""
     p = _regular_file(path, kind="image", max_bytes=max_bytes)
-    return _decode(lambda: Image.open(p), str(p), max_pixels)
+    st = p.stat()
+    key = ("file", str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, max_pixels)
+    return _remembered(key, lambda: _decode(lambda: Image.open(p), str(p), max_pixels))
 
 
 def load_image_bytes(
@@ -98,7 +133,8 @@ def load_image_bytes(
     """``load_image`` for an encoded image already in memory (an upload, a database blob)."""
     if len(data) > max_bytes:
         raise InputError(f"image too large: {label} ({len(data)} bytes, limit {max_bytes})")
-    return _decode(lambda: Image.open(io.BytesIO(data)), label, max_pixels)
+    key = ("bytes", hashlib.blake2b(data, digest_size=16).digest(), max_pixels)
+    return _remembered(key, lambda: _decode(lambda: Image.open(io.BytesIO(data)), label, max_pixels))
 
 
 def check_image(img: Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS, label: str = "image") -> Image.Image:

@@ -210,3 +210,53 @@ def test_read_text_file_missing_or_directory(tmp_path):
         read_text_file(tmp_path / "none.txt")
     with pytest.raises(InputError, match="directory"):
         read_text_file(tmp_path)
+
+
+@pytest.fixture
+def decoded(monkeypatch) -> list[str]:
+    """The label of every picture decoded from here on, starting with none kept."""
+    from coe import imageio
+
+    imageio.clear_decoded_images()
+    labels: list[str] = []
+    real = imageio._decode
+
+    def counting(open_image, label, limit):
+        labels.append(label)
+        return real(open_image, label, limit)
+
+    monkeypatch.setattr(imageio, "_decode", counting)
+    return labels
+
+
+def test_a_picture_read_again_is_not_decoded_again(png, decoded):
+    first = load_image(png)
+    first.paste((255, 0, 0), (0, 0, 10, 10))  # a reader that draws on its copy
+    second = load_image(png)
+    assert len(decoded) == 1
+    with Image.open(png) as original:
+        assert second.tobytes() == original.convert("RGB").tobytes()
+    # a tighter limit is not answered from what a looser one let through
+    with pytest.raises(InputError, match="too large"):
+        load_image(png, max_pixels=100)
+    # the file changed: read again
+    Image.effect_noise((60, 40), 64).convert("RGB").save(png)
+    assert load_image(png).size == (60, 40)
+    assert len(decoded) == 3
+
+
+def test_the_model_plugins_reuse_the_picture_the_item_already_read(png, decoded):
+    """The OCR step reads the picture with ``load_image``; the vision-language plugin's calls read it again
+    through ``load_pil`` (by path or as bytes) and get it without decoding it again."""
+    from coe.plugins.llm.protocol import ImageRef
+    from coe.plugins.llm.transformers_processing import load_pil
+
+    seen = load_image(png)
+    for _ in range(3):
+        assert load_pil(ImageRef(path=png)).tobytes() == seen.tobytes()
+    data = png.read_bytes()
+    for _ in range(2):
+        assert load_pil(ImageRef(data=data)).tobytes() == seen.tobytes()
+    assert len(decoded) == 2  # the file once, the same bytes sent inline once
+    with pytest.raises(InputError, match="not a readable image"):
+        load_pil(ImageRef(data=b"\x89PNG\r\n\x1a\nbroken"))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -38,22 +37,13 @@ QWEN2_VL_CHAT_TEMPLATE = (
 
 
 def load_pil(ref: ImageRef):
-    """An ``ImageRef`` (path or bytes) as an RGB PIL image; transparent areas become white."""
-    from PIL import Image
+    """An ``ImageRef`` (path or bytes) as an RGB PIL image, read by ``coe.imageio``: size-bounded, transparent
+    areas white, and a picture the item's earlier steps read is not decoded again."""
+    from coe.imageio import load_image, load_image_bytes
 
-    try:
-        img = Image.open(io.BytesIO(ref.read_bytes()))
-        if img.width * img.height > _MAX_IMAGE_PIXELS:
-            raise ConfigError(f"image of {img.width}x{img.height} pixels is over the {_MAX_IMAGE_PIXELS} pixel limit")
-        img.load()
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"unreadable image ({type(exc).__name__}: {exc})") from None
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        background.alpha_composite(rgba)
-        return background.convert("RGB")
-    return img if img.mode == "RGB" else img.convert("RGB")
+    if ref.data is None and ref.path is not None:
+        return load_image(ref.path, max_pixels=_MAX_IMAGE_PIXELS)
+    return load_image_bytes(ref.read_bytes(), max_pixels=_MAX_IMAGE_PIXELS)
 
 
 class LightQwen2VLProcessor:
