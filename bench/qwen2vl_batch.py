@@ -235,8 +235,10 @@ def main(argv=None) -> int:
     attempt("seed", seed)
 
     # the best of `reps` runs of each, the two modes taking turns: on a shared CPU the slower runs say
-    # more about the neighbours than about the path
-    reps = 2 if quick else 3
+    # more about the neighbours than about the path (a tiny model's run lasts 1-2 s, and on 2 cores
+    # runs of the same path differ by 10-25 %, hence more of them with --quick)
+    reps = 5 if quick else 3
+    decode_reps = 2 if quick else 3
     for b in batches:
 
         def batched_and_stages(b=b):
@@ -275,7 +277,7 @@ def main(argv=None) -> int:
 
         def decode(name=name, static=static):
             rate, t_long, warm, method, prompt = run_decode(
-                llm, items, tokens, device, static=static, short=short, long=long, repeats=reps
+                llm, items, tokens, device, static=static, short=short, long=long, repeats=decode_reps
             )
             decode_row(
                 name,
@@ -299,7 +301,7 @@ def main(argv=None) -> int:
             )
             fast.graph_compile_mode = compile_mode
             rate, t_long, warm, method, prompt, mode, same = run_graph_decode(
-                fast, items, tokens, device, short=short, long=long, repeats=reps
+                fast, items, tokens, device, short=short, long=long, repeats=decode_reps
             )
             decode_row(
                 "decode-graph",

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
+from coe.plugins.llm.caller_thread import served
 from coe.plugins.llm.request_batcher import MicroBatchLLM
 from langchain_core.callbacks import BaseCallbackHandler
 
@@ -108,8 +109,17 @@ def iter_items(
     if not items:
         return
     services, batcher, configs, _ = _prepared(items, services, max_concurrency, settings)
+
+    def completed():
+        return graph.batch_as_completed(items, configs, return_exceptions=True, context=services)
+
+    def run(put):
+        for pair in completed():
+            put(pair)
+
     try:
-        for i, out in graph.batch_as_completed(items, configs, return_exceptions=True, context=services):
+        # with a micro-batcher, its batches go out from this thread (``caller_thread``) between the results
+        for i, out in completed() if batcher is None else served(batcher, run):
             yield i, _result(items[i], out)[0]
     finally:
         if batcher is not None:
@@ -143,7 +153,12 @@ def generate_items(
     services, batcher, configs, max_concurrency = _prepared(items, services, max_concurrency, settings)
     t0 = time.perf_counter()
     try:
-        outputs = graph.batch(items, configs, return_exceptions=True, context=services)
+        if batcher is None:
+            outputs = graph.batch(items, configs, return_exceptions=True, context=services)
+        else:  # the batches go out from this thread (``caller_thread``), the items run beside it
+            (outputs,) = served(
+                batcher, lambda put: put(graph.batch(items, configs, return_exceptions=True, context=services))
+            )
     finally:
         if batcher is not None:
             batcher.set_callers(None)

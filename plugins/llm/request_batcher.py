@@ -17,10 +17,11 @@ splits the items into groups that then reach each later step at different times,
 call per group.
 
 Batches go to the backend one at a time (it decodes one batch at a time anyway), always from the same
-thread; requests that arrive meanwhile gather for the next one. Whichever waiting thread finds the batch
-ready hands it to that thread and gives every caller its own reply, or the backend's exception. Requests
-with different sampling settings may share a batch: the backend splits them (``TransformersVLLM`` groups
-by decoding settings).
+thread: the batcher's own, or the caller's while ``caller_thread.served`` runs the items beside it (what
+``generate_items`` does); requests that arrive meanwhile gather for the next one. Whichever waiting thread
+finds the batch ready hands it to that thread and gives every caller its own reply, or the backend's
+exception. Requests with different sampling settings may share a batch: the backend splits them
+(``TransformersVLLM`` groups by decoding settings).
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ class MicroBatchLLM:
         # a while: with each batch sent from another item's thread, those teams took the cores from the
         # next batch (the quick Qwen2-VL bench's model calls ran 20-30 % slower than the same batches
         # sent from one thread).
-        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coe-batch")
+        # (``generate_items`` sends from its caller's thread instead: ``caller_thread.served``.)
+        self._own_sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coe-batch")
+        self._sender: Any = self._own_sender
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "llm":  # not set yet (copy, pickle): no recursion into self.llm
@@ -95,6 +98,16 @@ class MicroBatchLLM:
         with self._cond:
             self._callers = None if n is None else max(0, int(n))
             self._cond.notify_all()
+
+    def send_through(self, sender: Any, *, replacing: Any = None) -> Any:
+        """Send the batches through ``sender`` (``submit(fn, *args)`` returning a ``Future``) from now on, and
+        return the sender it replaced. Only the batcher's own thread is replaced, or with ``replacing``
+        only that sender; otherwise nothing changes and the answer is None."""
+        with self._cond:
+            if self._sender is not (self._own_sender if replacing is None else replacing):
+                return None
+            replaced, self._sender = self._sender, sender
+            return replaced
 
     @property
     def stats(self) -> dict[str, Any]:
