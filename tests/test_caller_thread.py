@@ -10,7 +10,7 @@ from coe.graphs import generate_items
 from coe.graphs.many_items import iter_items
 from coe.plugins.llm.request_batcher import MicroBatchLLM
 from tests.test_graph import SINGLE_SHOT, stage_of
-from tests.test_graph_many_items import ITEMS, NativeLLM, in_threads, replies, services_for, strip_seconds
+from tests.test_graph_many_items import ITEMS, EchoLLM, NativeLLM, in_threads, replies, services_for, strip_seconds
 
 
 class ThreadNotingLLM(NativeLLM):
@@ -83,3 +83,18 @@ def test_ctrl_c_during_a_batch_reaches_the_caller_and_no_item_waits_forever(fixt
     with pytest.raises(KeyboardInterrupt):
         generate_items(ITEMS, services_for(llm, fixture_index), n_distractors=2, **SINGLE_SHOT)
     assert finished_helpers()
+
+
+def test_option_scores_are_computed_on_the_thread_that_sends_the_batches(fixture_index):
+    """Verification scores options item by item (not batched); those calls too run on the caller's thread."""
+    from tests.test_graph_many_items import student, student_reply
+
+    llm = student(student_reply)
+    scored_on: list[int] = []
+    score = llm.score_options
+    llm.score_options = lambda request: scored_on.append(threading.get_ident()) or score(request)
+    out = generate_items(ITEMS, services_for(llm, fixture_index), n_distractors=2)
+    assert all(o["verification"] for o in out) and scored_on
+    assert set(scored_on) == {threading.get_ident()}
+    # a backend without option scores is still told apart (the verifier then asks for a constrained choice)
+    assert not hasattr(MicroBatchLLM(EchoLLM()), "score_options")

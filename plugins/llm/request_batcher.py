@@ -48,7 +48,8 @@ class MicroBatchLLM:
     """An LLM plugin that gathers concurrent requests into batched calls of the wrapped ``llm``.
 
     Every other attribute (``name``, ``model_id``, ``supports_images``, ``score_options``,
-    ``count_tokens``, ...) is the wrapped backend's; ``score_options`` and the like are not batched."""
+    ``count_tokens``, ...) is the wrapped backend's. ``score_options`` is not batched, but it runs on the
+    thread that sends the batches, so PyTorch keeps one thread team (``caller_thread``)."""
 
     def __init__(
         self,
@@ -87,7 +88,10 @@ class MicroBatchLLM:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "llm":  # not set yet (copy, pickle): no recursion into self.llm
             raise AttributeError(name)
-        return getattr(self.llm, name)
+        value = getattr(self.llm, name)
+        if name == "score_options":  # only where the backend has it: callers test for the attribute
+            return lambda request: self._sender.submit(value, request).result()
+        return value
 
     # --- the callers ------------------------------------------------------------------------------------
 
