@@ -12,8 +12,6 @@ from coe.errors import ConfigError
 
 from .protocol import GenerationRequest, ImageRef
 
-_MAX_IMAGE_PIXELS = 40_000_000
-
 # Qwen2-VL's chat template: images (and videos) become <|vision_start|><|image_pad|><|vision_end|>
 # in message order; the processor expands each <|image_pad|> to the image's token count.
 QWEN2_VL_CHAT_TEMPLATE = (
@@ -42,8 +40,8 @@ def load_pil(ref: ImageRef):
     from coe.imageio import load_image, load_image_bytes
 
     if ref.data is None and ref.path is not None:
-        return load_image(ref.path, max_pixels=_MAX_IMAGE_PIXELS)
-    return load_image_bytes(ref.read_bytes(), max_pixels=_MAX_IMAGE_PIXELS)
+        return load_image(ref.path)
+    return load_image_bytes(ref.read_bytes())
 
 
 class LightQwen2VLProcessor:
