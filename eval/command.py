@@ -68,6 +68,8 @@ def run(
     known_false: str = ",".join(KINDS),
     resamples: int = RESAMPLES,
     banks: list[str] | None = None,
+    compare: str | None = None,
+    compare_variants: str | None = None,
 ) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
@@ -88,11 +90,38 @@ def run(
     from coe.question_banks import parse_banks
 
     bank_names = parse_banks(banks)
+    # the reference's variants are named as its own code names them: checked there, not here
+    ref_variants = [v.strip() for v in (compare_variants or "").split(",") if v.strip()] or chosen
+    if compare is not None:
+        if "=" in compare:
+            raise InputError("coe eval --compare takes a git commit; settings are variants: --variant coe,coe:k=2")
+        if bank_names != ("default",) or not [t for t in tasks if t in TASKS]:
+            raise InputError("coe eval --compare compares qg, rg or dg on the default bank")
     base = retrieval_services(bank_names)
     from .runner import cache_root
 
     # the cache key does not name the banks: other banks' predictions are kept apart by folder
     cache = cache_root() if bank_names == ("default",) else cache_root() / f"banks-{'+'.join(bank_names)}"
+    gen_tasks = [t for t in tasks if t in TASKS]
+    samples = {t: sample(load_items(dataset, split, t), limit, stratify=stratify, seed=seed) for t in gen_tasks}
+
+    found: list[dict[str, Any]] = []
+    if compare is not None:  # the reference first: it is the long, resumable part
+        from .compare_eval import reference_runs
+
+        found = reference_runs(
+            compare,
+            tasks=gen_tasks,
+            variants=ref_variants,
+            split=split,
+            limit=limit,
+            stratify=stratify,
+            seed=seed,
+            model=model,
+            data_dir=dataset.root,
+            samples={t: [i.pid for i in items] for t, items in samples.items()},
+            status=console,
+        )
     needs_model = "verify" in tasks or any(variant_settings(v) is not None for v in chosen)
     llm = probe_llm(default_llm(model)) if needs_model else None
     services = Services(llm=llm, retriever=base.retriever, image_reader=base.image_reader)
@@ -101,6 +130,15 @@ def run(
         raise ConfigError("coe eval needs the exemplar retriever")
     # MiniLM cosines whatever encoder retrieval uses, so reports stay comparable
     scorer = Scorer(base.retriever.similarity.embedder)
+
+    def scored_run(r: dict[str, Any]) -> dict[str, Any]:
+        by_pid = {i.pid: i for i in samples[r["task"]]}
+        scored = [(by_pid[pid], scorer.score(r["task"], by_pid[pid], p)) for pid, p in r["predictions"].items()]
+        r["scores"] = aggregate(scored, seed=seed, resamples=resamples)
+        r["item_scores"] = {item.pid: s for item, s in scored}  # for paired differences
+        return r
+
+    ref_runs = [scored_run(r) for r in found]
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     n_items = 0
@@ -114,16 +152,13 @@ def run(
                 bars[name] = bar.add_task(name, total=total)
             bar.update(bars[name], completed=done)
 
-        for t in [t for t in tasks if t in TASKS]:
-            items = sample(load_items(dataset, split, t), limit, stratify=stratify, seed=seed)
-            n_items = max(n_items, len(items))
-            by_pid = {i.pid: i for i in items}
+        for t in gen_tasks:
+            n_items = max(n_items, len(samples[t]))
             for v in chosen:
-                r = run_variant(t, v, items, services, model_id, progress=progress, cache=cache)
-                scored = [(by_pid[pid], scorer.score(t, by_pid[pid], p)) for pid, p in r["predictions"].items()]
-                r["scores"] = aggregate(scored, seed=seed, resamples=resamples)
-                r["item_scores"] = {item.pid: s for item, s in scored}  # for paired differences
-                runs.append(r)
+                runs.append(
+                    scored_run(run_variant(t, v, samples[t], services, model_id, progress=progress, cache=cache))
+                )
+        runs += ref_runs
         verify = None
         if "verify" in tasks:
             from .verify_task import run_verify
@@ -171,6 +206,11 @@ def run(
         notes += paired_differences(
             [r for r in runs if r["variant"] in (v, base_variant(v))], v, seed=seed, resamples=resamples
         )
+    compared = []
+    for v in chosen if ref_runs else []:  # each current variant against the reference's, item by item
+        lines = paired_differences([r for r in runs if r["variant"] == v] + ref_runs, v, seed=seed, resamples=resamples)
+        notes += lines
+        compared += lines
     meta = {
         "split": split,
         "tasks": tasks,
@@ -186,6 +226,9 @@ def run(
         "variants": chosen,
         "resamples": resamples,
         "banks": list(bank_names),
+        "compare": {"ref": compare, "labels": sorted({r["label"] for r in ref_runs}), "paired": compared}
+        if compare is not None
+        else None,
     }
     path = write_report(Path(report), runs, meta, verify) if report else None
     return {"meta": meta, "runs": runs, "verify": verify, "report": str(path) if path else None}
@@ -216,6 +259,11 @@ def print_summary(result: dict[str, Any], console: Console) -> None:
         for row in rows:
             t.add_row(*[str(c) for c in row])
         console.print(t)
+    if result["meta"].get("compare"):
+        cmp = result["meta"]["compare"]
+        console.print(f"[bold]current − reference {', '.join(cmp['labels'])}[/bold], scored alike:")
+        for line in cmp["paired"]:
+            console.print(line, markup=False)
     if result["report"]:
         console.print(f"report: {result['report']}")
 

@@ -78,23 +78,38 @@ def arms_for(ref: str, stack: ExitStack) -> tuple[Arm, Arm]:
     if "=" in ref:
         configurable, env = parse_settings(ref)
         return Arm("reference", ROOT, f"settings {ref}", configurable, env), current
-    try:
-        commit = _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    except InputError:
-        raise InputError(f"--compare: {ref!r} is neither a git commit here nor KEY=VALUE settings") from None
-    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="coe-compare-")))
-    archive = tmp / "tree.tar"
-    with archive.open("wb") as out:
-        proc = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", commit], stdout=out, stderr=subprocess.PIPE, text=True
-        )
-    if proc.returncode:
-        raise InputError(f"--compare: cannot export {ref}: {proc.stderr.strip()}")
-    tree = tmp / "tree"
-    with tarfile.open(archive) as tar:
-        tar.extractall(tree, filter="data")
-    archive.unlink()
+    commit = resolve_commit(ref, settings_too=True)
+    tree = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="coe-compare-"))) / "tree"
+    export_tree(commit, tree)
     return Arm("reference", tree, f"{ref} ({commit[:10]})"), current
+
+
+def resolve_commit(ref: str, *, settings_too: bool = False) -> str:
+    try:
+        return _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except InputError:
+        what = "neither a git commit here nor KEY=VALUE settings" if settings_too else "not a git commit here"
+        raise InputError(f"--compare: {ref!r} is {what}") from None
+
+
+def export_tree(commit: str, dest: Path) -> None:
+    """The commit's tracked files in ``dest`` (absent before), whole or not at all: the archive is unpacked
+    beside it and renamed into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=dest.parent) as tmp:
+        archive = Path(tmp) / "tree.tar"
+        with archive.open("wb") as out:
+            proc = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", "--format=tar", commit],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        if proc.returncode:
+            raise InputError(f"--compare: cannot export {commit[:10]}: {proc.stderr.strip()}")
+        with tarfile.open(archive) as tar:
+            tar.extractall(Path(tmp) / "tree", filter="data")
+        os.replace(Path(tmp) / "tree", dest)
 
 
 class Worker:

@@ -5,7 +5,10 @@ the trace are the same for both; only the ``coe`` package they import differs.
 Run as a script, never imported: ``python -P compare_worker.py --root TREE``. It maps the ``coe`` packages to
 TREE's folders (by TREE's own pyproject.toml) ahead of the installed one, says which file it imported, then
 answers one JSON request per line on stdin with one JSON line on stdout until stdin closes. Everything
-else that writes to stdout (libraries, llama.cpp) is sent to stderr."""
+else that writes to stdout (libraries, llama.cpp) is sent to stderr.
+
+``--mode cli -- ARGS`` runs TREE's own command line instead (``coe ARGS``), as ``coe eval --compare`` does
+for the reference's evaluation."""
 
 from __future__ import annotations
 
@@ -142,10 +145,22 @@ def _retrieval(args, send) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", required=True)
-    parser.add_argument("--mode", choices=("items", "retrieval"), required=True)
+    parser.add_argument("--mode", choices=("items", "retrieval", "cli"), required=True)
     parser.add_argument("--model", default="")
+    parser.add_argument("cli_args", nargs="*", help="--mode cli: the arguments of TREE's coe command")
     args = parser.parse_args()
     root = Path(args.root).resolve()
+    if args.mode == "cli":
+        sys.meta_path.insert(0, TreeFinder(root))
+        import coe
+
+        if not Path(coe.__file__).resolve().is_relative_to(root):
+            sys.exit(f"coe was imported from {coe.__file__}, not from {root}")
+        import runpy
+
+        sys.argv = ["coe", *args.cli_args]
+        runpy.run_module("coe.cli", run_name="__main__", alter_sys=True)  # TREE's `python -m coe.cli ARGS`
+        return
     protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # stray prints, from Python or C, go to the log instead of the protocol
     sys.stdout = sys.stderr

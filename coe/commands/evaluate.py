@@ -37,6 +37,16 @@ def eval_command(
     bank: list[str] = typer.Option(
         [], "--bank", metavar="NAME", help="Exemplar bank(s) to search (repeatable or a,b; default: ScienceQA's)."
     ),
+    compare: Optional[str] = typer.Option(
+        None,
+        "--compare",
+        metavar="REF",
+        help="Also run git commit REF's own evaluation (its own code, index and cache, under "
+        "COE_HOME/eval-compare) on the same items, score it here and print each variant's paired difference.",
+    ),
+    compare_variant: Optional[str] = typer.Option(
+        None, "--compare-variant", help="The variants REF runs (default: --variant), as REF names them."
+    ),
 ) -> None:
     """Score variants on ScienceQA (resumable: finished items are cached)."""
     from coe.eval import command
@@ -58,6 +68,8 @@ def eval_command(
         known_false=known_false,
         resamples=resamples,
         banks=bank,
+        compare=compare,
+        compare_variants=compare_variant,
     )
     if as_json:
         print(json.dumps(command.as_json(result), default=str))
