@@ -351,3 +351,32 @@ def test_graph_decoder_step_equals_generate(checkpoints, family):
     assert dec.generate(inputs, 12, eos_token_ids=[stop_at]) == first[:first.index(stop_at) + 1]
     with pytest.raises(ValueError, match="exceed"):
         dec.generate(inputs, 500)
+
+
+def test_cancel_stops_a_running_generation_and_refuses_calls_until_resumed(checkpoints):
+    """What a batch run's Ctrl-C does to the items in flight: the running generate stops after the token it
+    is on (not after max_tokens), and later calls raise before touching the model."""
+    from coe.plugins.llm.protocol import OptionScoreRequest
+    from coe.plugins.llm.transformers_vl import TransformersVLLM
+
+    llm = TransformersVLLM(checkpoints["qwen2_vl"], dtype="fp32", device="cpu", ignore_eos=True)
+    forwards = []
+
+    def count(module, args, output):
+        forwards.append(1)
+        if len(forwards) == 3:
+            llm.cancel()
+
+    hook = llm.model.register_forward_hook(count)
+    with pytest.raises(KeyboardInterrupt):
+        llm.generate_batch([request("tell me", max_tokens=40), request("and me", max_tokens=40)])
+    assert 3 <= len(forwards) <= 4
+    forwards.clear()
+    with pytest.raises(KeyboardInterrupt):
+        llm.generate(request("again", max_tokens=40))
+    with pytest.raises(KeyboardInterrupt):
+        llm.score_options(OptionScoreRequest(messages=request("A or B?").messages, labels=["A", "B"]))
+    assert forwards == []
+    llm.resume()
+    hook.remove()
+    assert llm.generate(request("tell me", max_tokens=5)).usage.completion_tokens == 5

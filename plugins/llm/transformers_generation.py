@@ -33,10 +33,11 @@ from .transformers_loading import (
     torch_dtype,
 )
 from .transformers_processing import chat_messages, left_padded, load_processor
+from .transformers_cancel import CancelMethods
 from .reply import parse_and_validate, stop_at
 
 
-class TransformersVLLM(AdapterMethods):
+class TransformersVLLM(AdapterMethods, CancelMethods):
     """``TransformersVLLM("qwen2-vl-2b" | "/path/to/local/checkpoint" | "Qwen/Qwen2-VL-2B-Instruct", ...)``.
 
     ``dtype``: bf16, fp16, fp32 or auto (bf16/fp16 on CUDA, fp32 on CPU). ``device_map`` goes to
@@ -147,6 +148,7 @@ class TransformersVLLM(AdapterMethods):
         self._eos_ids = self._eos_token_ids()
         self._base_model = self.model
         self.adapter: str | None = None
+        self._init_cancel()
 
     # -- generation --
 
@@ -220,7 +222,9 @@ class TransformersVLLM(AdapterMethods):
         import torch
 
         start = time.perf_counter()
+        self._check_cancelled()
         with self.model_lock:
+            self._check_cancelled()  # cancelled while this batch waited for the model
             inputs = self.encode(requests)
             kwargs = self._generate_kwargs(requests)
             out = None
@@ -230,7 +234,8 @@ class TransformersVLLM(AdapterMethods):
                 if kwargs["do_sample"] and requests[0].seed is not None:
                     torch.manual_seed(requests[0].seed)  # one RNG stream for the batch
                 with torch.inference_mode():
-                    out = self.model.generate(**inputs, **kwargs)
+                    out = self.model.generate(**inputs, **kwargs, stopping_criteria=self._stopping_criteria())
+        self._check_cancelled()  # a stopped generation is cut short, not a reply
         seconds = time.perf_counter() - start
         prompt_len = inputs["input_ids"].shape[1]
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
@@ -296,4 +301,5 @@ class TransformersVLLM(AdapterMethods):
         """Each label's log-probability as the reply's first token, over the full vocabulary."""
         from .transformers_scoring import score_options
 
+        self._check_cancelled()
         return score_options(self, request)

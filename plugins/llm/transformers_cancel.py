@@ -1,0 +1,47 @@
+"""Stopping a transformers backend from another thread, as a batch run does on Ctrl-C: ``cancel()`` makes a
+running ``generate`` stop after its current token and every later call raise ``KeyboardInterrupt``, so the
+items still in flight end at once instead of finishing unseen; ``resume()`` allows calls again.
+
+The check is a ``StoppingCriteria``: transformers calls it after each decoded token, for the whole batch."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+def _stop_criterion(flag: threading.Event) -> Any:
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopWhenCancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), flag.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StopWhenCancelled()
+
+
+class CancelMethods:
+    """``cancel`` / ``resume`` for a plugin whose ``_setup`` calls ``_init_cancel``."""
+
+    model_id: str
+    _cancelled: threading.Event
+
+    def _init_cancel(self) -> None:
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop the running call after its current token; later calls raise until ``resume()``."""
+        self._cancelled.set()
+
+    def resume(self) -> None:
+        self._cancelled.clear()
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise KeyboardInterrupt(f"{self.model_id}: model calls are cancelled")
+
+    def _stopping_criteria(self) -> Any:
+        from transformers import StoppingCriteriaList
+
+        return StoppingCriteriaList([_stop_criterion(self._cancelled)])
