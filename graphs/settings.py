@@ -155,7 +155,11 @@ def settings_from(config: RunnableConfig | None) -> GraphSettings:
     (``thread_id``, ...) and a server's, so only the model's fields are taken here; callers check theirs
     whole with ``check_settings`` before the run."""
     conf = (config or {}).get("configurable", {}) or {}
-    return check_settings({k: v for k, v in conf.items() if k in GraphSettings.model_fields})
+    return check_settings({k: v for k, v in conf.items() if k in _FIELDS})
+
+
+# every node of every item reads its settings; pydantic's ``model_fields`` is a property, not a plain dict
+_FIELDS = frozenset(GraphSettings.model_fields)
 
 
 def check_settings(values: Mapping[str, Any], *, where: str = "") -> GraphSettings:

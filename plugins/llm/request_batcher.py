@@ -140,8 +140,10 @@ class MicroBatchLLM:
         owner = threading.get_ident()
         slots = [_Slot(r, owner, now) for r in requests]
         with self._cond:
+            # No one is woken here: a batch this request fills or completes is sent by this thread below,
+            # and a new request only moves the others' deadline later (they wake at the old one, look, and
+            # wait again). Waking every waiting caller on each arrival cost O(callers²) wake-ups per step.
             self._pending.extend(slots)
-            self._cond.notify_all()  # the batch may now be full, or every caller waiting
         while True:
             with self._cond:
                 while True:
