@@ -28,6 +28,7 @@ from .transformers_loading import (
     AdapterMethods,
     adapter_base,
     adapter_label,
+    eos_token_ids,
     load_model,
     takes_token_types,
     torch_dtype,
@@ -145,24 +146,12 @@ class TransformersVLLM(AdapterMethods, CancelMethods):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.ignore_eos = ignore_eos  # decode exactly max_tokens (benchmarks)
-        self._eos_ids = self._eos_token_ids()
+        self._eos_ids = eos_token_ids(self.tokenizer, self.model)
         self._base_model = self.model
         self.adapter: str | None = None
         self._init_cancel()
 
     # -- generation --
-
-    def _eos_token_ids(self) -> list[int]:
-        ids = []
-        for tok in ("<|im_end|>", "<|endoftext|>"):
-            i = self.tokenizer.convert_tokens_to_ids(tok)
-            if isinstance(i, int) and i >= 0 and self.tokenizer.convert_ids_to_tokens(i) == tok:
-                ids.append(i)
-        cfg = self.model.generation_config.eos_token_id
-        for i in cfg if isinstance(cfg, list) else [cfg] if cfg is not None else []:
-            if i not in ids:
-                ids.append(i)
-        return [i for i in ids if isinstance(i, int)]
 
     def encode(self, requests: list[GenerationRequest]):
         """Left-padded model inputs for a batch of requests (one processor call)."""

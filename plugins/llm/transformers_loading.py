@@ -154,6 +154,20 @@ def adapter_label(adapter: str | os.PathLike) -> str:
     return f"{path.resolve().name}-{digest.hexdigest()[:8]}"
 
 
+def eos_token_ids(tokenizer, model) -> list[int]:
+    """The chat template's end tokens the tokenizer really has, then the generation config's own."""
+    ids = []
+    for tok in ("<|im_end|>", "<|endoftext|>"):
+        i = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(i, int) and i >= 0 and tokenizer.convert_ids_to_tokens(i) == tok:
+            ids.append(i)
+    cfg = model.generation_config.eos_token_id
+    for i in cfg if isinstance(cfg, list) else [cfg] if cfg is not None else []:
+        if i not in ids:
+            ids.append(i)
+    return [i for i in ids if isinstance(i, int)]
+
+
 class AdapterMethods:
     """LoRA adapters on a plugin holding ``model`` (what runs), ``_base_model`` (the weights without an
     adapter), ``adapter`` (its directory or None), ``processor`` and ``graph_decoders`` (by length bucket)."""
