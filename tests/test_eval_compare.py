@@ -58,7 +58,9 @@ def test_head_compared_with_the_working_tree_pairs_the_same_items(tmp_path):
     ref_home = tmp_path / "home" / "eval-compare" / sha[:12]
     assert (ref_home / "tree" / "pyproject.toml").is_file()
     assert len(list((ref_home / "home" / "eval-cache" / "dg").glob("copy*/*.json"))) == 2
-    # a second run reads the reference's cached predictions and scores them alike
-    again = _coe(args, env)
+    # a second run reads the reference's cached predictions and scores them alike, into the report too
+    again = _coe([*args, "--report", str(tmp_path / "report")], env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["meta"]["compare"]["paired"] == cmp["paired"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert all(line in report for line in cmp["paired"])
