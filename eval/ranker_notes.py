@@ -61,7 +61,7 @@ def ranker_notes(
 
 PAIRED = {
     "dg": ("bleu4", "rougeL", "recall_exact", "valid"),
-    "qg": ("template_exact", "template_near", "bleu4"),
+    "qg": ("template_exact", "template_near", "bleu4", "states_key"),  # states_key: lower is better
     "rg": ("bleu4", "rougeL", "semantic"),
 }
 
