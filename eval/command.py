@@ -158,7 +158,6 @@ def run(
                 runs.append(
                     scored_run(run_variant(t, v, samples[t], services, model_id, progress=progress, cache=cache))
                 )
-        runs += ref_runs
         verify = None
         if "verify" in tasks:
             from .verify_task import run_verify
@@ -211,6 +210,7 @@ def run(
         lines = paired_differences([r for r in runs if r["variant"] == v] + ref_runs, v, seed=seed, resamples=resamples)
         notes += lines
         compared += lines
+    runs += ref_runs  # in the tables and the report beside the current variants
     meta = {
         "split": split,
         "tasks": tasks,
