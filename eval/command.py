@@ -90,19 +90,19 @@ def run(
     from coe.question_banks import parse_banks
 
     bank_names = parse_banks(banks)
+    gen_tasks = [t for t in tasks if t in TASKS]
     # the reference's variants are named as its own code names them: checked there, not here
     ref_variants = [v.strip() for v in (compare_variants or "").split(",") if v.strip()] or chosen
     if compare is not None:
         if "=" in compare:
             raise InputError("coe eval --compare takes a git commit; settings are variants: --variant coe,coe:k=2")
-        if bank_names != ("default",) or not [t for t in tasks if t in TASKS]:
+        if bank_names != ("default",) or not gen_tasks:
             raise InputError("coe eval --compare compares qg, rg or dg on the default bank")
     base = retrieval_services(bank_names)
     from .runner import cache_root
 
     # the cache key does not name the banks: other banks' predictions are kept apart by folder
     cache = cache_root() if bank_names == ("default",) else cache_root() / f"banks-{'+'.join(bank_names)}"
-    gen_tasks = [t for t in tasks if t in TASKS]
     samples = {t: sample(load_items(dataset, split, t), limit, stratify=stratify, seed=seed) for t in gen_tasks}
 
     found: list[dict[str, Any]] = []

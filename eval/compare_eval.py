@@ -28,7 +28,7 @@ def reference_home(commit: str) -> Path:
 
 
 def _child_env(home: Path, data_dir: Path) -> dict[str, str]:
-    from coe.settings import settings
+    from coe.modelstore.wordnet import nltk_data_dir
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the tree is chosen by --root alone
     # the reference keeps its index and predictions apart; what it only reads is shared
@@ -38,7 +38,7 @@ def _child_env(home: Path, data_dir: Path) -> dict[str, str]:
         COE_HOME=str(home / "home"),
         COE_EVAL_CACHE=str(home / "home" / "eval-cache"),
         COE_MODELS_DIR=str(models_dir()),
-        COE_NLTK_DATA=str(settings().nltk_data or coe_home() / "nltk_data"),
+        COE_NLTK_DATA=str(nltk_data_dir()),
         COE_SCIENCEQA_DIR=str(data_dir),
         PYTHONUNBUFFERED="1",
     )

@@ -142,6 +142,17 @@ def _retrieval(args, send) -> None:
         send({"seconds": time.perf_counter() - t1})
 
 
+def tree_coe(root: Path) -> Path:
+    """Import ``coe`` from TREE (ahead of the installed one) and say which file it came from."""
+    sys.meta_path.insert(0, TreeFinder(root))
+    import coe
+
+    where = Path(coe.__file__).resolve()
+    if not where.is_relative_to(root):
+        raise ImportError(f"coe was imported from {where}, not from {root}")
+    return where
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", required=True)
@@ -151,12 +162,9 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.root).resolve()
     if args.mode == "cli":
-        sys.meta_path.insert(0, TreeFinder(root))
-        import coe
-
-        if not Path(coe.__file__).resolve().is_relative_to(root):
-            sys.exit(f"coe was imported from {coe.__file__}, not from {root}")
         import runpy
+
+        tree_coe(root)
 
         sys.argv = ["coe", *args.cli_args]
         runpy.run_module("coe.cli", run_name="__main__", alter_sys=True)  # TREE's `python -m coe.cli ARGS`
@@ -168,14 +176,8 @@ def main() -> None:
     def send(message: dict) -> None:
         protocol.write(json.dumps(message, default=float) + "\n")
 
-    sys.meta_path.insert(0, TreeFinder(root))
     try:
-        import coe
-
-        where = Path(coe.__file__).resolve()
-        if not where.is_relative_to(root):
-            raise ImportError(f"coe was imported from {where}, not from {root}")
-        send({"coe": str(where)})
+        send({"coe": str(tree_coe(root))})
         (_items if args.mode == "items" else _retrieval)(args, send)
     except Exception as exc:  # reported to the parent in one line; the traceback is in the log
         import traceback

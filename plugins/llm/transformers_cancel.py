@@ -10,25 +10,28 @@ import threading
 from typing import Any
 
 
-def _stop_criterion(flag: threading.Event) -> Any:
+def _stopping_criteria(flag: threading.Event) -> Any:
     import torch
-    from transformers import StoppingCriteria
+    from transformers import StoppingCriteria, StoppingCriteriaList
 
     class StopWhenCancelled(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
             return torch.full((input_ids.shape[0],), flag.is_set(), dtype=torch.bool, device=input_ids.device)
 
-    return StopWhenCancelled()
+    return StoppingCriteriaList([StopWhenCancelled()])
 
 
 class CancelMethods:
-    """``cancel`` / ``resume`` for a plugin whose ``_setup`` calls ``_init_cancel``."""
+    """``cancel`` / ``resume`` for a plugin whose ``_setup`` calls ``_init_cancel``; its ``generate`` calls
+    pass ``stopping_criteria=self._stop_when_cancelled``."""
 
     model_id: str
     _cancelled: threading.Event
+    _stop_when_cancelled: Any
 
     def _init_cancel(self) -> None:
         self._cancelled = threading.Event()
+        self._stop_when_cancelled = _stopping_criteria(self._cancelled)  # stateless: one for every call
 
     def cancel(self) -> None:
         """Stop the running call after its current token; later calls raise until ``resume()``."""
@@ -40,8 +43,3 @@ class CancelMethods:
     def _check_cancelled(self) -> None:
         if self._cancelled.is_set():
             raise KeyboardInterrupt(f"{self.model_id}: model calls are cancelled")
-
-    def _stopping_criteria(self) -> Any:
-        from transformers import StoppingCriteriaList
-
-        return StoppingCriteriaList([_stop_criterion(self._cancelled)])

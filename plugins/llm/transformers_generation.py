@@ -211,9 +211,8 @@ class TransformersVLLM(AdapterMethods, CancelMethods):
         import torch
 
         start = time.perf_counter()
-        self._check_cancelled()
         with self.model_lock:
-            self._check_cancelled()  # cancelled while this batch waited for the model
+            self._check_cancelled()  # also when cancelled while this batch waited for the model
             inputs = self.encode(requests)
             kwargs = self._generate_kwargs(requests)
             out = None
@@ -223,7 +222,7 @@ class TransformersVLLM(AdapterMethods, CancelMethods):
                 if kwargs["do_sample"] and requests[0].seed is not None:
                     torch.manual_seed(requests[0].seed)  # one RNG stream for the batch
                 with torch.inference_mode():
-                    out = self.model.generate(**inputs, **kwargs, stopping_criteria=self._stopping_criteria())
+                    out = self.model.generate(**inputs, **kwargs, stopping_criteria=self._stop_when_cancelled)
         self._check_cancelled()  # a stopped generation is cut short, not a reply
         seconds = time.perf_counter() - start
         prompt_len = inputs["input_ids"].shape[1]
