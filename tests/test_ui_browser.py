@@ -118,6 +118,14 @@ def choose(page, label: str, option: str) -> None:
     playwright_api.expect(box).to_have_value(option)
 
 
+def settled(page) -> None:
+    """Wait until the run is over and every element of its rerun is drawn. On a busy machine a value read
+    before that can come from a half-drawn form, and an expander opened before it can be replaced by its
+    redrawn copy, which comes closed."""
+    playwright_api.expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0)
+    playwright_api.expect(page.locator('[data-stale="true"]')).to_have_count(0)
+
+
 def status(page, label: str):
     """The step status whose label starts with ``label``."""
     return page.locator("details").filter(has=page.get_by_text(re.compile("^" + re.escape(label)))).first
@@ -197,6 +205,7 @@ def test_a_teachers_session_in_a_laptop_sized_browser(server, tmp_path, record_p
                           "Answering the item as a student would", "Noting why a student might pick"):
                 expect(status(page, f"{words}")).to_be_visible()
             expect(page.get_by_text("Verified by a student model", exact=False).first).to_be_visible()
+            settled(page)
             first = [page.get_by_label(f"Distractor {i}", exact=True).input_value() for i in (1, 2, 3)]
             assert all(first) and len(set(first)) == 3
 
@@ -206,10 +215,12 @@ def test_a_teachers_session_in_a_laptop_sized_browser(server, tmp_path, record_p
             for i in (1, 2, 3):
                 expect(page.get_by_label(f"Distractor {i}", exact=True)).to_have_count(1)  # the old form is gone
             expect(page.get_by_text("Validator: 3 distinct distractors")).to_be_visible()
+            settled(page)
             one = [page.get_by_label(f"Distractor {i}", exact=True).input_value() for i in (1, 2, 3)]
             assert (one[0], one[2]) == (first[0], first[2]) and one[1] not in first, (first, one)
 
             # open the question step of the trace: the exact prompt and the raw output
+            settled(page)
             page.get_by_text("3. question", exact=False).first.click()
             expect(page.get_by_text("Prompt sent").first).to_be_visible()
             expect(page.get_by_text("Raw model output").first).to_be_visible()
@@ -219,11 +230,13 @@ def test_a_teachers_session_in_a_laptop_sized_browser(server, tmp_path, record_p
             expect(page.get_by_label("Distractor 1", exact=True).first).not_to_have_value(one[0])
             expect(page.get_by_label("Distractor 1", exact=True)).to_have_count(1)  # the old form is gone
             expect(page.get_by_text("Validator: 3 distinct distractors")).to_be_visible()
+            settled(page)
             again = [page.get_by_label(f"Distractor {i}", exact=True).input_value() for i in (1, 2, 3)]
             assert not set(again) & set(first + one)  # every replaced option stays out
             for words in ("Applying your decision", "Writing the wrong options", "Checking the wrong options"):
                 expect(status(page, words)).to_be_visible()
             # the new distractor step in the trace shows what the reviewer rejected
+            settled(page)
             step = page.locator("details").filter(has=page.get_by_text(re.compile(r"^\d+\. distractors"))).last
             step.locator("summary").click()
             expect(step.get_by_text(f"the reviewer rejected '{first[1]}'", exact=False).first).to_be_visible()
@@ -231,6 +244,7 @@ def test_a_teachers_session_in_a_laptop_sized_browser(server, tmp_path, record_p
             # swap in another question the question step kept: the rest is written and checked again for it
             question = page.get_by_label("Question", exact=True)
             expect(question).to_have_count(1)  # the form of the run before is gone (it lingers on a busy machine)
+            settled(page)
             before = question.input_value()
             swap = page.get_by_role("button", name=re.compile("^⇄ ")).first
             other = swap.inner_text().removeprefix("⇄").strip()
