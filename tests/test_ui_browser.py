@@ -48,6 +48,7 @@ def server(tmp_path):
     port = free_port()
     env = {**os.environ, "COE_SERVICES": "tests.ui_support:services", "COE_HOME": str(tmp_path / "home"),
            "COE_SCIENCEQA_DIR": str(FIXTURE), "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
+           "COE_TEST_MODEL_SECONDS": "0.3",
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     log = (tmp_path / "streamlit.log").open("w")
     proc = subprocess.Popen(

@@ -4,15 +4,19 @@ The language model is a :class:`ScriptedLLM` whose distractors come from a fixed
 option the prompt already mentions (kept or rejected by the reviewer), so regenerations differ.
 Retrieval runs over the hand-written fixture bank in a real Chroma store with a hash embedder.
 ``GATE`` can hold one stage (rationale or distractors) until a test opens it, to cancel a run in flight.
+``COE_TEST_MODEL_SECONDS`` makes each model call take that long, as a real model's do: an instant run on a
+busy machine can reach the browser in one batch of updates, so its progress line is never drawn.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import re
 import shutil
 import tempfile
 import threading
+import time
 from functools import cache
 
 from coe.graphs import Services
@@ -61,6 +65,7 @@ class StubReader:
 def reply(request):
     stage = task_of(request)
     GATE.wait(stage)
+    time.sleep(float(os.environ.get("COE_TEST_MODEL_SECONDS", "0")))
     if stage == "question":
         return {"question": QUESTION}
     if stage == "rationale":
