@@ -51,6 +51,7 @@ class Gate:
 
 
 GATE = Gate()
+MODEL_SECONDS = float(os.environ.get("COE_TEST_MODEL_SECONDS", "0"))
 
 
 class StubReader:
@@ -65,7 +66,7 @@ class StubReader:
 def reply(request):
     stage = task_of(request)
     GATE.wait(stage)
-    time.sleep(float(os.environ.get("COE_TEST_MODEL_SECONDS", "0")))
+    time.sleep(MODEL_SECONDS)
     if stage == "question":
         return {"question": QUESTION}
     if stage == "rationale":
